@@ -1,0 +1,233 @@
+"""Configuration: YAML files validated by pydantic models.
+
+The real configuration lives in ``configs/ratchet.yaml``. Tests and the demo
+load that same file plus a small override file (fewer epochs, fewer trials),
+merged key by key, so a test never runs on a config nobody ships.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --------------------------------------------------------------------- schema
+DType = Literal["float", "int", "category", "bool"]
+
+
+class ColumnSpec(_Strict):
+    """One feature column of the user's tabular data."""
+
+    name: str
+    dtype: DType
+    min: float | None = None
+    max: float | None = None
+    categories: list[str] | None = None
+    max_null_share: float = Field(0.0, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _check(self) -> ColumnSpec:
+        if self.dtype == "category" and not self.categories:
+            raise ValueError(f"column {self.name!r}: a category column needs 'categories'")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"column {self.name!r}: min {self.min} > max {self.max}")
+        return self
+
+
+class TargetSpec(_Strict):
+    name: str
+    classes: list[str | int]
+
+    @field_validator("classes")
+    @classmethod
+    def _two_classes(cls, v: list) -> list:
+        if len(v) < 2:
+            raise ValueError("target needs at least two classes")
+        return v
+
+
+class Schema(_Strict):
+    """What a batch must look like to reach main. Inferred by ``ratchet init
+    --schema-from`` and reviewed by a person; nothing in the code names columns."""
+
+    columns: list[ColumnSpec]
+    target: TargetSpec
+    min_rows: int = Field(1, ge=1)
+    max_duplicate_share: float = Field(0.05, ge=0.0, le=1.0)
+    allow_extra_columns: bool = False
+    max_file_mb: float = Field(256.0, gt=0)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Schema:
+        names = [c.name for c in self.columns]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"duplicate column names in schema: {sorted(dup)}")
+        if self.target.name in names:
+            raise ValueError(f"target {self.target.name!r} must not also be a feature column")
+        return self
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def column(self, name: str) -> ColumnSpec:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+
+def load_schema(path: Path) -> Schema:
+    if not Path(path).exists():
+        raise FileNotFoundError(
+            f"no schema at {path}: run `ratchet init --schema-from FILE --target COLUMN` first"
+        )
+    return Schema.model_validate(yaml.safe_load(Path(path).read_text()))
+
+
+def dump_schema(schema: Schema, path: Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(yaml.safe_dump(schema.model_dump(mode="json"), sort_keys=False))
+
+
+# --------------------------------------------------------------------- stages
+class DataConfig(_Strict):
+    backend: Literal["embedded", "lakefs"] = "embedded"
+    repository: str = "ratchet"
+    main_branch: str = "main"
+    batch_prefix: str = "batches/"
+    drift_gate: bool = False  # reject a batch whose drift against main exceeds the threshold
+
+
+class SearchParam(_Strict):
+    type: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: list[Any] | None = None
+
+
+class TrainConfig(_Strict):
+    model_class: str = "ratchet.model.module.TabularMLP"
+    model_args: dict[str, Any] = Field(default_factory=dict)
+    max_epochs: int = Field(20, ge=1)
+    batch_size: int = Field(256, ge=1)
+    learning_rate: float = 1e-3
+    accelerator: str = "cpu"
+    devices: int | str = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    num_nodes: int = 1
+    early_stopping_patience: int = 3
+    seed: int = 7
+    val_fraction: float = Field(0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(0.2, gt=0, lt=0.5)
+    window_batches: int | None = Field(
+        None, ge=1, description="train on the last K batches of the data commit; None: all"
+    )
+
+
+class TuneConfig(_Strict):
+    trials: int = Field(8, ge=1)
+    pruning: bool = True
+    timeout_s: float | None = None
+    search_space: dict[str, SearchParam] = Field(default_factory=dict)
+
+
+class GateConfig(_Strict):
+    metric: Literal["accuracy", "f1", "roc_auc", "log_loss"] = "accuracy"
+    test: Literal["mcnemar", "bootstrap"] = "mcnemar"
+    alpha: float = Field(0.05, gt=0, lt=0.5)
+    min_effect: float = Field(0.0, ge=0.0)
+    floor: float = 0.6  # absolute minimum of the metric for any champion (a maximum for log_loss)
+    max_latency_ratio: float | None = Field(None, gt=0)  # challenger/champion batch latency
+    max_size_bytes: int | None = Field(None, gt=0)
+    bootstrap_samples: int = Field(2000, ge=100)
+    seed: int = 0
+
+
+class ServingConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = 8765
+    max_rows: int = Field(1000, ge=1)
+    max_body_bytes: int = Field(2_000_000, ge=1)
+    profile_batch_rows: int = Field(500, ge=1)
+    profile_flush_s: float = 5.0
+
+
+class DriftConfig(_Strict):
+    p_value: float = 0.01  # a feature drifts when its test's p-value is below this
+    min_drifted_share: float = 0.2  # drift is detected when this share of features drift
+
+
+class DemoConfig(_Strict):
+    clean_batches: int = 4
+    drift_batches: int = 4
+    rows_per_batch: int = 1500
+    requests: int = 200
+    seed: int = 11
+
+
+class RatchetConfig(_Strict):
+    model_name: str = "ratchet-classifier"
+    experiment: str = "ratchet"
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    tune: TuneConfig = TuneConfig()
+    gate: GateConfig = GateConfig()
+    serving: ServingConfig = ServingConfig()
+    drift: DriftConfig = DriftConfig()
+    demo: DemoConfig = DemoConfig()
+
+    def digest(self) -> str:
+        """Stable hash of everything that shapes a model, tagged on each version."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------- loading
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def default_config_files() -> list[Path]:
+    """``RATCHET_CONFIG`` (paths joined by ``os.pathsep``), else ``configs/ratchet.yaml``."""
+    env = os.environ.get("RATCHET_CONFIG")
+    if env:
+        return [Path(p) for p in env.split(os.pathsep) if p]
+    return [Path("configs/ratchet.yaml")]
+
+
+def load_config(
+    files: list[Path] | None = None, overrides: dict[str, Any] | None = None
+) -> RatchetConfig:
+    """Load and merge YAML files in order, then ``overrides``; validate the result."""
+    merged: dict[str, Any] = {}
+    for f in files if files is not None else default_config_files():
+        f = Path(f)
+        if not f.exists():
+            raise FileNotFoundError(f"config file not found: {f}")
+        data = yaml.safe_load(f.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"config file {f} must hold a mapping at the top level")
+        merged = _deep_merge(merged, data)
+    if overrides:
+        merged = _deep_merge(merged, overrides)
+    return RatchetConfig.model_validate(merged)

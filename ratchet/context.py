@@ -1,0 +1,55 @@
+"""Everything a stage needs, built from settings and config, created lazily.
+
+No client is created at import time; ``load_context`` is called inside flows,
+the CLI and tests, which can point it at a temporary home.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from ratchet.config import RatchetConfig, Schema, load_config, load_schema
+from ratchet.settings import Settings
+
+
+@dataclass
+class Context:
+    settings: Settings
+    cfg: RatchetConfig
+
+    @cached_property
+    def repo(self):
+        from ratchet.data import open_repository
+
+        return open_repository(self.settings, self.cfg.data)
+
+    @cached_property
+    def registry(self):
+        from ratchet.registry import Registry
+
+        reg = Registry(self.settings, self.cfg.model_name, self.cfg.experiment)
+        reg.activate()
+        return reg
+
+    @cached_property
+    def ledger(self):
+        from ratchet.ledger import Ledger
+
+        return Ledger(self.settings.ledger)
+
+    @property
+    def schema(self) -> Schema:
+        return load_schema(self.settings.schema_path)
+
+
+def load_context(
+    config_files: list[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    home: str | None = None,
+) -> Context:
+    settings = Settings(home=Path(home)) if home else Settings()
+    cfg = load_config([Path(f) for f in config_files] if config_files else None, overrides)
+    return Context(settings.ensure(), cfg)
