@@ -1,0 +1,158 @@
+"""Training as the tasks see it: tune on a data commit, then register the best model.
+
+Two steps so the orchestrator can retry them apart: a failed registration
+does not re-run the search, and a model is never registered twice (the
+version is looked up by its run id first).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import mlflow
+import numpy as np
+
+from ratchet.config import RatchetConfig, Schema
+from ratchet.dataset import TrainingData
+from ratchet.gate import metric_value
+from ratchet.model.preprocess import encode_target
+from ratchet.model.train import Predictor
+from ratchet.model.tune import tune
+from ratchet.registry import Registry, code_version
+from ratchet.settings import Settings
+
+
+@dataclass
+class TrainedModel:
+    run_id: str
+    predictor: Predictor
+    data_commit: str
+    batches: list[str]
+    window_batches: int
+    config_hash: str
+    study_name: str
+    best_trial: int
+    best_params: dict[str, Any]
+    metrics: dict[str, float]
+    history: list[dict[str, float]] = field(default_factory=list)
+    n_trials: int = 0
+    n_pruned: int = 0
+
+
+def study_name_for(data: TrainingData, cfg: RatchetConfig) -> str:
+    key = json.dumps([data.data_commit, data.batches, cfg.digest(), code_version()])
+    return f"ratchet-{data.data_commit[:10]}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
+def test_metrics(predictor: Predictor, data: TrainingData, schema: Schema) -> dict[str, float]:
+    y = encode_target(data.test[schema.target.name], schema.target.classes)
+    proba = predictor.predict_proba(data.test)
+    classes = list(schema.target.classes)
+    return {
+        f"test_{m}": float(metric_value(m, y, proba, classes)) for m in ("accuracy", "f1", "log_loss")
+    } | {"test_rows": float(len(y)), "test_positive_share": float(np.mean(y == len(classes) - 1))}
+
+
+def tune_on_commit(
+    data: TrainingData,
+    schema: Schema,
+    cfg: RatchetConfig,
+    settings: Settings,
+    registry: Registry,
+    *,
+    trials: int | None = None,
+    trigger: str = "manual",
+    progress: bool = True,
+) -> TrainedModel:
+    """Search hyperparameters on ``data``; the parent MLflow run holds the lineage."""
+    registry.activate()
+    study = study_name_for(data, cfg)
+    with mlflow.start_run(run_name=f"train-{data.data_commit[:10]}") as run:
+        lineage = {
+            "data_commit": data.data_commit,
+            "data_window": data.window,
+            "window_batches": len(data.batches),
+            "config_hash": cfg.digest(),
+            "code_version": code_version(),
+            "optuna_study": study,
+            "trigger": trigger,
+        }
+        mlflow.set_tags(lineage)
+        mlflow.log_params({"trials": trials or cfg.tune.trials, "rows_train": len(data.train)})
+        mlflow.log_dict(cfg.model_dump(mode="json"), "config.json")
+        mlflow.log_dict({"batches": data.batches}, "data_batches.json")
+        result = tune(
+            data.train, data.val, schema, cfg, storage=settings.optuna_url, study_name=study,
+            trials=trials, progress=progress,
+        )
+        metrics = {f"best_{k}": v for k, v in result.best.metrics.items()}
+        metrics |= test_metrics(result.best.predictor, data, schema)
+        mlflow.log_params({f"best_{k}": v for k, v in result.best_params.items()})
+        mlflow.log_metrics(metrics | {"trials_pruned": result.n_pruned})
+        for row in result.best.history:
+            mlflow.log_metrics({f"best_{k}": v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
+        _log_curve(result.best.history)
+    return TrainedModel(
+        run_id=run.info.run_id,
+        predictor=result.best.predictor,
+        data_commit=data.data_commit,
+        batches=data.batches,
+        window_batches=len(data.batches),
+        config_hash=cfg.digest(),
+        study_name=study,
+        best_trial=result.best_trial,
+        best_params=result.best_params,
+        metrics=metrics,
+        history=result.best.history,
+        n_trials=result.n_trials,
+        n_pruned=result.n_pruned,
+    )
+
+
+def register_trained(trained: TrainedModel, registry: Registry, example) -> str:
+    """Register the model of ``trained.run_id`` once; alias it ``challenger``."""
+    existing = registry.find_version(run_id=trained.run_id)
+    if existing is None:
+        registry.activate()
+        with mlflow.start_run(run_id=trained.run_id):
+            uri = registry.log_predictor(trained.predictor, example)
+        existing = registry.register(
+            uri,
+            tags={
+                "run_id": trained.run_id,
+                "data_commit": trained.data_commit,
+                "window_batches": str(trained.window_batches),
+                "code_version": code_version(),
+                "config_hash": trained.config_hash,
+                "optuna_study": trained.study_name,
+                "optuna_trial": str(trained.best_trial),
+                "test_accuracy": f"{trained.metrics.get('test_accuracy', float('nan')):.4f}",
+            },
+        )
+    registry.set_alias("challenger", existing)
+    return existing
+
+
+def _log_curve(history: list[dict[str, float]]) -> None:
+    """The best trial's training curve as a PNG in the run."""
+    if not history:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    epochs = [r["epoch"] for r in history]
+    for key in ("train_loss", "val_loss", "val_acc"):
+        if key in history[0]:
+            ax.plot(epochs, [r.get(key) for r in history], marker="o", label=key)
+    ax.set_xlabel("epoch")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    mlflow.log_figure(fig, "training_curve.png")
+    plt.close(fig)
