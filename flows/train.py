@@ -1,0 +1,37 @@
+"""Train and tune on a data commit; register the best model as ``challenger``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from ratchet.context import load_context
+from tasks.training import load_training_data, publish_training_summary, register_model, tune_model
+
+
+@flow(name="train", log_prints=True)
+def train_flow(
+    ref: str | None = None,
+    trials: int | None = None,
+    window_batches: int | None = None,
+    trigger: str = "manual",
+    config_files: list[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    home: str | None = None,
+) -> dict[str, Any]:
+    ctx = load_context(config_files, overrides, home)
+    data = load_training_data(ctx, ref or ctx.cfg.data.main_branch, window_batches)
+    trained = tune_model(ctx, data, trials, trigger)
+    version = register_model(ctx, trained, data)
+    publish_training_summary(ctx, trained, version)
+    print(f"registered {ctx.cfg.model_name} v{version} (challenger), test accuracy {trained.metrics['test_accuracy']:.4f}")
+    return {
+        "model_version": version,
+        "data_commit": trained.data_commit,
+        "window_batches": trained.window_batches,
+        "run_id": trained.run_id,
+        "study": trained.study_name,
+        "best_params": trained.best_params,
+        "metrics": trained.metrics,
+    }

@@ -1,0 +1,55 @@
+"""Data stage: write-audit-publish of one batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
+
+from ratchet import ingest
+from ratchet.context import Context
+
+
+@task(cache_policy=NO_CACHE, timeout_seconds=600)
+def audit_batch(ctx: Context, path: str) -> ingest.AuditedBatch:
+    """Read, type, check and profile the batch (nothing is written yet)."""
+    return ingest.audit_batch(Path(path), ctx.schema)
+
+
+@task(cache_policy=NO_CACHE)
+def measure_batch_drift(ctx: Context, audited: ingest.AuditedBatch) -> dict | None:
+    ingest.measure_drift(ctx.repo, audited, ctx.cfg.data, ctx.cfg.drift, ctx.schema)
+    return audited.drift
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
+def stage_batch(ctx: Context, audited: ingest.AuditedBatch, path: str) -> str:
+    """Create the ingest branch and write batch, profile and report to it."""
+    return ingest.stage_batch(ctx.repo, audited, Path(path), ctx.cfg.data)
+
+
+@task(cache_policy=NO_CACHE)
+def commit_batch(ctx: Context, branch: str, audited: ingest.AuditedBatch) -> str:
+    return ingest.commit_batch(ctx.repo, branch, audited)
+
+
+@task(cache_policy=NO_CACHE)
+def publish_batch(ctx: Context, branch: str, audited: ingest.AuditedBatch) -> str:
+    return ingest.publish_batch(ctx.repo, branch, audited, ctx.cfg.data)
+
+
+@task(cache_policy=NO_CACHE)
+def emit_data_event(ctx: Context, name: str, branch: str, commit: str, payload: dict) -> None:
+    """``ratchet.data.published`` / ``ratchet.data.rejected`` for automations."""
+    emit_event(
+        event=f"ratchet.data.{name}",
+        resource={
+            "prefect.resource.id": f"ratchet.data.{ctx.cfg.data.repository}",
+            "ratchet.repository": ctx.cfg.data.repository,
+            "ratchet.branch": branch,
+            "ratchet.commit": commit,
+        },
+        payload=payload,
+    )

@@ -1,0 +1,29 @@
+"""Serving stage: run the inference service, send it traffic."""
+
+from __future__ import annotations
+
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from ratchet.context import Context
+from ratchet.registry import RegistryProvider
+from ratchet.serving.app import create_app
+from ratchet.traffic import BackgroundServer, send_traffic
+
+
+@task(cache_policy=NO_CACHE, retries=1)
+def start_service(ctx: Context) -> BackgroundServer:
+    app = create_app(RegistryProvider(ctx.registry), ctx.cfg.serving, ctx.settings.serving_dir)
+    return BackgroundServer(app, host=ctx.cfg.serving.host).start()
+
+
+@task(cache_policy=NO_CACHE)
+def send_requests(ctx: Context, server: BackgroundServer, frame: pd.DataFrame) -> dict:
+    """Single-row requests with their true labels posted back as feedback."""
+    return send_traffic(server.url, frame, ctx.schema.target.name).to_dict()
+
+
+@task(cache_policy=NO_CACHE)
+def stop_service(server: BackgroundServer) -> None:
+    server.stop()

@@ -1,0 +1,45 @@
+"""Shared fixtures: a temporary home per test, the real configs plus the test override."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_FILES = [str(ROOT / "configs" / "ratchet.yaml"), str(ROOT / "configs" / "test.yaml")]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Prefect reads its settings on import: keep its files out of the user's ~/.prefect.
+    os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="ratchet-prefect-"))
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ["RATCHET_CONFIG"] = os.pathsep.join(CONFIG_FILES)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    h = tmp_path / "home"
+    monkeypatch.setenv("RATCHET_HOME", str(h))
+    return h
+
+
+@pytest.fixture
+def ctx(home: Path):
+    from ratchet.context import load_context
+
+    return load_context(CONFIG_FILES, home=str(home))
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory: pytest.TempPathFactory):
+    """Small synthetic batches (clean, then drifted) written as CSV, plus held-out frames."""
+    from ratchet.config import load_config
+    from ratchet.demo import make_demo_data
+
+    cfg = load_config([Path(f) for f in CONFIG_FILES])
+    return make_demo_data(cfg.demo, tmp_path_factory.mktemp("incoming"))

@@ -1,0 +1,28 @@
+"""Flow tests run under Prefect's test harness: a real, temporary Prefect server."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    # the first start migrates a fresh SQLite database: give it time on a slow machine
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def cli():
+    from typer.testing import CliRunner
+
+    from ratchet.cli import app
+
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(app, list(args), catch_exceptions=False)
+
+    return invoke
