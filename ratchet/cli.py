@@ -216,6 +216,7 @@ def serve(
     application = create_app(
         RegistryProvider(ctx.registry), ctx.cfg.serving, ctx.settings.serving_dir,
         admin_token=os.environ.get("RATCHET_ADMIN_TOKEN"), api_key=os.environ.get("RATCHET_API_KEY"),
+        profile_window_s=ctx.cfg.serving.profile_window_s,
     )
     uvicorn.run(application, host=host or ctx.cfg.serving.host, port=port or ctx.cfg.serving.port)
 

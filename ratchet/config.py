@@ -164,6 +164,7 @@ class ServingConfig(_Strict):
     max_body_bytes: int = Field(2_000_000, ge=1)
     profile_batch_rows: int = Field(500, ge=1)
     profile_flush_s: float = 5.0
+    profile_window_s: float = Field(60.0, gt=0)  # live profiles roll per window of this length
 
 
 class DriftConfig(_Strict):

@@ -14,14 +14,20 @@ from ratchet.traffic import BackgroundServer, send_traffic
 
 @task(cache_policy=NO_CACHE, retries=1)
 def start_service(ctx: Context) -> BackgroundServer:
-    app = create_app(RegistryProvider(ctx.registry), ctx.cfg.serving, ctx.settings.serving_dir)
+    app = create_app(
+        RegistryProvider(ctx.registry), ctx.cfg.serving, ctx.settings.serving_dir,
+        profile_window_s=ctx.cfg.serving.profile_window_s,
+    )
     return BackgroundServer(app, host=ctx.cfg.serving.host).start()
 
 
 @task(cache_policy=NO_CACHE)
 def send_requests(ctx: Context, server: BackgroundServer, frame: pd.DataFrame) -> dict:
-    """Single-row requests with their true labels posted back as feedback."""
-    return send_traffic(server.url, frame, ctx.schema.target.name).to_dict()
+    """Single-row requests with their true labels posted back as feedback; then the
+    service's pending live profiles are written, so monitoring sees this traffic."""
+    stats = send_traffic(server.url, frame, ctx.schema.target.name).to_dict()
+    server.app.state.ratchet.flush()
+    return stats
 
 
 @task(cache_policy=NO_CACHE)

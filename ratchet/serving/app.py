@@ -1,0 +1,436 @@
+"""The FastAPI app: ``create_app(provider, cfg, state_dir)``.
+
+Routes
+------
+``POST /predict``      ``{"rows": [{col: value, ...}, ...], "entity_key": "optional"}`` or
+                       ``{"row": {col: value, ...}, "entity_key": "optional"}`` (same response
+                       shape either way). Needs ``X-API-Key`` when ``api_key`` is set. Answer:
+                       ``{"predictions": [label, ...], "probabilities": [[p, ...], ...],
+                       "classes": [...], "model_version": "3", "alias": "champion"|"challenger",
+                       "request_id": "..."}`` with headers ``X-Request-ID`` (the caller's, echoed,
+                       when it sent a sane one) and ``X-Model-Version``. Client errors: 400 (not
+                       JSON), 401/403 (API key), 413 (body > max_body_bytes or rows > max_rows),
+                       415 (not ``application/json``), 422 (schema: ``errors`` lists row and field);
+                       503 while no champion is loaded.
+``POST /feedback``     ``{"request_id": "...", "label": x}`` (row 0, or ``"row": i``) or
+                       ``{"request_id": "...", "labels": [x, ...]}`` (one per row). API key as /predict.
+``GET  /health``       always 200 while the process lives; ``ready``, versions, traffic.
+``GET  /ready``        200 once a champion is loaded, else 503.
+``GET  /metrics``      Prometheus text (this app's own registry).
+``GET  /stats``        JSON per model version: requests, errors, rows, feedback, live accuracy,
+                       p50/p99 latency (ms, over the last 4096 requests).
+``POST /admin/reload`` re-read traffic.json, reload models whose alias moved (``?force=true``:
+                       reload both). 502 when the provider failed (old models keep serving).
+``PUT  /admin/traffic`` ``{"challenger_share": 0.3, "shadow": false}`` (``shadow`` optional:
+                       unchanged); written atomically to ``state_dir/traffic.json``.
+Admin routes need ``Authorization: Bearer <admin_token>`` when a token is set: 401 without
+one, 403 with a wrong one.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+import time
+import uuid
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers, MutableHeaders
+
+from ratchet.config import ServingConfig
+from ratchet.serving.model_api import ModelProvider
+from ratchet.serving.routing import Traffic, selects_challenger
+from ratchet.serving.state import ServingRuntime, Slot, Snapshot
+from ratchet.serving.validation import (
+    PredictRequest,
+    RequestError,
+    ValidatedBatch,
+    json_type,
+    parse_json,
+    parse_predict_body,
+)
+
+log = logging.getLogger(__name__)
+
+_REQUEST_ID_RE = re.compile(r"^[\x21-\x7e]{1,128}$")  # printable ASCII, no spaces
+ADMIN_BODY_LIMIT = 64 * 1024
+
+
+class ModelFailure(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- middleware
+class _ObserveMiddleware:
+    """Request id on every response; request count/latency/errors per route and version;
+    any unhandled exception becomes a JSON 500 (the service keeps serving)."""
+
+    def __init__(self, app, runtime: ServingRuntime):
+        self.app = app
+        self.runtime = runtime
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        sent = Headers(scope=scope).get("x-request-id")
+        rid = sent if sent is not None and _REQUEST_ID_RE.match(sent) else uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"] = rid
+        status = [500, False]
+
+        async def send_wrapper(message):
+            if message["type"] == "http.response.start":
+                status[0], status[1] = message["status"], True
+                headers = MutableHeaders(scope=message)
+                if "x-request-id" not in headers:
+                    headers["X-Request-ID"] = rid
+            await send(message)
+
+        t0 = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if not status[1]:
+                resp = JSONResponse(
+                    {"detail": "internal error", "request_id": rid},
+                    status_code=500,
+                    headers={"X-Request-ID": rid},
+                )
+                await resp(scope, receive, send)
+            status[0] = 500
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "other"
+            self.runtime.metrics.observe_request(
+                path, scope.get("method", ""), status[0], state.get("model_version"), time.perf_counter() - t0
+            )
+
+
+# ---------------------------------------------------------------- helpers
+async def _read_json(request: Request, limit: int) -> object:
+    ctype = request.headers.get("content-type", "")
+    media = ctype.split(";", 1)[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise RequestError(415, f"Content-Type must be application/json, got {ctype or 'none'!r}")
+    length = request.headers.get("content-length")
+    if length is not None:
+        try:
+            declared = int(length)
+        except ValueError:
+            raise RequestError(400, f"bad Content-Length {length!r}") from None
+        if declared > limit:
+            raise RequestError(413, f"body of {declared} bytes is over the limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(413, f"body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return parse_json(b"".join(chunks))
+
+
+def _check_secret(given: str | None, expected: str, what: str) -> None:
+    if not given:
+        raise RequestError(401, f"missing {what}")
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise RequestError(403, f"wrong {what}")
+
+
+def _run_model(slot: Slot, frame) -> tuple[list, np.ndarray]:
+    """predict_proba with its output checked: (labels, probabilities). ModelFailure on anything odd."""
+    try:
+        proba = np.asarray(slot.model.predict_proba(frame), dtype=float)
+    except Exception as e:
+        raise ModelFailure(f"version {slot.version}: predict_proba failed: {type(e).__name__}: {e}") from e
+    if proba.shape != (len(frame), len(slot.classes)):
+        raise ModelFailure(
+            f"version {slot.version}: predict_proba gave shape {proba.shape}, "
+            f"expected {(len(frame), len(slot.classes))}"
+        )
+    if not np.isfinite(proba).all():
+        raise ModelFailure(f"version {slot.version}: predict_proba gave non-finite probabilities")
+    idx = proba.argmax(axis=1)
+    return [slot.classes[i] for i in idx], proba
+
+
+def _traffic_json(snap: Snapshot) -> dict:
+    return snap.traffic.to_dict()
+
+
+# ---------------------------------------------------------------- app
+def create_app(
+    provider: ModelProvider,
+    cfg: ServingConfig,
+    state_dir: Path,
+    *,
+    admin_token: str | None = None,
+    api_key: str | None = None,
+    watch_interval_s: float | None = 1.0,
+    profile_window_s: float | None = None,
+    feedback_capacity: int = 100_000,
+) -> FastAPI:
+    """Build the serving app. ``profile_window_s`` defaults to ``cfg.profile_window_s``.
+
+    Nothing is loaded here: models load in the lifespan (or on
+    the first request when the app runs without one). ``app.state.ratchet`` is the
+    :class:`ServingRuntime` (``flush()``, ``reload()``, ``snapshot``, ``metrics``)."""
+    rt = ServingRuntime(
+        provider,
+        cfg,
+        Path(state_dir),
+        watch_interval_s=watch_interval_s,
+        profile_window_s=profile_window_s or getattr(cfg, "profile_window_s", 3600.0),
+        feedback_capacity=feedback_capacity,
+    )
+    if not admin_token:
+        log.warning("no admin token: /admin routes are open to anyone who can reach the server")
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        await run_in_threadpool(rt.ensure_started)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(rt.stop)
+
+    app = FastAPI(title="ratchet serving", lifespan=lifespan)
+    app.state.ratchet = rt
+    app.add_middleware(_ObserveMiddleware, runtime=rt)
+
+    @app.exception_handler(RequestError)
+    async def _client_error(request: Request, exc: RequestError):
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(ModelFailure)
+    async def _model_error(request: Request, exc: ModelFailure):
+        return JSONResponse(
+            {"detail": "the model failed on this input", "request_id": request.state.request_id},
+            status_code=500,
+        )
+
+    async def started() -> None:
+        if not rt.is_started:
+            await run_in_threadpool(rt.ensure_started)
+
+    def require_admin(request: Request) -> None:
+        if not admin_token:
+            return
+        auth = request.headers.get("authorization")
+        if not auth:
+            raise RequestError(401, "missing Authorization: Bearer <admin token>")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer":
+            raise RequestError(401, "Authorization must use the Bearer scheme")
+        _check_secret(token.strip(), admin_token, "admin token")
+
+    def require_api_key(request: Request) -> None:
+        if api_key:
+            _check_secret(request.headers.get("x-api-key"), api_key, "API key (X-API-Key header)")
+
+    # ------------------------------------------------------------ predict
+    def shadow_predict(champion_version: str, slot: Slot, rows: list, rid: str, served: list) -> None:
+        m = rt.metrics
+        try:
+            batch = slot.validator.validate(rows)
+        except RequestError:
+            m.shadow_dropped.labels("schema").inc()
+            return
+        try:
+            labels, proba = _run_model(slot, batch.frame)
+        except ModelFailure as e:
+            log.warning("shadow %s", e)
+            m.observe_model_error(slot.version, "shadow")
+            m.shadow_dropped.labels("model_error").inc()
+            return
+        _count_inputs(slot.version, batch)
+        m.observe_predictions(slot.version, "shadow", labels, shadow=True)
+        agree = sum(a == b for a, b in zip(labels, served, strict=True))
+        if agree:
+            m.shadow_comparisons.labels(champion_version, slot.version, "agree").inc(agree)
+        if agree < len(labels):
+            m.shadow_comparisons.labels(champion_version, slot.version, "disagree").inc(len(labels) - agree)
+        rt.profiler.record(slot.version, batch.frame, labels, proba.max(axis=1))
+        rt.feedback.record_shadow(rid, slot.version, labels)
+
+    def _count_inputs(version: str, batch: ValidatedBatch) -> None:
+        for col, n in batch.unseen_categories.items():
+            rt.metrics.unseen_categories.labels(version, col).inc(n)
+        for col, n in batch.out_of_range.items():
+            rt.metrics.out_of_range.labels(version, col).inc(n)
+
+    def predict_sync(req: PredictRequest, state: dict) -> JSONResponse:
+        rid = state["request_id"]
+        snap = rt.snapshot  # read once: a reload swapping models does not touch this request
+        if snap.champion is None:
+            raise RequestError(503, "no champion model is loaded yet")
+        chosen = snap.challenger is not None and selects_challenger(
+            snap.traffic.challenger_share, req.entity_key
+        )
+        canary = chosen and not snap.traffic.shadow
+        slot, alias = (snap.challenger, "challenger") if canary else (snap.champion, "champion")
+        state["model_version"] = slot.version
+        try:
+            batch = slot.validator.validate(req.rows)
+            labels, proba = _run_model(slot, batch.frame)
+        except (RequestError, ModelFailure) as e:
+            if not canary:
+                if isinstance(e, ModelFailure):
+                    log.error("%s", e)
+                    rt.metrics.observe_model_error(slot.version, alias)
+                raise
+            # the canary must never fail a request the champion would serve
+            if isinstance(e, ModelFailure):
+                log.warning("challenger %s; serving the champion", e)
+                rt.metrics.observe_model_error(slot.version, alias)
+            challenger_version = slot.version
+            slot, alias = snap.champion, "champion"
+            state["model_version"] = slot.version
+            batch = slot.validator.validate(req.rows)  # a bad request is the champion's 422
+            reason = "schema" if isinstance(e, RequestError) else "model_error"
+            rt.metrics.fallbacks.labels(challenger_version, reason).inc()
+            try:
+                labels, proba = _run_model(slot, batch.frame)
+            except ModelFailure as e2:
+                log.error("%s", e2)
+                rt.metrics.observe_model_error(slot.version, alias)
+                raise
+        _count_inputs(slot.version, batch)
+        rt.metrics.observe_predictions(slot.version, alias, labels)
+        rt.profiler.record(slot.version, batch.frame, labels, proba.max(axis=1))
+        rt.feedback.record(rid, slot.version, labels, slot.classes)
+        if chosen and snap.traffic.shadow:
+            if not rt.submit_shadow(shadow_predict, slot.version, snap.challenger, req.rows, rid, labels):
+                rt.metrics.shadow_dropped.labels("queue_full").inc()
+        body = {
+            "predictions": labels,
+            "probabilities": proba.tolist(),
+            "classes": list(slot.classes),
+            "model_version": slot.version,
+            "alias": alias,
+            "request_id": rid,
+        }
+        return JSONResponse(body, headers={"X-Model-Version": slot.version, "X-Model-Alias": alias})
+
+    @app.post("/predict")
+    async def predict(request: Request):
+        require_api_key(request)
+        await started()
+        obj = await _read_json(request, cfg.max_body_bytes)
+        req = parse_predict_body(obj, cfg.max_rows)
+        return await run_in_threadpool(predict_sync, req, request.scope["state"])
+
+    # ------------------------------------------------------------ feedback
+    @app.post("/feedback")
+    async def feedback(request: Request):
+        require_api_key(request)
+        obj = await _read_json(request, cfg.max_body_bytes)
+        if not isinstance(obj, dict):
+            raise RequestError(422, f"body must be a JSON object, got {json_type(obj)}")
+        unknown = sorted(set(obj) - {"request_id", "label", "labels", "row"})
+        if unknown:
+            raise RequestError(422, f"unknown field(s) {unknown}: expected request_id and label (or labels)")
+        rid = obj.get("request_id")
+        if not isinstance(rid, str) or not rid:
+            raise RequestError(422, f"field 'request_id' must be a non-empty string, got {json_type(rid)}")
+        if ("label" in obj) == ("labels" in obj):
+            raise RequestError(
+                422, "give exactly one of 'label' (with optional 'row') or 'labels' (one per row)"
+            )
+        if "label" in obj:
+            row = obj.get("row", 0)
+            if isinstance(row, bool) or not isinstance(row, int):
+                raise RequestError(422, f"field 'row' must be an integer, got {json_type(row)}")
+            labels = {row: obj["label"]}
+        else:
+            if "row" in obj:
+                raise RequestError(422, "'row' goes with 'label', not with 'labels'")
+            if not isinstance(obj["labels"], list) or not obj["labels"]:
+                raise RequestError(422, "field 'labels' must be a non-empty array")
+            labels = dict(enumerate(obj["labels"]))
+        outcomes = rt.feedback.resolve(rid, labels)
+        per_version: dict[str, dict] = {}
+        for version, correct in outcomes:
+            rt.metrics.observe_feedback(version, correct)
+            d = per_version.setdefault(version, {"correct": 0, "total": 0})
+            d["correct"] += bool(correct)
+            d["total"] += 1
+        return {"request_id": rid, "rows": len(labels), "versions": per_version}
+
+    # ------------------------------------------------------------ health & metrics
+    @app.get("/health")
+    async def health():
+        await started()
+        snap = rt.snapshot
+        return {
+            "status": "ok",
+            "ready": snap.ready,
+            **snap.versions(),
+            "traffic": _traffic_json(snap),
+            "last_error": rt.last_error,
+        }
+
+    @app.get("/ready")
+    async def ready():
+        await started()
+        snap = rt.snapshot
+        body = {"ready": snap.ready, **snap.versions()}
+        return JSONResponse(body, status_code=200 if snap.ready else 503)
+
+    @app.get("/metrics")
+    async def metrics():
+        return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/stats")
+    async def stats():
+        snap = rt.snapshot
+        return {
+            **snap.versions(),
+            "traffic": _traffic_json(snap),
+            **rt.metrics.stats(),
+            "profile_pending_rows": rt.profiler.pending_rows,
+            "feedback_tracked": len(rt.feedback),
+        }
+
+    # ------------------------------------------------------------ admin
+    @app.post("/admin/reload")
+    async def admin_reload(request: Request, force: bool = False):
+        require_admin(request)
+        try:
+            result = await run_in_threadpool(rt.reload, force)
+        except Exception as e:
+            log.exception("reload failed")
+            return JSONResponse({"detail": f"reload failed: {type(e).__name__}: {e}"}, status_code=502)
+        snap = rt.snapshot
+        body = {
+            "changed": result.changed,
+            "errors": result.errors,
+            **snap.versions(),
+            "traffic": _traffic_json(snap),
+        }
+        return JSONResponse(body, status_code=200 if result.ok else 502)
+
+    @app.put("/admin/traffic")
+    async def admin_traffic(request: Request):
+        require_admin(request)
+        obj = await _read_json(request, ADMIN_BODY_LIMIT)
+        if not isinstance(obj, dict) or "challenger_share" not in obj:
+            raise RequestError(422, 'body must be {"challenger_share": <0..1>, "shadow": <bool, optional>}')
+        merged = {"shadow": rt.snapshot.traffic.shadow, **obj}
+        try:
+            traffic = Traffic.from_dict(merged)
+        except ValueError as e:
+            raise RequestError(422, str(e)) from None
+        await run_in_threadpool(rt.set_traffic, traffic)
+        snap = rt.snapshot
+        return {"traffic": _traffic_json(snap), **snap.versions()}
+
+    return app

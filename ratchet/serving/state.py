@@ -1,0 +1,297 @@
+"""What the server is serving right now, and how that changes at run time.
+
+A :class:`Snapshot` (champion, challenger, traffic) is immutable; a request reads
+``runtime.snapshot`` once and uses that object to the end, so a reload, which
+loads new models completely and then replaces the reference in one assignment,
+never disturbs a request in flight.
+
+Reloads happen on ``POST /admin/reload``, ``PUT /admin/traffic``, and from a
+watcher thread that polls ``provider.versions()`` and the traffic file's
+mtime every ``watch_interval_s`` (a rollback by another process is picked up
+without a restart).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ratchet.config import ServingConfig
+from ratchet.serving.feedback import FeedbackStore
+from ratchet.serving.metrics import ServingMetrics
+from ratchet.serving.model_api import ALIASES, LoadedModel, ModelProvider
+from ratchet.serving.profiler import LiveProfiler
+from ratchet.serving.routing import TRAFFIC_FILE, Traffic, read_traffic, write_traffic
+from ratchet.serving.validation import RowValidator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A loaded model with its validator (built once, at load)."""
+
+    model: LoadedModel
+    validator: RowValidator
+    version: str
+    classes: tuple
+
+    @classmethod
+    def of(cls, model: LoadedModel) -> Slot:
+        classes = tuple(c.item() if isinstance(c, np.generic) else c for c in model.classes)
+        return cls(
+            model=model, validator=RowValidator(model.schema), version=str(model.version), classes=classes
+        )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    champion: Slot | None = None
+    challenger: Slot | None = None
+    traffic: Traffic = field(default_factory=Traffic)
+
+    @property
+    def ready(self) -> bool:
+        return self.champion is not None
+
+    def versions(self) -> dict[str, str | None]:
+        return {
+            "champion": self.champion.version if self.champion else None,
+            "challenger": self.challenger.version if self.challenger else None,
+        }
+
+
+@dataclass
+class ReloadResult:
+    changed: list[str]
+    errors: dict[str, str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+class ServingRuntime:
+    def __init__(
+        self,
+        provider: ModelProvider,
+        cfg: ServingConfig,
+        state_dir: Path,
+        *,
+        watch_interval_s: float | None = 1.0,
+        profile_window_s: float = 3600.0,
+        feedback_capacity: int = 100_000,
+        shadow_queue: int = 256,
+    ):
+        self.provider = provider
+        self.cfg = cfg
+        self.state_dir = Path(state_dir)
+        self.traffic_path = self.state_dir / TRAFFIC_FILE
+        self.watch_interval_s = watch_interval_s
+        self.metrics = ServingMetrics()
+        self.feedback = FeedbackStore(feedback_capacity)
+        self.profiler = LiveProfiler(
+            self.state_dir / "profiles",
+            batch_rows=cfg.profile_batch_rows,
+            flush_s=cfg.profile_flush_s,
+            window_s=profile_window_s,
+            metrics=self.metrics,
+        )
+        self.snapshot = Snapshot()
+        self.loaded_once = False
+        self.last_error: str | None = None
+        self._reload_lock = threading.Lock()
+        self._seen_versions: dict[str, str | None] | None = None
+        self._seen_traffic_sig: tuple | None = None
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._shadow_pool: ThreadPoolExecutor | None = None
+        self._shadow_slots = threading.BoundedSemaphore(shadow_queue)
+        self._pool_lock = threading.Lock()
+        self._start_lock = threading.Lock()
+        self._started = False
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self._started = True
+        try:
+            self.reload()
+        except Exception as e:  # not ready; the watcher retries
+            log.exception("initial model load failed")
+            self.last_error = f"{type(e).__name__}: {e}"
+        self.profiler.start()
+        if self.watch_interval_s and (self._watcher is None or not self._watcher.is_alive()):
+            self._stop.clear()
+            self._watcher = threading.Thread(target=self._watch, name="ratchet-watcher", daemon=True)
+            self._watcher.start()
+
+    def stop(self) -> None:
+        self._started = False
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=10)
+            self._watcher = None
+        try:
+            self.drain_shadow()
+        except Exception:
+            log.exception("shadow predictions did not finish")
+        with self._pool_lock:
+            if self._shadow_pool is not None:
+                self._shadow_pool.shutdown(wait=True)
+                self._shadow_pool = None
+        self.profiler.stop(flush=True)
+
+    @property
+    def is_started(self) -> bool:
+        return self._started
+
+    def ensure_started(self) -> None:
+        """Start on first use when the app runs without its lifespan (a bare TestClient)."""
+        with self._start_lock:
+            if not self._started:
+                self.start()
+
+    def flush(self) -> list[Path]:
+        """Finish pending shadow predictions, then profile and persist all buffered rows."""
+        self.drain_shadow()
+        return self.profiler.flush()
+
+    # ------------------------------------------------------------ reload
+    def _traffic_sig(self) -> tuple | None:
+        try:
+            st = os.stat(self.traffic_path)
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def reload(self, force: bool = False) -> ReloadResult:
+        """Re-read the traffic file; load the models whose alias moved; swap atomically.
+
+        A model that fails to load keeps the old one in its slot (and is reported).
+        An unset champion alias keeps the loaded champion (serving something beats a
+        503 outage; reported in the result); an unset challenger removes it."""
+        with self._reload_lock:
+            errors: dict[str, str] = {}
+            old = self.snapshot
+            sig = self._traffic_sig()
+            try:
+                traffic = read_traffic(self.traffic_path)
+            except (ValueError, OSError) as e:
+                traffic = old.traffic
+                errors["traffic"] = str(e)
+            versions = self.provider.versions()
+            self._seen_versions = dict(versions)
+            self._seen_traffic_sig = sig
+            slots = {"champion": old.champion, "challenger": old.challenger}
+            loaded_by_version = {s.version: s for s in slots.values() if s is not None}
+            new = dict(slots)
+            changed = []
+            for alias in ALIASES:
+                want = versions.get(alias)
+                cur = slots[alias]
+                if want is None:
+                    if cur is not None and alias == "challenger":
+                        new[alias] = None
+                        changed.append(alias)
+                    elif cur is not None:
+                        errors[alias] = (
+                            f"alias {alias!r} is unset in the registry; still serving version {cur.version}"
+                        )
+                    continue
+                want = str(want)
+                if cur is not None and cur.version == want and not force:
+                    continue
+                if want in loaded_by_version and not force:  # promotion/rollback between loaded models
+                    new[alias] = loaded_by_version[want]
+                else:
+                    try:
+                        model = self.provider.load(alias)
+                        new[alias] = Slot.of(model) if model is not None else None
+                    except Exception as e:
+                        log.exception("loading %s (version %s) failed", alias, want)
+                        errors[alias] = f"loading version {want} failed: {type(e).__name__}: {e}"
+                        continue
+                    if new[alias] is None and alias == "champion" and cur is not None:
+                        new[alias] = cur
+                        errors[alias] = "provider returned no champion; still serving the loaded one"
+                if new[alias] is not cur:
+                    changed.append(alias)
+            if changed or traffic != old.traffic:
+                self.snapshot = Snapshot(
+                    champion=new["champion"], challenger=new["challenger"], traffic=traffic
+                )
+            self.loaded_once = True
+            self._publish()
+            self.last_error = "; ".join(f"{k}: {v}" for k, v in errors.items()) or None
+            self.metrics.reloads.labels("error" if errors else "ok").inc()
+            if changed:
+                log.info("serving %s (changed: %s)", self.snapshot.versions(), changed)
+            return ReloadResult(changed=changed, errors=errors)
+
+    def set_traffic(self, traffic: Traffic) -> Traffic:
+        """Write the traffic file atomically and apply it now."""
+        with self._reload_lock:
+            write_traffic(self.traffic_path, traffic)
+            self._seen_traffic_sig = self._traffic_sig()
+            old = self.snapshot
+            self.snapshot = Snapshot(champion=old.champion, challenger=old.challenger, traffic=traffic)
+            self._publish()
+            return traffic
+
+    def _publish(self) -> None:
+        s = self.snapshot
+        v = s.versions()
+        self.metrics.set_models(v["champion"], v["challenger"], s.traffic.challenger_share, s.traffic.shadow)
+
+    def changed_since_last_look(self) -> bool:
+        if self._traffic_sig() != self._seen_traffic_sig:
+            return True
+        return self.provider.versions() != self._seen_versions
+
+    def _watch(self) -> None:
+        """Reload on a change; after a failed reload retry with backoff (up to 30 s)."""
+        failures, next_retry = 0, 0.0
+        while not self._stop.wait(self.watch_interval_s):
+            try:
+                due = (self.last_error or not self.loaded_once) and time.monotonic() >= next_retry
+                if due or self.changed_since_last_look():
+                    self.reload()
+                if self.last_error:
+                    failures += 1
+                    next_retry = time.monotonic() + min(30.0, self.watch_interval_s * 2**failures)
+                else:
+                    failures = 0
+            except Exception as e:
+                msg = f"{type(e).__name__}: {e}"
+                if msg != self.last_error:
+                    log.warning("background reload failed: %s", msg)
+                self.last_error = msg
+                failures += 1
+                next_retry = time.monotonic() + min(30.0, self.watch_interval_s * 2**failures)
+
+    # ------------------------------------------------------------ shadow
+    def submit_shadow(self, fn, *args) -> bool:
+        """Run ``fn(*args)`` off the request path; False (dropped) when the queue is full."""
+        if not self._shadow_slots.acquire(blocking=False):
+            return False
+        with self._pool_lock:
+            if self._shadow_pool is None:
+                self._shadow_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ratchet-shadow")
+            fut = self._shadow_pool.submit(fn, *args)
+        fut.add_done_callback(lambda _f: self._shadow_slots.release())
+        return True
+
+    def drain_shadow(self, timeout: float = 30.0) -> None:
+        with self._pool_lock:
+            pool = self._shadow_pool
+            if pool is None:
+                return
+            marker: Future = pool.submit(lambda: None)  # one worker: FIFO, so this runs last
+        marker.result(timeout=timeout)

@@ -1,0 +1,271 @@
+"""Parse and validate a /predict body against a model's schema.
+
+Everything wrong with a request becomes a :class:`RequestError` (4xx) naming the
+row and field; nothing here raises anything else on any input.
+
+Rules per dtype (strict: no string-to-number coercion):
+
+* ``float``: a JSON number (an integer is accepted), finite: ``NaN``, ``Infinity``,
+  ``-Infinity`` and overflowing literals such as ``1e999`` are rejected.
+* ``int``: a JSON integer, or a float with no fractional part (``3.0``), within int64.
+* ``category``: a JSON string. An unseen category is NOT an error (the model
+  handles it); it is counted.
+* ``bool``: ``true`` / ``false``.
+* ``null``: only for a column whose schema allows nulls (``max_null_share > 0``).
+* A value outside the column's ``min``/``max`` is served and counted, not rejected
+  (that is drift, which monitoring should see, not hide).
+* A field not in the schema is rejected unless ``schema.allow_extra_columns``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from ratchet.config import ColumnSpec, Schema
+
+MAX_REPORTED_ERRORS = 20
+MAX_ENTITY_KEY_LEN = 512
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+class RequestError(Exception):
+    """A client error: HTTP ``status`` with a message and, for field errors, a list."""
+
+    def __init__(self, status: int, message: str, errors: list[dict] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.errors = errors or []
+
+    def body(self) -> dict:
+        out: dict = {"detail": self.message}
+        if self.errors:
+            out["errors"] = self.errors
+        return out
+
+
+def json_type(v: object) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, float) and not math.isfinite(v):
+        return _nonfinite_name(v)
+    if isinstance(v, int | float):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "array"
+    if isinstance(v, dict):
+        return "object"
+    return type(v).__name__
+
+
+def _nonfinite_name(f: float) -> str:
+    return "NaN" if math.isnan(f) else ("Infinity" if f > 0 else "-Infinity")
+
+
+def parse_json(raw: bytes) -> object:
+    """JSON text to Python; ``NaN``/``Infinity`` literals parse to floats and are
+    rejected later by field, with the row named."""
+    if not raw.strip():
+        raise RequestError(400, "empty body: expected a JSON object")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise RequestError(400, "body is not valid UTF-8") from None
+    except json.JSONDecodeError as e:
+        raise RequestError(
+            400, f"body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}"
+        ) from None
+    except RecursionError:
+        raise RequestError(400, "body is nested too deeply") from None
+    except ValueError as e:  # e.g. an integer literal over Python's 4300-digit limit
+        raise RequestError(400, f"body is not valid JSON: {e}") from None
+
+
+@dataclass
+class PredictRequest:
+    rows: list[dict]
+    entity_key: str | None
+    single: bool  # sent as {"row": {...}}
+
+
+def parse_predict_body(obj: object, max_rows: int) -> PredictRequest:
+    """``{"rows": [{...}, ...], "entity_key": "..."}`` or ``{"row": {...}, "entity_key": "..."}``."""
+    if not isinstance(obj, dict):
+        raise RequestError(
+            422,
+            f"body must be a JSON object with 'rows' (array of objects) or 'row' (object), got {json_type(obj)}",
+        )
+    unknown = sorted(set(obj) - {"rows", "row", "entity_key"})
+    if unknown:
+        raise RequestError(
+            422,
+            f"unknown top-level field(s) {unknown}: expected 'rows' or 'row', and optionally 'entity_key'",
+        )
+    if ("rows" in obj) == ("row" in obj):
+        raise RequestError(422, "give exactly one of 'rows' (array of objects) or 'row' (object)")
+    if "row" in obj:
+        row = obj["row"]
+        if not isinstance(row, dict):
+            raise RequestError(422, f"field 'row' must be an object, got {json_type(row)}")
+        rows, single = [row], True
+    else:
+        rows, single = obj["rows"], False
+        if not isinstance(rows, list):
+            raise RequestError(422, f"field 'rows' must be an array of objects, got {json_type(rows)}")
+        if not rows:
+            raise RequestError(422, "field 'rows' is empty")
+        if len(rows) > max_rows:
+            raise RequestError(413, f"field 'rows' has {len(rows)} rows, more than max_rows={max_rows}")
+        for i, r in enumerate(rows):
+            if not isinstance(r, dict):
+                raise RequestError(
+                    422,
+                    f"rows[{i}] must be an object, got {json_type(r)}",
+                    [{"row": i, "field": None, "error": f"expected an object, got {json_type(r)}"}],
+                )
+    key = obj.get("entity_key")
+    if key is not None:
+        if isinstance(key, bool) or not isinstance(key, str | int):
+            raise RequestError(422, f"field 'entity_key' must be a string, got {json_type(key)}")
+        key = str(key)
+        if len(key) > MAX_ENTITY_KEY_LEN:
+            raise RequestError(422, f"field 'entity_key' is longer than {MAX_ENTITY_KEY_LEN} characters")
+    return PredictRequest(rows=rows, entity_key=key, single=single)
+
+
+@dataclass
+class ValidatedBatch:
+    frame: pd.DataFrame  # schema columns in schema order
+    unseen_categories: Counter = field(default_factory=Counter)  # column -> rows
+    out_of_range: Counter = field(default_factory=Counter)  # column -> rows
+
+
+class _Bad(Exception):
+    pass
+
+
+class RowValidator:
+    """Validates rows for one schema; built once per loaded model."""
+
+    def __init__(self, schema: Schema):
+        self.schema = schema
+        self.names = schema.feature_names
+        self.known = set(self.names)
+        self.allow_extra = schema.allow_extra_columns
+        self._checks = [(c.name, self._checker(c), c) for c in schema.columns]
+        self._categories = {c.name: frozenset(c.categories or ()) for c in schema.columns}
+
+    @staticmethod
+    def _checker(spec: ColumnSpec):
+        nullable = spec.max_null_share > 0
+        dtype = spec.dtype
+
+        def null():
+            if not nullable:
+                raise _Bad("null is not allowed")
+            return math.nan if dtype in ("float", "int") else None
+
+        if dtype == "float":
+
+            def check(v):
+                if v is None:
+                    return null()
+                if isinstance(v, bool) or not isinstance(v, int | float):
+                    raise _Bad(f"expected a number, got {json_type(v)}")
+                try:
+                    f = float(v)
+                except OverflowError:
+                    raise _Bad("number is too large") from None
+                if not math.isfinite(f):
+                    raise _Bad(f"expected a finite number, got {_nonfinite_name(f)}")
+                return f
+
+        elif dtype == "int":
+
+            def check(v):
+                if v is None:
+                    return null()
+                if isinstance(v, bool) or not isinstance(v, int | float):
+                    raise _Bad(f"expected an integer, got {json_type(v)}")
+                if isinstance(v, float):
+                    if not math.isfinite(v):
+                        raise _Bad(f"expected an integer, got {_nonfinite_name(v)}")
+                    if not v.is_integer():
+                        raise _Bad(f"expected an integer, got {v!r}")
+                    v = int(v)
+                if not _INT64_MIN <= v <= _INT64_MAX:
+                    raise _Bad("integer is out of the int64 range")
+                return v
+
+        elif dtype == "category":
+
+            def check(v):
+                if v is None:
+                    return null()
+                if not isinstance(v, str):
+                    raise _Bad(f"expected a string (category), got {json_type(v)}")
+                return v
+
+        else:  # bool
+
+            def check(v):
+                if v is None:
+                    return null()
+                if not isinstance(v, bool):
+                    raise _Bad(f"expected true or false, got {json_type(v)}")
+                return v
+
+        return check
+
+    def validate(self, rows: list[dict]) -> ValidatedBatch:
+        n = len(rows)
+        cols: dict[str, list] = {name: [None] * n for name in self.names}
+        errors: list[dict] = []
+        n_errors = 0
+        unseen: Counter = Counter()
+        out_of_range: Counter = Counter()
+        for i, row in enumerate(rows):
+            if not self.allow_extra:
+                for extra in row.keys() - self.known:
+                    n_errors += 1
+                    if len(errors) < MAX_REPORTED_ERRORS:
+                        errors.append(
+                            {"row": i, "field": extra, "error": "unknown field (not in the model's schema)"}
+                        )
+            for name, check, spec in self._checks:
+                if name not in row:
+                    n_errors += 1
+                    if len(errors) < MAX_REPORTED_ERRORS:
+                        errors.append({"row": i, "field": name, "error": "missing field"})
+                    continue
+                try:
+                    v = check(row[name])
+                except _Bad as e:
+                    n_errors += 1
+                    if len(errors) < MAX_REPORTED_ERRORS:
+                        errors.append({"row": i, "field": name, "error": str(e)})
+                    continue
+                cols[name][i] = v
+                if v is None or n_errors:
+                    continue
+                if spec.dtype == "category":
+                    if v not in self._categories[name]:
+                        unseen[name] += 1
+                elif spec.dtype != "bool" and v == v:  # skip NaN (allowed null)
+                    if (spec.min is not None and v < spec.min) or (spec.max is not None and v > spec.max):
+                        out_of_range[name] += 1
+        if n_errors:
+            shown = "; ".join(f"rows[{e['row']}].{e['field']}: {e['error']}" for e in errors[:5])
+            more = f" (and {n_errors - 5} more)" if n_errors > 5 else ""
+            raise RequestError(422, f"invalid input: {shown}{more}", errors)
+        frame = pd.DataFrame(cols, columns=self.names)
+        return ValidatedBatch(frame=frame, unseen_categories=unseen, out_of_range=out_of_range)

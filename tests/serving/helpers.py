@@ -1,0 +1,131 @@
+"""A real tiny model (sklearn Pipeline) and an in-memory provider whose aliases tests move."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from ratchet.config import ColumnSpec, Schema, ServingConfig, TargetSpec, load_config
+
+COLORS = ["red", "green", "blue"]
+SCHEMA = Schema(
+    columns=[
+        ColumnSpec(name="x1", dtype="float", min=-5, max=5),
+        ColumnSpec(name="x2", dtype="int", min=0, max=100),
+        ColumnSpec(name="color", dtype="category", categories=COLORS),
+        ColumnSpec(name="flag", dtype="bool"),
+    ],
+    target=TargetSpec(name="y", classes=["no", "yes"]),
+)
+
+
+def serving_config(**overrides) -> ServingConfig:
+    """``serving`` of the shipped config files (RATCHET_CONFIG, set by tests/conftest.py) plus overrides."""
+    return load_config(overrides={"serving": overrides}).serving
+
+
+def make_frame(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "x1": rng.normal(0, 1.5, n).clip(-5, 5),
+            "x2": rng.integers(0, 101, n),
+            "color": rng.choice(COLORS, n),
+            "flag": rng.random(n) < 0.5,
+        }
+    )
+
+
+def true_label(df: pd.DataFrame) -> np.ndarray:
+    score = 1.5 * df["x1"] + (df["x2"] - 50) / 25 + np.where(df["color"] == "red", 1.0, -0.5)
+    return np.where(score > 0, "yes", "no")
+
+
+def rows_of(df: pd.DataFrame) -> list[dict]:
+    out = []
+    for r in df.to_dict(orient="records"):
+        out.append(
+            {"x1": float(r["x1"]), "x2": int(r["x2"]), "color": str(r["color"]), "flag": bool(r["flag"])}
+        )
+    return out
+
+
+NUMERIC = ["x1", "x2", "flag"]
+
+
+class SkModel:
+    """LoadedModel over real fitted scikit-learn parts: OneHotEncoder(handle_unknown="ignore") for
+    the category, then a Pipeline(StandardScaler, LogisticRegression). Preprocessing is inside.
+
+    (A ColumnTransformer does the same but costs ~15 ms per call on a busy 2-core box; the
+    traffic tests send hundreds of requests.)"""
+
+    def __init__(self, version: str, seed: int, C: float = 1.0):
+        df = make_frame(400, seed)
+        self.encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False).fit(
+            df[["color"]].to_numpy(dtype=object)
+        )
+        self.pipe = Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression(C=C, max_iter=500))])
+        self.pipe.fit(self._features(df), true_label(df))
+        self.version = version
+        self.classes = list(self.pipe.classes_)
+        self.schema = SCHEMA
+
+    def _features(self, df: pd.DataFrame) -> np.ndarray:
+        onehot = self.encoder.transform(df[["color"]].to_numpy(dtype=object))
+        return np.hstack([df[NUMERIC].to_numpy(dtype=float), onehot])
+
+    def predict(self, df: pd.DataFrame) -> np.ndarray:
+        return self.pipe.predict(self._features(df))
+
+    def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
+        return self.pipe.predict_proba(self._features(df))
+
+
+class BrokenModel(SkModel):
+    def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
+        raise RuntimeError("boom")
+
+
+class WiderModel(SkModel):
+    """A challenger whose schema wants one more input column (which it ignores)."""
+
+    def __init__(self, version: str, seed: int):
+        super().__init__(version, seed)
+        self.schema = SCHEMA.model_copy(
+            update={"columns": [*SCHEMA.columns, ColumnSpec(name="x3", dtype="float")]}
+        )
+
+
+class MemoryProvider:
+    """ModelProvider over a dict of versions; ``set_alias`` moves an alias like the registry."""
+
+    def __init__(self, models: dict[str, object], aliases: dict[str, str | None]):
+        self.models = dict(models)
+        self.aliases = {"champion": None, "challenger": None, **aliases}
+        self.loads: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+
+    def set_alias(self, alias: str, version: str | None) -> None:
+        with self._lock:
+            self.aliases[alias] = version
+
+    def load(self, alias: str):
+        with self._lock:
+            v = self.aliases.get(alias)
+        if v is None:
+            return None
+        self.loads.append((alias, v))
+        model = self.models[v]
+        if isinstance(model, Exception):  # a registry/download failure
+            raise model
+        return model
+
+    def versions(self) -> dict[str, str | None]:
+        with self._lock:
+            return dict(self.aliases)
