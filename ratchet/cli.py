@@ -187,7 +187,8 @@ def rollback(
     as_json: JsonOpt = False,
 ) -> None:
     """Restore the previous champion now, without waiting for the orchestrator."""
-    from ratchet.promotion import PromotionError, rollback as do_rollback
+    from ratchet.promotion import PromotionError
+    from ratchet.promotion import rollback as do_rollback
 
     t0 = time.perf_counter()
     ctx = _ctx()

@@ -18,7 +18,9 @@ import mlflow
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature, infer_signature
+from mlflow.types.schema import AnyType, ColSpec
+from mlflow.types.schema import Schema as MlflowSchema
 
 from ratchet.model.pyfunc import RatchetPyfunc
 from ratchet.model.train import Predictor
@@ -82,7 +84,7 @@ class Registry:
                 name="model",
                 python_model=RatchetPyfunc(),
                 artifacts={"predictor": str(path)},
-                signature=infer_signature(example, RatchetPyfunc._frame(predictor, example)),
+                signature=signature_for(predictor, example),
                 input_example=example,
                 # the serving env needs ratchet itself; pinning avoids MLflow's slow
                 # requirement inference, which imports the model in a subprocess
@@ -145,6 +147,18 @@ class Registry:
         predictor: Predictor = pyfunc.unwrap_python_model().predictor
         predictor.version = str(version)
         return predictor
+
+
+def signature_for(predictor: Predictor, example: pd.DataFrame) -> ModelSignature:
+    """Inputs by name with any type: the preprocessing inside the model types them.
+
+    MLflow's own enforcement cannot serve tabular users well here: an int column
+    in the signature rejects a row with a missing value, and a double column
+    rejects int64 input as an unsafe conversion.
+    """
+    inputs = MlflowSchema([ColSpec(AnyType(), name) for name in predictor.schema.feature_names])
+    outputs = infer_signature(example, RatchetPyfunc._frame(predictor, example)).outputs
+    return ModelSignature(inputs=inputs, outputs=outputs)
 
 
 class RegistryProvider:

@@ -41,18 +41,22 @@ def plot_accuracy(curves: dict[str, list[tuple[int, float]]], drift_at: int, pat
     return path
 
 
+def _num(x: Any) -> str:
+    return "-" if x is None else f"{x:.3g}"
+
+
 def write_report(run_dir: Path, report: dict[str, Any], curves: dict[str, list[tuple[int, float]]]) -> dict[str, str]:
     run_dir.mkdir(parents=True, exist_ok=True)
     plot = plot_accuracy(curves, report["drift_onset_batch"], run_dir / "accuracy.png")
     (run_dir / "report.json").write_text(json.dumps(report, indent=2, default=str))
     ledger_rows = "\n".join(
         f"| {e['id']} | {e['action']} | {e['trigger']} | {e['from_version'] or '-'} | {e['to_version'] or '-'} "
-        f"| {(e.get('data_commit') or '')[:12]} | {e['evidence'].get('p_value', '')} |"
+        f"| {(e.get('data_commit') or '')[:12]} | {_num(e['evidence'].get('p_value'))} |"
         for e in report["ledger"]
     )
     drift = report.get("drift") or {}
     drift_rows = "\n".join(
-        f"| {name} | {f.get('algorithm')} | {f.get('p_value')} | {'yes' if f.get('drifted') else 'no'} |"
+        f"| {name} | {f.get('algorithm')} | {_num(f.get('p_value'))} | {'yes' if f.get('drifted') else 'no'} |"
         for name, f in (drift.get("features") or {}).items()
     )
     md = f"""# ratchet demo report: {report['run']}
