@@ -48,9 +48,22 @@ def main(
 ) -> None:
     """ratchet: continuous model improvement as Prefect flows."""
     OPTS.config = [str(p) for p in config] if config else None
+    if config:  # subcommands that load config themselves (`ratchet data`) see it too
+        os.environ["RATCHET_CONFIG"] = os.pathsep.join(str(p.resolve()) for p in config)
     OPTS.home = str(home) if home else None
     if home:
         os.environ["RATCHET_HOME"] = str(home)
+    _use_running_stack()
+
+
+def _use_running_stack() -> None:
+    """When ``ratchet up`` runs, commands talk to its Prefect server instead of
+    starting a temporary one."""
+    from ratchet.stack import prefect_api_url
+
+    url = prefect_api_url(_settings())
+    if url and not os.environ.get("PREFECT_API_URL"):
+        os.environ["PREFECT_API_URL"] = url
 
 
 def _settings() -> Settings:
@@ -199,7 +212,22 @@ def rollback(
     except Exception as e:  # MLflow raises its own error for an unknown version
         _fail(f"rollback failed: {e}", as_json)
     out["seconds"] = round(time.perf_counter() - t0, 3)
+    out["event_sent"] = _notify_orchestrator("ratchet.model.rolled_back", ctx.cfg.model_name, out)
     _emit(out, as_json, f"rolled back: champion is version {out['champion']} (was {out['previous']})")
+
+
+def _notify_orchestrator(event: str, model: str, payload: dict[str, Any]) -> bool:
+    """Send a Prefect event when a Prefect server is configured; never block or fail on it."""
+    if not os.environ.get("PREFECT_API_URL"):
+        return False
+    try:
+        import importlib
+
+        importlib.import_module("tasks.events").emit_model_event(event, model, payload)
+        return True
+    except Exception as e:  # the rollback itself already happened
+        typer.secho(f"warning: could not send {event} to Prefect: {e}", err=True, fg=typer.colors.YELLOW)
+        return False
 
 
 @app.command()
@@ -289,10 +317,60 @@ def lineage(version: str, as_json: JsonOpt = False) -> None:
         "mlflow_run": info["run_id"],
         "optuna_study": tags.get("optuna_study"),
         "optuna_trial": tags.get("optuna_trial"),
+        "data_profile": _profile_summary(ctx, tags["data_commit"], tags.get("window_batches")),
         "params": run.data.params,
         "metrics": run.data.metrics,
     }
-    _emit(out, as_json, "\n".join(f"{k}: {v}" for k, v in out.items() if k not in ("params", "metrics")))
+    _emit(
+        out, as_json,
+        "\n".join(f"{k}: {v}" for k, v in out.items() if k not in ("params", "metrics", "data_profile")),
+    )
+
+
+def _profile_summary(ctx, commit: str, window: str | None) -> dict[str, dict[str, float]]:
+    """Per column of the training window's whylogs profile: rows, nulls, mean, min, max."""
+    from ratchet.ingest import reference_profile
+
+    view = reference_profile(ctx.repo, commit, int(window) if window else None)
+    if view is None:
+        return {}
+    df = view.to_pandas()
+    keep = {"counts/n": "rows", "counts/null": "nulls", "distribution/mean": "mean",
+            "distribution/min": "min", "distribution/max": "max"}
+    cols = [c for c in keep if c in df.columns]
+    return {
+        name: {keep[c]: (None if row[c] != row[c] else float(row[c])) for c in cols}
+        for name, row in df[cols].iterrows()
+    }
+
+
+@app.command()
+def up(
+    port: Annotated[int | None, typer.Option(help="inference service port (default: a free one)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Start the local stack in the background: Prefect server, deployment runner
+    with the automations, inference service. State lives in the home folder."""
+    from ratchet.stack import up as stack_up
+
+    try:
+        stack = stack_up(_settings(), OPTS.config, serve_port=port)
+    except RuntimeError as e:
+        _fail(str(e), as_json)
+    _emit(
+        stack, as_json,
+        f"Prefect API {stack['prefect_api_url']}\ninference service {stack['service_url']}\n"
+        f"logs in {_settings().root / 'logs'}; stop with `ratchet down`",
+    )
+
+
+@app.command()
+def down(as_json: JsonOpt = False) -> None:
+    """Stop everything `ratchet up` started; champion, traffic, ledger and history stay."""
+    from ratchet.stack import down as stack_down
+
+    out = stack_down(_settings())
+    _emit(out, as_json, f"stopped: {', '.join(out['stopped']) or 'nothing was running'}")
 
 
 @app.command()

@@ -110,7 +110,8 @@ def measure_drift(
 
 def stage_batch(repo: DataRepository, audited: AuditedBatch, path: Path, cfg: DataConfig) -> str:
     """Create the ingest branch and write the batch, its profile and report to it."""
-    branch = f"ingest/{audited.batch_id}"
+    # lakeFS branch names allow no "/" (^\w[-\w]*$), so not ingest/<...> as in git
+    branch = f"ingest-{audited.batch_id}"
     repo.create_branch(branch, cfg.main_branch)
     if audited.ok:
         repo.write_dataframe(branch, f"{cfg.batch_prefix}{audited.batch_id}.parquet", audited.frame)

@@ -21,7 +21,7 @@ def test_good_batch_is_published(cli, home, demo_data):
     assert out["status"] == "published"
     assert out["commit"] != before
     assert out["violations"] == []
-    assert out["branch"].startswith("ingest/")
+    assert out["branch"].startswith("ingest-")
     status = json.loads(cli("status", "--json").stdout)
     assert status["data"] == out["commit"]
 
