@@ -7,6 +7,7 @@ from typing import Any
 from prefect import flow
 
 from ratchet.context import load_context
+from tasks.events import announce_model_event
 from tasks.training import load_training_data, publish_training_summary, register_model, tune_model
 
 
@@ -25,6 +26,10 @@ def train_flow(
     trained = tune_model(ctx, data, trials, trigger)
     version = register_model(ctx, trained, data)
     publish_training_summary(ctx, trained, version)
+    announce_model_event(
+        "ratchet.model.registered", ctx.cfg.model_name,
+        {"version": version, "data_commit": trained.data_commit, "trigger": trigger},
+    )
     print(f"registered {ctx.cfg.model_name} v{version} (challenger), test accuracy {trained.metrics['test_accuracy']:.4f}")
     return {
         "model_version": version,

@@ -162,9 +162,65 @@ class ServingConfig(_Strict):
     port: int = 8765
     max_rows: int = Field(1000, ge=1)
     max_body_bytes: int = Field(2_000_000, ge=1)
-    profile_batch_rows: int = Field(500, ge=1)
+    # rows are profiled off the request path every profile_flush_s, or sooner once this many are
+    # buffered; one whylogs pass costs ~0.2 s whatever its size, so small batches cost CPU under load
+    profile_batch_rows: int = Field(5000, ge=1)
     profile_flush_s: float = 5.0
     profile_window_s: float = Field(60.0, gt=0)  # live profiles roll per window of this length
+    # pandas-free request path for models built with ratchet's preprocessing (checked against the
+    # model's own predict_proba when it loads; any other model is served through predict_proba)
+    fast_path: bool = True
+    # requests of at most this many rows are predicted on the event loop when the fast path serves
+    # them (no thread hop); larger ones go to a worker thread. 0: always a worker thread
+    inline_max_rows: int = Field(16, ge=0)
+    # torch intra-op threads in a process that only serves (`python -m ratchet.serving`); null: leave
+    torch_threads: int | None = Field(1, ge=1)
+
+
+class CanaryConfig(_Strict):
+    """Progressive delivery of the challenger: ramp its traffic share step by step; at each step
+    compare it with the champion on live traffic; roll back at once on a guardrail breach."""
+
+    steps: list[float] = Field(default_factory=lambda: [0.05, 0.25, 0.5, 1.0])  # challenger shares
+    window_s: float = Field(120.0, ge=0)  # each step lasts at least this long ...
+    min_requests: int = Field(100, ge=0)  # ... and until the challenger served this many requests
+    max_window_s: float = Field(1800.0, gt=0)  # a step still short of min_requests then rolls back
+    poll_s: float = Field(5.0, gt=0)  # how often /stats is read and the guardrails are checked
+    service_url: str | None = None  # default http://{serving.host}:{serving.port}
+    admin_token_block: str = "ratchet-admin-token"  # Prefect Secret block when RATCHET_ADMIN_TOKEN is unset
+    request_timeout_s: float = Field(10.0, gt=0)
+    keep_challenger_on_rollback: bool = False  # false: the alias is removed (the version is tagged)
+    # errors (failed requests, and challenger failures absorbed by the champion): Wald's SPRT of
+    # H0 "same error rate" against H1 "challenger's rate is error_rate_ratio times the champion's"
+    alpha: float = Field(0.05, gt=0, lt=0.5)
+    beta: float = Field(0.2, gt=0, lt=0.5)
+    error_rate_ratio: float = Field(2.0, gt=1)
+    max_error_rate: float = Field(0.05, gt=0, le=1)  # absolute cap on the challenger's error rate ...
+    min_requests_for_error_rate: int = Field(50, ge=1)  # ... once it has served this many in the step
+    # p99 latency: breach when the challenger's is over both ratio x and slack + the champion's
+    max_p99_ratio: float = Field(1.5, gt=1)
+    p99_slack_ms: float = Field(5.0, ge=0)
+    max_p99_ms: float | None = Field(None, gt=0)  # absolute cap
+    min_latency_samples: int = Field(100, ge=1)
+    # predicted-class distribution: Jensen-Shannon distance (base 2, 0..1) challenger vs champion
+    max_prediction_js: float = Field(0.3, gt=0, le=1)
+    min_prediction_rows: int = Field(200, ge=1)
+    # live accuracy from /feedback: mixture SPRT (always valid) on the accuracy difference
+    accuracy_alpha: float = Field(0.05, gt=0, lt=0.5)
+    accuracy_margin: float = Field(0.0, ge=0)  # tolerated accuracy loss
+    accuracy_tau: float = Field(0.05, gt=0)  # prior sd of the difference in the mixture
+    min_feedback: int = Field(100, ge=1)
+
+    @field_validator("steps")
+    @classmethod
+    def _ramp(cls, v: list[float]) -> list[float]:
+        if not v:
+            raise ValueError("canary needs at least one step")
+        if any(not 0 < s <= 1 for s in v) or any(b <= a for a, b in zip(v, v[1:], strict=False)):
+            raise ValueError(f"steps must increase within (0, 1], got {v}")
+        if v[-1] != 1.0:
+            raise ValueError(f"the last step must be 1.0 (all traffic) before promotion, got {v[-1]}")
+        return v
 
 
 class DriftConfig(_Strict):
@@ -172,12 +228,27 @@ class DriftConfig(_Strict):
     min_drifted_share: float = 0.2  # drift is detected when this share of features drift
 
 
+class LoopConfig(_Strict):
+    """How the automations close the loop (deployments/ reads these)."""
+
+    debounce_s: int = Field(30, ge=0)  # publishes within this window give one training run
+    drift_cooldown_s: int = Field(300, ge=0)  # at most one drift-triggered retraining per window
+    monitor_interval_s: int = Field(300, ge=1)  # the monitoring flow's schedule
+    work_pool: str = "ratchet-process"
+
+
 class DemoConfig(_Strict):
     clean_batches: int = 4
     drift_batches: int = 4
     rows_per_batch: int = 1500
-    requests: int = 200
+    requests: int = 200  # the inline demo: requests before drift, after drift, after retraining
     seed: int = 11
+    # the event-driven demo (compressed time)
+    requests_per_batch: int = 120  # single-row requests sent while a batch is the newest data
+    batch_interval_s: float = 10.0  # time between two batches landing
+    slices_per_batch: int = 3  # traffic measurements per batch interval
+    settle_timeout_s: float = 420.0  # after the last batch, wait at most this for the automations
+    quiet_s: float = 20.0  # ... and stop once training and release have been idle this long
 
 
 class RatchetConfig(_Strict):
@@ -188,7 +259,9 @@ class RatchetConfig(_Strict):
     tune: TuneConfig = TuneConfig()
     gate: GateConfig = GateConfig()
     serving: ServingConfig = ServingConfig()
+    canary: CanaryConfig = CanaryConfig()
     drift: DriftConfig = DriftConfig()
+    loop: LoopConfig = LoopConfig()
     demo: DemoConfig = DemoConfig()
 
     def digest(self) -> str:

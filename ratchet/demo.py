@@ -24,6 +24,8 @@ class DemoData:
     holdout: dict[int, pd.DataFrame]
     traffic_before: pd.DataFrame
     traffic_after: pd.DataFrame
+    traffic_by_batch: dict[int, pd.DataFrame]
+    post_drift_train: pd.DataFrame  # every drifted batch: the yardstick model trains on it alone
 
 
 def _batch(cfg: DemoConfig, index: int, rows: int, seed_offset: int = 0) -> pd.DataFrame:
@@ -48,6 +50,8 @@ def make_demo_data(cfg: DemoConfig, folder: Path) -> DemoData:
         holdout={i: _batch(cfg, i, 1000, HOLDOUT_SEED_OFFSET) for i in range(total)},
         traffic_before=_batch(cfg, 0, half, TRAFFIC_SEED_OFFSET),
         traffic_after=_batch(cfg, cfg.clean_batches, half, TRAFFIC_SEED_OFFSET),
+        traffic_by_batch={i: _batch(cfg, i, cfg.requests_per_batch, TRAFFIC_SEED_OFFSET) for i in range(total)},
+        post_drift_train=pd.concat([pd.read_csv(p) for p in paths[cfg.clean_batches :]], ignore_index=True),
     )
 
 
@@ -62,3 +66,61 @@ def reset_sandbox(home: Path) -> None:
             shutil.rmtree(child)
         else:
             child.unlink()
+
+
+def _mean_accuracy(predictor, frames: list[pd.DataFrame], schema) -> float:
+    from ratchet.report import accuracy
+
+    return sum(accuracy(predictor, f, schema) for f in frames) / len(frames)
+
+
+def loop_report(ctx, data: DemoData, timeline, run: str) -> dict:
+    """What the event-driven demo shows: when drift began, when it was seen, when a
+    better champion took all traffic, and how close it came to the best possible."""
+    from ratchet.model.train import fit
+    from ratchet.monitoring import drift_history
+
+    schema, cfg = ctx.schema, ctx.cfg
+    onset = timeline.events["drift_onset"]
+    ledger = ctx.ledger.history()
+    promotions = [e for e in ledger if e.action in ("promote", "rollback")]
+    before = [e for e in promotions if e.ts < onset]
+    after = [e for e in promotions if e.ts >= onset]
+    old = before[-1].to_version if before else None
+    new = ctx.registry.alias("champion")
+    pre = [f for i, f in sorted(data.holdout.items()) if i < data.drift_at]
+    post = [f for i, f in sorted(data.holdout.items()) if i >= data.drift_at]
+    detections = [d for d in drift_history(ctx.settings.root) if d.get("detected") and d["checked_at"] >= onset]
+
+    baseline_train = data.post_drift_train.sample(frac=1.0, random_state=cfg.train.seed)
+    n_val = max(1, int(len(baseline_train) * cfg.train.val_fraction))
+    baseline = fit(baseline_train.iloc[n_val:], baseline_train.iloc[:n_val], schema, cfg.train, progress=False)
+
+    old_p = ctx.registry.load_predictor(old) if old else None
+    new_p = ctx.registry.load_predictor(new) if new else None
+    recovered_at = after[-1].ts if after and new != old else None
+    report = {
+        "run": run,
+        "mode": "event-driven",
+        "t0": timeline.t0,
+        "champion_versions": [e.to_version for e in promotions],
+        "drift_onset": onset,
+        "drift_detected_at": detections[0]["checked_at"] if detections else None,
+        "recovered_at": recovered_at,
+        "time_to_recover_s": (recovered_at - onset) if recovered_at else None,
+        "accuracy_before_drift": _mean_accuracy(old_p, pre, schema) if old_p else None,
+        "accuracy_old_champion_after_drift": _mean_accuracy(old_p, post, schema) if old_p else None,
+        "accuracy_after_recovery": _mean_accuracy(new_p, post, schema) if new_p else None,
+        "accuracy_post_drift_only_model": _mean_accuracy(baseline.predictor, post, schema),
+        "final_champion": new,
+        "timeline": timeline.rows,
+        "events": timeline.events,
+        "drift": detections[0] if detections else None,
+        "ledger": [
+            {**e.__dict__, "evidence": {k: e.evidence.get(k) for k in ("p_value", "difference", "n", "decision")}}
+            for e in ledger
+        ],
+    }
+    report["accuracy_new_champion_after_drift"] = report["accuracy_after_recovery"]
+    report["non_2xx"] = sum(r["non_2xx"] for r in timeline.rows)
+    return report

@@ -7,6 +7,7 @@ rollback never waits for the orchestrator.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ratchet.config import RatchetConfig, Schema
@@ -59,6 +60,55 @@ def evaluate_challenger(
     }
 
 
+StepHook = Callable[[str], None]
+
+
+def _move_aliases(
+    registry: Registry,
+    ledger: Ledger,
+    target: dict[str, str | None],
+    entry: Entry,
+    *,
+    expect_champion: str | None,
+    on_step: StepHook | None = None,
+) -> Entry:
+    """Move aliases to ``target`` and append ``entry``, all or nothing.
+
+    Compare-and-set: the champion must still be ``expect_champion`` when the
+    move starts, so two promotions racing cannot both win. Each alias move is
+    one MLflow statement, and ``champion`` is a single pointer, so there is
+    never none or two. If any step fails, including the ledger append (the
+    commit point), every alias already moved is put back in reverse order.
+    ``on_step`` is called after each step with its name; tests inject failures
+    through it.
+    """
+    before = registry.aliases()
+    if before["champion"] != expect_champion:
+        raise PromotionError(
+            f"champion moved from {expect_champion} to {before['champion']} meanwhile; not moving it again"
+        )
+    done: list[str] = []
+    try:
+        for alias in ("previous", "challenger", "champion"):  # champion last: the switch itself
+            if alias not in target or target[alias] == before[alias]:
+                continue
+            if target[alias] is None:
+                registry.delete_alias(alias)
+            else:
+                registry.set_alias(alias, target[alias])
+            done.append(alias)
+            if on_step:
+                on_step(alias)
+        return ledger.append(entry)
+    except BaseException:
+        for alias in reversed(done):
+            if before[alias] is None:
+                registry.delete_alias(alias)
+            else:
+                registry.set_alias(alias, before[alias])
+        raise
+
+
 def promote(
     registry: Registry,
     ledger: Ledger,
@@ -67,28 +117,24 @@ def promote(
     trigger: str,
     evidence: dict[str, Any] | None = None,
     data_commit: str | None = None,
+    on_step: StepHook | None = None,
 ) -> dict[str, Any]:
-    """Make ``version`` the champion; the old champion becomes ``previous``.
-
-    MLflow moves each alias in one statement, so there is exactly one
-    champion at every moment: the old one until the single ``champion``
-    update, the new one after it.
-    """
+    """Make ``version`` the champion; the old champion becomes ``previous``."""
+    version = str(version)
     old = registry.alias("champion")
-    if old == str(version):
+    if old == version:
         return {"action": "noop", "champion": old}
+    target: dict[str, str | None] = {"champion": version}
     if old is not None:
-        registry.set_alias("previous", old)
-    registry.set_alias("champion", str(version))
-    if registry.alias("challenger") == str(version):
-        registry.delete_alias("challenger")
-    entry = ledger.append(
-        Entry(
-            action="promote", trigger=trigger, model=registry.model_name, from_version=old,
-            to_version=str(version), data_commit=data_commit, traffic=1.0, evidence=evidence or {},
-        )
+        target["previous"] = old
+    if registry.alias("challenger") == version:
+        target["challenger"] = None
+    entry = Entry(
+        action="promote", trigger=trigger, model=registry.model_name, from_version=old,
+        to_version=version, data_commit=data_commit, traffic=1.0, evidence=evidence or {},
     )
-    return {"action": "promote", "champion": str(version), "previous": old, "ledger_id": entry.id}
+    entry = _move_aliases(registry, ledger, target, entry, expect_champion=old, on_step=on_step)
+    return {"action": "promote", "champion": version, "previous": old, "ledger_id": entry.id}
 
 
 def record_keep(registry: Registry, ledger: Ledger, result: dict[str, Any], trigger: str) -> None:
@@ -102,7 +148,12 @@ def record_keep(registry: Registry, ledger: Ledger, result: dict[str, Any], trig
 
 
 def rollback(
-    registry: Registry, ledger: Ledger, to: str | None = None, *, trigger: str = "manual"
+    registry: Registry,
+    ledger: Ledger,
+    to: str | None = None,
+    *,
+    trigger: str = "manual",
+    on_step: StepHook | None = None,
 ) -> dict[str, Any]:
     """Restore ``to`` (default: the ``previous`` alias) as champion."""
     current = registry.alias("champion")
@@ -112,13 +163,12 @@ def rollback(
     registry.version_info(target)  # raises when the version does not exist
     if target == current:
         raise PromotionError(f"version {target} is already the champion")
-    registry.set_alias("champion", target)
+    moves: dict[str, str | None] = {"champion": target}
     if current is not None:
-        registry.set_alias("previous", current)
-    entry = ledger.append(
-        Entry(
-            action="rollback", trigger=trigger, model=registry.model_name, from_version=current,
-            to_version=target, traffic=1.0,
-        )
+        moves["previous"] = current
+    entry = Entry(
+        action="rollback", trigger=trigger, model=registry.model_name, from_version=current,
+        to_version=target, traffic=1.0,
     )
+    entry = _move_aliases(registry, ledger, moves, entry, expect_champion=current, on_step=on_step)
     return {"action": "rollback", "champion": target, "previous": current, "ledger_id": entry.id}

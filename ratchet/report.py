@@ -85,3 +85,130 @@ def write_report(run_dir: Path, report: dict[str, Any], curves: dict[str, list[t
 """
     (run_dir / "report.md").write_text(md)
     return {"report_md": str(run_dir / "report.md"), "report_json": str(run_dir / "report.json"), "plot": str(plot)}
+
+
+def plot_loop(report: dict[str, Any], path: Path) -> Path:
+    """Live accuracy per model version over time, and the traffic split, with the
+    moments drift began, was detected, and a better champion took over."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["timeline"]
+    start = report["t0"]
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(8, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 1.2]})
+    versions = sorted({v for r in rows for v in r["accuracy_by_version"]}, key=lambda v: int(v))
+    for v in versions:
+        pts = [(r["t"], r["accuracy_by_version"][v]) for r in rows if v in r["accuracy_by_version"]]
+        ax.plot(*zip(*pts, strict=True), marker="o", markersize=3, label=f"model v{v}")
+    for key, label, style in (("drift_onset", "drift onset", "--"), ("drift_detected_at", "drift detected", ":"),
+                              ("recovered_at", "new champion", "-.")):
+        if report.get(key):
+            for a in (ax, ax2):
+                a.axvline(report[key] - start, color="grey", linestyle=style, label=label if a is ax else None)
+    ax.set_ylabel("live accuracy (feedback)")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    ax2.step([r["t"] for r in rows], [float(r["challenger_share"] or 0.0) for r in rows], where="post")
+    ax2.set_ylabel("challenger share")
+    ax2.set_xlabel("seconds since the first batch")
+    ax2.set_ylim(-0.05, 1.05)
+    ax2.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_loop_report(run_dir: Path, report: dict[str, Any]) -> dict[str, str]:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    plot = plot_loop(report, run_dir / "timeline.png")
+    (run_dir / "report.json").write_text(json.dumps(report, indent=2, default=str))
+
+    def sec(key: str) -> str:
+        return "-" if report.get(key) is None else f"{report[key] - report['drift_onset']:+.0f} s"
+
+    ledger_rows = "\n".join(
+        f"| {e['id']} | {e['action']} | {e['trigger']} | {e['from_version'] or '-'} | {e['to_version'] or '-'} "
+        f"| {_num(e['evidence'].get('p_value'))} |"
+        for e in report["ledger"]
+    )
+    drift = report.get("drift") or {}
+    drift_rows = "\n".join(
+        f"| {name} | {f.get('algorithm')} | {_num(f.get('p_value'))} | {'yes' if f.get('drifted') else 'no'} |"
+        for name, f in (drift.get("features") or {}).items()
+    )
+    acc = {k: report.get(k) for k in ("accuracy_before_drift", "accuracy_old_champion_after_drift",
+                                      "accuracy_after_recovery", "accuracy_post_drift_only_model")}
+    md = f"""# ratchet demo report: {report['run']} (event-driven)
+
+Only data commits and traffic came from the demo; training, evaluation and
+promotion were started by Prefect automations.
+
+![live accuracy and traffic split]({plot.name})
+
+| | |
+|---|---|
+| champion versions, in order | {', '.join(report['champion_versions'])} |
+| drift onset (first drifted batch published) | 0 s |
+| drift detected by the monitoring flow | {sec('drift_detected_at')} |
+| better champion at 100% traffic | {sec('recovered_at')} |
+| accuracy before drift (old champion) | {_num(acc['accuracy_before_drift'])} |
+| accuracy after drift, old champion | {_num(acc['accuracy_old_champion_after_drift'])} |
+| accuracy after recovery, new champion | {_num(acc['accuracy_after_recovery'])} |
+| a model trained on post-drift data alone | {_num(acc['accuracy_post_drift_only_model'])} |
+| non-2xx responses | {report['non_2xx']} |
+
+Accuracies are on held-out rows of each batch (1,000 rows a batch), not on the traffic.
+
+## Promotion ledger
+| id | action | trigger | from | to | p-value |
+|---|---|---|---|---|---|
+{ledger_rows}
+
+## First drift detection after onset ({drift.get('reason') or ''})
+| feature | test | p-value | drifted |
+|---|---|---|---|
+{drift_rows}
+"""
+    (run_dir / "report.md").write_text(md)
+    html = _markdown_to_html(md)
+    (run_dir / "report.html").write_text(html)
+    return {"report_md": str(run_dir / "report.md"), "report_json": str(run_dir / "report.json"),
+            "report_html": str(run_dir / "report.html"), "plot": str(plot)}
+
+
+def _markdown_to_html(md: str) -> str:
+    """The report's own small markdown (headings, one image, pipe tables) as HTML.
+
+    Hand-written because it is 20 lines for a fixed format and no markdown
+    library is among the project's dependencies.
+    """
+    import html as h
+
+    out, table = ["<html><head><meta charset='utf-8'><title>ratchet report</title></head><body>"], False
+    for line in md.splitlines():
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if set("".join(cells)) <= {"-"}:
+                continue
+            out.append(("<table border='1' cellpadding='4'>" if not table else "") + "<tr>"
+                       + "".join(f"<td>{h.escape(c)}</td>" for c in cells) + "</tr>")
+            table = True
+            continue
+        if table:
+            out.append("</table>")
+            table = False
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            out.append(f"<h{level}>{h.escape(line.lstrip('# '))}</h{level}>")
+        elif line.startswith("!["):
+            src = line[line.index("(") + 1 : line.rindex(")")]
+            out.append(f"<img src='{h.escape(src)}' width='720'>")
+        elif line.strip():
+            out.append(f"<p>{h.escape(line)}</p>")
+    if table:
+        out.append("</table>")
+    return "\n".join(out + ["</body></html>"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
 import mlflow
@@ -12,6 +13,7 @@ from ratchet import ingest, promotion
 from ratchet.config import dump_schema
 from ratchet.context import load_context
 from ratchet.dataset import training_data
+from ratchet.ledger import Entry, Ledger
 from ratchet.schema import infer_schema
 from ratchet.synthetic import DEMO_TARGET, generate_batch, write_batch
 from ratchet.training import register_trained, tune_on_commit
@@ -108,3 +110,80 @@ def test_pyfunc_predicts_raw_rows(world):
     out = model.predict(rows)
     assert list(out.columns) == ["prediction", "proba_0", "proba_1"]
     assert len(out) == 5
+
+
+def _arrange(ctx, champion, previous, challenger):
+    ctx.registry.set_alias("champion", champion)
+    ctx.registry.set_alias("previous", previous)
+    ctx.registry.set_alias("challenger", challenger)
+
+
+@pytest.mark.parametrize("step", ["previous", "challenger", "champion", "ledger"])
+def test_failure_at_any_step_leaves_exactly_the_old_champion(world, step, tmp_path):
+    ctx, v1, v2, v3 = world
+    _arrange(ctx, champion=v1, previous=v3, challenger=v2)
+    before, entries = ctx.registry.aliases(), len(ctx.ledger.history())
+    ledger = ctx.ledger
+    if step == "ledger":  # a real failure of the commit point: the ledger's folder does not exist
+        ledger = Ledger(f"sqlite:///{tmp_path}/no/such/folder/ledger.db")
+
+    def inject(name: str) -> None:
+        if name == step:
+            raise RuntimeError(f"injected failure after moving {name}")
+
+    with pytest.raises(Exception):
+        promotion.promote(ctx.registry, ledger, v2, trigger="test", on_step=inject)
+    assert ctx.registry.aliases() == before
+    assert len(ctx.ledger.history()) == entries
+
+    # the same promotion without a failure goes through
+    promotion.promote(ctx.registry, ctx.ledger, v2, trigger="test")
+    assert ctx.registry.aliases() == {"champion": v2, "previous": v1, "challenger": None}
+
+
+@pytest.mark.parametrize("step", ["previous", "champion"])
+def test_failure_during_rollback_leaves_the_current_champion(world, step):
+    ctx, v1, v2, v3 = world
+    _arrange(ctx, champion=v1, previous=v3, challenger=v2)
+    before = ctx.registry.aliases()
+
+    def inject(name: str) -> None:
+        if name == step:
+            raise RuntimeError("injected")
+
+    with pytest.raises(RuntimeError):
+        promotion.rollback(ctx.registry, ctx.ledger, on_step=inject)
+    assert ctx.registry.aliases() == before
+
+
+def test_concurrent_move_is_refused(world):
+    ctx, v1, v2, v3 = world
+    _arrange(ctx, champion=v1, previous=v3, challenger=v2)
+    entry = Entry(action="promote", trigger="stale", model=ctx.cfg.model_name, to_version=v2)
+    with pytest.raises(promotion.PromotionError, match="meanwhile"):
+        promotion._move_aliases(ctx.registry, ctx.ledger, {"champion": v2}, entry, expect_champion=v3)
+    assert ctx.registry.alias("champion") == v1
+
+
+def test_running_service_picks_up_a_rollback(world, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from ratchet.registry import RegistryProvider
+    from ratchet.serving.app import create_app
+
+    ctx, v1, v2, v3 = world
+    _arrange(ctx, champion=v2, previous=v1, challenger=v3)
+    ctx.registry.delete_alias("challenger")
+    app = create_app(RegistryProvider(ctx.registry), ctx.cfg.serving, tmp_path / "serving", watch_interval_s=0.2)
+    row = generate_batch(0, 1, seed=1).drop(columns=[DEMO_TARGET]).to_dict(orient="records")[0]
+    with TestClient(app) as client:
+        assert client.post("/predict", json={"row": row}).json()["model_version"] == v2
+        promotion.rollback(ctx.registry, ctx.ledger, trigger="test")
+        deadline = time.monotonic() + 20
+        seen = v2
+        while seen != v1 and time.monotonic() < deadline:
+            r = client.post("/predict", json={"row": row})
+            assert r.status_code == 200
+            seen = r.json()["model_version"]
+            time.sleep(0.1)
+    assert seen == v1

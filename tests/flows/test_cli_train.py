@@ -48,6 +48,7 @@ def test_train_evaluate_promote_lineage(cli, home, demo_data):
     assert lineage["mlflow_run"] == trained["run_id"]
     assert lineage["code_version"] and lineage["config_hash"] and lineage["optuna_study"]
     assert "champion" in lineage["aliases"]
+    assert lineage["data_profile"]["age"]["rows"] == sum(len(pd.read_csv(p)) for p in demo_data.clean)
 
     status = json.loads(cli("status", "--json").stdout)
     assert {"champion", "challenger", "traffic", "data", "drift"} <= set(status)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def test_demo_loop_end_to_end(cli, home):
-    r = cli("demo", "--json")
+    r = cli("demo", "--inline", "--json")
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     report = json.loads(Path(out["report_json"]).read_text())

@@ -1,0 +1,84 @@
+"""Deployments and their automations, defined in code (``prefect.yaml`` mirrors them).
+
+No logic here: which flow runs on which event, debounce windows and cool-downs
+(from config), and concurrency limits.
+
+- ``train/on-data``: on ``ratchet.data.published`` (debounced: publishes within
+  ``loop.debounce_s`` give one run, scheduled after the window), and on
+  ``ratchet.drift.detected`` (at most once per ``loop.drift_cooldown_s``).
+  One run at a time; a run asked for meanwhile waits its turn.
+- ``release/on-challenger``: on ``ratchet.model.registered``: the gate, then the rollout.
+- ``monitor/scheduled``: every ``loop.monitor_interval_s``.
+- ``ingest/manual``, ``promote/manual``, ``rollback/manual``: for the UI.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from ratchet.config import RatchetConfig
+
+
+def build_deployments(cfg: RatchetConfig) -> list:
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+    from prefect.events import DeploymentEventTrigger
+
+    from flows.ingest import ingest_flow
+    from flows.monitor import monitor_flow
+    from flows.promote import promote_flow, rollback_flow
+    from flows.release import release_flow
+    from flows.train import train_flow
+
+    one_at_a_time = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
+    # a monitoring run that finds one still running is not needed: the next one comes soon
+    skip_if_running = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)
+    loop = cfg.loop
+    return [
+        train_flow.to_deployment(
+            name="on-data",
+            concurrency_limit=one_at_a_time,
+            triggers=[
+                DeploymentEventTrigger(
+                    name="retrain on published data",
+                    expect={"ratchet.data.published"},
+                    match={"prefect.resource.id": "ratchet.data.*"},
+                    posture="Reactive",
+                    threshold=1,
+                    within=loop.debounce_s,
+                    schedule_after=timedelta(seconds=loop.debounce_s),
+                    parameters={"trigger": "data published"},
+                ),
+                DeploymentEventTrigger(
+                    name="retrain on drift",
+                    expect={"ratchet.drift.detected"},
+                    match={"prefect.resource.id": "ratchet.model.*"},
+                    posture="Reactive",
+                    threshold=1,
+                    within=loop.drift_cooldown_s,
+                    parameters={"trigger": "drift detected"},
+                ),
+            ],
+        ),
+        release_flow.to_deployment(
+            name="on-challenger",
+            concurrency_limit=one_at_a_time,
+            triggers=[
+                DeploymentEventTrigger(
+                    name="release a new challenger",
+                    expect={"ratchet.model.registered"},
+                    match={"prefect.resource.id": "ratchet.model.*"},
+                    posture="Reactive",
+                    threshold=1,
+                    within=0,
+                    parameters={"trigger": "challenger registered"},
+                )
+            ],
+        ),
+        monitor_flow.to_deployment(
+            name="scheduled", interval=loop.monitor_interval_s, concurrency_limit=skip_if_running,
+            parameters={"lookback_s": loop.monitor_interval_s},
+        ),
+        ingest_flow.to_deployment(name="manual"),
+        promote_flow.to_deployment(name="manual", concurrency_limit=one_at_a_time),
+        rollback_flow.to_deployment(name="manual"),
+    ]

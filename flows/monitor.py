@@ -1,0 +1,29 @@
+"""Production monitoring: the champion's live traffic against its training data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from ratchet.context import load_context
+from tasks.events import announce_model_event
+from tasks.monitoring import measure_production_drift
+
+
+@flow(name="monitor", log_prints=True)
+def monitor_flow(
+    lookback_s: float | None = None,
+    config_files: list[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    home: str | None = None,
+) -> dict[str, Any]:
+    ctx = load_context(config_files, overrides, home)
+    result = measure_production_drift(ctx, lookback_s=lookback_s)
+    if result["detected"]:
+        announce_model_event(
+            "ratchet.drift.detected", ctx.cfg.model_name,
+            {k: result.get(k) for k in ("champion", "drifted_features", "drifted_share", "live_accuracy", "reason")},
+        )
+    print(f"drift detected: {result['detected']} ({result.get('reason') or result.get('drifted_features')})")
+    return result

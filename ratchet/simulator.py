@@ -1,0 +1,118 @@
+"""The demo's outside world: data arrives in batches, users send requests, labels come later.
+
+The simulator only commits data (through the ``ingest`` callable it is given)
+and sends traffic to the running service; it never calls training, evaluation
+or promotion. Whatever improves the model is the stack's automations at work.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pandas as pd
+
+from ratchet.config import DemoConfig
+from ratchet.traffic import send_traffic
+
+FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
+
+
+@dataclass
+class Timeline:
+    """What a person would watch: per step, live accuracy per version and the traffic split."""
+
+    t0: float
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    events: dict[str, float] = field(default_factory=dict)
+
+    def mark(self, name: str) -> None:
+        self.events.setdefault(name, time.time())
+
+    def record(self, phase: str, batch: int | None, stats: dict[str, Any], health: dict[str, Any] | None) -> None:
+        self.rows.append(
+            {
+                "t": time.time() - self.t0,
+                "phase": phase,
+                "batch": batch,
+                "accuracy_by_version": stats["accuracy_by_version"],
+                "rows_by_version": stats["rows_by_version"],
+                "non_2xx": stats["non_2xx"],
+                "champion": (health or {}).get("champion"),
+                "challenger": (health or {}).get("challenger"),
+                "challenger_share": ((health or {}).get("traffic") or {}).get("challenger_share"),
+            }
+        )
+
+
+def _health(service_url: str) -> dict[str, Any] | None:
+    try:
+        return httpx.get(f"{service_url}/health", timeout=5).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+def pending_runs(prefect_api_url: str, deployment_names: set[str]) -> int:
+    """Flow runs of these deployments (by deployment name) that are scheduled, waiting or running."""
+    deployments = httpx.post(f"{prefect_api_url}/deployments/filter", json={"limit": 200}, timeout=10).json()
+    ids = [d["id"] for d in deployments if d["name"] in deployment_names]
+    if not ids:
+        return 0
+    runs = httpx.post(
+        f"{prefect_api_url}/flow_runs/filter",
+        json={"flow_runs": {"deployment_id": {"any_": ids}}, "limit": 200},
+        timeout=10,
+    ).json()
+    return sum(1 for r in runs if r["state_type"] not in FINAL_STATES)
+
+
+def simulate(
+    cfg: DemoConfig,
+    batches: list[str],
+    traffic: dict[int, pd.DataFrame],
+    target: str,
+    drift_at: int,
+    service_url: str,
+    ingest: Callable[[str], dict[str, Any]],
+    is_quiet: Callable[[], bool],
+    log: Callable[[str], None] = print,
+) -> Timeline:
+    """Commit each batch, then send its period's traffic in slices across the
+    batch interval; after the last batch keep sending post-drift traffic until
+    the automations are quiet (or ``cfg.settle_timeout_s`` passes)."""
+    tl = Timeline(time.time())
+    slices = max(1, cfg.slices_per_batch)
+    for i, path in enumerate(batches):
+        if i == drift_at:
+            tl.mark("drift_onset")
+        out = ingest(path)
+        log(f"batch {i}: {out.get('status')} ({out.get('rows')} rows), main at {str(out.get('commit'))[:12]}")
+        frame = traffic[i]
+        step = max(1, len(frame) // slices)
+        for s in range(slices):
+            t_slice = time.time()
+            stats = send_traffic(service_url, frame.iloc[s * step : (s + 1) * step], target).to_dict()
+            tl.record("drift" if i >= drift_at else "clean", i, stats, _health(service_url))
+            time.sleep(max(0.0, cfg.batch_interval_s / slices - (time.time() - t_slice)))
+    tl.mark("last_batch")
+    last = len(batches) - 1
+    deadline = time.time() + cfg.settle_timeout_s
+    quiet_since: float | None = None
+    while time.time() < deadline:
+        frame = traffic[last].sample(n=max(1, len(traffic[last]) // slices), random_state=len(tl.rows))
+        stats = send_traffic(service_url, frame, target).to_dict()
+        tl.record("settle", last, stats, _health(service_url))
+        if is_quiet():
+            quiet_since = quiet_since or time.time()
+            if time.time() - quiet_since >= cfg.quiet_s:
+                break
+        else:
+            quiet_since = None
+        time.sleep(max(0.0, cfg.batch_interval_s / slices))
+    else:
+        log(f"the automations were still busy after {cfg.settle_timeout_s} s; reporting what happened so far")
+    tl.mark("end")
+    return tl
