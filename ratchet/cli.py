@@ -251,6 +251,26 @@ def serve(
 
 
 @app.command()
+def relay(
+    port: Annotated[int, typer.Option(help="port for lakeFS webhooks")] = 8780,
+    host: Annotated[str, typer.Option(help="host")] = "127.0.0.1",
+) -> None:
+    """Receive lakeFS post-merge webhooks and send them on as Prefect events."""
+    import uvicorn
+
+    from ratchet.relay import create_relay_app
+
+    api = os.environ.get("PREFECT_API_URL")
+    if not api:
+        _fail("no Prefect server: set PREFECT_API_URL (or run `ratchet up`)", False)
+    ctx = _ctx()
+    uvicorn.run(
+        create_relay_app(api, ctx.cfg.data.main_branch, os.environ.get("RATCHET_RELAY_TOKEN")),
+        host=host, port=port,
+    )
+
+
+@app.command()
 def status(as_json: JsonOpt = False) -> None:
     """Champion, challenger, traffic split, main's data commit and the last drift check."""
     from ratchet.serving.routing import read_traffic

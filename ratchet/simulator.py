@@ -80,39 +80,46 @@ def simulate(
     is_quiet: Callable[[], bool],
     log: Callable[[str], None] = print,
 ) -> Timeline:
-    """Commit each batch, then send its period's traffic in slices across the
-    batch interval; after the last batch keep sending post-drift traffic until
-    the automations are quiet (or ``cfg.settle_timeout_s`` passes)."""
+    """Two phases, clean then drifted. In each, commit a batch every
+    ``batch_interval_s`` and send that period's traffic in slices; at the end of
+    a phase keep sending its traffic until the automations have been idle for
+    ``quiet_s`` (at most ``settle_timeout_s``). Waiting is only time passing in
+    compressed form: the simulator never asks anything of the stack."""
     tl = Timeline(time.time())
     slices = max(1, cfg.slices_per_batch)
-    for i, path in enumerate(batches):
-        if i == drift_at:
-            tl.mark("drift_onset")
-        out = ingest(path)
-        log(f"batch {i}: {out.get('status')} ({out.get('rows')} rows), main at {str(out.get('commit'))[:12]}")
-        frame = traffic[i]
-        step = max(1, len(frame) // slices)
-        for s in range(slices):
-            t_slice = time.time()
-            stats = send_traffic(service_url, frame.iloc[s * step : (s + 1) * step], target).to_dict()
-            tl.record("drift" if i >= drift_at else "clean", i, stats, _health(service_url))
-            time.sleep(max(0.0, cfg.batch_interval_s / slices - (time.time() - t_slice)))
-    tl.mark("last_batch")
-    last = len(batches) - 1
+    phases = [("clean", range(0, drift_at)), ("drift", range(drift_at, len(batches)))]
+    for phase, indices in phases:
+        for i in indices:
+            if i == drift_at:
+                tl.mark("drift_onset")
+            out = ingest(batches[i])
+            log(f"batch {i} ({phase}): {out.get('status')}, main at {str(out.get('commit'))[:12]}")
+            frame = traffic[i]
+            step = max(1, len(frame) // slices)
+            for s in range(slices):
+                t_slice = time.time()
+                stats = send_traffic(service_url, frame.iloc[s * step : (s + 1) * step], target).to_dict()
+                tl.record(phase, i, stats, _health(service_url))
+                time.sleep(max(0.0, cfg.batch_interval_s / slices - (time.time() - t_slice)))
+        _settle(cfg, tl, phase, indices[-1], traffic, target, service_url, is_quiet, log)
+    tl.mark("end")
+    return tl
+
+
+def _settle(cfg, tl, phase, last, traffic, target, service_url, is_quiet, log) -> None:
+    slices = max(1, cfg.slices_per_batch)
     deadline = time.time() + cfg.settle_timeout_s
     quiet_since: float | None = None
     while time.time() < deadline:
         frame = traffic[last].sample(n=max(1, len(traffic[last]) // slices), random_state=len(tl.rows))
         stats = send_traffic(service_url, frame, target).to_dict()
-        tl.record("settle", last, stats, _health(service_url))
+        tl.record(phase, last, stats, _health(service_url))
         if is_quiet():
             quiet_since = quiet_since or time.time()
             if time.time() - quiet_since >= cfg.quiet_s:
-                break
+                log(f"{phase} phase settled: training and release idle for {cfg.quiet_s:.0f} s")
+                return
         else:
             quiet_since = None
         time.sleep(max(0.0, cfg.batch_interval_s / slices))
-    else:
-        log(f"the automations were still busy after {cfg.settle_timeout_s} s; reporting what happened so far")
-    tl.mark("end")
-    return tl
+    log(f"the automations were still busy {cfg.settle_timeout_s:.0f} s after the {phase} phase; going on")

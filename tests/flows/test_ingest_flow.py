@@ -3,8 +3,23 @@
 from __future__ import annotations
 
 import json
+import time
 
+import httpx
 import pandas as pd
+
+
+def _events(name: str, commit: str) -> list[dict]:
+    """Events of this name about this commit, as the Prefect server recorded them."""
+    from prefect.settings import PREFECT_API_URL
+
+    deadline = time.monotonic() + 30
+    while True:
+        r = httpx.post(f"{PREFECT_API_URL.value()}/events/filter", json={"filter": {"event": {"name": [name]}}})
+        found = [e for e in r.json()["events"] if e["resource"].get("ratchet.commit") == commit]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
 
 
 def _init(cli, demo_data):
@@ -24,6 +39,7 @@ def test_good_batch_is_published(cli, home, demo_data):
     assert out["branch"].startswith("ingest-")
     status = json.loads(cli("status", "--json").stdout)
     assert status["data"] == out["commit"]
+    assert len(_events("ratchet.data.published", out["commit"])) == 1
 
 
 def _rejected(cli, path):
@@ -43,6 +59,7 @@ def test_missing_column_is_rejected(cli, home, demo_data, tmp_path):
     df.to_csv(path, index=False)
     out, r = _rejected(cli, path)
     assert any(v["column"] == "income" and v["rule"] for v in out["violations"])
+    assert _events("ratchet.data.rejected", out["commit"])
     assert "income" in r.stderr
 
 
@@ -57,3 +74,60 @@ def test_string_in_numeric_column_is_rejected(cli, home, demo_data, tmp_path):
     bad = [v for v in out["violations"] if v["column"] == "age"]
     assert bad and "forty" in bad[0]["message"]
     assert "age" in r.stderr
+
+
+def _bad_batches(clean: pd.DataFrame, folder) -> dict[str, tuple[str, str | None]]:
+    """rule -> (file, the column its message must name)."""
+    out: dict[str, tuple[str, str | None]] = {}
+
+    def write(name: str, df: pd.DataFrame | None = None, raw: bytes | None = None) -> str:
+        path = folder / f"{name}.csv"
+        if raw is not None:
+            path.write_bytes(raw)
+        else:
+            df.to_csv(path, index=False)
+        return str(path)
+
+    header = ",".join(clean.columns).encode()
+    out["file_empty"] = (write("empty", raw=b""), None)
+    out["malformed_csv"] = (write("ragged", raw=header + b"\n1,2,3\n4,5,6,7,8,9,10,11,12,13,14\n"), None)
+    out["encoding"] = (write("latin1", raw=header + b"\n" + "30,5e4,0.3,4,0,3,rent,caf\xe9,0".encode("latin-1")), None)
+    out["no_rows"] = (write("header_only", raw=header + b"\n"), None)
+    out["missing_column"] = (write("missing", clean.drop(columns=["income"])), "income")
+    out["extra_column"] = (write("extra", clean.assign(zzz=1)), "zzz")
+    bad_type = clean.astype({"age": object})
+    bad_type.loc[3, "age"] = "forty"
+    out["dtype"] = (write("dtype", bad_type), "age")
+    nulls = clean.copy()
+    nulls.loc[: len(nulls) // 3, "income"] = None
+    out["null_share"] = (write("nulls", nulls), "income")
+    out["out_of_range"] = (write("range", clean.assign(age=500)), "age")
+    cats = clean.copy()
+    cats.loc[0, "home_ownership"] = "castle"
+    out["unknown_category"] = (write("category", cats), "home_ownership")
+    out["single_class"] = (write("one_class", clean.assign(default=0)), "default")
+    out["duplicate_rows"] = (write("dups", pd.concat([clean.head(1)] * 200, ignore_index=True)), None)
+    return out
+
+
+def test_every_kind_of_bad_batch_is_rejected_and_main_never_moves(cli, home, demo_data, tmp_path):
+    import yaml
+
+    from ratchet.settings import Settings
+
+    _init(cli, demo_data)
+    assert cli("ingest", demo_data.clean[0], "--json").exit_code == 0
+    clean = pd.read_csv(demo_data.clean[1])
+    cases = _bad_batches(clean, tmp_path)
+    for rule, (path, column) in cases.items():
+        out, _ = _rejected(cli, path)
+        hits = [v for v in out["violations"] if v["rule"] == rule]
+        assert hits, f"{rule}: got {out['violations']}"
+        if column:
+            assert any(column in v["message"] for v in hits), hits
+
+    schema_path = Settings().schema_path  # a size limit below the file's size
+    schema = yaml.safe_load(schema_path.read_text())
+    schema_path.write_text(yaml.safe_dump({**schema, "max_file_mb": 0.01}))
+    out, _ = _rejected(cli, demo_data.clean[1])
+    assert [v["rule"] for v in out["violations"]] == ["file_too_large"]
