@@ -31,7 +31,7 @@ class Context:
         from ratchet.registry import Registry
 
         reg = Registry(self.settings, self.cfg.model_name, self.cfg.experiment)
-        reg.activate()
+        reg.use_stores()  # the experiment is looked up only by what logs runs (Registry.activate)
         return reg
 
     @cached_property

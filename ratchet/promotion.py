@@ -12,10 +12,7 @@ from typing import Any
 
 from ratchet.config import RatchetConfig, Schema
 from ratchet.data.base import DataRepository
-from ratchet.dataset import training_data
-from ratchet.gate import decide
 from ratchet.ledger import Entry, Ledger
-from ratchet.model.preprocess import encode_target
 from ratchet.registry import Registry
 
 
@@ -33,6 +30,11 @@ def evaluate_challenger(
     registry: Registry, repo: DataRepository, schema: Schema, cfg: RatchetConfig
 ) -> dict[str, Any]:
     """Score both models on the held-out split of the challenger's own data commit and window."""
+    # imported here: promote and rollback must not wait for the statistics and model stack
+    from ratchet.dataset import training_data
+    from ratchet.gate import decide
+    from ratchet.model.preprocess import encode_target
+
     challenger = registry.alias("challenger")
     if challenger is None:
         raise PromotionError("no challenger: train one first (`ratchet train`)")

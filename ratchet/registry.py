@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
-from functools import cache
+from functools import cache, cached_property
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as pkg_version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import pandas as pd
@@ -22,9 +22,11 @@ from mlflow.models import ModelSignature, infer_signature
 from mlflow.types.schema import AnyType, ColSpec
 from mlflow.types.schema import Schema as MlflowSchema
 
-from ratchet.model.pyfunc import RatchetPyfunc
-from ratchet.model.train import Predictor
 from ratchet.settings import Settings
+
+if TYPE_CHECKING:  # the model stack (torch, Lightning) loads only where a model is touched,
+    # so an emergency rollback does not wait for it
+    from ratchet.model.train import Predictor
 
 ALIASES = ("champion", "challenger", "previous")
 
@@ -57,9 +59,8 @@ class Registry:
 
     # -- connection ---------------------------------------------------------------
     def activate(self) -> str:
-        """Point the mlflow module at this home's stores; return the experiment id."""
-        mlflow.set_tracking_uri(self.settings.tracking_uri)
-        mlflow.set_registry_uri(self.settings.tracking_uri)
+        """Point the mlflow module at this home's stores and experiment; return its id."""
+        self.use_stores()
         exp = mlflow.get_experiment_by_name(self.experiment)
         if exp is None:
             exp_id = mlflow.create_experiment(
@@ -70,13 +71,20 @@ class Registry:
         mlflow.set_experiment(experiment_id=exp_id)
         return exp_id
 
-    @property
+    @cached_property
     def client(self) -> MlflowClient:
         return MlflowClient(tracking_uri=self.settings.tracking_uri, registry_uri=self.settings.tracking_uri)
+
+    def use_stores(self) -> None:
+        """Point the mlflow module's globals (``models:/`` URIs, runs) at this home."""
+        mlflow.set_tracking_uri(self.settings.tracking_uri)
+        mlflow.set_registry_uri(self.settings.tracking_uri)
 
     # -- logging and registering -------------------------------------------------------
     def log_predictor(self, predictor: Predictor, example: pd.DataFrame) -> str:
         """Log the predictor as a pyfunc in the active run; return its model URI."""
+        from ratchet.model.pyfunc import RatchetPyfunc
+
         example = example.head(5).reset_index(drop=True)
         with tempfile.TemporaryDirectory() as tmp:
             path = predictor.save(Path(tmp) / "predictor.pkl")
@@ -143,6 +151,7 @@ class Registry:
         version = ref if str(ref).isdigit() else self.alias(ref)
         if version is None:
             raise LookupError(f"model {self.model_name!r} has no version with alias {ref!r}")
+        self.use_stores()
         pyfunc = mlflow.pyfunc.load_model(f"models:/{self.model_name}/{version}")
         predictor: Predictor = pyfunc.unwrap_python_model().predictor
         predictor.version = str(version)
@@ -156,6 +165,8 @@ def signature_for(predictor: Predictor, example: pd.DataFrame) -> ModelSignature
     in the signature rejects a row with a missing value, and a double column
     rejects int64 input as an unsafe conversion.
     """
+    from ratchet.model.pyfunc import RatchetPyfunc
+
     inputs = MlflowSchema([ColSpec(AnyType(), name) for name in predictor.schema.feature_names])
     outputs = infer_signature(example, RatchetPyfunc._frame(predictor, example)).outputs
     return ModelSignature(inputs=inputs, outputs=outputs)
@@ -166,7 +177,7 @@ class RegistryProvider:
 
     def __init__(self, registry: Registry):
         self.registry = registry
-        registry.activate()
+        registry.use_stores()
 
     def versions(self) -> dict[str, str | None]:
         return {"champion": self.registry.alias("champion"), "challenger": self.registry.alias("challenger")}

@@ -10,9 +10,10 @@ from __future__ import annotations
 import io
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 MergeStrategy = Literal["fail", "source-wins", "dest-wins"]
 
@@ -135,6 +136,8 @@ class DataRepository(ABC):
         self.put_object(branch, path, buf.getvalue())
 
     def read_dataframe(self, ref: str, path: str) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.read_parquet(io.BytesIO(self.get_object(ref, path)))
 
     def branch_exists(self, name: str) -> bool:
