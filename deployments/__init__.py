@@ -9,7 +9,7 @@ No logic here: which flow runs on which event, debounce windows and cool-downs
   One run at a time; a run asked for meanwhile waits its turn.
 - ``release/on-challenger``: on ``ratchet.model.registered``: the gate, then the rollout.
 - ``monitor/scheduled``: every ``loop.monitor_interval_s``.
-- ``ingest/manual``, ``promote/manual``, ``rollback/manual``: for the UI.
+- ``ingest/manual``, ``evaluate/manual``, ``promote/manual``, ``rollback/manual``: for the UI and CI.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def build_deployments(cfg: RatchetConfig) -> list:
 
     from flows.ingest import ingest_flow
     from flows.monitor import monitor_flow
-    from flows.promote import promote_flow, rollback_flow
+    from flows.promote import evaluate_flow, promote_flow, rollback_flow
     from flows.release import release_flow
     from flows.train import train_flow
 
@@ -79,6 +79,7 @@ def build_deployments(cfg: RatchetConfig) -> list:
             parameters={"lookback_s": loop.monitor_interval_s},
         ),
         ingest_flow.to_deployment(name="manual"),
+        evaluate_flow.to_deployment(name="manual"),
         promote_flow.to_deployment(name="manual", concurrency_limit=one_at_a_time),
         rollback_flow.to_deployment(name="manual"),
     ]

@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ratchet.config import RatchetConfig, Schema, load_config, load_schema
+from ratchet.config import RatchetConfig, Schema, default_config_files, load_config, load_schema
 from ratchet.settings import Settings
 
 
@@ -50,6 +50,15 @@ def load_context(
     overrides: dict[str, Any] | None = None,
     home: str | None = None,
 ) -> Context:
+    """Settings from the environment, config from files (default: ``RATCHET_CONFIG`` or
+    ``configs/ratchet.yaml``) with the profile's overlay (``configs/<profile>.yaml``)
+    merged last, so ``RATCHET_PROFILE=cluster`` alone switches the stores and backends.
+    The ``local`` overlay only restates the defaults and is not added, so a user's
+    own config (say ``data.backend: lakefs``) keeps its word there."""
     settings = Settings(home=Path(home)) if home else Settings()
-    cfg = load_config([Path(f) for f in config_files] if config_files else None, overrides)
+    files = [Path(f) for f in config_files] if config_files else default_config_files()
+    overlay = settings.profile_config
+    if settings.profile != "local" and overlay.exists() and all(f.resolve() != overlay.resolve() for f in files):
+        files.append(overlay)
+    cfg = load_config(files, overrides)
     return Context(settings.ensure(), cfg)

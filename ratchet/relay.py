@@ -57,10 +57,13 @@ def create_relay_app(
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.post("/lakefs", status_code=202)
+    @app.post("/lakefs/events", status_code=202)
     async def lakefs_hook(request: Request, t: str | None = Query(None, alias="token")) -> dict[str, Any]:
-        if token and not (t and hmac.compare_digest(t, token)):
-            raise HTTPException(401, "missing or wrong ?token= for this relay")
+        # lakeFS sends the token as a bearer header (infra/lakefs/_lakefs_actions); ?token= also works
+        auth = request.headers.get("authorization", "")
+        given = auth[7:] if auth.lower().startswith("bearer ") else t
+        if token and not (given and hmac.compare_digest(given, token)):
+            raise HTTPException(401, "missing or wrong token for this relay (Authorization: Bearer ...)")
         try:
             body = await request.json()
         except ValueError as e:

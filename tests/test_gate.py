@@ -285,7 +285,7 @@ def test_size_guardrail(better):
 
 def test_guardrail_limits_read_from_config_when_present(better):
     y, champ, chal = better
-    c = SimpleNamespace(**cfg().model_dump(), max_latency_ratio=1.2, max_size_bytes=None)
+    c = SimpleNamespace(**{**cfg().model_dump(), "max_latency_ratio": 1.2, "max_size_bytes": None})
     d = decide(y, champ, chal, BINARY, c, challenger_latency_s=2.0, champion_latency_s=1.0)
     assert d.decision == "keep" and d.evidence["guardrails"]["max_latency_ratio"] == 1.2
 

@@ -19,6 +19,7 @@ ENTRY_FLOW = {
     "flows/release.py:release_flow": "release",
     "flows/monitor.py:monitor_flow": "monitor",
     "flows/ingest.py:ingest_flow": "ingest",
+    "flows/promote.py:evaluate_flow": "evaluate",
     "flows/promote.py:promote_flow": "promote",
     "flows/promote.py:rollback_flow": "rollback",
 }

@@ -25,13 +25,13 @@ def test_post_merge_on_main_is_relayed_and_others_are_not():
         "event_type": "post-merge", "hook_id": "relay",
         "repository_id": "ratchet", "branch_id": "main", "source_ref": "ingest-x", "commit_id": "abc123",
     }
-    assert client.post("/lakefs", json=hook).status_code == 401
-    r = client.post("/lakefs?token=s3cret", json=hook)
+    assert client.post("/lakefs/events", json=hook).status_code == 401
+    r = client.post("/lakefs/events", json=hook, headers={"Authorization": "Bearer s3cret"})
     assert r.status_code == 202 and r.json()["relayed"] is True
-    other = client.post("/lakefs?token=s3cret", json={**hook, "branch_id": "ingest-x", "commit_id": "zzz"})
+    other = client.post("/lakefs/events?token=s3cret", json={**hook, "branch_id": "ingest-x", "commit_id": "zzz"})
     assert other.json()["relayed"] is False
-    assert client.post("/lakefs?token=s3cret", content=b"not json").status_code == 400
-    assert client.post("/lakefs?token=s3cret", json={**hook, "commit_id": None}).status_code == 422
+    assert client.post("/lakefs/events?token=s3cret", content=b"not json").status_code == 400
+    assert client.post("/lakefs/events?token=s3cret", json={**hook, "commit_id": None}).status_code == 422
 
     deadline = time.monotonic() + 30
     while not _published(api, "abc123") and time.monotonic() < deadline:
