@@ -46,7 +46,7 @@ def build_deployments(cfg: RatchetConfig) -> list:
                     threshold=1,
                     within=loop.debounce_s,
                     schedule_after=timedelta(seconds=loop.debounce_s),
-                    parameters={"trigger": "data published"},
+                    parameters={"trigger": "data published", "skip_if_trained": True},
                 ),
                 DeploymentEventTrigger(
                     name="retrain on drift",
@@ -55,7 +55,7 @@ def build_deployments(cfg: RatchetConfig) -> list:
                     posture="Reactive",
                     threshold=1,
                     within=loop.drift_cooldown_s,
-                    parameters={"trigger": "drift detected"},
+                    parameters={"trigger": "drift detected", "skip_if_trained": True},
                 ),
             ],
         ),

@@ -8,7 +8,13 @@ from prefect import flow
 
 from ratchet.context import load_context
 from tasks.events import announce_model_event
-from tasks.training import load_training_data, publish_training_summary, register_model, tune_model
+from tasks.training import (
+    find_trained_model,
+    load_training_data,
+    publish_training_summary,
+    register_model,
+    tune_model,
+)
 
 
 @flow(name="train", log_prints=True)
@@ -17,12 +23,16 @@ def train_flow(
     trials: int | None = None,
     window_batches: int | None = None,
     trigger: str = "manual",
+    skip_if_trained: bool = False,
     config_files: list[str] | None = None,
     overrides: dict[str, Any] | None = None,
     home: str | None = None,
 ) -> dict[str, Any]:
     ctx = load_context(config_files, overrides, home)
     data = load_training_data(ctx, ref or ctx.cfg.data.main_branch, window_batches)
+    if skip_if_trained and (existing := find_trained_model(ctx, data)):
+        print(f"v{existing} already learnt data {data.data_commit[:12]} with this config and code: nothing to do")
+        return {"model_version": existing, "data_commit": data.data_commit, "skipped": True}
     trained = tune_model(ctx, data, trials, trigger)
     version = register_model(ctx, trained, data)
     publish_training_summary(ctx, trained, version)

@@ -434,7 +434,7 @@ def _inline_demo(as_json: bool) -> dict[str, Any]:
 def _event_demo(sandbox: Path, as_json: bool, keep_up: bool) -> dict[str, Any]:
     from datetime import UTC, datetime
 
-    from ratchet.demo import loop_report, make_demo_data
+    from ratchet.demo import demo_traffic, loop_report, make_demo_data
     from ratchet.home import init_home
     from ratchet.report import write_loop_report
     from ratchet.simulator import pending_runs, simulate
@@ -463,7 +463,8 @@ def _event_demo(sandbox: Path, as_json: bool, keep_up: bool) -> dict[str, Any]:
 
     try:
         timeline = simulate(
-            ctx.cfg.demo, data.clean + data.drifted, data.traffic_by_batch, data.target, data.drift_at,
+            ctx.cfg.demo, data.clean + data.drifted, lambda i, k: demo_traffic(ctx.cfg.demo, i, k),
+            data.target, data.drift_at,
             stack["service_url"], ingest, is_quiet, log=say,
         )
     finally:

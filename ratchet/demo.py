@@ -24,7 +24,6 @@ class DemoData:
     holdout: dict[int, pd.DataFrame]
     traffic_before: pd.DataFrame
     traffic_after: pd.DataFrame
-    traffic_by_batch: dict[int, pd.DataFrame]
     post_drift_train: pd.DataFrame  # every drifted batch: the yardstick model trains on it alone
 
 
@@ -50,9 +49,15 @@ def make_demo_data(cfg: DemoConfig, folder: Path) -> DemoData:
         holdout={i: _batch(cfg, i, 1000, HOLDOUT_SEED_OFFSET) for i in range(total)},
         traffic_before=_batch(cfg, 0, half, TRAFFIC_SEED_OFFSET),
         traffic_after=_batch(cfg, cfg.clean_batches, half, TRAFFIC_SEED_OFFSET),
-        traffic_by_batch={i: _batch(cfg, i, cfg.requests_per_batch, TRAFFIC_SEED_OFFSET) for i in range(total)},
         post_drift_train=pd.concat([pd.read_csv(p) for p in paths[cfg.clean_batches :]], ignore_index=True),
     )
+
+
+def demo_traffic(cfg: DemoConfig, batch_index: int, k: int) -> pd.DataFrame:
+    """The k-th slice of requests while ``batch_index`` is the newest batch: fresh rows
+    from that batch's distribution (labels kept for the delayed feedback)."""
+    rows = max(1, cfg.requests_per_batch // max(1, cfg.slices_per_batch))
+    return _batch(cfg, batch_index, rows, TRAFFIC_SEED_OFFSET + 7919 * (k + 1))
 
 
 def reset_sandbox(home: Path) -> None:

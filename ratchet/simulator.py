@@ -72,7 +72,7 @@ def pending_runs(prefect_api_url: str, deployment_names: set[str]) -> int:
 def simulate(
     cfg: DemoConfig,
     batches: list[str],
-    traffic: dict[int, pd.DataFrame],
+    traffic_for: Callable[[int, int], pd.DataFrame],
     target: str,
     drift_at: int,
     service_url: str,
@@ -94,25 +94,24 @@ def simulate(
                 tl.mark("drift_onset")
             out = ingest(batches[i])
             log(f"batch {i} ({phase}): {out.get('status')}, main at {str(out.get('commit'))[:12]}")
-            frame = traffic[i]
-            step = max(1, len(frame) // slices)
             for s in range(slices):
                 t_slice = time.time()
-                stats = send_traffic(service_url, frame.iloc[s * step : (s + 1) * step], target).to_dict()
+                stats = send_traffic(service_url, traffic_for(i, s), target).to_dict()
                 tl.record(phase, i, stats, _health(service_url))
                 time.sleep(max(0.0, cfg.batch_interval_s / slices - (time.time() - t_slice)))
-        _settle(cfg, tl, phase, indices[-1], traffic, target, service_url, is_quiet, log)
+        _settle(cfg, tl, phase, indices[-1], traffic_for, target, service_url, is_quiet, log)
     tl.mark("end")
     return tl
 
 
-def _settle(cfg, tl, phase, last, traffic, target, service_url, is_quiet, log) -> None:
+def _settle(cfg, tl, phase, last, traffic_for, target, service_url, is_quiet, log) -> None:
     slices = max(1, cfg.slices_per_batch)
     deadline = time.time() + cfg.settle_timeout_s
     quiet_since: float | None = None
+    k = slices
     while time.time() < deadline:
-        frame = traffic[last].sample(n=max(1, len(traffic[last]) // slices), random_state=len(tl.rows))
-        stats = send_traffic(service_url, frame, target).to_dict()
+        k += 1  # fresh rows every time: resending the same rows would look like drift to a KS test
+        stats = send_traffic(service_url, traffic_for(last, k), target).to_dict()
         tl.record(phase, last, stats, _health(service_url))
         if is_quiet():
             quiet_since = quiet_since or time.time()

@@ -2,7 +2,9 @@
 
 Two steps so the orchestrator can retry them apart: a failed registration
 does not re-run the search, and a model is never registered twice (the
-version is looked up by its run id first).
+version is looked up by its run id first). A failed search, retried, continues
+its Optuna study (same name for the same data, config and code) and resumes the
+failed trial from its last checkpoint under ``settings.checkpoints_dir``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from ratchet.dataset import TrainingData
 from ratchet.gate import metric_value
 from ratchet.model.preprocess import encode_target
 from ratchet.model.train import Predictor
-from ratchet.model.tune import tune
+from ratchet.model.tune import study_figures, trials_table, tune
 from ratchet.registry import Registry, code_version
 from ratchet.settings import Settings
 
@@ -40,6 +42,11 @@ class TrainedModel:
     history: list[dict[str, float]] = field(default_factory=list)
     n_trials: int = 0
     n_pruned: int = 0
+    n_finished: int = 0
+    trials: list[dict[str, Any]] = field(default_factory=list)  # the study's trials, for the summary
+    figures: list[str] = field(default_factory=list)  # artifact names in the MLflow run
+    figures_skipped: dict[str, str] = field(default_factory=dict)
+    resumed: list[int] = field(default_factory=list)
 
 
 def study_name_for(data: TrainingData, cfg: RatchetConfig) -> str:
@@ -54,6 +61,20 @@ def test_metrics(predictor: Predictor, data: TrainingData, schema: Schema) -> di
     return {
         f"test_{m}": float(metric_value(m, y, proba, classes)) for m in ("accuracy", "f1", "log_loss")
     } | {"test_rows": float(len(y)), "test_positive_share": float(np.mean(y == len(classes) - 1))}
+
+
+def already_trained(data: TrainingData, cfg: RatchetConfig, registry: Registry) -> str | None:
+    """The version already trained on exactly this data window, config and code, if any.
+
+    Retraining on unchanged inputs would give the same (seeded) model again, so a
+    queued run whose data has not moved since, or a drift alarm on data already
+    learnt, costs one registry query instead of a search."""
+    return registry.find_version(
+        data_commit=data.data_commit,
+        window_batches=str(len(data.batches)),
+        config_hash=cfg.digest(),
+        code_version=code_version(),
+    )
 
 
 def tune_on_commit(
@@ -86,7 +107,7 @@ def tune_on_commit(
         mlflow.log_dict({"batches": data.batches}, "data_batches.json")
         result = tune(
             data.train, data.val, schema, cfg, storage=settings.optuna_url, study_name=study,
-            trials=trials, progress=progress,
+            trials=trials, progress=progress, checkpoint_root=settings.checkpoints_dir,
         )
         metrics = {f"best_{k}": v for k, v in result.best.metrics.items()}
         metrics |= test_metrics(result.best.predictor, data, schema)
@@ -95,6 +116,12 @@ def tune_on_commit(
         for row in result.best.history:
             mlflow.log_metrics({f"best_{k}": v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
         _log_curve(result.best.history)
+        table = trials_table(result.study)
+        mlflow.log_dict(table, "optuna_trials.json")
+        figures, skipped = study_figures(result.study, seed=cfg.train.seed)
+        _log_figures(figures)
+        if skipped:
+            mlflow.log_dict(skipped, "optuna_figures_skipped.json")
     return TrainedModel(
         run_id=run.info.run_id,
         predictor=result.best.predictor,
@@ -109,6 +136,11 @@ def tune_on_commit(
         history=result.best.history,
         n_trials=result.n_trials,
         n_pruned=result.n_pruned,
+        n_finished=result.n_finished,
+        trials=table,
+        figures=["training_curve.png", *figures] if result.best.history else list(figures),
+        figures_skipped=skipped,
+        resumed=result.resumed,
     )
 
 
@@ -134,6 +166,15 @@ def register_trained(trained: TrainedModel, registry: Registry, example) -> str:
         )
     registry.set_alias("challenger", existing)
     return existing
+
+
+def _log_figures(figures: dict) -> None:
+    import matplotlib.pyplot as plt
+
+    for name, fig in figures.items():
+        fig.tight_layout()
+        mlflow.log_figure(fig, name)
+        plt.close(fig)
 
 
 def _log_curve(history: list[dict[str, float]]) -> None:

@@ -16,8 +16,10 @@ def load_training_data(ctx: Context, ref: str, window_batches: int | None = None
     return training_data(ctx.repo, ref, ctx.cfg, window_batches)
 
 
-@task(cache_policy=NO_CACHE, timeout_seconds=3600)
+@task(cache_policy=NO_CACHE, timeout_seconds=3600, retries=2, retry_delay_seconds=2)
 def tune_model(ctx: Context, data: TrainingData, trials: int | None, trigger: str) -> training.TrainedModel:
+    """A retry continues the study (same name for the same data, config and code) and
+    resumes the failed trial from its last checkpoint; nothing is registered here."""
     return training.tune_on_commit(
         data, ctx.schema, ctx.cfg, ctx.settings, ctx.registry, trials=trials, trigger=trigger
     )
@@ -31,16 +33,38 @@ def register_model(ctx: Context, trained: training.TrainedModel, data: TrainingD
 
 @task(cache_policy=NO_CACHE)
 def publish_training_summary(ctx: Context, trained: training.TrainedModel, version: str) -> str:
+    return str(
+        create_markdown_artifact(
+            training_summary(ctx.cfg.model_name, trained, version),
+            key="training-summary",
+            description=f"model version {version}",
+        )
+    )
+
+
+def _fmt(v) -> str:
+    return "" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def training_summary(model_name: str, trained: training.TrainedModel, version: str) -> str:
     m = trained.metrics
     params = "\n".join(f"| {k} | {v} |" for k, v in trained.best_params.items())
-    md = f"""# Model version {version} ({ctx.cfg.model_name})
+    trials = "\n".join(
+        f"| {t['number']}{' (best)' if t['number'] == trained.best_trial else ''} | {t['state']} | {_fmt(t['value'])} "
+        f"| {_fmt(t['epochs'])} | {_fmt(t['resume_of'])} | {', '.join(f'{k}={_fmt(v)}' for k, v in t['params'].items())} |"
+        for t in trained.trials
+    )
+    figures = "\n".join(f"- `{name}`" for name in trained.figures)
+    figures += "".join(f"\n- `{name}` not drawn: {why}" for name, why in trained.figures_skipped.items())
+    resumed = f" Resumed trial(s) {trained.resumed} from their checkpoints." if trained.resumed else ""
+    return f"""# Model version {version} ({model_name})
 
 | | |
 |---|---|
 | data commit | `{trained.data_commit}` |
 | window | {trained.window_batches} batch(es) |
 | MLflow run | `{trained.run_id}` |
-| Optuna study | `{trained.study_name}`, best trial {trained.best_trial} of {trained.n_trials} ({trained.n_pruned} pruned) |
+| Optuna study | `{trained.study_name}`, best trial {trained.best_trial}; {trained.n_finished} finished, {trained.n_pruned} pruned |
 | test accuracy | {m.get('test_accuracy', float('nan')):.4f} |
 | test F1 | {m.get('test_f1', float('nan')):.4f} |
 | best val loss | {m.get('best_val_loss', float('nan')):.4f} |
@@ -49,5 +73,12 @@ def publish_training_summary(ctx: Context, trained: training.TrainedModel, versi
 | parameter | value |
 |---|---|
 {params}
+
+## Trials
+| trial | state | val loss | epochs | resumes | parameters |
+|---|---|---|---|---|---|
+{trials}
+{resumed}
+## Figures (artifacts of the MLflow run)
+{figures}
 """
-    return str(create_markdown_artifact(md, key="training-summary", description=f"model version {version}"))
