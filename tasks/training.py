@@ -16,6 +16,12 @@ def load_training_data(ctx: Context, ref: str, window_batches: int | None = None
     return training_data(ctx.repo, ref, ctx.cfg, window_batches)
 
 
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def find_trained_model(ctx: Context, data: TrainingData) -> str | None:
+    """The version already trained on this data window, config and code, if any."""
+    return training.already_trained(data, ctx.cfg, ctx.registry)
+
+
 @task(cache_policy=NO_CACHE, timeout_seconds=3600, retries=2, retry_delay_seconds=2)
 def tune_model(ctx: Context, data: TrainingData, trials: int | None, trigger: str) -> training.TrainedModel:
     """A retry continues the study (same name for the same data, config and code) and
