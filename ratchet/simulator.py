@@ -55,6 +55,18 @@ def _health(service_url: str) -> dict[str, Any] | None:
         return None
 
 
+NO_TRAFFIC = {"accuracy_by_version": {}, "rows_by_version": {}, "non_2xx": 0}
+
+
+def _send(service_url: str, frame: pd.DataFrame, target: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Send a slice once the service is ready (it has a champion): before the first
+    model exists users get no predictions, which is not a failure of the service."""
+    health = _health(service_url)
+    if not (health and health.get("ready")):
+        return NO_TRAFFIC, health
+    return send_traffic(service_url, frame, target).to_dict(), _health(service_url)
+
+
 def pending_runs(prefect_api_url: str, deployment_names: set[str]) -> int:
     """Flow runs of these deployments (by deployment name) that are scheduled, waiting or running."""
     deployments = httpx.post(f"{prefect_api_url}/deployments/filter", json={"limit": 200}, timeout=10).json()
@@ -96,8 +108,7 @@ def simulate(
             log(f"batch {i} ({phase}): {out.get('status')}, main at {str(out.get('commit'))[:12]}")
             for s in range(slices):
                 t_slice = time.time()
-                stats = send_traffic(service_url, traffic_for(i, s), target).to_dict()
-                tl.record(phase, i, stats, _health(service_url))
+                tl.record(phase, i, *_send(service_url, traffic_for(i, s), target))
                 time.sleep(max(0.0, cfg.batch_interval_s / slices - (time.time() - t_slice)))
         _settle(cfg, tl, phase, indices[-1], traffic_for, target, service_url, is_quiet, log)
     tl.mark("end")
@@ -111,8 +122,7 @@ def _settle(cfg, tl, phase, last, traffic_for, target, service_url, is_quiet, lo
     k = slices
     while time.time() < deadline:
         k += 1  # fresh rows every time: resending the same rows would look like drift to a KS test
-        stats = send_traffic(service_url, traffic_for(last, k), target).to_dict()
-        tl.record(phase, last, stats, _health(service_url))
+        tl.record(phase, last, *_send(service_url, traffic_for(last, k), target))
         if is_quiet():
             quiet_since = quiet_since or time.time()
             if time.time() - quiet_since >= cfg.quiet_s:
