@@ -238,16 +238,13 @@ def serve(
     """HTTP service: POST /predict, GET /health, GET /metrics."""
     import uvicorn
 
-    from ratchet.registry import RegistryProvider
-    from ratchet.serving.app import create_app
+    from ratchet.serving.__main__ import build_app, tune_process
 
-    ctx = _ctx()
-    application = create_app(
-        RegistryProvider(ctx.registry), ctx.cfg.serving, ctx.settings.serving_dir,
-        admin_token=os.environ.get("RATCHET_ADMIN_TOKEN"), api_key=os.environ.get("RATCHET_API_KEY"),
-        profile_window_s=ctx.cfg.serving.profile_window_s,
+    ctx, application = build_app()
+    tune_process(application)  # models loaded, GC frozen, short GIL switch: see ratchet.serving
+    uvicorn.run(
+        application, host=host or ctx.cfg.serving.host, port=port or ctx.cfg.serving.port, access_log=False,
     )
-    uvicorn.run(application, host=host or ctx.cfg.serving.host, port=port or ctx.cfg.serving.port)
 
 
 @app.command()

@@ -25,6 +25,7 @@ def start_service(ctx: Context) -> BackgroundServer:
 def send_requests(ctx: Context, server: BackgroundServer, frame: pd.DataFrame) -> dict:
     """Single-row requests with their true labels posted back as feedback; then the
     service's pending live profiles are written, so monitoring sees this traffic."""
+    server.app.state.ratchet.reload()  # pick up an alias just moved, without waiting for the watcher
     stats = send_traffic(server.url, frame, ctx.schema.target.name).to_dict()
     server.app.state.ratchet.flush()
     return stats

@@ -17,19 +17,31 @@ Routes
 ``GET  /health``       always 200 while the process lives; ``ready``, versions, traffic.
 ``GET  /ready``        200 once a champion is loaded, else 503.
 ``GET  /metrics``      Prometheus text (this app's own registry).
-``GET  /stats``        JSON per model version: requests, errors, rows, feedback, live accuracy,
-                       p50/p99 latency (ms, over the last 4096 requests).
+``GET  /stats``        JSON per model version, counters since start: requests answered, routed,
+                       errors, server errors, fallbacks (challenger failures the champion
+                       answered), shadow requests/errors, rows, predicted classes, feedback,
+                       live accuracy, p50/p99 latency (ms, last 4096 requests) and a latency
+                       histogram (``latency_bounds_ms``) that the canary diffs between reads;
+                       which loaded versions run on the fast path.
+``GET  /openapi.json`` the request body of ``/predict`` typed by the loaded champion's schema.
 ``POST /admin/reload`` re-read traffic.json, reload models whose alias moved (``?force=true``:
                        reload both). 502 when the provider failed (old models keep serving).
 ``PUT  /admin/traffic`` ``{"challenger_share": 0.3, "shadow": false}`` (``shadow`` optional:
                        unchanged); written atomically to ``state_dir/traffic.json``.
 Admin routes need ``Authorization: Bearer <admin_token>`` when a token is set: 401 without
 one, 403 with a wrong one.
+
+Every response carries ``X-Request-ID`` and ``X-Model-Version`` (the version that answered,
+else the loaded champion's, else ``none``); every client error is JSON ``{"detail", "request_id"}``
+(plus ``errors`` for field errors). Requests of at most ``serving.inline_max_rows`` rows whose
+models have a fast path (see :mod:`ratchet.serving.fastpath`) are predicted on the event loop;
+others in a worker thread.
 """
 
 from __future__ import annotations
 
 import hmac
+import itertools
 import logging
 import re
 import time
@@ -37,17 +49,20 @@ import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import numpy as np
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ratchet.config import ServingConfig
 from ratchet.serving.model_api import ModelProvider
+from ratchet.serving.openapi import build_openapi
 from ratchet.serving.routing import Traffic, selects_challenger
-from ratchet.serving.state import ServingRuntime, Slot, Snapshot
+from ratchet.serving.state import ModelFailure, ServingRuntime, Slot, Snapshot
 from ratchet.serving.validation import (
     PredictRequest,
     RequestError,
@@ -60,11 +75,18 @@ from ratchet.serving.validation import (
 log = logging.getLogger(__name__)
 
 _REQUEST_ID_RE = re.compile(r"^[\x21-\x7e]{1,128}$")  # printable ASCII, no spaces
+# request ids: a random per-process prefix and a counter (unique without a syscall per request;
+# uuid4 reads os.urandom, which is slow on a busy machine)
+_RID_PREFIX = uuid.uuid4().hex[:16]
+_RID_COUNTER = itertools.count(1)
+
+
+def _new_request_id() -> str:
+    return f"{_RID_PREFIX}{next(_RID_COUNTER):016x}"
+
 ADMIN_BODY_LIMIT = 64 * 1024
 
-
-class ModelFailure(Exception):
-    pass
+__all__ = ["ModelFailure", "create_app"]
 
 
 # ---------------------------------------------------------------- middleware
@@ -80,7 +102,7 @@ class _ObserveMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         sent = Headers(scope=scope).get("x-request-id")
-        rid = sent if sent is not None and _REQUEST_ID_RE.match(sent) else uuid.uuid4().hex
+        rid = sent if sent is not None and _REQUEST_ID_RE.match(sent) else _new_request_id()
         state = scope.setdefault("state", {})
         state["request_id"] = rid
         status = [500, False]
@@ -91,6 +113,12 @@ class _ObserveMiddleware:
                 headers = MutableHeaders(scope=message)
                 if "x-request-id" not in headers:
                     headers["X-Request-ID"] = rid
+                if "x-model-version" not in headers:  # the version that answered, else the champion
+                    version = state.get("model_version")
+                    if version is None:
+                        champion = self.runtime.snapshot.champion
+                        version = champion.version if champion is not None else "none"
+                    headers["X-Model-Version"] = version
             await send(message)
 
         t0 = time.perf_counter()
@@ -144,23 +172,6 @@ def _check_secret(given: str | None, expected: str, what: str) -> None:
         raise RequestError(403, f"wrong {what}")
 
 
-def _run_model(slot: Slot, frame) -> tuple[list, np.ndarray]:
-    """predict_proba with its output checked: (labels, probabilities). ModelFailure on anything odd."""
-    try:
-        proba = np.asarray(slot.model.predict_proba(frame), dtype=float)
-    except Exception as e:
-        raise ModelFailure(f"version {slot.version}: predict_proba failed: {type(e).__name__}: {e}") from e
-    if proba.shape != (len(frame), len(slot.classes)):
-        raise ModelFailure(
-            f"version {slot.version}: predict_proba gave shape {proba.shape}, "
-            f"expected {(len(frame), len(slot.classes))}"
-        )
-    if not np.isfinite(proba).all():
-        raise ModelFailure(f"version {slot.version}: predict_proba gave non-finite probabilities")
-    idx = proba.argmax(axis=1)
-    return [slot.classes[i] for i in idx], proba
-
-
 def _traffic_json(snap: Snapshot) -> dict:
     return snap.traffic.to_dict()
 
@@ -208,7 +219,29 @@ def create_app(
     @app.exception_handler(RequestError)
     async def _client_error(request: Request, exc: RequestError):
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+        body = {**exc.body(), "request_id": request.scope.get("state", {}).get("request_id")}
+        return JSONResponse(body, status_code=exc.status, headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        # 404/405 from routing: same body shape as every other client error
+        body = {"detail": str(exc.detail), "request_id": request.scope.get("state", {}).get("request_id")}
+        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError):
+        # query parameters (e.g. ?force=maybe on /admin/reload)
+        errors = [
+            {"row": None, "field": ".".join(str(p) for p in e.get("loc", ())), "error": e.get("msg", "")}
+            for e in exc.errors()
+        ]
+        shown = "; ".join(f"{e['field']}: {e['error']}" for e in errors[:5])
+        body = {
+            "detail": f"invalid request: {shown}",
+            "errors": errors,
+            "request_id": request.scope.get("state", {}).get("request_id"),
+        }
+        return JSONResponse(body, status_code=422)
 
     @app.exception_handler(ModelFailure)
     async def _model_error(request: Request, exc: ModelFailure):
@@ -237,15 +270,17 @@ def create_app(
             _check_secret(request.headers.get("x-api-key"), api_key, "API key (X-API-Key header)")
 
     # ------------------------------------------------------------ predict
+    m = rt.metrics
+
     def shadow_predict(champion_version: str, slot: Slot, rows: list, rid: str, served: list) -> None:
-        m = rt.metrics
+        m.observe_routed(slot.version, shadow=True)
         try:
             batch = slot.validator.validate(rows)
         except RequestError:
             m.shadow_dropped.labels("schema").inc()
             return
         try:
-            labels, proba = _run_model(slot, batch.frame)
+            labels, proba = slot.predict(batch)
         except ModelFailure as e:
             log.warning("shadow %s", e)
             m.observe_model_error(slot.version, "shadow")
@@ -258,58 +293,59 @@ def create_app(
             m.shadow_comparisons.labels(champion_version, slot.version, "agree").inc(agree)
         if agree < len(labels):
             m.shadow_comparisons.labels(champion_version, slot.version, "disagree").inc(len(labels) - agree)
-        rt.profiler.record(slot.version, batch.frame, labels, proba.max(axis=1))
+        rt.profiler.record(slot.version, batch, labels, proba.max(axis=1))
         rt.feedback.record_shadow(rid, slot.version, labels)
 
     def _count_inputs(version: str, batch: ValidatedBatch) -> None:
         for col, n in batch.unseen_categories.items():
-            rt.metrics.unseen_categories.labels(version, col).inc(n)
+            m.unseen_categories.labels(version, col).inc(n)
         for col, n in batch.out_of_range.items():
-            rt.metrics.out_of_range.labels(version, col).inc(n)
+            m.out_of_range.labels(version, col).inc(n)
 
-    def predict_sync(req: PredictRequest, state: dict) -> JSONResponse:
+    def predict_sync(req: PredictRequest, state: dict, snap: Snapshot) -> JSONResponse:
+        """Route, validate, predict, record. ``snap`` is read once by the caller: a reload
+        swapping models does not touch a request in flight."""
         rid = state["request_id"]
-        snap = rt.snapshot  # read once: a reload swapping models does not touch this request
-        if snap.champion is None:
-            raise RequestError(503, "no champion model is loaded yet")
         chosen = snap.challenger is not None and selects_challenger(
             snap.traffic.challenger_share, req.entity_key
         )
         canary = chosen and not snap.traffic.shadow
         slot, alias = (snap.challenger, "challenger") if canary else (snap.champion, "champion")
         state["model_version"] = slot.version
+        m.observe_routed(slot.version)
         try:
             batch = slot.validator.validate(req.rows)
-            labels, proba = _run_model(slot, batch.frame)
+            labels, proba = slot.predict(batch)
         except (RequestError, ModelFailure) as e:
             if not canary:
                 if isinstance(e, ModelFailure):
                     log.error("%s", e)
-                    rt.metrics.observe_model_error(slot.version, alias)
+                    m.observe_model_error(slot.version, alias)
                 raise
             # the canary must never fail a request the champion would serve
             if isinstance(e, ModelFailure):
                 log.warning("challenger %s; serving the champion", e)
-                rt.metrics.observe_model_error(slot.version, alias)
+                m.observe_model_error(slot.version, alias)
             challenger_version = slot.version
             slot, alias = snap.champion, "champion"
             state["model_version"] = slot.version
+            m.observe_routed(slot.version)
             batch = slot.validator.validate(req.rows)  # a bad request is the champion's 422
-            reason = "schema" if isinstance(e, RequestError) else "model_error"
-            rt.metrics.fallbacks.labels(challenger_version, reason).inc()
             try:
-                labels, proba = _run_model(slot, batch.frame)
+                labels, proba = slot.predict(batch)
             except ModelFailure as e2:
                 log.error("%s", e2)
-                rt.metrics.observe_model_error(slot.version, alias)
+                m.observe_model_error(slot.version, alias)
                 raise
-        _count_inputs(slot.version, batch)
-        rt.metrics.observe_predictions(slot.version, alias, labels)
-        rt.profiler.record(slot.version, batch.frame, labels, proba.max(axis=1))
+            m.observe_fallback(challenger_version, "schema" if isinstance(e, RequestError) else "model_error")
+        if batch.unseen_categories or batch.out_of_range:
+            _count_inputs(slot.version, batch)
+        m.observe_predictions(slot.version, alias, labels)
+        rt.profiler.record(slot.version, batch, labels, proba.max(axis=1))
         rt.feedback.record(rid, slot.version, labels, slot.classes)
         if chosen and snap.traffic.shadow:
             if not rt.submit_shadow(shadow_predict, slot.version, snap.challenger, req.rows, rid, labels):
-                rt.metrics.shadow_dropped.labels("queue_full").inc()
+                m.shadow_dropped.labels("queue_full").inc()
         body = {
             "predictions": labels,
             "probabilities": proba.tolist(),
@@ -320,13 +356,26 @@ def create_app(
         }
         return JSONResponse(body, headers={"X-Model-Version": slot.version, "X-Model-Alias": alias})
 
+    inline_max_rows = getattr(cfg, "inline_max_rows", 0)
+
     @app.post("/predict")
     async def predict(request: Request):
         require_api_key(request)
         await started()
         obj = await _read_json(request, cfg.max_body_bytes)
         req = parse_predict_body(obj, cfg.max_rows)
-        return await run_in_threadpool(predict_sync, req, request.scope["state"])
+        snap = rt.snapshot
+        if snap.champion is None:
+            raise RequestError(503, "no champion model is loaded yet")
+        state = request.scope["state"]
+        if (
+            len(req.rows) <= inline_max_rows
+            and snap.champion.fast is not None
+            and (snap.challenger is None or snap.challenger.fast is not None)
+        ):
+            # ~0.1 ms of numpy: cheaper on the event loop than a hop to a worker thread and back
+            return predict_sync(req, state, snap)
+        return await run_in_threadpool(predict_sync, req, state, snap)
 
     # ------------------------------------------------------------ feedback
     @app.post("/feedback")
@@ -389,6 +438,23 @@ def create_app(
     async def metrics():
         return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    # ------------------------------------------------------------ openapi
+    openapi_cache: list = [object(), None]  # [champion version it was built for, document]
+
+    def openapi() -> dict:
+        champion = rt.snapshot.champion
+        key = champion.version if champion is not None else None
+        if openapi_cache[0] != key or openapi_cache[1] is None:
+            base = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            doc = build_openapi(
+                base, champion.validator.schema if champion is not None else None, cfg.max_rows,
+                api_key=bool(api_key), admin=bool(admin_token),
+            )
+            openapi_cache[:] = [key, doc]
+        return openapi_cache[1]
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
     @app.get("/stats")
     async def stats():
         snap = rt.snapshot
@@ -396,6 +462,7 @@ def create_app(
             **snap.versions(),
             "traffic": _traffic_json(snap),
             **rt.metrics.stats(),
+            "fast_path": {s.version: s.fast is not None for s in (snap.champion, snap.challenger) if s},
             "profile_pending_rows": rt.profiler.pending_rows,
             "feedback_tracked": len(rt.feedback),
         }

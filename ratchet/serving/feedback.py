@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
 
 from ratchet.serving.validation import RequestError, json_type
 
-
-@dataclass
-class _Entry:
-    n_rows: int
-    classes: list
-    preds: list[tuple[str, list]] = field(default_factory=list)  # (version, labels); served first
-    answered: set = field(default_factory=set)  # rows that got feedback
+# An entry is an immutable tuple (n_rows, classes, preds, answered): ``preds`` a tuple of
+# (version, labels) with the served model first, ``answered`` a bitmask of rows that got
+# feedback. Tuples of strings and numbers are untracked by Python's cyclic GC, so 100,000
+# entries add nothing to a full collection (mutable objects would make it scan them all).
+_N, _CLASSES, _PREDS, _ANSWERED = range(4)
 
 
 def match_label(label: object, classes: list) -> object:
@@ -35,16 +32,15 @@ class FeedbackStore:
     def __init__(self, capacity: int = 100_000):
         self.capacity = capacity
         self._lock = threading.Lock()
-        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._entries: OrderedDict[str, tuple] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def record(self, request_id: str, version: str, labels: list, classes: list) -> None:
+    def record(self, request_id: str, version: str, labels: list, classes) -> None:
+        entry = (len(labels), tuple(classes), ((version, tuple(labels)),), 0)
         with self._lock:
-            self._entries[request_id] = _Entry(
-                n_rows=len(labels), classes=list(classes), preds=[(version, labels)]
-            )
+            self._entries[request_id] = entry
             self._entries.move_to_end(request_id)
             while len(self._entries) > self.capacity:
                 self._entries.popitem(last=False)
@@ -52,8 +48,8 @@ class FeedbackStore:
     def record_shadow(self, request_id: str, version: str, labels: list) -> None:
         with self._lock:
             e = self._entries.get(request_id)
-            if e is not None and len(labels) == e.n_rows:
-                e.preds.append((version, labels))
+            if e is not None and len(labels) == e[_N]:
+                self._entries[request_id] = (e[_N], e[_CLASSES], (*e[_PREDS], (version, tuple(labels))), e[_ANSWERED])
 
     def resolve(self, request_id: str, labels: dict[int, object]) -> list[tuple[str, bool]]:
         """Mark rows of ``request_id`` as labelled; (version, correct) for each model and row.
@@ -63,17 +59,20 @@ class FeedbackStore:
             e = self._entries.get(request_id)
             if e is None:
                 raise RequestError(404, f"unknown request_id {request_id!r} (never served, or evicted)")
+            n_rows, classes, preds, answered = e
             for row in labels:
-                if not 0 <= row < e.n_rows:
+                if not 0 <= row < n_rows:
                     raise RequestError(
-                        422, f"row {row} out of range: request {request_id!r} had {e.n_rows} row(s)"
+                        422, f"row {row} out of range: request {request_id!r} had {n_rows} row(s)"
                     )
-                if row in e.answered:
+                if answered >> row & 1:
                     raise RequestError(409, f"row {row} of request {request_id!r} already has feedback")
-            matched = {row: match_label(lab, e.classes) for row, lab in labels.items()}
-            e.answered.update(matched)
+            matched = {row: match_label(lab, list(classes)) for row, lab in labels.items()}
+            for row in matched:
+                answered |= 1 << row
+            self._entries[request_id] = (n_rows, classes, preds, answered)
             out = []
-            for version, preds in e.preds:
+            for version, labs in preds:
                 for row, truth in matched.items():
-                    out.append((version, preds[row] == truth))
+                    out.append((version, labs[row] == truth))
             return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -13,15 +14,29 @@ NO_VERSION = "none"  # label for requests rejected before a model was chosen
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
+# /stats latency histogram: 0.1 ms .. ~14 s in steps of x1.25 (the canary diffs two reads of it
+# to get a window's p99 without the server keeping per-window state)
+STATS_LATENCY_BOUNDS_MS = tuple(round(0.1 * 1.25**i, 4) for i in range(54))
+
+
 @dataclass
 class _VersionStats:
-    requests: int = 0
-    errors: int = 0
+    requests: int = 0  # responses it answered
+    errors: int = 0  # of those, status >= 400
+    server_errors: int = 0  # of those, status >= 500
+    routed: int = 0  # requests routed to it (a challenger's fallbacks included)
+    fallbacks: int = 0  # routed requests it failed (model error, or input its schema rejects
+    #                     but the champion's takes) that the champion then answered
+    shadow_requests: int = 0
+    shadow_errors: int = 0
+    model_errors: int = 0  # predict_proba failures, served or shadow
     rows: int = 0
     shadow_rows: int = 0
     feedback: int = 0
     correct: int = 0
+    predicted: dict = field(default_factory=dict)  # class label (str) -> rows, served and shadow
     latencies: deque = field(default_factory=lambda: deque(maxlen=4096))
+    latency_hist: list = field(default_factory=lambda: [0] * (len(STATS_LATENCY_BOUNDS_MS) + 1))
 
 
 class ServingMetrics:
@@ -119,6 +134,7 @@ class ServingMetrics:
             "ratchet_profile_rows_dropped", "Rows not profiled (buffer full or profiling error)", registry=r
         )
         self._lock = threading.Lock()
+        self._children: dict[tuple, object] = {}
         self._versions: dict[str, _VersionStats] = {}
         self._unrouted_errors = 0
 
@@ -133,8 +149,15 @@ class ServingMetrics:
         self, route: str, method: str, status: int, version: str | None, seconds: float
     ) -> None:
         v = version or NO_VERSION
-        self.requests.labels(route, method, str(status), v).inc()
-        self.latency.labels(route, v).observe(seconds)
+        key = (route, method, status, v)
+        children = self._children.get(key)
+        if children is None:  # labels() validates and locks: look each label set up once
+            children = self._children[key] = (
+                self.requests.labels(route, method, str(status), v),
+                self.latency.labels(route, v),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
         if status >= 400:
             self.errors.labels(route, str(status), v).inc()
         if route != "/predict":
@@ -146,26 +169,50 @@ class ServingMetrics:
             s = self._v(version)
             s.requests += 1
             s.errors += status >= 400
+            s.server_errors += status >= 500
             s.latencies.append(seconds)
+            s.latency_hist[bisect_left(STATS_LATENCY_BOUNDS_MS, seconds * 1000.0)] += 1
+
+    def observe_routed(self, version: str, shadow: bool = False) -> None:
+        with self._lock:
+            s = self._v(version)
+            if shadow:
+                s.shadow_requests += 1
+            else:
+                s.routed += 1
+
+    def observe_fallback(self, version: str, reason: str) -> None:
+        self.fallbacks.labels(version, reason).inc()
+        with self._lock:
+            self._v(version).fallbacks += 1
 
     def observe_predictions(self, version: str, alias: str, labels: list, shadow: bool = False) -> None:
         counts: dict = {}
         for lab in labels:
             counts[lab] = counts.get(lab, 0) + 1
         for lab, n in counts.items():
-            self.predictions.labels(version, alias, str(lab)).inc(n)
+            key = (version, alias, lab)
+            child = self._children.get(key)
+            if child is None:
+                child = self._children[key] = self.predictions.labels(version, alias, str(lab))
+            child.inc(n)
         with self._lock:
             s = self._v(version)
             if shadow:
                 s.shadow_rows += len(labels)
             else:
                 s.rows += len(labels)
+            for lab, n in counts.items():
+                key = str(lab)
+                s.predicted[key] = s.predicted.get(key, 0) + n
 
     def observe_model_error(self, version: str, alias: str) -> None:
         self.model_errors.labels(version, alias).inc()
-        if alias == "shadow":  # a served failure is already counted as an error response
-            with self._lock:
-                self._v(version).errors += 1
+        with self._lock:
+            s = self._v(version)
+            s.model_errors += 1
+            if alias == "shadow":  # a served failure is counted as an error response or a fallback
+                s.shadow_errors += 1
 
     def observe_feedback(self, version: str, correct: bool) -> None:
         self.feedback.labels(version, "correct" if correct else "incorrect").inc()
@@ -188,25 +235,36 @@ class ServingMetrics:
 
     # ------------------------------------------------------------- reading
     def stats(self) -> dict:
+        """Per version: counters since the process started (a reader diffs two reads for a
+        window), live accuracy, p50/p99 over the last 4096 requests, and the latency histogram
+        (``latency_hist_ms``: counts per bucket of ``latency_bounds_ms``, the last one open)."""
+        counters = (
+            "requests", "errors", "server_errors", "routed", "fallbacks", "shadow_requests",
+            "shadow_errors", "model_errors", "rows", "shadow_rows", "feedback", "correct",
+        )
         with self._lock:
             snap = {
-                v: (s.requests, s.errors, s.rows, s.shadow_rows, s.feedback, s.correct, list(s.latencies))
+                v: ({k: getattr(s, k) for k in counters}, dict(s.predicted), list(s.latency_hist),
+                    list(s.latencies))
                 for v, s in self._versions.items()
             }
             unrouted = self._unrouted_errors
         versions = {}
-        for v, (req, err, rows, shadow_rows, fb, correct, lat) in snap.items():
+        for v, (counts, predicted, hist, lat) in snap.items():
             p50 = p99 = None
             if lat:
                 p50, p99 = (float(x) * 1000.0 for x in np.percentile(np.asarray(lat), [50, 99]))
+            fb = counts["feedback"]
             versions[v] = {
-                "requests": req,
-                "errors": err,
-                "rows": rows,
-                "shadow_rows": shadow_rows,
-                "feedback": fb,
-                "live_accuracy": (correct / fb) if fb else None,
+                **counts,
+                "live_accuracy": (counts["correct"] / fb) if fb else None,
+                "predicted": predicted,
                 "latency_p50_ms": p50,
                 "latency_p99_ms": p99,
+                "latency_hist_ms": hist,
             }
-        return {"versions": versions, "unrouted_errors": unrouted}
+        return {
+            "versions": versions,
+            "unrouted_errors": unrouted,
+            "latency_bounds_ms": list(STATS_LATENCY_BOUNDS_MS),
+        }

@@ -97,9 +97,12 @@ class LiveProfiler:
         self.written: dict[tuple[str, float], Path] = {}
 
     # ------------------------------------------------------------ request path
-    def record(self, version: str, inputs: pd.DataFrame, predictions: list, confidence: np.ndarray) -> bool:
-        """Queue rows for profiling (O(1), no copy). False when the buffer is full."""
-        n = len(inputs)
+    def record(self, version: str, inputs, predictions: list, confidence: np.ndarray) -> bool:
+        """Queue rows for profiling (O(1), no copy). False when the buffer is full.
+
+        ``inputs`` is a DataFrame, or validated columns: an object with ``columns``
+        (``{name: [value, ...]}``), ``names`` and ``n_rows`` (a ``ValidatedBatch``)."""
+        n = len(inputs) if isinstance(inputs, pd.DataFrame) else inputs.n_rows
         with self._cond:
             if self._pending + n > self.max_pending_rows:
                 if self.metrics is not None:
@@ -159,7 +162,7 @@ class LiveProfiler:
                 groups.setdefault((version, ws), []).append((inputs, preds, conf))
             written = []
             for key, parts in groups.items():
-                n = sum(len(p[0]) for p in parts)
+                n = sum(len(p[1]) for p in parts)
                 try:
                     written.append(self._profile_group(key, parts))
                     if self.metrics is not None:
@@ -172,14 +175,34 @@ class LiveProfiler:
             return written
 
     def _frame(self, parts: list) -> pd.DataFrame:
-        frames = []
+        """One frame for the parts (of one version): columns joined as lists, one DataFrame built."""
+        cols: dict[str, list] = {}
+        names: list[str] = []
+        preds_all: list = []
+        conf_all: list = []
         for inputs, preds, conf in parts:
-            f = inputs.reset_index(drop=True)
-            pcol = PREDICTION_COLUMN if PREDICTION_COLUMN not in f.columns else "ratchet_" + PREDICTION_COLUMN
-            ccol = CONFIDENCE_COLUMN if CONFIDENCE_COLUMN not in f.columns else "ratchet_" + CONFIDENCE_COLUMN
-            f = f.assign(**{pcol: list(preds), ccol: np.asarray(conf, dtype=float)})
-            frames.append(f)
-        return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+            if isinstance(inputs, pd.DataFrame):
+                part = {str(c): inputs[c].tolist() for c in inputs.columns}
+            else:
+                part = inputs.columns
+            for name, values in part.items():
+                col = cols.get(name)
+                if col is None:
+                    col = cols[name] = [None] * len(preds_all)  # a column earlier parts lacked
+                    names.append(name)
+                col.extend(values)
+            n_after = len(preds_all) + len(preds)
+            for col in cols.values():  # a column this part lacked
+                if len(col) < n_after:
+                    col.extend([None] * (n_after - len(col)))
+            preds_all.extend(preds)
+            conf_all.append(np.asarray(conf, dtype=float).reshape(-1))
+        pcol = PREDICTION_COLUMN if PREDICTION_COLUMN not in cols else "ratchet_" + PREDICTION_COLUMN
+        ccol = CONFIDENCE_COLUMN if CONFIDENCE_COLUMN not in cols else "ratchet_" + CONFIDENCE_COLUMN
+        frame = pd.DataFrame(cols, columns=names)
+        frame[pcol] = preds_all
+        frame[ccol] = np.concatenate(conf_all) if conf_all else np.zeros(0)
+        return frame
 
     def _profile_group(self, key: tuple[str, float], parts: list) -> Path:
         if self._fns is None:

@@ -24,31 +24,94 @@ from pathlib import Path
 import numpy as np
 
 from ratchet.config import ServingConfig
+from ratchet.serving.fastpath import FastPath, compile_fast_path
 from ratchet.serving.feedback import FeedbackStore
 from ratchet.serving.metrics import ServingMetrics
 from ratchet.serving.model_api import ALIASES, LoadedModel, ModelProvider
 from ratchet.serving.profiler import LiveProfiler
 from ratchet.serving.routing import TRAFFIC_FILE, Traffic, read_traffic, write_traffic
-from ratchet.serving.validation import RowValidator
+from ratchet.serving.validation import RequestError, RowValidator, ValidatedBatch
 
 log = logging.getLogger(__name__)
 
 
+class ModelFailure(Exception):
+    """The model raised, or returned something that is not a probability table."""
+
+
+def _outside(value, spec) -> bool:
+    if value is None or isinstance(value, bool | str) or value != value:
+        return False
+    return (spec.min is not None and value < spec.min) or (spec.max is not None and value > spec.max)
+
+
 @dataclass(frozen=True)
 class Slot:
-    """A loaded model with its validator (built once, at load)."""
+    """A loaded model with its validator and, when it compiles, its fast path (built once, at load)."""
 
     model: LoadedModel
     validator: RowValidator
     version: str
     classes: tuple
+    fast: FastPath | None = None
 
     @classmethod
-    def of(cls, model: LoadedModel) -> Slot:
+    def of(cls, model: LoadedModel, fast_path: bool = True) -> Slot:
         classes = tuple(c.item() if isinstance(c, np.generic) else c for c in model.classes)
+        fast = compile_fast_path(model) if fast_path else None
         return cls(
-            model=model, validator=RowValidator(model.schema), version=str(model.version), classes=classes
+            model=model,
+            validator=RowValidator(model.schema),
+            version=str(model.version),
+            classes=classes,
+            fast=fast,
         )
+
+    def _unscorable(self, batch: ValidatedBatch, rows: np.ndarray) -> None:
+        """A 422 when every row the model could not score has a value outside its column's
+        schema range (e.g. 1.8e308: valid JSON, finite, and beyond any float32 network);
+        returns (the caller raises ModelFailure, a 500) when some such row looks normal."""
+        errors = []
+        for i in rows.tolist():
+            found = [
+                (spec.name, batch.columns[spec.name][i])
+                for spec in self.validator.schema.columns
+                if spec.dtype in ("float", "int") and _outside(batch.columns[spec.name][i], spec)
+            ]
+            if not found:
+                return
+            for name, value in found:
+                spec = self.validator.schema.column(name)
+                errors.append({
+                    "row": i, "field": name,
+                    "error": f"{value!r} is far outside the schema's range [{spec.min}, {spec.max}]: "
+                             "the model cannot score it",
+                })
+        shown = "; ".join(f"rows[{e['row']}].{e['field']}: {e['error']}" for e in errors[:5])
+        raise RequestError(422, f"unscorable input: {shown}", errors[:20])
+
+    def predict(self, batch: ValidatedBatch) -> tuple[list, np.ndarray]:
+        """(labels, probabilities), checked; ModelFailure on anything odd (RequestError when
+        the oddity is the input's: see ``_unscorable``)."""
+        n = batch.n_rows
+        try:
+            if self.fast is not None:
+                proba = self.fast.predict_proba(batch.columns, n)
+            else:
+                proba = np.asarray(self.model.predict_proba(batch.frame), dtype=float)
+        except Exception as e:
+            raise ModelFailure(f"version {self.version}: predict_proba failed: {type(e).__name__}: {e}") from e
+        if proba.shape != (n, len(self.classes)):
+            raise ModelFailure(
+                f"version {self.version}: predict_proba gave shape {proba.shape}, "
+                f"expected {(n, len(self.classes))}"
+            )
+        finite = np.isfinite(proba)
+        if not finite.all():
+            self._unscorable(batch, np.flatnonzero(~finite.all(axis=1)))
+            raise ModelFailure(f"version {self.version}: predict_proba gave non-finite probabilities")
+        classes = self.classes
+        return [classes[i] for i in proba.argmax(axis=1).tolist()], proba
 
 
 @dataclass(frozen=True)
@@ -213,7 +276,7 @@ class ServingRuntime:
                 else:
                     try:
                         model = self.provider.load(alias)
-                        new[alias] = Slot.of(model) if model is not None else None
+                        new[alias] = Slot.of(model, self.cfg.fast_path) if model is not None else None
                     except Exception as e:
                         log.exception("loading %s (version %s) failed", alias, want)
                         errors[alias] = f"loading version {want} failed: {type(e).__name__}: {e}"

@@ -144,9 +144,21 @@ def parse_predict_body(obj: object, max_rows: int) -> PredictRequest:
 
 @dataclass
 class ValidatedBatch:
-    frame: pd.DataFrame  # schema columns in schema order
+    """Validated rows as columns (``{name: [value, ...]}`` in schema order); ``frame`` is
+    built on first use only, so a request served by the fast path never touches pandas."""
+
+    columns: dict[str, list]
+    names: list[str]
+    n_rows: int
     unseen_categories: Counter = field(default_factory=Counter)  # column -> rows
     out_of_range: Counter = field(default_factory=Counter)  # column -> rows
+    _frame: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        if self._frame is None:
+            self._frame = pd.DataFrame(self.columns, columns=self.names)
+        return self._frame
 
 
 class _Bad(Exception):
@@ -267,5 +279,6 @@ class RowValidator:
             shown = "; ".join(f"rows[{e['row']}].{e['field']}: {e['error']}" for e in errors[:5])
             more = f" (and {n_errors - 5} more)" if n_errors > 5 else ""
             raise RequestError(422, f"invalid input: {shown}{more}", errors)
-        frame = pd.DataFrame(cols, columns=self.names)
-        return ValidatedBatch(frame=frame, unseen_categories=unseen, out_of_range=out_of_range)
+        return ValidatedBatch(
+            columns=cols, names=self.names, n_rows=n, unseen_categories=unseen, out_of_range=out_of_range
+        )

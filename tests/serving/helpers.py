@@ -129,3 +129,80 @@ class MemoryProvider:
     def versions(self) -> dict[str, str | None]:
         with self._lock:
             return dict(self.aliases)
+
+
+def train_tiny_predictor(seed: int = 3, rows: int = 1500, epochs: int = 3):
+    """A real ratchet model (ColumnTransformer + Lightning MLP) fitted in ~2 s with ratchet's own
+    ``fit`` on the synthetic stream; returns (predictor, frame with the target column)."""
+    from ratchet.config import TrainConfig
+    from ratchet.model.train import fit
+    from ratchet.schema import infer_schema
+    from ratchet.synthetic import DEMO_TARGET, generate_batch
+
+    df = generate_batch(0, rows, seed=seed)
+    schema = infer_schema(df, DEMO_TARGET)
+    split = int(rows * 0.8)
+    result = fit(df.iloc[:split], df.iloc[split:], schema, TrainConfig(max_epochs=epochs), progress=False)
+    return result.predictor, df
+
+
+def feature_rows(df: pd.DataFrame, target: str) -> list[dict]:
+    """JSON-ready feature rows (numpy scalars to Python) of ``df`` without ``target``."""
+    out = []
+    for r in df.drop(columns=[target]).to_dict(orient="records"):
+        out.append({k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()})
+    return out
+
+
+MIXED_SCHEMA = Schema(
+    columns=[
+        ColumnSpec(name="a", dtype="float", min=-3, max=3, max_null_share=0.2),
+        ColumnSpec(name="n", dtype="int", min=0, max=50, max_null_share=0.2),
+        ColumnSpec(name="flag", dtype="bool", max_null_share=0.2),
+        ColumnSpec(name="color", dtype="category", categories=["red", "green", "blue"], max_null_share=0.2),
+        ColumnSpec(name="size", dtype="category", categories=["s", "m", "l", "xl"]),
+    ],
+    target=TargetSpec(name="y", classes=["no", "maybe", "yes"]),
+)
+
+
+def mixed_rows(n: int, seed: int, messy: bool) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(n):
+        r = {
+            "a": float(rng.normal(0, 2)),
+            "n": int(rng.integers(0, 60)),
+            "flag": bool(rng.random() < 0.5),
+            "color": str(rng.choice(["red", "green", "blue"])),
+            "size": str(rng.choice(["s", "m", "l", "xl"])),
+        }
+        if messy:
+            for col in ("a", "n", "flag", "color"):
+                if rng.random() < 0.15:
+                    r[col] = None
+            if rng.random() < 0.15:
+                r["color"] = "purple"  # unseen
+            if rng.random() < 0.1:
+                r["a"] = 1e6  # far out of range
+        rows.append(r)
+    return rows
+
+
+def ratchet_predictor(version: str = "1"):
+    """A real ratchet model in ~0.1 s: the ColumnTransformer fitted on rows with gaps and unseen
+    categories, an (untrained) 3-class TabularMLP; bool, int, float, nullable and category inputs."""
+    import torch
+
+    from ratchet.model.module import TabularMLP
+    from ratchet.model.preprocess import build_preprocessor, frame_for_model
+    from ratchet.model.train import Predictor
+
+    train = pd.DataFrame(mixed_rows(300, seed=1, messy=True))
+    pre = build_preprocessor(MIXED_SCHEMA)
+    x = pre.fit_transform(frame_for_model(train, MIXED_SCHEMA))
+    torch.manual_seed(0)
+    module = TabularMLP(n_features=x.shape[1], n_classes=3, hidden=(16, 8), dropout=0.2)
+    p = Predictor(pre, module, "ratchet.model.module.TabularMLP", MIXED_SCHEMA)
+    p.version = version
+    return p

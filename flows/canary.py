@@ -1,0 +1,58 @@
+"""Progressive delivery of the challenger on a running inference service.
+
+Ramp its traffic share step by step (``canary.steps``); after each step's analysis window
+record it in the ledger; roll back at the first guardrail breach; promote after the last.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from ratchet.context import load_context
+from tasks.canary import (
+    analyze_step,
+    close_service,
+    connect_service,
+    promote_canary,
+    publish_canary_report,
+    record_step,
+    roll_back_canary,
+    set_traffic_share,
+    start_canary,
+)
+from tasks.promotion import publish_ledger
+
+
+@flow(name="canary", log_prints=True)
+def canary_flow(
+    challenger: str | None = None,
+    service_url: str | None = None,
+    trigger: str = "manual",
+    config_files: list[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    home: str | None = None,
+) -> dict[str, Any]:
+    ctx = load_context(config_files, overrides, home)
+    admin = connect_service(ctx, service_url)
+    monitor = start_canary(ctx, admin, challenger)
+
+    steps = []
+    outcome = None
+    for share in ctx.cfg.canary.steps:
+        set_traffic_share(admin, share)
+        result = analyze_step(ctx, admin, monitor, share)
+        record_step(ctx, monitor, result, trigger)
+        steps.append(result)
+        if result.decision != "pass":
+            outcome = roll_back_canary(ctx, admin, monitor, result, trigger)
+            break
+    if outcome is None:
+        outcome = promote_canary(ctx, admin, monitor, steps, trigger)
+
+    report = publish_canary_report(ctx, monitor, steps, outcome)
+    publish_ledger(ctx)
+    close_service(admin)
+    print(f"canary v{monitor.challenger}: {outcome['action']}; champion is v{outcome['champion']}")
+    return {**outcome, "steps": report["rows"], "plot": report["plot"]}
