@@ -62,9 +62,8 @@ def frame_for_model(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
             raise KeyError(f"missing feature column {col.name!r}")
         s = df[col.name]
         if col.dtype == "category":
-            out[col.name] = s.astype(object).where(s.notna(), None).map(
-                lambda v: v if v is None else str(v)
-            )
+            # missing as NaN, which SimpleImputer fills; a None would become a category of its own
+            out[col.name] = s.astype(object).map(lambda v: np.nan if pd.isna(v) else str(v))
         else:
             out[col.name] = pd.to_numeric(s, errors="coerce").astype("float64")
     return pd.DataFrame(out, index=df.index)
