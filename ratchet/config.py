@@ -125,11 +125,24 @@ class TrainConfig(_Strict):
     batch_size: int = Field(256, ge=1)
     learning_rate: float = 1e-3
     accelerator: str = "cpu"
-    devices: int | str = 1
-    strategy: str = "auto"
+    devices: int | str | list[int] = Field(
+        1, description="per node; more than one process: ratchet starts one process per rank (DDP)"
+    )
+    strategy: str = Field(
+        "auto", description="with several devices: auto/ddp/ddp_spawn run as ddp in ranks started by ratchet"
+    )
     precision: str = "32-true"
-    num_nodes: int = 1
-    early_stopping_patience: int = 3
+    num_nodes: int = Field(1, ge=1)
+    early_stopping_patience: int | None = Field(3, ge=1, description="epochs without val_loss progress; None: off")
+    checkpointing: bool = Field(
+        True, description="last.ckpt per trial under <home>/checkpoints; a retried trial resumes from it"
+    )
+    batches_per_step: int = Field(
+        64, ge=1, description="optimizer steps per Lightning step for modules that take batch chunks (one process)"
+    )
+    callbacks: list[dict[str, Any]] = Field(
+        default_factory=list, description="extra Lightning callbacks: [{class_path: pkg.mod.Class, init_args: {}}]"
+    )
     seed: int = 7
     val_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.2, gt=0, lt=0.5)
@@ -139,8 +152,13 @@ class TrainConfig(_Strict):
 
 
 class TuneConfig(_Strict):
-    trials: int = Field(8, ge=1)
+    trials: int = Field(8, ge=1, description="finished trials the study reaches, over all workers and retries")
     pruning: bool = True
+    pruner_startup_trials: int = Field(2, ge=0, description="median pruner: trials completed before pruning")
+    pruner_warmup_epochs: int = Field(2, ge=0, description="median pruner: epochs of a trial before it can be pruned")
+    heartbeat_s: int | None = Field(
+        60, ge=1, description="a trial whose process died is failed and resumed after 2x this; None: off"
+    )
     timeout_s: float | None = None
     search_space: dict[str, SearchParam] = Field(default_factory=dict)
 
@@ -197,11 +215,11 @@ class CanaryConfig(_Strict):
     error_rate_ratio: float = Field(2.0, gt=1)
     max_error_rate: float = Field(0.05, gt=0, le=1)  # absolute cap on the challenger's error rate ...
     min_requests_for_error_rate: int = Field(50, ge=1)  # ... once it has served this many in the step
-    # p99 latency: breach when the challenger's is over both ratio x and slack + the champion's
+    # p99 latency: over both ratio x and slack + the champion's, judged at the end of each step
     max_p99_ratio: float = Field(1.5, gt=1)
     p99_slack_ms: float = Field(5.0, ge=0)
     max_p99_ms: float | None = Field(None, gt=0)  # absolute cap
-    min_latency_samples: int = Field(100, ge=1)
+    min_latency_samples: int = Field(500, ge=1)  # a p99 needs a few hundred samples to mean much
     # predicted-class distribution: Jensen-Shannon distance (base 2, 0..1) challenger vs champion
     max_prediction_js: float = Field(0.3, gt=0, le=1)
     min_prediction_rows: int = Field(200, ge=1)

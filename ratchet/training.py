@@ -22,7 +22,7 @@ from ratchet.dataset import TrainingData
 from ratchet.gate import metric_value
 from ratchet.model.preprocess import encode_target
 from ratchet.model.train import Predictor
-from ratchet.model.tune import study_figures, trials_table, tune
+from ratchet.model.tune import log_history, study_figures, trials_table, tune
 from ratchet.registry import Registry, code_version
 from ratchet.settings import Settings
 
@@ -113,8 +113,7 @@ def tune_on_commit(
         metrics |= test_metrics(result.best.predictor, data, schema)
         mlflow.log_params({f"best_{k}": v for k, v in result.best_params.items()})
         mlflow.log_metrics(metrics | {"trials_pruned": result.n_pruned})
-        for row in result.best.history:
-            mlflow.log_metrics({f"best_{k}": v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
+        log_history(result.best.history, prefix="best_")
         _log_curve(result.best.history)
         table = trials_table(result.study)
         mlflow.log_dict(table, "optuna_trials.json")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import sqlalchemy
 
 from ratchet import ingest, promotion
 from ratchet.config import dump_schema
@@ -131,7 +132,7 @@ def test_failure_at_any_step_leaves_exactly_the_old_champion(world, step, tmp_pa
         if name == step:
             raise RuntimeError(f"injected failure after moving {name}")
 
-    with pytest.raises(Exception):
+    with pytest.raises((RuntimeError, sqlalchemy.exc.OperationalError)):
         promotion.promote(ctx.registry, ledger, v2, trigger="test", on_step=inject)
     assert ctx.registry.aliases() == before
     assert len(ctx.ledger.history()) == entries

@@ -1,89 +1,53 @@
-"""Fit one model on a training split: data module, trainer from config, predictor out."""
+"""Fit one model on a training split: preprocessing here, training local or on several ranks.
+
+``fit`` fits the preprocessing on the training split only, turns both splits
+into tensors and hands a ``FitSpec`` to ``ratchet.model.loop.run_fit`` in this
+process, or to ``ratchet.model.distributed.launch`` (one process per rank) when
+the trainer settings ask for more than one device. Either way the weights come
+back to this process, where the ``Predictor`` (preprocessor + module) is built.
+"""
 
 from __future__ import annotations
 
-import math
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping
+from lightning.pytorch.callbacks import Callback
 
 from ratchet.config import Schema, TrainConfig
-from ratchet.model.module import build_module
+from ratchet.model.data import TensorBatches, TensorDataModule
+from ratchet.model.loop import EpochHistory, FitSpec, local_processes, prepare_checkpoint_dir, run_fit
 from ratchet.model.preprocess import build_preprocessor, encode_target, frame_for_model
 
-
-class TensorBatches(torch.utils.data.IterableDataset):
-    """Whole batches sliced from tensors held in memory, reshuffled each epoch.
-
-    A DataLoader over single rows spends most of its time collating them; for
-    tabular data that fits in memory, slicing a permuted index is much cheaper.
-    Under torch.distributed each rank takes every world_size-th batch.
-    """
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int):
-        self.x, self.y, self.batch_size, self.shuffle, self.seed = x, y, batch_size, shuffle, seed
-        self.epoch = 0
-
-    def _rank(self) -> tuple[int, int]:
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            return torch.distributed.get_rank(), torch.distributed.get_world_size()
-        return 0, 1
-
-    def __len__(self) -> int:
-        _, world = self._rank()
-        return max(1, math.ceil(len(self.x) / self.batch_size) // world)
-
-    def __iter__(self):
-        n = len(self.x)
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(n, generator=g)
-            self.epoch += 1
-        else:
-            order = torch.arange(n)
-        rank, world = self._rank()
-        starts = list(range(0, n, self.batch_size))
-        # equal batch count on every rank, or DDP's collectives wait forever
-        usable = max(1, len(starts) // world) * world if world > 1 else len(starts)
-        for i in starts[:usable][rank::world]:
-            idx = order[i : i + self.batch_size]
-            yield self.x[idx], self.y[idx]
+__all__ = ["EpochHistory", "FitResult", "Predictor", "TabularDataModule", "TensorBatches", "fit", "world_size"]
 
 
-class TabularDataModule(pl.LightningDataModule):
+class TabularDataModule(TensorDataModule):
     """Train/validation tensors; the preprocessor is fitted on the training split only."""
 
-    def __init__(self, train_df: pd.DataFrame, val_df: pd.DataFrame, schema: Schema, batch_size: int, seed: int):
-        super().__init__()
-        self.schema, self.batch_size, self.seed = schema, batch_size, seed
-        self.preprocessor = build_preprocessor(schema)
+    def __init__(
+        self, train_df: pd.DataFrame, val_df: pd.DataFrame, schema: Schema, batch_size: int, seed: int, chunk: int = 1
+    ):
+        preprocessor = build_preprocessor(schema)
         classes = schema.target.classes
-        x_train = self.preprocessor.fit_transform(frame_for_model(train_df, schema))
-        self.x_train = torch.as_tensor(np.asarray(x_train, dtype=np.float32))
-        self.y_train = torch.as_tensor(encode_target(train_df[schema.target.name], classes))
-        self.x_val = torch.as_tensor(
-            np.asarray(self.preprocessor.transform(frame_for_model(val_df, schema)), dtype=np.float32)
+        x_train = preprocessor.fit_transform(frame_for_model(train_df, schema))
+        x_val = preprocessor.transform(frame_for_model(val_df, schema))
+        super().__init__(
+            torch.as_tensor(np.asarray(x_train, dtype=np.float32)),
+            torch.as_tensor(encode_target(train_df[schema.target.name], classes)),
+            torch.as_tensor(np.asarray(x_val, dtype=np.float32)),
+            torch.as_tensor(encode_target(val_df[schema.target.name], classes)),
+            batch_size,
+            seed,
+            chunk,
         )
-        self.y_val = torch.as_tensor(encode_target(val_df[schema.target.name], classes))
-
-    @property
-    def n_features(self) -> int:
-        return int(self.x_train.shape[1])
-
-    def train_dataloader(self):
-        ds = TensorBatches(self.x_train, self.y_train, self.batch_size, shuffle=True, seed=self.seed)
-        return torch.utils.data.DataLoader(ds, batch_size=None)
-
-    def val_dataloader(self):
-        ds = TensorBatches(self.x_val, self.y_val, max(self.batch_size, 4096), shuffle=False, seed=0)
-        return torch.utils.data.DataLoader(ds, batch_size=None)
+        self.schema = schema
+        self.preprocessor = preprocessor
 
 
 class Predictor:
@@ -93,10 +57,19 @@ class Predictor:
     state dict, so loading does not depend on Lightning's checkpoint format.
     """
 
-    def __init__(self, preprocessor, module: torch.nn.Module, module_class: str, schema: Schema):
+    def __init__(
+        self,
+        preprocessor,
+        module: torch.nn.Module,
+        module_class: str,
+        schema: Schema,
+        module_args: dict[str, Any] | None = None,
+    ):
         self.preprocessor = preprocessor
         self.module = module.eval().cpu()
         self.module_class = module_class
+        # the arguments the module was built with (else its saved hyperparameters)
+        self.module_args = dict(module_args) if module_args is not None else dict(getattr(module, "hparams", {}))
         self.schema = schema
         self.classes = list(schema.target.classes)
         self.version: str | None = None
@@ -114,7 +87,7 @@ class Predictor:
         return {
             "preprocessor": self.preprocessor,
             "module_class": self.module_class,
-            "hparams": dict(self.module.hparams),
+            "hparams": dict(self.module_args),
             "state_dict": {k: v.cpu() for k, v in self.module.state_dict().items()},
             "schema": self.schema.model_dump(mode="json"),
         }
@@ -124,7 +97,9 @@ class Predictor:
 
         module = import_class(state["module_class"])(**state["hparams"])
         module.load_state_dict(state["state_dict"])
-        self.__init__(state["preprocessor"], module, state["module_class"], Schema.model_validate(state["schema"]))
+        self.__init__(
+            state["preprocessor"], module, state["module_class"], Schema.model_validate(state["schema"]), state["hparams"]
+        )
 
     def save(self, path: Path) -> Path:
         Path(path).write_bytes(pickle.dumps(self))
@@ -135,25 +110,28 @@ class Predictor:
         return pickle.loads(Path(path).read_bytes())
 
 
-class EpochHistory(Callback):
-    """Keeps each epoch's logged metrics, for the training curve."""
-
-    def __init__(self) -> None:
-        self.rows: list[dict[str, float]] = []
-
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking:
-            return
-        row = {"epoch": float(trainer.current_epoch)}
-        row.update({k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1})
-        self.rows.append(row)
-
-
 @dataclass
 class FitResult:
     predictor: Predictor
     metrics: dict[str, float]
     history: list[dict[str, float]] = field(default_factory=list)
+    ranks: list[dict[str, Any]] = field(default_factory=list)  # per training process: batches, rows, pid
+
+
+def trainer_settings(cfg: TrainConfig) -> dict[str, Any]:
+    return {
+        "max_epochs": cfg.max_epochs,
+        "accelerator": cfg.accelerator,
+        "devices": cfg.devices,
+        "strategy": cfg.strategy,
+        "precision": cfg.precision,
+        "num_nodes": cfg.num_nodes,
+    }
+
+
+def world_size(cfg: TrainConfig) -> int:
+    """Processes one fit runs on: devices on this node times nodes."""
+    return local_processes(cfg.accelerator, cfg.devices) * cfg.num_nodes
 
 
 def fit(
@@ -167,38 +145,52 @@ def fit(
     logger: Any = False,
     progress: bool = True,
     checkpoint_dir: Path | None = None,
+    resume: bool = False,
 ) -> FitResult:
     """Train one model. ``params`` (e.g. an Optuna trial's) override config values:
-    ``learning_rate``, ``batch_size``, and any ``model_args`` key."""
+    ``learning_rate``, ``batch_size``, and any ``model_args`` key.
+
+    ``checkpoint_dir``: ``last.ckpt`` is written there after every epoch; with
+    ``resume`` a fit continues from it (epoch, weights, optimizer, early stopping
+    and the epoch history), else the folder is cleared first. ``callbacks`` must
+    be picklable when the fit runs on several processes."""
     params = dict(params or {})
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
     batch_size = int(params.pop("batch_size", cfg.batch_size))
     lr = float(params.pop("learning_rate", cfg.learning_rate))
     dm = TabularDataModule(train_df, val_df, schema, batch_size, cfg.seed)
-    model_args = {**cfg.model_args, **params}
-    module = build_module(
-        cfg.model_class, dm.n_features, len(schema.target.classes), learning_rate=lr, **model_args
+    module_args = {
+        "n_features": dm.n_features,
+        "n_classes": len(schema.target.classes),
+        "learning_rate": lr,
+        **cfg.model_args,
+        **params,
+    }
+    spec = FitSpec(
+        module_class=cfg.model_class,
+        module_args=module_args,
+        x_train=dm.x_train,
+        y_train=dm.y_train,
+        x_val=dm.x_val,
+        y_val=dm.y_val,
+        batch_size=batch_size,
+        seed=cfg.seed,
+        trainer=trainer_settings(cfg),
+        early_stopping_patience=cfg.early_stopping_patience,
+        batches_per_step=cfg.batches_per_step,
+        callbacks=list(callbacks or []),
+        callback_specs=[dict(c) for c in cfg.callbacks],
+        checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None,
+        resume=resume,
+        progress=progress,
     )
-    history = EpochHistory()
-    cbs: list[Callback] = [history, EarlyStopping("val_loss", patience=cfg.early_stopping_patience)]
-    cbs += callbacks or []
-    trainer = pl.Trainer(
-        max_epochs=cfg.max_epochs,
-        accelerator=cfg.accelerator,
-        devices=cfg.devices,
-        strategy=cfg.strategy,
-        precision=cfg.precision,
-        num_nodes=cfg.num_nodes,
-        callbacks=cbs,
-        logger=logger,
-        enable_checkpointing=checkpoint_dir is not None,
-        default_root_dir=str(checkpoint_dir) if checkpoint_dir else None,
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        deterministic=True,
-        num_sanity_val_steps=0,
-    )
-    trainer.fit(module, datamodule=dm)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-    metrics["epochs"] = float(trainer.current_epoch)
-    return FitResult(Predictor(dm.preprocessor, module, cfg.model_class, schema), metrics, history.rows)
+    prepare_checkpoint_dir(spec.checkpoint_dir, resume)
+    if world_size(cfg) > 1:
+        from ratchet.model.distributed import launch
+
+        if logger:
+            raise ValueError("a Lightning logger is not supported with several training processes")
+        out = launch(spec)
+    else:
+        out = run_fit(spec, logger=logger)
+    predictor = Predictor(dm.preprocessor, out.module, cfg.model_class, schema, module_args)
+    return FitResult(predictor, out.metrics, out.history, out.ranks)
