@@ -17,7 +17,7 @@
    the best validation loss each reaches.
 
     python benchmarks/training.py [--accelerator cpu|gpu] [--rows 120000] [--epochs 3] [--repeats 5]
-                                  [--threads 1] [--no-ddp] [--no-tune] [--trials 12] [--quick]
+                                  [--threads 1] [--parts 1,2,3] [--no-ddp] [--no-tune] [--trials 12] [--quick]
 
 Parts 1 and 2 need only torch, Lightning and this repository's ``ratchet.model``
 tensor modules (no pandas, scikit-learn or MLflow). ``--accelerator gpu``
@@ -271,6 +271,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads per process (0: torch's default). One thread keeps a small MLP's timing "
                          "steady on a shared machine; every variant runs with the same number")
+    ap.add_argument("--parts", default="1,2,3", help="which measurements to run, e.g. 1 or 1,3")
     ap.add_argument("--no-ddp", dest="ddp", action="store_false")
     ap.add_argument("--no-tune", dest="tune", action="store_false")
     ap.add_argument("--trials", type=int, default=12)
@@ -295,7 +296,9 @@ def main() -> int:
     print(f"torch {torch.__version__} (CUDA build {torch.version.cuda}, CUDA available {torch.cuda.is_available()}), "
           f"lightning {lightning.__version__}, python {sys.version.split()[0]}, {os.cpu_count()} CPU cores")
 
-    cpu = part_lightning_vs_plain(args, torch.device("cpu"), "cpu")
+    parts = {int(p) for p in args.parts.split(",")}
+    args.ddp, args.tune = args.ddp and 2 in parts, args.tune and 3 in parts
+    cpu = part_lightning_vs_plain(args, torch.device("cpu"), "cpu") if 1 in parts or args.accelerator == "gpu" else {}
     if args.accelerator == "gpu":
         if not torch.cuda.is_available():
             print("\n--accelerator gpu: no CUDA device visible to torch "

@@ -103,14 +103,13 @@ def _categorical_block(cols: list[str], steps: list) -> Callable | None:
     from sklearn.preprocessing import OneHotEncoder
 
     fill = None
-    fills_none = False  # SimpleImputer(missing_values=None): None takes the fill value
     encoder = None
     for step in steps:
         if isinstance(step, SimpleImputer) and encoder is None and fill is None:
             mv = step.missing_values
             if step.strategy != "constant" or not (mv is None or (isinstance(mv, float) and math.isnan(mv))):
                 return None
-            fill, fills_none = step.fill_value, mv is None
+            fill = step.fill_value
         elif isinstance(step, OneHotEncoder) and encoder is None:
             encoder = step
         else:
@@ -119,9 +118,8 @@ def _categorical_block(cols: list[str], steps: list) -> Callable | None:
         return None
     if getattr(encoder, "_infrequent_enabled", False):
         return None
-    # categories as fitted: strings, and None where the training data had nulls (ratchet's
-    # frame_for_model turns nulls into None, which SimpleImputer(missing_values=nan) leaves
-    # alone, so None is a category of its own); only a float NaN would take the fill value
+    # categories as fitted: strings; ratchet's frame_for_model turns a missing value (None or
+    # NaN) into NaN, which SimpleImputer fills with its constant before the encoder sees it
     lookups = [{c: i for i, c in enumerate(cats.tolist())} for cats in encoder.categories_]
     if len(lookups) != len(cols):
         return None
@@ -131,11 +129,10 @@ def _categorical_block(cols: list[str], steps: list) -> Callable | None:
         for j, c in enumerate(cols):
             lookup, base = lookups[j], offsets[j]
             for i, v in enumerate(columns[c]):
-                if v is None:
-                    if fills_none:
-                        v = fill
+                if v is None or (not isinstance(v, str) and v != v):
+                    v = fill
                 elif not isinstance(v, str):
-                    v = fill if (fill is not None and v != v) else str(v)
+                    v = str(v)
                 k = lookup.get(v)
                 if k is not None:  # an unseen category: all zeros, like handle_unknown="ignore"
                     out[i, base + k] = 1.0
