@@ -1,4 +1,8 @@
-"""A new challenger: the gate first, then the rollout."""
+"""A new challenger: the gate first, then the rollout.
+
+The rollout is, for now, the gated promotion itself (``promote_flow``); the canary
+(``flows/canary.py``) is to take its place here once it runs against the stack's service.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,7 @@ from typing import Any
 
 from prefect import flow
 
-from ratchet.context import load_context
-from tasks.promotion import evaluate_challenger, promote_challenger, publish_ledger
+from flows.promote import promote_flow
 
 
 @flow(name="release", log_prints=True)
@@ -17,9 +20,4 @@ def release_flow(
     overrides: dict[str, Any] | None = None,
     home: str | None = None,
 ) -> dict[str, Any]:
-    ctx = load_context(config_files, overrides, home)
-    result = evaluate_challenger(ctx)
-    moved = promote_challenger(ctx, result, trigger)
-    publish_ledger(ctx)
-    print(f"{result['decision']}: champion is v{moved['champion']}")
-    return {**moved, "decision": result["decision"], "evidence": result["evidence"]}
+    return promote_flow(trigger=trigger, config_files=config_files, overrides=overrides, home=home)
