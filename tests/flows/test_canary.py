@@ -106,12 +106,16 @@ def test_canary_promotes_then_rolls_back_under_load(world, admin_secret, tmp_pat
         assert health["traffic"]["challenger_share"] == 0.0
         assert Path(promoted["plot"]).exists()
 
-        # 2. a challenger whose every prediction fails: breach at the first step, rolled back
+        # 2. a challenger whose every prediction fails: rolled back at the step that breaches,
+        # never ramped past it. Which step that is depends on how many requests the loaded
+        # machine fits in a step's window (the sequential test needs a few errors to decide).
         ctx.registry.set_alias("challenger", v3)
         rolled = canary_flow(trigger="test: canary", **common)
         assert rolled["action"] == "rollback", rolled
-        assert len(rolled["steps"]) == 1 and rolled["steps"][0]["decision"] == "breach"
-        assert "error rate" in rolled["steps"][0]["breaches"]
+        *passed, breached = rolled["steps"]
+        assert breached["decision"] == "breach" and all(s["decision"] == "pass" for s in passed)
+        assert breached["share"] < ctx.cfg.canary.steps[-1]
+        assert "error rate" in breached["breaches"]
         assert ctx.registry.aliases() == {"champion": v2, "challenger": None, "previous": v1}
         assert ctx.registry.version_info(v3)["tags"].get("canary") == "rolled_back"
         health = httpx.get(f"{server.url}/health").json()
