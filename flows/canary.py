@@ -33,10 +33,12 @@ def canary_flow(
     config_files: list[str] | None = None,
     overrides: dict[str, Any] | None = None,
     home: str | None = None,
+    gate: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """``gate``: the offline gate's evidence when the release ran it, kept with the promotion."""
     ctx = load_context(config_files, overrides, home)
     admin = connect_service(ctx, service_url)
-    monitor = start_canary(ctx, admin, challenger)
+    monitor = start_canary(ctx, admin, challenger, trigger)
 
     steps = []
     outcome = None
@@ -49,7 +51,7 @@ def canary_flow(
             outcome = roll_back_canary(ctx, admin, monitor, result, trigger)
             break
     if outcome is None:
-        outcome = promote_canary(ctx, admin, monitor, steps, trigger)
+        outcome = promote_canary(ctx, admin, monitor, steps, trigger, gate)
 
     report = publish_canary_report(ctx, monitor, steps, outcome)
     publish_ledger(ctx)

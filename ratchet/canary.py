@@ -48,11 +48,18 @@ every poll they would raise false alarms, as a fixed-sample test does):
   champion served too few requests in the step);
 * **prediction drift**: Jensen-Shannon distance (``scipy.spatial.distance.jensenshannon``,
   base 2) between the predicted-class distributions of the two versions over the canary
-  above ``max_prediction_js``.
+  above ``max_prediction_js``; waived once live labels show the challenger better (the
+  accuracy mSPRT's ``p_better`` <= ``accuracy_alpha``): after concept drift the challenger
+  is meant to predict differently.
+
+A canary whose process dies leaves ``canary.json`` in the service's state folder;
+``abort_interrupted`` (run by ``ratchet down`` and ``ratchet up``) sets the share back to 0
+and records the abort.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -395,24 +402,25 @@ class CanaryMonitor:
                     f"(over x{cfg.max_p99_ratio} and +{cfg.p99_slack_ms} ms)"
                 )
 
-        # predicted-class distribution (a magnitude too: judged at the end of the step)
+        # live accuracy
+        acc = self.accuracy
+        labelled = all_h.feedback >= cfg.min_feedback and all_c.feedback >= cfg.min_feedback
+        proven_better = labelled and acc.p_better <= cfg.accuracy_alpha
+
+        # predicted-class distribution (a magnitude too: judged at the end of the step). It stands
+        # in for labels; once live labels show the challenger better, its different predictions
+        # are the improvement (after concept drift the old champion's are the wrong ones)
         js = None
         if sum(all_h.predicted.values()) >= cfg.min_prediction_rows and (
             sum(all_c.predicted.values()) >= cfg.min_prediction_rows
         ):
             js = js_distance(all_h.predicted, all_c.predicted)
-            if js is not None and js > cfg.max_prediction_js:
+            if js is not None and js > cfg.max_prediction_js and not proven_better:
                 end_of_step.append(
                     f"prediction drift: Jensen-Shannon distance {js:.3f} over {cfg.max_prediction_js}"
                 )
 
-        # live accuracy
-        acc = self.accuracy
-        if (
-            all_h.feedback >= cfg.min_feedback
-            and all_c.feedback >= cfg.min_feedback
-            and acc.p_worse <= cfg.accuracy_alpha
-        ):
+        if labelled and acc.p_worse <= cfg.accuracy_alpha:
             breaches.append(
                 f"live accuracy: challenger {all_h.accuracy:.3f} vs champion {all_c.accuracy:.3f} "
                 f"(always-valid p {acc.p_worse:.4f} <= {cfg.accuracy_alpha})"
@@ -440,6 +448,7 @@ class CanaryMonitor:
                 "error_sprt_llr": round(self.errors.llr, 4),
                 "error_sprt_bounds": [round(self.errors.lower, 4), round(self.errors.upper, 4)],
                 "prediction_js": js,
+                "prediction_js_waived": bool(js is not None and js > cfg.max_prediction_js and proven_better),
                 "challenger_predicted": all_h.predicted,
                 "champion_predicted": all_c.predicted,
                 "challenger_feedback": all_h.feedback,
@@ -563,12 +572,13 @@ def roll_back(
 
 
 def finish(admin: AdminClient, registry, ledger: Ledger, monitor: CanaryMonitor, steps: list[StepResult],
-           trigger: str, data_commit: str | None = None) -> dict[str, Any]:
-    """Promote the challenger (aliases move, the ledger records it), have the service load the
-    new aliases, then put the share back to 0 for the next challenger."""
+           trigger: str, data_commit: str | None = None, gate: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Promote the challenger (aliases move, the ledger records it with the offline ``gate``'s
+    evidence when a release ran one), have the service load the new aliases, then put the share
+    back to 0 for the next challenger."""
     from ratchet.promotion import promote
 
-    evidence = {"canary": [s.to_dict() for s in steps]}
+    evidence = {**(gate or {}), "canary": [s.to_dict() for s in steps]}
     moved = promote(registry, ledger, monitor.challenger, trigger=trigger, evidence=evidence,
                     data_commit=data_commit)
     body = admin.reload()
@@ -577,6 +587,57 @@ def finish(admin: AdminClient, registry, ledger: Ledger, monitor: CanaryMonitor,
                     body.get("champion"))
     admin.set_traffic(0.0)
     return {**moved, "challenger": monitor.challenger}
+
+
+# ---------------------------------------------------------------- an interrupted canary
+MARKER = "canary.json"
+
+
+def mark_running(state_dir: Path, monitor: CanaryMonitor, trigger: str) -> Path:
+    """``state_dir/canary.json`` while a canary runs: if its process dies (``ratchet down``, a
+    killed worker) the file is left behind, and ``abort_interrupted`` finds it."""
+    path = Path(state_dir) / MARKER
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"champion": monitor.champion, "challenger": monitor.challenger,
+                               "trigger": trigger, "started_at": monitor.started_at}))
+    tmp.replace(path)
+    return path
+
+
+def clear_running(state_dir: Path) -> None:
+    (Path(state_dir) / MARKER).unlink(missing_ok=True)
+
+
+def abort_interrupted(state_dir: Path, ledger: Ledger, model: str, reason: str) -> Entry | None:
+    """A canary that did not end (its marker is still there): put the challenger's share back to 0
+    in the traffic file, so no restarted service routes to an unwatched challenger, and record an
+    ``abort`` in the ledger. The aliases are not touched: the champion stays the champion (a
+    promotion that had started is all-or-nothing), and the challenger keeps its alias, so
+    ``ratchet canary`` can run it again. Call it with the service stopped."""
+    from ratchet.serving.routing import TRAFFIC_FILE, Traffic, read_traffic, write_traffic
+
+    path = Path(state_dir) / MARKER
+    if not path.exists():
+        return None
+    try:
+        marker = json.loads(path.read_text())
+    except ValueError:
+        marker = {}
+    traffic_file = Path(state_dir) / TRAFFIC_FILE
+    try:
+        share = read_traffic(traffic_file).challenger_share
+    except ValueError:  # a damaged traffic file: all champion is the safe state
+        share = None
+    write_traffic(traffic_file, Traffic())
+    entry = ledger.append(
+        Entry(action="abort", trigger=reason, model=model, from_version=marker.get("challenger"),
+              to_version=marker.get("champion"), traffic=0.0,
+              evidence={"reason": f"the canary did not finish: {reason}", "share_at_abort": share,
+                        "canary_trigger": marker.get("trigger"), "started_at": marker.get("started_at")})
+    )
+    path.unlink(missing_ok=True)
+    return entry
 
 
 # ---------------------------------------------------------------- report

@@ -386,7 +386,7 @@ def down(as_json: JsonOpt = False) -> None:
     """Stop everything `ratchet up` started; champion, traffic, ledger and history stay."""
     from ratchet.stack import down as stack_down
 
-    out = stack_down(_settings())
+    out = stack_down(_settings(), OPTS.config)
     _emit(out, as_json, f"stopped: {', '.join(out['stopped']) or 'nothing was running'}")
 
 

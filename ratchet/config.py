@@ -208,6 +208,10 @@ class CanaryConfig(_Strict):
     admin_token_block: str = "ratchet-admin-token"  # Prefect Secret block when RATCHET_ADMIN_TOKEN is unset
     request_timeout_s: float = Field(10.0, gt=0)
     keep_challenger_on_rollback: bool = False  # false: the alias is removed (the version is tagged)
+    # the release flow (a new challenger passed the offline gate): "auto" runs the canary when an
+    # inference service answers at the URL above (the stack's, else serving host:port) and promotes
+    # directly otherwise; "always" fails without a service; "never" always promotes directly
+    on_release: Literal["auto", "always", "never"] = "auto"
     # errors (failed requests, and challenger failures absorbed by the champion): Wald's SPRT of
     # H0 "same error rate" against H1 "challenger's rate is error_rate_ratio times the champion's"
     alpha: float = Field(0.05, gt=0, lt=0.5)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -23,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from ratchet import canary
 from ratchet.settings import Settings
 
 
@@ -45,6 +47,43 @@ def read_stack(settings: Settings) -> dict[str, Any] | None:
     if not any(_alive(p["pid"]) for p in stack["processes"].values()):
         return None
     return stack
+
+
+def _token_file(settings: Settings) -> Path:
+    return settings.root / "run" / "admin-token"
+
+
+def read_admin_token(settings: Settings) -> str | None:
+    """The admin token ``up`` generated for its service (readable by its owner only), or None."""
+    try:
+        return _token_file(settings).read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def _admin_token(settings: Settings) -> str:
+    """``RATCHET_ADMIN_TOKEN`` when set; else the home's generated token, made on first use:
+    the stack's admin endpoints are never open, and the runner's canary holds the same token."""
+    token = os.environ.get("RATCHET_ADMIN_TOKEN") or read_admin_token(settings)
+    if token:
+        return token
+    path = _token_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token)
+    return token
+
+
+def _abort_interrupted_canary(settings: Settings, config_files: list[str] | None, reason: str) -> None:
+    """A canary whose flow run died with the stack: share back to 0, an ``abort`` in the ledger."""
+    if not (settings.serving_dir / canary.MARKER).exists():
+        return
+    from ratchet.context import load_context
+
+    ctx = load_context(config_files, home=str(settings.root))
+    canary.abort_interrupted(ctx.settings.serving_dir, ctx.ledger, ctx.cfg.model_name, reason)
 
 
 def prefect_api_url(settings: Settings) -> str | None:
@@ -96,6 +135,7 @@ def up(
     if running:
         return {**running, "already_running": True}
     settings.ensure()
+    _abort_interrupted_canary(settings, config_files, "found at `ratchet up`: the stack had stopped during a canary")
     bin_dir = Path(sys.executable).parent
     logs = settings.root / "logs"
     prefect_port = prefect_port or _free_port()
@@ -106,6 +146,7 @@ def up(
         "RATCHET_HOME": str(settings.root),
         "PREFECT_API_URL": api,
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "RATCHET_ADMIN_TOKEN": _admin_token(settings),
     }
     if config_files:
         env["RATCHET_CONFIG"] = os.pathsep.join(str(Path(f).resolve()) for f in config_files)
@@ -177,8 +218,9 @@ def _stop(pid: int, grace: float = 20.0) -> bool:
     return True
 
 
-def down(settings: Settings) -> dict[str, Any]:
-    """Stop what ``up`` started: service first, then runner, then server. State stays on disk."""
+def down(settings: Settings, config_files: list[str] | None = None) -> dict[str, Any]:
+    """Stop what ``up`` started: service first, then runner, then server. State stays on disk;
+    a canary cut short is aborted (share 0, recorded), the champion left as it was."""
     path = stack_file(settings)
     if not path.exists():
         return {"stopped": []}
@@ -186,4 +228,5 @@ def down(settings: Settings) -> dict[str, Any]:
     stopped = [name for name in ("inference", "runner", "prefect-server")
                if name in stack["processes"] and _stop(stack["processes"][name]["pid"])]
     path.unlink()
+    _abort_interrupted_canary(settings, config_files, "`ratchet down` during a canary")
     return {"stopped": stopped}

@@ -21,7 +21,8 @@ from ratchet.context import Context
 
 
 def resolve_admin_token(ctx: Context) -> str | None:
-    """``RATCHET_ADMIN_TOKEN``, else the Prefect Secret block, else None (an open service)."""
+    """``RATCHET_ADMIN_TOKEN``, else the Prefect Secret block, else the token ``ratchet up``
+    generated for its service, else None (an open service)."""
     token = os.environ.get("RATCHET_ADMIN_TOKEN")
     if token:
         return token
@@ -30,7 +31,10 @@ def resolve_admin_token(ctx: Context) -> str | None:
     try:
         return str(Secret.load(ctx.cfg.canary.admin_token_block).get())
     except ValueError:  # no such block
-        return None
+        pass
+    from ratchet.stack import read_admin_token
+
+    return read_admin_token(ctx.settings)
 
 
 def resolve_service_url(ctx: Context, url: str | None) -> str:
@@ -57,6 +61,30 @@ def _data_commit(ctx: Context, version: str) -> str | None:
         return None
 
 
+@task(cache_policy=NO_CACHE)
+def find_service(ctx: Context, service_url: str | None = None) -> str | None:
+    """The URL of a ready inference service for the release's canary, or None to promote
+    directly (``canary.on_release``: auto, always or never)."""
+    mode = ctx.cfg.canary.on_release
+    if mode == "never":
+        return None
+    url = resolve_service_url(ctx, service_url)
+    admin = AdminClient(url, None, min(5.0, ctx.cfg.canary.request_timeout_s))
+    try:
+        health = admin.health()
+    except canary.CanaryError as e:
+        health = {"error": str(e)}
+    finally:
+        admin.close()
+    if health.get("ready"):
+        return url
+    why = health.get("error") or "it has no champion loaded"
+    if mode == "always":
+        raise canary.CanaryError(f"canary.on_release is 'always' but no service is ready at {url}: {why}")
+    print(f"no inference service ready at {url} ({why}): promoting without a canary")
+    return None
+
+
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
 def connect_service(ctx: Context, service_url: str | None = None) -> AdminClient:
     admin = AdminClient(
@@ -69,13 +97,16 @@ def connect_service(ctx: Context, service_url: str | None = None) -> AdminClient
 
 
 @task(cache_policy=NO_CACHE)
-def start_canary(ctx: Context, admin: AdminClient, challenger: str | None = None) -> CanaryMonitor:
-    """The service loads the registry's aliases and must then serve exactly them, share 0."""
+def start_canary(ctx: Context, admin: AdminClient, challenger: str | None = None, trigger: str = "manual") -> CanaryMonitor:
+    """The service loads the registry's aliases and must then serve exactly them, share 0.
+    A marker in the service's state folder says a canary runs until it ends."""
     reg = ctx.registry
     challenger = challenger or reg.alias("challenger")
     if challenger is not None and reg.alias("challenger") != str(challenger):
         reg.set_alias("challenger", str(challenger))
-    return canary.begin(admin, ctx.cfg.canary, reg.alias("champion"), challenger)
+    monitor = canary.begin(admin, ctx.cfg.canary, reg.alias("champion"), challenger)
+    canary.mark_running(ctx.settings.serving_dir, monitor, trigger)
+    return monitor
 
 
 @task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=1)
@@ -103,20 +134,25 @@ def record_step(ctx: Context, monitor: CanaryMonitor, result: StepResult, trigge
 def roll_back_canary(
     ctx: Context, admin: AdminClient, monitor: CanaryMonitor, result: StepResult, trigger: str
 ) -> dict:
-    return canary.roll_back(
+    outcome = canary.roll_back(
         admin, ctx.registry, ctx.ledger, monitor, result.breaches, result.evidence, trigger,
         keep_challenger=ctx.cfg.canary.keep_challenger_on_rollback,
         data_commit=_data_commit(ctx, monitor.challenger),
     )
+    canary.clear_running(ctx.settings.serving_dir)
+    return outcome
 
 
 @task(cache_policy=NO_CACHE)
 def promote_canary(
-    ctx: Context, admin: AdminClient, monitor: CanaryMonitor, steps: list[StepResult], trigger: str
+    ctx: Context, admin: AdminClient, monitor: CanaryMonitor, steps: list[StepResult], trigger: str,
+    gate: dict | None = None,
 ) -> dict:
-    return canary.finish(
-        admin, ctx.registry, ctx.ledger, monitor, steps, trigger, _data_commit(ctx, monitor.challenger)
+    outcome = canary.finish(
+        admin, ctx.registry, ctx.ledger, monitor, steps, trigger, _data_commit(ctx, monitor.challenger), gate
     )
+    canary.clear_running(ctx.settings.serving_dir)
+    return outcome
 
 
 @task(cache_policy=NO_CACHE)

