@@ -149,6 +149,15 @@ class TrainConfig(_Strict):
     window_batches: int | None = Field(
         None, ge=1, description="train on the last K batches of the data commit; None: all"
     )
+    window: Literal["all", "last", "since_drift"] | None = Field(
+        None,
+        description="which batches to train on: all; the last window_batches; or since_drift, the batches "
+        "since the latest drift onset (at most window_batches). Default: last when window_batches is set, else all",
+    )
+
+    @property
+    def window_rule(self) -> str:
+        return self.window or ("last" if self.window_batches else "all")
 
 
 class TuneConfig(_Strict):

@@ -103,7 +103,8 @@ def loop_report(ctx, data: DemoData, timeline, run: str) -> dict:
 
     old_p = ctx.registry.load_predictor(old) if old else None
     new_p = ctx.registry.load_predictor(new) if new else None
-    recovered_at = after[-1].ts if after and new != old else None
+    reached = [e for e in after if e.action == "promote" and e.to_version == new]  # the canary's last step: 100 %
+    recovered_at = reached[-1].ts if reached and new != old else None
     report = {
         "run": run,
         "mode": "event-driven",

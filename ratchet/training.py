@@ -47,6 +47,7 @@ class TrainedModel:
     figures: list[str] = field(default_factory=list)  # artifact names in the MLflow run
     figures_skipped: dict[str, str] = field(default_factory=dict)
     resumed: list[int] = field(default_factory=list)
+    window_rule: str = "all"
 
 
 def study_name_for(data: TrainingData, cfg: RatchetConfig) -> str:
@@ -127,6 +128,7 @@ def tune_on_commit(
         data_commit=data.data_commit,
         batches=data.batches,
         window_batches=len(data.batches),
+        window_rule=data.rule,
         config_hash=cfg.digest(),
         study_name=study,
         best_trial=result.best_trial,
@@ -156,6 +158,7 @@ def register_trained(trained: TrainedModel, registry: Registry, example) -> str:
                 "run_id": trained.run_id,
                 "data_commit": trained.data_commit,
                 "window_batches": str(trained.window_batches),
+                "window_rule": trained.window_rule,
                 "code_version": code_version(),
                 "config_hash": trained.config_hash,
                 "optuna_study": trained.study_name,
