@@ -5,7 +5,8 @@ No logic here: which flow runs on which event, debounce windows and cool-downs
 
 - ``train/on-data``: on ``ratchet.data.published`` (debounced: publishes within
   ``loop.debounce_s`` give one run, scheduled after the window), and on
-  ``ratchet.drift.detected`` (at most once per ``loop.drift_cooldown_s``).
+  ``ratchet.drift.detected`` (at most once per ``loop.drift_cooldown_s``), and when one
+  of its runs crashed (at most once per ``loop.crash_retry_cooldown_s``).
   One run at a time; a run asked for meanwhile waits its turn.
 - ``release/on-challenger``: on ``ratchet.model.registered``: the gate, then the rollout.
 - ``monitor/scheduled``: every ``loop.monitor_interval_s``.
@@ -56,6 +57,17 @@ def build_deployments(cfg: RatchetConfig) -> list:
                     threshold=1,
                     within=loop.drift_cooldown_s,
                     parameters={"trigger": "drift detected", "skip_if_trained": True},
+                ),
+                # a run whose process died (killed worker, evicted pod) is Crashed: run it again;
+                # the study and the checkpoints resume it, and registration is idempotent
+                DeploymentEventTrigger(
+                    name="retrain after a crash",
+                    expect={"prefect.flow-run.Crashed"},
+                    match_related={"prefect.resource.role": "deployment", "prefect.resource.name": "on-data"},
+                    posture="Reactive",
+                    threshold=1,
+                    within=loop.crash_retry_cooldown_s,
+                    parameters={"trigger": "crash recovery", "skip_if_trained": True},
                 ),
             ],
         ),

@@ -195,6 +195,21 @@ def promote(as_json: JsonOpt = False) -> None:
 
 
 @app.command()
+def canary(
+    challenger: Annotated[str | None, typer.Option(help="version to ramp (default: the 'challenger' alias)")] = None,
+    service_url: Annotated[str | None, typer.Option(help="inference service (default: the running stack's)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ramp the challenger's traffic on the running service; promote, or roll back on a breach."""
+    flows = _flows("canary")
+    ok, result = _run_flow(flows.canary_flow, as_json, challenger=challenger, service_url=service_url, trigger="cli")
+    if not ok:
+        _fail(f"canary failed: {result}", as_json)
+    steps = ", ".join(f"{s['share']:.0%} {s['decision']}" for s in result["steps"])
+    _emit(result, as_json, f"{result['action']} ({steps}): champion is version {result['champion']}")
+
+
+@app.command()
 def rollback(
     to: Annotated[str | None, typer.Option(help="version to restore (default: 'previous')")] = None,
     as_json: JsonOpt = False,

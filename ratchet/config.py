@@ -265,6 +265,7 @@ class LoopConfig(_Strict):
     debounce_s: int = Field(30, ge=0)  # publishes within this window give one training run
     drift_cooldown_s: int = Field(300, ge=0)  # at most one drift-triggered retraining per window
     monitor_interval_s: int = Field(300, ge=1)  # the monitoring flow's schedule
+    crash_retry_cooldown_s: int = Field(300, ge=0)  # a crashed training run is run again, at most once per window
     work_pool: str = "ratchet-process"
 
 

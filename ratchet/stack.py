@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -130,10 +131,18 @@ def up(
     prefect_port: int | None = None,
     timeout: float = 180.0,
 ) -> dict[str, Any]:
-    """Start server, runner and service in the background; register deployments and automations."""
+    """Start server, runner and service in the background; register deployments and automations.
+
+    A stack with a member gone (a killed worker, a crashed service) is restarted whole on the
+    same ports; the Prefect database, registry and ledger in the home carry everything over,
+    and the automations pick up what was left (a crashed training run is run again)."""
     running = read_stack(settings)
     if running:
-        return {**running, "already_running": True}
+        if all(_alive(p["pid"]) for p in running["processes"].values()):
+            return {**running, "already_running": True}
+        down(settings, config_files)
+        prefect_port = prefect_port or urlsplit(running["prefect_api_url"]).port
+        serve_port = serve_port or urlsplit(running["service_url"]).port
     settings.ensure()
     _abort_interrupted_canary(settings, config_files, "found at `ratchet up`: the stack had stopped during a canary")
     bin_dir = Path(sys.executable).parent
@@ -200,11 +209,16 @@ def _wait_deployments(api: str, timeout: float, runner: subprocess.Popen, log: P
 
 
 def _stop(pid: int, grace: float = 20.0) -> bool:
-    if not _alive(pid):
-        return False
+    """Stop the process group ``pid`` leads: the member and its children (a runner's flow runs),
+    even when the leader itself is already gone."""
+    leader = _alive(pid)
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
+        return False
+    except PermissionError:  # the id now belongs to someone else's group
+        return False
+    if not leader:
         return False
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and _alive(pid):
