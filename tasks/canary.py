@@ -38,9 +38,12 @@ def resolve_admin_token(ctx: Context) -> str | None:
 
 
 def resolve_service_url(ctx: Context, url: str | None) -> str:
-    """The argument, else ``canary.service_url``, else the running stack's, else serving host:port."""
+    """The argument, else ``RATCHET_SERVICE_URL`` (set for workers on a cluster), else
+    ``canary.service_url``, else the running stack's, else serving host:port."""
     if url:
         return url
+    if os.environ.get("RATCHET_SERVICE_URL"):
+        return os.environ["RATCHET_SERVICE_URL"]
     if ctx.cfg.canary.service_url:
         return ctx.cfg.canary.service_url
     try:
