@@ -115,22 +115,27 @@ def test_ingest_alone_brings_a_better_champion_to_all_traffic_and_down_aborts_a_
         # 3. `ratchet down` during a canary: the champion stays, the share goes back to 0
         stop.unlink()
         load = _load(service, rows, stop, tmp_path / "load-2.json")  # traffic for the canary
-        set_alias = subprocess.run(
-            [sys.executable, "-c", "import sys; from ratchet.context import load_context; "
-             "load_context().registry.set_alias('challenger', sys.argv[1])", v1],
+        # a challenger as good as the champion (v2 registered again), and steps of a minute
+        copy = subprocess.run(
+            [sys.executable, "-c", "import sys; from ratchet.context import load_context; r = load_context().registry; "
+             "v = r.register(r.version_info(sys.argv[1])['source'], {'data_commit': 'copy'}); "
+             "r.set_alias('challenger', v); print(v)", v2],
             env=stack.env, cwd=ROOT, capture_output=True, text=True,
         )
-        assert set_alias.returncode == 0, set_alias.stderr
-        canary = stack.popen("canary")
-        stack.wait("the canary's first step", lambda: any(
-            e["action"] == "traffic" and e["to_version"] == v1 for e in stack.ratchet("history")["entries"]),
-            timeout=180, every=1.0)
+        assert copy.returncode == 0, copy.stderr
+        v3 = copy.stdout.strip().splitlines()[-1]
+        slow = tmp_path / "slow-canary.yaml"
+        slow.write_text("canary:\n  window_s: 60\n  max_window_s: 120\n")
+        canary = stack.popen("--config", CONFIG_FILES[0], "--config", CONFIG_FILES[1], "--config", str(slow), "canary")
+        stack.wait("the canary's first step", lambda: stack.ratchet("status")["traffic"]["challenger_share"] > 0,
+                   timeout=180, every=1.0)
         down = stack.ratchet("down", timeout=120)
         assert "inference" in down["stopped"]
         canary.communicate(timeout=120)
         assert canary.returncode != 0  # its service went away mid-ramp
         history = stack.ratchet("history")["entries"]
-        assert history[-1]["action"] == "abort" and history[-1]["from_version"] == v1, history[-1]
+        assert history[-1]["action"] == "abort" and history[-1]["from_version"] == v3, history[-1]
+        assert history[-1]["evidence"]["share_at_abort"] > 0, history[-1]
         status = stack.ratchet("status")
         assert status["champion"] == v2 and status["traffic"]["challenger_share"] == 0.0, status
         assert not (stack.home / "serving" / "canary.json").exists()
