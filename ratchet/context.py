@@ -54,11 +54,19 @@ def load_context(
     ``configs/ratchet.yaml``) with the profile's overlay (``configs/<profile>.yaml``)
     merged last, so ``RATCHET_PROFILE=cluster`` alone switches the stores and backends.
     The ``local`` overlay only restates the defaults and is not added, so a user's
-    own config (say ``data.backend: lakefs``) keeps its word there."""
+    own config (say ``data.backend: lakefs``) keeps its word there.
+
+    ``RATCHET_NUM_NODES`` (set in each pod of a multi-node training job, from the
+    job's node count) overrides ``train.num_nodes`` of the files: the job, not the
+    image's config, knows how many nodes it started. ``overrides`` still win."""
     settings = Settings(home=Path(home)) if home else Settings()
     files = [Path(f) for f in config_files] if config_files else default_config_files()
     overlay = settings.profile_config
     if settings.profile != "local" and overlay.exists() and all(f.resolve() != overlay.resolve() for f in files):
         files.append(overlay)
+    if settings.num_nodes is not None:
+        train = {**(overrides or {}).get("train", {})}
+        train.setdefault("num_nodes", settings.num_nodes)
+        overrides = {**(overrides or {}), "train": train}
     cfg = load_config(files, overrides)
     return Context(settings.ensure(), cfg)

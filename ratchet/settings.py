@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     optuna_storage: str | None = None  # default: sqlite in home (local), RATCHET_POSTGRES_URL (cluster)
     ledger_url: str | None = None  # default: sqlite in home (local), RATCHET_POSTGRES_URL (cluster)
     postgres_url: str | None = None  # cluster: the database of ratchet's own tables
+    # the nodes of this training run, set by the multi-node job (``ratchet-node --num-nodes``):
+    # overrides ``train.num_nodes`` of the config files (ratchet.context.load_context)
+    num_nodes: int | None = Field(None, ge=1)
 
     # standard variables of the servers' own clients, read by the cluster profile only:
     # a developer's stray MLFLOW_TRACKING_URI never moves the local profile's stores

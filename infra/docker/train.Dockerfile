@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
 # ratchet for training on NVIDIA GPUs: the Prefect worker of the GPU work pool
-# and the pods of multi-node training (infra/k8s/, docs/scale.md).
+# and the pods of multi-node training (infra/k8s/, docs/scale.md). Those pods
+# start with `ratchet-node --num-nodes=N -- <flow run command>` (installed with
+# ratchet below): node 0 runs the flow run, every other node the node agent.
 # Build from the repository root:
 #   docker build -f infra/docker/train.Dockerfile -t ratchet-train:latest .
 # The host needs the NVIDIA driver and container toolkit; torch brings its own CUDA libraries.

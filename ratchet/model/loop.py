@@ -21,6 +21,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from ratchet.model.data import TensorDataModule
+from ratchet.model.distributed import local_processes
 from ratchet.model.module import import_class
 
 LAST = "last"  # checkpoint file stem: <checkpoint_dir>/last.ckpt
@@ -189,31 +190,3 @@ def _world_size(trainer: dict[str, Any]) -> int:
     return local_processes(trainer.get("accelerator", "cpu"), trainer.get("devices", 1)) * int(
         trainer.get("num_nodes", 1)
     )
-
-
-def local_processes(accelerator: str, devices: int | str | list[int]) -> int:
-    """How many processes Lightning would run on this node for ``accelerator`` and
-    ``devices`` (``auto``/-1: every device of the accelerator; CPU auto is 1)."""
-    if isinstance(devices, list | tuple):
-        return max(1, len(devices))
-    if isinstance(devices, str):
-        d = devices.strip()
-        if "," in d:
-            return len([p for p in d.split(",") if p.strip()])
-        if d.lstrip("-").isdigit():
-            devices = int(d)
-        elif d != "auto":
-            raise ValueError(f"devices must be an int, a list, 'auto' or '0,1,...', got {devices!r}")
-    if isinstance(devices, int) and devices > 0:
-        return devices
-    acc = str(accelerator).lower()
-    if acc in ("gpu", "cuda", "auto"):
-        from lightning.pytorch.accelerators import CUDAAccelerator
-
-        n = CUDAAccelerator.auto_device_count() if CUDAAccelerator.is_available() else 0
-        if n:
-            return n
-        if acc == "auto":
-            return 1
-        raise RuntimeError(f"accelerator={accelerator!r} with devices={devices!r} but no CUDA device is visible")
-    return 1

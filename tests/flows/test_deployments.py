@@ -55,6 +55,21 @@ def test_kubernetes_job_variables_exist_in_the_base_job_template():
     assert gpu_jobs and "nvidia.com/gpu" in json.dumps(template["job_configuration"])
 
 
+MULTINODE_TEMPLATE = ROOT / "infra" / "k8s" / "gpu-multinode-job-template.json"
+
+
+def test_multinode_job_variables_exist_in_its_base_job_template():
+    """Job variables only take effect through placeholders of the pool's template."""
+    template = json.loads(MULTINODE_TEMPLATE.read_text())
+    known = set(template["variables"]["properties"])
+    multinode = [d for d in _project()["deployments"] if d["work_pool"]["name"] == "ratchet-gpu-multinode"]
+    assert multinode and {ENTRY_FLOW[d["entrypoint"]] for d in multinode} == {"train"}
+    for d in multinode:
+        variables = d["work_pool"]["job_variables"]
+        assert set(variables) <= known, f"{d['name']}: job variables {set(variables) - known} are not in the template"
+        assert variables["num_nodes"] >= 2
+
+
 def test_prefect_deploy_all_registers_every_deployment(tmp_path):
     from prefect.settings import PREFECT_API_URL
 
@@ -68,6 +83,10 @@ def test_prefect_deploy_all_registers_every_deployment(tmp_path):
     assert run("work-pool", "create", "ratchet-process", "--type", "process").returncode == 0
     r = run("work-pool", "create", "ratchet-k8s", "--type", "kubernetes",
             "--base-job-template", str(ROOT / "deployments" / "k8s-base-job-template.json"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    # the server checks the multi-node template as a kubernetes pool's base job template
+    r = run("work-pool", "create", "ratchet-gpu-multinode", "--type", "kubernetes",
+            "--base-job-template", str(MULTINODE_TEMPLATE))
     assert r.returncode == 0, r.stdout + r.stderr
     r = run("--no-prompt", "deploy", "--all")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

@@ -1,8 +1,9 @@
 """Kubernetes manifests under infra/k8s/ against the Kubernetes API schemas
 (kubernetes-validate ships them: offline), strict, so a misspelt field fails.
-The GPU work pool's base job template is rendered as Prefect's Kubernetes
-worker would and its Job checked the same way; the Helm values are checked
-against what the prefect-worker chart reads."""
+The GPU work pools' base job templates are rendered as Prefect's Kubernetes
+worker would and their Jobs checked the same way (the multi-node one with
+Prefect's own templating); the Helm values are checked against what the
+prefect-worker chart reads."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ MANIFESTS = sorted(K8S.glob("*.yaml"))
 VERSIONS = ("1.29.0", f"{kubernetes_validate.latest_version()}.0")
 TEMPLATE = K8S / "gpu-base-job-template.json"
 HELM_VALUES = ROOT / "infra" / "helm" / "prefect-worker-gpu.values.yaml"
+MULTINODE_TEMPLATE = K8S / "gpu-multinode-job-template.json"
+MULTINODE_HELM_VALUES = ROOT / "infra" / "helm" / "prefect-worker-gpu-multinode.values.yaml"
 
 
 def resources() -> list[tuple[str, dict]]:
@@ -188,8 +191,13 @@ def test_base_job_template_renders_a_valid_gpu_job(template, version):
     _non_root(spec)
 
 
-def test_helm_values_for_the_prefect_worker_chart(template):
-    values = yaml.safe_load(HELM_VALUES.read_text())
+@pytest.mark.parametrize(
+    ("values_file", "template_file"),
+    [(HELM_VALUES, TEMPLATE), (MULTINODE_HELM_VALUES, MULTINODE_TEMPLATE)],
+    ids=["gpu", "gpu-multinode"],
+)
+def test_helm_values_for_the_prefect_worker_chart(values_file, template_file):
+    values = yaml.safe_load(values_file.read_text())
     worker = values["worker"]
     assert worker["apiConfig"] == "server" and worker["serverApiConfig"]["apiUrl"].endswith("/api")
     assert worker["config"]["type"] == "kubernetes" and worker["config"]["workPool"]
@@ -199,6 +207,94 @@ def test_helm_values_for_the_prefect_worker_chart(template):
 
     assert worker["image"]["prefectTag"].startswith(version("prefect") + "-")
     # the template goes in with --set-file, named in the values file's instructions
-    assert "--set-file worker.config.baseJobTemplate.configuration=infra/k8s/gpu-base-job-template.json" in (
-        HELM_VALUES.read_text()
+    named = f"--set-file worker.config.baseJobTemplate.configuration={template_file.relative_to(ROOT)}"
+    assert named in values_file.read_text()
+
+
+# ------------------------------------------------- multi-node work pool template
+@pytest.fixture(scope="module")
+def multinode() -> dict:
+    return json.loads(MULTINODE_TEMPLATE.read_text())
+
+
+def render_with_prefect(template: dict, **values) -> dict:
+    """The Job the Kubernetes worker submits: the pool's defaults and the worker's
+    values through Prefect's own templating (a placeholder alone keeps its type, one
+    inside text becomes text), then the flow run's ``env`` put in front of the
+    container's own list, as prefect-kubernetes' ``_populate_env_in_manifest`` does."""
+    from prefect.utilities.templating import apply_values
+
+    props = template["variables"]["properties"]
+    worker = {**WORKER_VALUES, "env": {"PREFECT__FLOW_RUN_ID": WORKER_VALUES["env"][0]["value"]},
+              "command": "prefect flow-run execute"}
+    merged = {k: v["default"] for k, v in props.items() if "default" in v} | worker | values
+    job = apply_values(copy.deepcopy(template["job_configuration"]["job_manifest"]), merged)
+    job["metadata"]["name"] = job["metadata"].pop("generateName") + "x1"
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    container["env"] = [{"name": k, "value": v} for k, v in merged["env"].items()] + container["env"]
+    container["args"] = container["args"].split()
+    return job
+
+
+def test_multinode_template_declares_every_placeholder(multinode):
+    assert placeholders(multinode["job_configuration"]) <= set(multinode["variables"]["properties"])
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("num_nodes", [None, 3])
+def test_multinode_template_renders_an_indexed_job_of_one_pod_per_node(multinode, version, num_nodes):
+    props = multinode["variables"]["properties"]
+    job = render_with_prefect(multinode, **({"num_nodes": num_nodes} if num_nodes else {}))
+    kubernetes_validate.validate(job, version, strict=True)
+    n = num_nodes or props["num_nodes"]["default"]
+    assert props["num_nodes"]["minimum"] == 1 and props["num_nodes"]["default"] >= 2
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed" and spec["completions"] == spec["parallelism"] == n
+    pod = spec["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["nodeSelector"] and any(t["key"] == "nvidia.com/gpu" for t in pod["tolerations"])
+    _non_root(pod)
+    (c,) = pod["containers"]
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == props["gpu_count"]["default"] >= 1
+    # every pod starts the node-rank aware entry point, which runs the flow run on node 0 only
+    assert c["command"] == ["ratchet-node", f"--num-nodes={n}", "--"]
+    assert c["args"] == ["prefect", "flow-run", "execute"]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["PREFECT__FLOW_RUN_ID"]["value"]  # the worker's variables reach every pod
+    assert env["NODE_RANK"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+        "metadata.annotations['batch.kubernetes.io/job-completion-index']"
     )
+    assert env["JOB_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.labels['batch.kubernetes.io/job-name']"
+    names = [e["name"] for e in c["env"]]
+    assert names.index("JOB_NAME") < names.index("MASTER_ADDR")  # $(JOB_NAME) expands only from earlier entries
+    assert env["MASTER_ADDR"]["value"] == f"$(JOB_NAME)-0.{pod['subdomain']}"
+
+
+def test_multinode_pods_find_each_other_through_the_headless_service(multinode):
+    from ratchet.model import node
+
+    job = render_with_prefect(multinode)
+    pod = job["spec"]["template"]
+    service = by_kind("Service")[pod["spec"]["subdomain"]]
+    assert service["spec"]["clusterIP"] == "None" and service["spec"]["publishNotReadyAddresses"] is True
+    assert service["metadata"]["namespace"] == job["metadata"]["namespace"]
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    (c,) = pod["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    coord = int(env[node.COORD_PORT_ENV])
+    assert coord == node.DEFAULT_COORD_PORT
+    assert [p["port"] for p in service["spec"]["ports"]] == [coord]
+    assert {"name": "coord", "containerPort": coord} in c["ports"]
+    for var in (node.JOIN_TIMEOUT_ENV, node.HEARTBEAT_TIMEOUT_ENV):
+        assert float(env[var]) > 0
+
+
+def test_the_entry_point_of_the_pods_is_installed_with_ratchet():
+    import tomllib
+
+    from ratchet.model.node import dispatch
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    module, _, func = scripts["ratchet-node"].partition(":")
+    assert (module, func) == (dispatch.__module__, dispatch.__name__)
+    assert "ratchet-node" in (ROOT / "infra" / "docker" / "train.Dockerfile").read_text()

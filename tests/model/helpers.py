@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -52,6 +53,20 @@ class CrashOnce(Callback):
         if trainer.current_epoch == self.epoch and not self.marker.exists():
             self.marker.write_text("crashed once")
             raise RuntimeError(f"injected crash at epoch {self.epoch}")
+
+
+class HoldAt(Callback):
+    """On the global ranks in ``ranks``, at the start of epoch ``epoch``: writes
+    ``<marker>.<rank>`` (this process's pid) and sleeps ``hold_s``, so a test can act
+    on a fit that is certainly in flight (the other ranks wait for these in DDP)."""
+
+    def __init__(self, epoch: int, marker: str, ranks: list[int], hold_s: float):
+        self.epoch, self.marker, self.ranks, self.hold_s = int(epoch), str(marker), list(ranks), float(hold_s)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.epoch and trainer.global_rank in self.ranks:
+            Path(f"{self.marker}.{trainer.global_rank}").write_text(str(os.getpid()))
+            time.sleep(self.hold_s)
 
 
 class OutputsAtFitEnd(Callback):
