@@ -132,7 +132,8 @@ def write_loop_report(run_dir: Path, report: dict[str, Any]) -> dict[str, str]:
 
     ledger_rows = "\n".join(
         f"| {e['id']} | {e['action']} | {e['trigger']} | {e['from_version'] or '-'} | {e['to_version'] or '-'} "
-        f"| {_num(e['evidence'].get('p_value'))} |"
+        f"| {'-' if e.get('traffic') is None else format(e['traffic'], '.0%')} "
+        f"| {e['evidence'].get('decision') or '-'} | {_num(e['evidence'].get('p_value'))} |"
         for e in report["ledger"]
     )
     drift = report.get("drift") or {}
@@ -163,9 +164,9 @@ promotion were started by Prefect automations.
 
 Accuracies are on held-out rows of each batch (1,000 rows a batch), not on the traffic.
 
-## Promotion ledger
-| id | action | trigger | from | to | p-value |
-|---|---|---|---|---|---|
+## Promotion ledger (the gate's p-value; the canary's steps: challenger share and decision)
+| id | action | trigger | from | to | share | step | p-value |
+|---|---|---|---|---|---|---|---|
 {ledger_rows}
 
 ## First drift detection after onset ({drift.get('reason') or ''})
