@@ -344,6 +344,7 @@ def lineage(version: str, as_json: JsonOpt = False) -> None:
         "data_commit": tags["data_commit"],
         "data_commit_message": commit.message,
         "data_window_batches": tags.get("window_batches"),
+        "data_window_rule": tags.get("window_rule"),
         "code_version": tags.get("code_version"),
         "config_hash": tags.get("config_hash"),
         "mlflow_run": info["run_id"],

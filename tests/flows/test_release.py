@@ -80,6 +80,7 @@ def test_release_gates_then_canaries_the_better_model_onto_live_traffic(home, de
     assert released["decision"] == "promote" and released["action"] == "promote", released
     v2 = released["champion"]
     assert v2 != v1
+    assert ctx.registry.version_info(v2)["tags"]["window_rule"] == f"last {len(demo_data.drifted)}"  # lineage
     assert [s["share"] for s in released["canary"]] == cfg.canary.steps
     assert {s["decision"] for s in released["canary"]} == {"pass"}, released["canary"]
     assert ctx.registry.aliases() == {"champion": v2, "challenger": None, "previous": v1}
