@@ -6,7 +6,9 @@ routes and ``RATCHET_API_KEY`` ``/predict``; ``RATCHET_MODEL_VERSION`` pins one 
 version as the champion (no aliases followed, no challenger). Because the process only serves, torch's
 intra-op threads are set to ``serving.torch_threads`` (one request's tiny matrix gains
 nothing from a thread pool, and idle pool threads spin on a shared machine). uvicorn uses
-httptools/uvloop when they are installed, h11/asyncio otherwise.
+httptools/uvloop (dependencies of ratchet) when they are installed, h11/asyncio otherwise.
+Live profiling (whylogs) runs in a worker process of its own, so that a profiling pass never
+holds the GIL the event loop needs; ``RATCHET_PROFILE_PROCESS=0`` keeps it in a thread.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ def build_app():
         admin_token=os.environ.get("RATCHET_ADMIN_TOKEN") or None,
         api_key=os.environ.get("RATCHET_API_KEY") or None,
         profile_window_s=cfg.profile_window_s,
+        profile_process=os.environ.get("RATCHET_PROFILE_PROCESS", "1") != "0",
     )
 
 
@@ -69,6 +72,19 @@ def tune_process(app) -> None:
     sys.setswitchinterval(0.001)
 
 
+def log_server_stack() -> None:
+    """Say which event loop and HTTP parser uvicorn will pick (loop="auto", http="auto")."""
+    import importlib.util
+
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    logging.getLogger("ratchet.serving").log(
+        logging.INFO if loop == "uvloop" and http == "httptools" else logging.WARNING,
+        "uvicorn: %s event loop, %s HTTP parser%s", loop, http,
+        "" if loop == "uvloop" and http == "httptools" else " (install uvloop and httptools for lower latency)",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ratchet.serving", description=__doc__.split("\n\n")[0])
     ap.add_argument("--host", default=None)
@@ -80,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ctx, app = build_app()
     tune_process(app)
+    log_server_stack()
     uvicorn.run(
         app,
         host=args.host or ctx.cfg.serving.host,

@@ -35,7 +35,10 @@ Every response carries ``X-Request-ID`` and ``X-Model-Version`` (the version tha
 else the loaded champion's, else ``none``); every client error is JSON ``{"detail", "request_id"}``
 (plus ``errors`` for field errors). Requests of at most ``serving.inline_max_rows`` rows whose
 models have a fast path (see :mod:`ratchet.serving.fastpath`) are predicted on the event loop;
-others in a worker thread.
+others in a worker thread. ``POST /predict`` is answered by the outermost middleware itself,
+without FastAPI's router and dependency layer (which cost more than a single-row prediction);
+the FastAPI route runs the same handler and carries the OpenAPI description. The answer is
+rendered with orjson.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from ratchet.config import ServingConfig
 from ratchet.serving.model_api import ModelProvider
@@ -71,6 +75,11 @@ from ratchet.serving.validation import (
     parse_json,
     parse_predict_body,
 )
+
+try:  # a tenth of the stdlib encoder's time for the /predict answer
+    import orjson
+except ImportError:  # pragma: no cover - orjson is a dependency
+    orjson = None
 
 log = logging.getLogger(__name__)
 
@@ -92,15 +101,20 @@ __all__ = ["ModelFailure", "create_app"]
 # ---------------------------------------------------------------- middleware
 class _ObserveMiddleware:
     """Request id on every response; request count/latency/errors per route and version;
-    any unhandled exception becomes a JSON 500 (the service keeps serving)."""
+    any unhandled exception becomes a JSON 500 (the service keeps serving). Routes in ``direct``
+    are answered here."""
 
-    def __init__(self, app, runtime: ServingRuntime):
+    def __init__(self, app, runtime: ServingRuntime, direct: dict | None = None):
         self.app = app
         self.runtime = runtime
+        # (method, path) -> async (scope, receive) -> Response: served here, without FastAPI's
+        # routing and dependency layers (on a single-row /predict they cost more than the model)
+        self.direct = direct if direct is not None else {}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        direct = self.direct.get((scope["method"], scope["path"]))
         sent = Headers(scope=scope).get("x-request-id")
         rid = sent if sent is not None and _REQUEST_ID_RE.match(sent) else _new_request_id()
         state = scope.setdefault("state", {})
@@ -123,7 +137,11 @@ class _ObserveMiddleware:
 
         t0 = time.perf_counter()
         try:
-            await self.app(scope, receive, send_wrapper)
+            if direct is not None:
+                response = await direct(scope, receive)
+                await response(scope, receive, send_wrapper)
+            else:
+                await self.app(scope, receive, send_wrapper)
         except Exception:
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if not status[1]:
@@ -136,19 +154,33 @@ class _ObserveMiddleware:
             status[0] = 500
         finally:
             route = scope.get("route")
-            path = getattr(route, "path", None) or "other"
+            path = scope["path"] if direct is not None else getattr(route, "path", None) or "other"
             self.runtime.metrics.observe_request(
                 path, scope.get("method", ""), status[0], state.get("model_version"), time.perf_counter() - t0
             )
 
 
 # ---------------------------------------------------------------- helpers
-async def _read_json(request: Request, limit: int) -> object:
-    ctype = request.headers.get("content-type", "")
+class _FastJSONResponse(JSONResponse):
+    """JSONResponse rendered by orjson (same compact UTF-8 text); the stdlib encoder for
+    anything orjson will not take."""
+
+    def render(self, content) -> bytes:
+        if orjson is not None:
+            try:
+                return orjson.dumps(content)
+            except TypeError:
+                pass
+        return super().render(content)
+
+
+async def _read_json_body(headers: Headers, receive, limit: int) -> object:
+    """The request's JSON body, read straight from the ASGI ``receive`` (4xx as RequestError)."""
+    ctype = headers.get("content-type", "")
     media = ctype.split(";", 1)[0].strip().lower()
     if media != "application/json" and not media.endswith("+json"):
         raise RequestError(415, f"Content-Type must be application/json, got {ctype or 'none'!r}")
-    length = request.headers.get("content-length")
+    length = headers.get("content-length")
     if length is not None:
         try:
             declared = int(length)
@@ -157,12 +189,31 @@ async def _read_json(request: Request, limit: int) -> object:
         if declared > limit:
             raise RequestError(413, f"body of {declared} bytes is over the limit of {limit} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise RequestError(413, f"body is over the limit of {limit} bytes")
         chunks.append(chunk)
-    return parse_json(b"".join(chunks))
+        if not message.get("more_body", False):
+            break
+    return parse_json(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+
+
+async def _read_json(request: Request, limit: int) -> object:
+    return await _read_json_body(request.headers, request.receive, limit)
+
+
+def _client_error_response(exc: RequestError, rid: str | None) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return JSONResponse({**exc.body(), "request_id": rid}, status_code=exc.status, headers=headers)
+
+
+def _model_error_response(rid: str | None) -> JSONResponse:
+    return JSONResponse({"detail": "the model failed on this input", "request_id": rid}, status_code=500)
 
 
 def _check_secret(given: str | None, expected: str, what: str) -> None:
@@ -187,12 +238,15 @@ def create_app(
     watch_interval_s: float | None = 1.0,
     profile_window_s: float | None = None,
     feedback_capacity: int = 100_000,
+    profile_process: bool = False,
 ) -> FastAPI:
     """Build the serving app. ``profile_window_s`` defaults to ``cfg.profile_window_s``.
 
     Nothing is loaded here: models load in the lifespan (or on
     the first request when the app runs without one). ``app.state.ratchet`` is the
-    :class:`ServingRuntime` (``flush()``, ``reload()``, ``snapshot``, ``metrics``)."""
+    :class:`ServingRuntime` (``flush()``, ``reload()``, ``snapshot``, ``metrics``).
+    ``profile_process``: whylogs runs in a worker process rather than a thread of this one
+    (what ``python -m ratchet.serving`` does: the event loop never waits on the GIL for it)."""
     rt = ServingRuntime(
         provider,
         cfg,
@@ -200,6 +254,7 @@ def create_app(
         watch_interval_s=watch_interval_s,
         profile_window_s=profile_window_s or getattr(cfg, "profile_window_s", 3600.0),
         feedback_capacity=feedback_capacity,
+        profile_process=profile_process,
     )
     if not admin_token:
         log.warning("no admin token: /admin routes are open to anyone who can reach the server")
@@ -214,13 +269,13 @@ def create_app(
 
     app = FastAPI(title="ratchet serving", lifespan=lifespan)
     app.state.ratchet = rt
-    app.add_middleware(_ObserveMiddleware, runtime=rt)
+    direct: dict = {}  # filled below: routes the middleware serves itself
+    app.state.direct_routes = direct
+    app.add_middleware(_ObserveMiddleware, runtime=rt, direct=direct)
 
     @app.exception_handler(RequestError)
     async def _client_error(request: Request, exc: RequestError):
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        body = {**exc.body(), "request_id": request.scope.get("state", {}).get("request_id")}
-        return JSONResponse(body, status_code=exc.status, headers=headers)
+        return _client_error_response(exc, request.scope.get("state", {}).get("request_id"))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
@@ -245,10 +300,7 @@ def create_app(
 
     @app.exception_handler(ModelFailure)
     async def _model_error(request: Request, exc: ModelFailure):
-        return JSONResponse(
-            {"detail": "the model failed on this input", "request_id": request.state.request_id},
-            status_code=500,
-        )
+        return _model_error_response(request.state.request_id)
 
     async def started() -> None:
         if not rt.is_started:
@@ -268,6 +320,10 @@ def create_app(
     def require_api_key(request: Request) -> None:
         if api_key:
             _check_secret(request.headers.get("x-api-key"), api_key, "API key (X-API-Key header)")
+
+    def require_api_key_in(headers: Headers) -> None:
+        if api_key:
+            _check_secret(headers.get("x-api-key"), api_key, "API key (X-API-Key header)")
 
     # ------------------------------------------------------------ predict
     m = rt.metrics
@@ -354,28 +410,42 @@ def create_app(
             "alias": alias,
             "request_id": rid,
         }
-        return JSONResponse(body, headers={"X-Model-Version": slot.version, "X-Model-Alias": alias})
+        return _FastJSONResponse(body, headers={"X-Model-Version": slot.version, "X-Model-Alias": alias})
 
     inline_max_rows = getattr(cfg, "inline_max_rows", 0)
 
+    async def predict_response(scope, receive) -> Response:
+        """``POST /predict`` as plain ASGI: the answer, or the client/model error response.
+        The middleware calls it directly (see ``direct``); the FastAPI route below is the same
+        handler for the OpenAPI document (and any path the middleware does not match)."""
+        state = scope["state"]
+        try:
+            headers = Headers(scope=scope)
+            require_api_key_in(headers)
+            await started()
+            obj = await _read_json_body(headers, receive, cfg.max_body_bytes)
+            req = parse_predict_body(obj, cfg.max_rows)
+            snap = rt.snapshot
+            if snap.champion is None:
+                raise RequestError(503, "no champion model is loaded yet")
+            if (
+                len(req.rows) <= inline_max_rows
+                and snap.champion.fast is not None
+                and (snap.challenger is None or snap.challenger.fast is not None)
+            ):
+                # ~0.1 ms of numpy: cheaper on the event loop than a hop to a worker thread and back
+                return predict_sync(req, state, snap)
+            return await run_in_threadpool(predict_sync, req, state, snap)
+        except RequestError as exc:
+            return _client_error_response(exc, state.get("request_id"))
+        except ModelFailure:
+            return _model_error_response(state.get("request_id"))
+
+    direct[("POST", "/predict")] = predict_response
+
     @app.post("/predict")
     async def predict(request: Request):
-        require_api_key(request)
-        await started()
-        obj = await _read_json(request, cfg.max_body_bytes)
-        req = parse_predict_body(obj, cfg.max_rows)
-        snap = rt.snapshot
-        if snap.champion is None:
-            raise RequestError(503, "no champion model is loaded yet")
-        state = request.scope["state"]
-        if (
-            len(req.rows) <= inline_max_rows
-            and snap.champion.fast is not None
-            and (snap.challenger is None or snap.challenger.fast is not None)
-        ):
-            # ~0.1 ms of numpy: cheaper on the event loop than a hop to a worker thread and back
-            return predict_sync(req, state, snap)
-        return await run_in_threadpool(predict_sync, req, state, snap)
+        return await predict_response(request.scope, request.receive)
 
     # ------------------------------------------------------------ feedback
     @app.post("/feedback")

@@ -152,6 +152,7 @@ class ServingRuntime:
         profile_window_s: float = 3600.0,
         feedback_capacity: int = 100_000,
         shadow_queue: int = 256,
+        profile_process: bool = False,
     ):
         self.provider = provider
         self.cfg = cfg
@@ -166,6 +167,7 @@ class ServingRuntime:
             flush_s=cfg.profile_flush_s,
             window_s=profile_window_s,
             metrics=self.metrics,
+            process=profile_process,
         )
         self.snapshot = Snapshot()
         self.loaded_once = False

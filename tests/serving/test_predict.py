@@ -251,3 +251,41 @@ def test_api_key(serve, good_rows):
 def test_get_on_post_route_is_405(serve, path):
     with serve() as env:
         assert env.client.get(path).status_code == 405
+
+
+def test_direct_predict_answers_as_the_fastapi_route(serve, good_rows):
+    """The middleware serves POST /predict itself (no FastAPI routing layer); the FastAPI route
+    runs the same handler: every answer, status, header and metric is the same either way."""
+    cases = [
+        ({"row": good_rows[0]}, {"X-API-Key": "k3y"}),
+        ({"rows": good_rows}, {"X-API-Key": "k3y"}),
+        ({"row": dict(good_rows[0], x1="a")}, {"X-API-Key": "k3y"}),  # 422
+        ({"rows": [good_rows[0]] * 51}, {"X-API-Key": "k3y"}),  # 413
+        ({"row": good_rows[0]}, {}),  # 401
+        ({"row": good_rows[0]}, {"X-API-Key": "wrong"}),  # 403
+    ]
+
+    def answers(env) -> list:
+        out = []
+        for i, (body, headers) in enumerate(cases):
+            r = env.client.post("/predict", json=body, headers={**headers, "X-Request-ID": f"req-{i}"})
+            h = {k: r.headers.get(k) for k in ("content-type", "x-request-id", "x-model-version",
+                                                "x-model-alias", "www-authenticate")}
+            out.append((r.status_code, r.json(), h))
+        r = env.client.post("/predict", content=b"{}", headers={"X-API-Key": "k3y", "Content-Type": "text/plain"})
+        out.append((r.status_code, r.json()["detail"], None))  # 415
+        metrics = [line for line in env.client.get("/metrics").text.splitlines()
+                   if line.startswith(("ratchet_requests_total", "ratchet_request_errors_total"))]
+        return out, sorted(metrics)
+
+    with serve(api_key="k3y") as env:
+        assert ("POST", "/predict") in env.app.state.direct_routes
+        direct = answers(env)
+    with serve(api_key="k3y") as env:
+        env.app.state.direct_routes.clear()  # through FastAPI's router
+        routed = answers(env)
+    assert direct == routed
+    statuses = [a[0] for a in direct[0]]
+    assert statuses == [200, 200, 422, 413, 401, 403, 415]
+    assert direct[0][4][2]["www-authenticate"] == "Bearer"
+    assert direct[0][0][2]["x-model-alias"] == "champion" and direct[0][0][2]["x-request-id"] == "req-0"

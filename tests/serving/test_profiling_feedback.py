@@ -110,3 +110,95 @@ def test_feedback_store_is_bounded(serve, good_rows):
         assert env.client.get("/stats").json()["feedback_tracked"] == 5
         assert env.client.post("/feedback", json={"request_id": rids[0], "label": "yes"}).status_code == 404
         assert env.client.post("/feedback", json={"request_id": rids[-1], "label": "yes"}).status_code == 200
+
+
+def test_profiles_in_a_worker_process(serve, good_rows):
+    """``profile_process=True`` (python -m ratchet.serving): whylogs runs in a worker process; the
+    files, merges and metrics are the same, and a worker that dies is started again."""
+    import os
+    import signal
+
+    with serve(aliases={"champion": "1", "challenger": "2"}, profile_process=True) as env:
+        prof = env.rt.profiler
+        pid = prof.worker_pid
+        assert pid is not None and pid != os.getpid()
+        env.client.put("/admin/traffic", json={"challenger_share": 0.5})
+        served = {"1": 0, "2": 0}
+        for i in range(12):
+            b = env.client.post("/predict", json={"rows": good_rows, "entity_key": f"k{i}"}).json()
+            served[b["model_version"]] += len(good_rows)
+        written = env.rt.flush()
+        assert {p.parent.name for p in written} == {v for v, n in served.items() if n}
+        for version, n in served.items():
+            if n:
+                (f,) = (env.state_dir / "profiles" / version).glob("*.bin")
+                view = DatasetProfileView.deserialize(f.read_bytes())
+                assert _count(view, "x1") == n and "prediction_confidence" in view.get_columns()
+        assert prof.worker_pid == pid  # one worker for every pass
+
+        os.kill(pid, signal.SIGKILL)  # the worker dies: the next pass starts another
+        deadline = time.monotonic() + 10
+        while prof.worker_pid is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        b = env.client.post("/predict", json={"row": good_rows[0], "entity_key": "k0"}).json()
+        version0 = b["model_version"]
+        assert env.rt.flush()
+        assert prof.worker_pid not in (None, pid)
+        (f,) = (env.state_dir / "profiles" / version0).glob("*.bin")
+        # the new worker merged the window file the first one wrote
+        assert _count(DatasetProfileView.deserialize(f.read_bytes()), "x1") == served[version0] + 1
+        metrics = env.client.get("/metrics").text
+        assert f'ratchet_profile_rows_total{{model_version="{version0}"}} {served[version0] + 1}.0' in metrics
+        worker = prof._worker.proc
+    assert worker.poll() is not None  # shutdown ends the worker
+
+
+def test_join_of_mixed_parts(tmp_path):
+    """Single-row validated parts (the usual case), a DataFrame part and parts with other columns
+    are joined into one frame, in order, a missing value where a part lacked a column."""
+    import gc
+
+    import numpy as np
+    import pandas as pd
+
+    from ratchet.serving.profiler import LiveProfiler, _build_frame, _join
+    from ratchet.serving.validation import ValidatedBatch
+
+    prof = LiveProfiler(tmp_path)
+    names = ["a", "b"]
+    for i in range(2):
+        prof.record("1", ValidatedBatch({"a": [float(i)], "b": ["x"]}, names, 1), [i], np.array([0.5 + i / 10]))
+    prof.record("1", pd.DataFrame({"a": [7.0, 8.0], "z": ["q", "r"]}), [7, 8], np.array([[0.9], [0.8]]))
+    prof.record("1", ValidatedBatch({"a": [5.0, 6.0], "b": ["y", "w"]}, ["a", "b"], 2), [5, 6], [0.1, 0.2])
+    prof.record("1", ValidatedBatch({"a": [2.0], "b": ["x"]}, names, 1), [2], np.array([0.7]))
+    assert prof.pending_rows == 7
+    for _ in range(3):  # a tuple is untracked once the tuples in it are: one level per pass
+        gc.collect()
+    assert not any(gc.is_tracked(item) for item in prof._buf if item[2] is not None)  # plain tuples
+
+    cols, order, preds, conf = _join(prof._buf)
+    assert order == ["a", "b", "z"]
+    assert cols == {"a": [0.0, 1.0, 7.0, 8.0, 5.0, 6.0, 2.0], "b": ["x", "x", None, None, "y", "w", "x"],
+                    "z": [None, None, "q", "r", None, None, None]}
+    assert preds == [0, 1, 7, 8, 5, 6, 2]
+    assert np.allclose(conf, [0.5, 0.6, 0.9, 0.8, 0.1, 0.2, 0.7])
+    df = _build_frame(cols, order, preds, conf)
+    assert list(df.columns) == ["a", "b", "z", "prediction", "prediction_confidence"] and len(df) == 7
+
+
+def test_feedback_entries_leave_the_collectors_view():
+    """100,000 remembered requests must not make every full GC pass scan them: flat tuples of
+    plain values, untracked by the young collections (before they reach the oldest generation)."""
+    import gc
+
+    from ratchet.serving.feedback import FeedbackStore
+
+    store = FeedbackStore(10)
+    store.record("r1", "1", ["yes"], ("no", "yes"))
+    store.record("r2", "1", ["no", "yes"], ["no", "yes"])
+    store.record_shadow("r2", "2", ["no", "no"])
+    gc.collect(0)
+    gc.collect(1)  # young collections only: what an entry meets before the oldest generation
+    assert not any(gc.is_tracked(e) for e in store._entries.values())
+    assert store.resolve("r2", {1: "yes"}) == [("1", True), ("2", False)]
+    assert store.resolve("r1", {0: "no"}) == [("1", False)]
