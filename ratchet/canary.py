@@ -307,12 +307,13 @@ class Check:
     evidence: dict[str, Any]
     challenger_requests: int  # in the step so far
     end_of_step: list[str] = field(default_factory=list)  # magnitudes: judged once, on the whole window
+    superseded: bool = False  # a newer challenger took the alias: end the canary, blame no one
 
 
 @dataclass
 class StepResult:
     share: float
-    decision: str  # pass | breach | insufficient | aborted
+    decision: str  # pass | breach | insufficient | superseded
     seconds: float
     breaches: list[str]
     evidence: dict[str, Any]
@@ -355,6 +356,12 @@ class CanaryMonitor:
         """Check every guardrail on a new read of ``/stats``."""
         cfg = self.cfg
         served = (stats.get("champion"), stats.get("challenger"))
+        if served[0] == self.champion and served[1] is not None and served[1] != self.challenger:
+            # a newer challenger was registered meanwhile (its own release comes next): not a fault
+            return Check(
+                [f"superseded: challenger {served[1]} was registered during the canary of {self.challenger}"],
+                {"served": list(served), "superseded_by": served[1]}, 0, superseded=True,
+            )
         if served != (self.champion, self.challenger):
             return Check(
                 [f"the service now serves champion={served[0]} challenger={served[1]}, "
@@ -487,6 +494,8 @@ def watch_step(
         sleep(max(0.0, min(cfg.poll_s, cfg.max_window_s - elapsed)))
         check = monitor.observe(admin.stats())
         elapsed = clock() - t0
+        if check.superseded:
+            return StepResult(share, "superseded", elapsed, check.breaches, check.evidence)
         if check.breaches:
             return StepResult(share, "breach", elapsed, check.breaches, check.evidence)
         if elapsed >= cfg.window_s and check.challenger_requests >= cfg.min_requests:
@@ -535,8 +544,10 @@ def record_step(ledger: Ledger, model: str, monitor: CanaryMonitor, result: Step
 def roll_back(
     admin: AdminClient, registry, ledger: Ledger, monitor: CanaryMonitor, reason: list[str],
     evidence: dict[str, Any], trigger: str, keep_challenger: bool = False, data_commit: str | None = None,
+    action: str = "rollback",
 ) -> dict[str, Any]:
-    """Challenger share to 0 first (tried three times), then the registry and the ledger."""
+    """Challenger share to 0 first (tried three times), then the registry and the ledger.
+    ``action="superseded"``: a newer challenger holds the alias; this one is only tagged."""
     errors = []
     for attempt in range(3):
         try:
@@ -550,12 +561,14 @@ def roll_back(
         registry.delete_alias("challenger")
         removed = True
     try:
-        registry.client.set_model_version_tag(registry.model_name, monitor.challenger, "canary", "rolled_back")
+        registry.client.set_model_version_tag(
+            registry.model_name, monitor.challenger, "canary", "rolled_back" if action == "rollback" else action
+        )
     except Exception as e:  # a tag is a courtesy; the ledger is the record
         log.warning("could not tag version %s: %s", monitor.challenger, e)
     entry = ledger.append(
         Entry(
-            action="rollback", trigger=trigger, model=registry.model_name, from_version=monitor.challenger,
+            action=action, trigger=trigger, model=registry.model_name, from_version=monitor.challenger,
             to_version=monitor.champion, data_commit=data_commit, traffic=0.0,
             evidence={"reason": reason, "challenger_alias_removed": removed,
                       "traffic_errors": errors, **evidence},
@@ -567,7 +580,7 @@ def roll_back(
         admin.reload()
     except CanaryError as e:  # its watcher picks the alias change up anyway
         log.warning("reload after rollback: %s", e)
-    return {"action": "rollback", "champion": monitor.champion, "challenger": monitor.challenger,
+    return {"action": action, "champion": monitor.champion, "challenger": monitor.challenger,
             "reason": reason, "ledger_id": entry.id}
 
 

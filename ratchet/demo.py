@@ -109,7 +109,7 @@ def loop_report(ctx, data: DemoData, timeline, run: str) -> dict:
         "run": run,
         "mode": "event-driven",
         "t0": timeline.t0,
-        "champion_versions": [e.to_version for e in promotions],
+        "champion_versions": [e.to_version for e in promotions if e.action == "promote"],
         "drift_onset": onset,
         "drift_detected_at": detections[0]["checked_at"] if detections else None,
         "recovered_at": recovered_at,

@@ -141,6 +141,7 @@ def roll_back_canary(
         admin, ctx.registry, ctx.ledger, monitor, result.breaches, result.evidence, trigger,
         keep_challenger=ctx.cfg.canary.keep_challenger_on_rollback,
         data_commit=_data_commit(ctx, monitor.challenger),
+        action="superseded" if result.decision == "superseded" else "rollback",
     )
     canary.clear_running(ctx.settings.serving_dir)
     return outcome

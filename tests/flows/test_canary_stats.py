@@ -190,6 +190,8 @@ def test_step_breaches_on_latency_drift_and_moved_alias():
     assert drift.decision == "breach" and "Jensen-Shannon" in drift.breaches[0]
     moved = _run([z, z, _read(_version(300), _version(40), served=("2", None))])
     assert moved.decision == "breach" and "moved an alias" in moved.breaches[0]
+    newer = _run([z, z, _read(_version(300), _version(40), served=("1", "3"))])  # a newer challenger registered
+    assert newer.decision == "superseded" and newer.evidence["superseded_by"] == "3"
 
 
 def test_step_without_enough_traffic_is_insufficient():
