@@ -9,23 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from ratchet.config import load_config
-from ratchet.dataset import split_frame
 from ratchet.model.data import TensorBatches
 from ratchet.model.train import Predictor, fit
-from ratchet.schema import infer_schema
-from ratchet.synthetic import DEMO_TARGET, generate_batch
-from tests.conftest import CONFIG_FILES
+from ratchet.synthetic import DEMO_TARGET
 from tests.model.helpers import OutputsAtFitEnd, epochs_started
-
-
-@pytest.fixture(scope="module")
-def setup():
-    cfg = load_config([Path(f) for f in CONFIG_FILES])
-    df = generate_batch(0, 2000, seed=3)
-    schema = infer_schema(df, DEMO_TARGET)
-    train, val, test = split_frame(df, 0.15, 0.2, seed=1)
-    return cfg, schema, train, val, test
 
 
 def test_training_time_and_serving_time_outputs_are_identical(setup, ctx):

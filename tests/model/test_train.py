@@ -7,24 +7,9 @@ import pickle
 import numpy as np
 import pytest
 
-from ratchet.config import load_config
-from ratchet.dataset import split_frame
 from ratchet.model.module import import_class
 from ratchet.model.train import fit
-from ratchet.schema import infer_schema
-from ratchet.synthetic import DEMO_TARGET, generate_batch
-from tests.conftest import CONFIG_FILES
-
-
-@pytest.fixture(scope="module")
-def setup():
-    from pathlib import Path
-
-    cfg = load_config([Path(f) for f in CONFIG_FILES])
-    df = generate_batch(0, 2000, seed=3)
-    schema = infer_schema(df, DEMO_TARGET)
-    train, val, test = split_frame(df, 0.15, 0.2, seed=1)
-    return cfg, schema, train, val, test
+from ratchet.synthetic import DEMO_TARGET
 
 
 def test_fit_learns_and_round_trips(setup):
