@@ -26,7 +26,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ratchet.data.embedded import FSYNC_ENV, EmbeddedRepository  # noqa: E402
+from ratchet.data.repository.embedded import FSYNC_ENV, EmbeddedRepository  # noqa: E402
 
 MB = 1 << 20
 

@@ -8,7 +8,7 @@ worse. Each rule sees the same simulated trials.
     python benchmarks/promotion_gate.py [--trials 500] [--rows 2000] [--seed 0] [--bootstrap]
 
 Rules:
-  gate (McNemar)        ratchet.gate.decide, accuracy, exact one-sided McNemar, alpha 0.05
+  gate (McNemar)        ratchet.promotion.gate.decide, accuracy, exact one-sided McNemar, alpha 0.05
   gate (bootstrap)      the same gate with the paired bootstrap (--bootstrap; slower)
   F1 > old F1 x 1.02    promote when the new F1 beats the old one by 2% (relative)
   acc >= old + 0.005    promote when the new accuracy is at least half a point higher
@@ -31,8 +31,8 @@ from sklearn.metrics import f1_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ratchet.config import GateConfig  # noqa: E402
-from ratchet.gate import decide  # noqa: E402
+from ratchet.core.config import GateConfig  # noqa: E402
+from ratchet.promotion.gate import decide  # noqa: E402
 
 CLASSES = ["neg", "pos"]
 # Joint correctness: (both right, only champion right, only challenger right, both wrong).

@@ -24,14 +24,15 @@ ROOT = Path(__file__).resolve().parents[1]
 def prepare(home: Path) -> None:
     import mlflow
 
-    from ratchet import ingest, promotion
-    from ratchet.config import dump_schema
-    from ratchet.context import load_context
-    from ratchet.dataset import training_data
-    from ratchet.model.train import fit
-    from ratchet.schema import infer_schema
-    from ratchet.synthetic import DEMO_TARGET, generate_batch, write_batch
-    from ratchet.training import TrainedModel, register_trained
+    from ratchet.core.config import dump_schema
+    from ratchet.data import ingest
+    from ratchet.data.infer import infer_schema
+    from ratchet.demo.synthetic import DEMO_TARGET, generate_batch, write_batch
+    from ratchet.promotion import promote as promotion
+    from ratchet.runtime.context import load_context
+    from ratchet.training.model.fit import fit
+    from ratchet.training.search import TrainedModel, register_trained
+    from ratchet.training.window import training_data
 
     ctx = load_context([str(ROOT / "configs/ratchet.yaml"), str(ROOT / "configs/test.yaml")], home=str(home))
     df = generate_batch(0, 1500, seed=1)

@@ -11,7 +11,7 @@ load on:
 
 Load: 8 closed-loop keep-alive connections, single-row requests drawn from 256 rows,
 ``--seconds`` each after a 2 s warm-up on the same connections, the servers interleaved over
-``--rounds`` rounds (medians reported), from ``python -m ratchet.serving.loadgen`` in a process
+``--rounds`` rounds (medians reported), from ``python -m benchmarks.loadgen`` in a process
 of its own for every server alike (``--tool wrk`` for wrk, when it is installed). That generator
 is built like wrk: asyncio on uvloop, raw HTTP/1.1, every request encoded once: ~0.1 ms of CPU
 per request (measured against the bare app: 2,850 req/s for a third of a core). The
@@ -100,11 +100,11 @@ def build_home(home: Path) -> tuple[object, list[dict], list[int], dict]:
     import mlflow
     import torch
 
-    from ratchet.config import TrainConfig
-    from ratchet.context import load_context
-    from ratchet.model.train import fit
-    from ratchet.schema import infer_schema
-    from ratchet.synthetic import DEMO_TARGET, generate_batch
+    from ratchet.core.config import TrainConfig
+    from ratchet.data.infer import infer_schema
+    from ratchet.demo.synthetic import DEMO_TARGET, generate_batch
+    from ratchet.runtime.context import load_context
+    from ratchet.training.model.fit import fit
 
     ctx = load_context([str(ROOT / "configs" / "ratchet.yaml")], home=str(home))
     df = generate_batch(0, 3000, seed=5)
@@ -173,20 +173,20 @@ def wrk_load(url: str, bodies: list[str], seconds: float, connections: int, tmp:
 
 def loadgen_load(url: str, bodies: list[str], seconds: float, connections: int, tmp: Path,
                  warmup: float = 2.0) -> dict:
-    """The same load from ``python -m ratchet.serving.loadgen`` in a process of its own (asyncio
+    """The same load from ``python -m benchmarks.loadgen`` in a process of its own (asyncio
     with uvloop, raw keep-alive HTTP/1.1, requests encoded once: a few per cent of one core at
     these rates), ``warmup`` seconds first on the same connections, not counted."""
     bodies_file, out = tmp / "bodies.jsonl", tmp / "load.json"
     bodies_file.write_text("\n".join(bodies) + "\n")
     out.unlink(missing_ok=True)
     subprocess.run(
-        [sys.executable, "-m", "ratchet.serving.loadgen", "--url", url, "--bodies", str(bodies_file),
+        [sys.executable, "-m", "benchmarks.loadgen", "--url", url, "--bodies", str(bodies_file),
          "--connections", str(connections), "--duration", str(seconds), "--warmup", str(warmup),
          "--out", str(out)],
         cwd=ROOT, stdout=subprocess.DEVNULL, check=True, timeout=seconds + warmup + 120,
     )
     r = json.loads(out.read_text())
-    return {**r, "tool": "ratchet.serving.loadgen"}
+    return {**r, "tool": "benchmarks.loadgen"}
 
 
 def measure(url: str, bodies: list[str], seconds: float, connections: int, tmp: Path, tool: str) -> dict:
@@ -217,8 +217,8 @@ def start(cmd: list[str], env: dict, log: Path, ready_url: str) -> subprocess.Po
 
 def canary_under_load(ctx, url: str, rows: list[dict], labels: list[int], versions: dict, tmp: Path) -> dict:
     """Ramp and promote v2, then ramp v3 (broken) and roll it back, under load from a second process."""
-    from ratchet import canary
-    from ratchet.config import CanaryConfig
+    from ratchet.core.config import CanaryConfig
+    from ratchet.delivery import canary
 
     cfg = CanaryConfig(window_s=2.0, min_requests=20, max_window_s=60, poll_s=0.5, min_latency_samples=200,
                        max_p99_ratio=3.0, p99_slack_ms=50, min_prediction_rows=100, min_feedback=50)
@@ -226,7 +226,7 @@ def canary_under_load(ctx, url: str, rows: list[dict], labels: list[int], versio
     rows_file.write_text("\n".join(json.dumps({"row": r, "label": y}) for r, y in zip(rows, labels, strict=True)))
     stop_file, out = tmp / "stop", tmp / "canary-load.json"
     load = subprocess.Popen(
-        [sys.executable, "-m", "ratchet.serving.loadgen", "--url", url, "--rows", str(rows_file),
+        [sys.executable, "-m", "benchmarks.loadgen", "--url", url, "--rows", str(rows_file),
          "--connections", "8", "--duration", "300", "--feedback", "0.3", "--stop-file", str(stop_file),
          "--out", str(out)],
         cwd=ROOT, stdout=subprocess.DEVNULL,
@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     mlflow_bodies = [json.dumps({"dataframe_records": [r]}) for r in rows]
     if args.tool == "wrk" and not shutil.which("wrk"):
         ap.error("wrk is not installed")
-    tool = "wrk" if args.tool == "wrk" else "ratchet.serving.loadgen (asyncio + uvloop, raw HTTP/1.1, own process)"
+    tool = "wrk" if args.tool == "wrk" else "benchmarks.loadgen (asyncio + uvloop, raw HTTP/1.1, own process)"
     print(f"load: {args.connections} closed-loop connections, single-row requests, {args.seconds:.0f} s each "
           f"after a 2 s warm-up, {tool}\n")
 

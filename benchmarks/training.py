@@ -3,7 +3,7 @@
 1. Lightning against a plain PyTorch loop: the same TabularMLP, the same tensors,
    the same batches (TensorBatches slicing, same seed), the same AdamW, the same
    number of optimizer steps. The Lightning side is ratchet's own training path
-   (``ratchet.model.loop.run_fit``, the production Trainer settings). Throughput
+   (``ratchet.training.distributed.loop.run_fit``, the production Trainer settings). Throughput
    is training rows per second of training time (validation excluded), best
    epoch of interleaved repeats, after a warm-up epoch; on the CPU with one
    thread (the default) per CPU-second of the process, which a busy neighbour on
@@ -44,9 +44,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from lightning.pytorch.callbacks import Callback  # noqa: E402
 
-from ratchet.model.data import TensorBatches  # noqa: E402
-from ratchet.model.loop import FitSpec, run_fit  # noqa: E402
-from ratchet.model.module import TabularMLP  # noqa: E402
+from ratchet.training.distributed.loop import FitSpec, run_fit  # noqa: E402
+from ratchet.training.model.module import TabularMLP  # noqa: E402
+from ratchet.training.model.tensors import TensorBatches  # noqa: E402
 
 MODEL_ARGS = {"hidden": [64, 32], "dropout": 0.1, "learning_rate": 3e-3}
 
@@ -150,7 +150,7 @@ def per_row_loader_epochs(x, y, batch_size: int, epochs: int, seed: int = 0) -> 
 def spec_for(data, batch_size: int, epochs: int, accelerator: str, devices, batches_per_step: int, callbacks=()):
     x, y, xv, yv = data
     return FitSpec(
-        module_class="ratchet.model.module.TabularMLP",
+        module_class="ratchet.training.model.module.TabularMLP",
         module_args={"n_features": x.shape[1], "n_classes": 2, **MODEL_ARGS},
         x_train=x, y_train=y, x_val=xv, y_val=yv, batch_size=batch_size, seed=0,
         trainer={"max_epochs": epochs, "accelerator": accelerator, "devices": devices, "strategy": "auto",
@@ -217,7 +217,7 @@ def part_lightning_vs_plain(args, device: torch.device, accelerator: str) -> dic
 
 
 def part_ddp(args, accelerator: str) -> None:
-    from ratchet.model.distributed import launch
+    from ratchet.training.distributed.launch import launch
 
     data = make_data(args.rows, args.features, seed=1)
     n = len(data[0])
@@ -242,11 +242,11 @@ def part_tune(args) -> None:
     try:
         import mlflow
 
-        from ratchet.config import load_config
-        from ratchet.dataset import split_frame
-        from ratchet.model.tune import tune
-        from ratchet.schema import infer_schema
-        from ratchet.synthetic import DEMO_TARGET, generate_batch
+        from ratchet.core.config import load_config
+        from ratchet.data.infer import infer_schema
+        from ratchet.demo.synthetic import DEMO_TARGET, generate_batch
+        from ratchet.training.model.tune import tune
+        from ratchet.training.window import split_frame
     except ImportError as e:
         print(f"\n3. Tuning: skipped, needs the full ratchet install ({e})")
         return

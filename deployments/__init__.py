@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from ratchet.config import RatchetConfig
+from ratchet.core.config import RatchetConfig
 
 
 def build_deployments(cfg: RatchetConfig) -> list:

@@ -8,7 +8,7 @@ def main() -> None:
     from prefect import serve
 
     from deployments import build_deployments
-    from ratchet.config import load_config
+    from ratchet.core.config import load_config
 
     serve(*build_deployments(load_config()))
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from prefect import flow
 
-from ratchet.context import load_context
+from ratchet.runtime.context import load_context
 from tasks.canary import (
     analyze_step,
     close_service,

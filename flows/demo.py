@@ -11,7 +11,7 @@ from prefect import flow
 from flows.ingest import ingest_flow
 from flows.promote import promote_flow
 from flows.train import train_flow
-from ratchet.context import load_context
+from ratchet.runtime.context import load_context
 from tasks.demo import generate_demo_data, write_demo_report
 from tasks.monitoring import measure_production_drift
 from tasks.serving import send_requests, start_service, stop_service

@@ -6,8 +6,8 @@ from typing import Any
 
 from prefect import flow
 
-from ratchet.context import load_context
-from ratchet.ingest import IngestRejected, rejection_message
+from ratchet.data.ingest import IngestRejected, rejection_message
+from ratchet.runtime.context import load_context
 from tasks.data import (
     audit_batch,
     commit_batch,

@@ -6,7 +6,7 @@ from typing import Any
 
 from prefect import flow
 
-from ratchet.context import load_context
+from ratchet.runtime.context import load_context
 from tasks.promotion import evaluate_challenger, promote_challenger, publish_ledger, rollback_champion
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from prefect import flow
 
 from flows.canary import canary_flow
-from ratchet.context import load_context
+from ratchet.runtime.context import load_context
 from tasks.canary import find_service
 from tasks.promotion import evaluate_challenger, promote_challenger, publish_ledger
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from prefect import flow
 
-from ratchet.context import load_context
+from ratchet.runtime.context import load_context
 from tasks.events import announce_model_event
 from tasks.training import (
     find_trained_model,

@@ -15,9 +15,9 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from ratchet import canary
-from ratchet.canary import AdminClient, CanaryMonitor, StepResult
-from ratchet.context import Context
+from ratchet.delivery import canary
+from ratchet.delivery.canary import AdminClient, CanaryMonitor, StepResult
+from ratchet.runtime.context import Context
 
 
 def resolve_admin_token(ctx: Context) -> str | None:
@@ -32,7 +32,7 @@ def resolve_admin_token(ctx: Context) -> str | None:
         return str(Secret.load(ctx.cfg.canary.admin_token_block).get())
     except ValueError:  # no such block
         pass
-    from ratchet.stack import read_admin_token
+    from ratchet.runtime.stack import read_admin_token
 
     return read_admin_token(ctx.settings)
 
@@ -47,7 +47,7 @@ def resolve_service_url(ctx: Context, url: str | None) -> str:
     if ctx.cfg.canary.service_url:
         return ctx.cfg.canary.service_url
     try:
-        from ratchet.stack import read_stack
+        from ratchet.runtime.stack import read_stack
 
         stack = read_stack(ctx.settings)
         if stack and stack.get("service_url"):

@@ -8,8 +8,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from ratchet import ingest
-from ratchet.context import Context
+from ratchet.data import ingest
+from ratchet.runtime.context import Context
 
 
 @task(cache_policy=NO_CACHE, timeout_seconds=600)

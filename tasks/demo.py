@@ -10,9 +10,9 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from ratchet.context import Context
-from ratchet.demo import DemoData, make_demo_data
-from ratchet.report import accuracy, write_report
+from ratchet.demo.report import accuracy, write_report
+from ratchet.demo.stream import DemoData, make_demo_data
+from ratchet.runtime.context import Context
 
 
 @task(cache_policy=NO_CACHE)

@@ -8,9 +8,9 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from ratchet.context import Context
-from ratchet.monitoring import production_drift
-from ratchet.stack import read_stack
+from ratchet.monitoring.drift import production_drift
+from ratchet.runtime.context import Context
+from ratchet.runtime.stack import read_stack
 
 
 @task(cache_policy=NO_CACHE, retries=1)

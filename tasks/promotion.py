@@ -6,8 +6,8 @@ from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from ratchet import promotion
-from ratchet.context import Context
+from ratchet.promotion import promote as promotion
+from ratchet.runtime.context import Context
 
 
 @task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)

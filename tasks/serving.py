@@ -6,10 +6,10 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from ratchet.context import Context
-from ratchet.registry import RegistryProvider
+from ratchet.demo.traffic import BackgroundServer, send_traffic
+from ratchet.runtime.context import Context
 from ratchet.serving.app import create_app
-from ratchet.traffic import BackgroundServer, send_traffic
+from ratchet.training.registry import RegistryProvider
 
 
 @task(cache_policy=NO_CACHE, retries=1)

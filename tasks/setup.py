@@ -5,8 +5,8 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from ratchet.context import Context
-from ratchet.home import init_home as _init_home
+from ratchet.runtime.context import Context
+from ratchet.runtime.home import init_home as _init_home
 
 
 @task(cache_policy=NO_CACHE)

@@ -6,9 +6,9 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from ratchet import training
-from ratchet.context import Context
-from ratchet.dataset import TrainingData, training_data
+from ratchet.runtime.context import Context
+from ratchet.training import search as training
+from ratchet.training.window import TrainingData, training_data
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)

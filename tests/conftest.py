@@ -30,7 +30,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def ctx(home: Path):
-    from ratchet.context import load_context
+    from ratchet.runtime.context import load_context
 
     return load_context(CONFIG_FILES, home=str(home))
 
@@ -38,8 +38,8 @@ def ctx(home: Path):
 @pytest.fixture(scope="session")
 def demo_data(tmp_path_factory: pytest.TempPathFactory):
     """Small synthetic batches (clean, then drifted) written as CSV, plus held-out frames."""
-    from ratchet.config import load_config
-    from ratchet.demo import make_demo_data
+    from ratchet.core.config import load_config
+    from ratchet.demo.stream import make_demo_data
 
     cfg = load_config([Path(f) for f in CONFIG_FILES])
     return make_demo_data(cfg.demo, tmp_path_factory.mktemp("incoming"))

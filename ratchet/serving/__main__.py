@@ -35,9 +35,9 @@ class PinnedProvider:
 
 
 def build_app():
-    from ratchet.context import load_context
-    from ratchet.registry import RegistryProvider
+    from ratchet.runtime.context import load_context
     from ratchet.serving.app import create_app
+    from ratchet.training.registry import RegistryProvider
 
     ctx = load_context()
     cfg = ctx.cfg.serving

@@ -62,7 +62,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from ratchet.config import ServingConfig
+from ratchet.core.config import ServingConfig
 from ratchet.serving.model_api import ModelProvider
 from ratchet.serving.openapi import build_openapi
 from ratchet.serving.routing import Traffic, selects_challenger

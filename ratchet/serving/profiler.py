@@ -45,11 +45,16 @@ CONFIDENCE_COLUMN = "prediction_confidence"
 
 
 def _profile_fns():
-    """(profile_frame, serialize, deserialize, merge two views): from ``ratchet.profiling``,
+    """(profile_frame, serialize, deserialize, merge two views): from ``ratchet.data.profiling``,
     or plain whylogs when that module is absent."""
     os.environ.setdefault("WHYLOGS_NO_ANALYTICS", "True")  # no telemetry from a server
     try:
-        from ratchet.profiling import deserialize_profile, merge_profiles, profile_frame, serialize_profile
+        from ratchet.data.profiling import (
+            deserialize_profile,
+            merge_profiles,
+            profile_frame,
+            serialize_profile,
+        )
 
         def merge(a, b):
             return merge_profiles([a, b])

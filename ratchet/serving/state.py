@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ratchet.config import ServingConfig
+from ratchet.core.config import ServingConfig
 from ratchet.serving.fastpath import FastPath, compile_fast_path
 from ratchet.serving.feedback import FeedbackStore
 from ratchet.serving.metrics import ServingMetrics

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lakefs_standin import LakeFSStandin, standin_repository
+from tests.data.lakefs_standin import LakeFSStandin, standin_repository
 
-from ratchet.data.base import DataRepository
-from ratchet.data.embedded import EmbeddedRepository
+from ratchet.data.repository.base import DataRepository
+from ratchet.data.repository.embedded import EmbeddedRepository
 
 BACKENDS = [
     "embedded",
@@ -35,7 +35,7 @@ def lakefs_standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LakeFSS
 def _real_lakefs_repository() -> Iterator[DataRepository]:
     import lakefs
 
-    from ratchet.data.lakefs_backend import LakeFSRepository
+    from ratchet.data.repository.lakefs import LakeFSRepository
 
     if not os.environ.get("LAKEFS_ENDPOINT"):
         pytest.skip("LAKEFS_ENDPOINT is not set: no real lakeFS server to test against")

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ratchet.data.base import (
+from ratchet.data.repository.base import (
     BranchExists,
     DataRepoError,
     MergeConflict,
@@ -37,8 +37,8 @@ from ratchet.data.base import (
     ObjectNotFound,
     RefNotFound,
 )
-from ratchet.data.embedded import EmbeddedRepository, InvalidName, validate_tag_name
-from ratchet.data.lakefs_backend import LakeFSRepository
+from ratchet.data.repository.embedded import EmbeddedRepository, InvalidName, validate_tag_name
+from ratchet.data.repository.lakefs import LakeFSRepository
 
 _BRANCH_ID = re.compile(r"^\w[-\w]*$")
 _REPO_ID = re.compile(r"^[a-z0-9][a-z0-9-]{2,62}$")

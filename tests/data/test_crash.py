@@ -17,13 +17,13 @@ import sys
 import time
 from pathlib import Path
 
-from ratchet.data.embedded import STEP_DELAY_ENV, EmbeddedRepository
+from ratchet.data.repository.embedded import STEP_DELAY_ENV, EmbeddedRepository
 
 ROOT = Path(__file__).resolve().parents[2]
 
 CHILD = r"""
 import sys
-from ratchet.data.embedded import EmbeddedRepository
+from ratchet.data.repository.embedded import EmbeddedRepository
 repo = EmbeddedRepository.open_or_init(sys.argv[1])
 run = sys.argv[2]
 i = 0
@@ -113,8 +113,8 @@ def test_fsck_reports_corruption(tmp_path: Path) -> None:
 
 WRITER = r"""
 import sys
-from ratchet.data.base import NothingToCommit
-from ratchet.data.embedded import EmbeddedRepository
+from ratchet.data.repository.base import NothingToCommit
+from ratchet.data.repository.embedded import EmbeddedRepository
 repo = EmbeddedRepository.open_or_init(sys.argv[1])
 me = sys.argv[2]
 for i in range(8):

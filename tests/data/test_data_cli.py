@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ratchet.data.cli import app
+from ratchet_cli.data import app
 
 runner = CliRunner()
 
@@ -30,7 +30,7 @@ def _json(*args: str, code: int = 0) -> dict:
 
 
 def _stage(branch: str, path: str, data: bytes) -> None:
-    from ratchet.data.cli import open_configured_repository
+    from ratchet_cli.data import open_configured_repository
 
     open_configured_repository().put_object(branch, path, data)
 
@@ -86,7 +86,7 @@ def test_errors_and_fsck() -> None:
     assert _json("branch", "delete", "main", code=1)["error"]
     assert _json("commit", "main", "-m", "empty", code=1)["type"] == "NothingToCommit"
     assert _json("fsck") == {"ok": True, "problems": []}
-    from ratchet.data.cli import open_configured_repository
+    from ratchet_cli.data import open_configured_repository
 
     repo = open_configured_repository()
     repo.put_object("main", "x", b"x")

@@ -8,10 +8,10 @@ import uuid
 import lakefs
 import pytest
 from lakefs.reference import generate_listing
-from lakefs_standin import LakeFSStandin, standin_repository
+from tests.data.lakefs_standin import LakeFSStandin, standin_repository
 
-from ratchet.data.base import DataRepoError
-from ratchet.data.lakefs_backend import LakeFSRepository
+from ratchet.data.repository.base import DataRepoError
+from ratchet.data.repository.lakefs import LakeFSRepository
 
 
 @pytest.fixture
@@ -34,9 +34,9 @@ def test_from_env_creates_then_opens(standin_env: LakeFSStandin) -> None:
 
 
 def test_open_repository_picks_lakefs(standin_env: LakeFSStandin, tmp_path) -> None:
-    from ratchet.config import DataConfig
-    from ratchet.data import open_repository
-    from ratchet.settings import Settings
+    from ratchet.core.config import DataConfig
+    from ratchet.core.settings import Settings
+    from ratchet.data.repository import open_repository
 
     cfg = DataConfig(backend="lakefs", repository=f"cfg-{uuid.uuid4().hex[:8]}")
     repo = open_repository(Settings(home=tmp_path), cfg)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ratchet.data.base import (
+from ratchet.data.repository.base import (
     BranchExists,
     Change,
     DataRepoError,
@@ -20,7 +20,7 @@ from ratchet.data.base import (
     ObjectNotFound,
     RefNotFound,
 )
-from ratchet.data.embedded import EmbeddedRepository, InvalidName
+from ratchet.data.repository.embedded import EmbeddedRepository, InvalidName
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 

@@ -18,7 +18,7 @@ def prefect_harness():
 def cli():
     from typer.testing import CliRunner
 
-    from ratchet.cli import app
+    from ratchet_cli.main import app
 
     runner = CliRunner()
 

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from deployments import build_deployments
-from ratchet.config import load_config
+from ratchet.core.config import load_config
 from tests.conftest import CONFIG_FILES
 
 

@@ -16,12 +16,12 @@ import mlflow
 import pytest
 import torch
 
-from ratchet.config import load_config
-from ratchet.context import load_context
-from ratchet.registry import RegistryProvider
+from ratchet.core.config import load_config
+from ratchet.demo.synthetic import DEMO_TARGET, generate_batch
+from ratchet.demo.traffic import BackgroundServer
+from ratchet.runtime.context import load_context
 from ratchet.serving.app import create_app
-from ratchet.synthetic import DEMO_TARGET, generate_batch
-from ratchet.traffic import BackgroundServer
+from ratchet.training.registry import RegistryProvider
 from tests.conftest import CONFIG_FILES
 from tests.serving.helpers import feature_rows, train_tiny_predictor
 
@@ -85,7 +85,7 @@ def test_canary_promotes_then_rolls_back_under_load(world, admin_secret, tmp_pat
     stop = tmp_path / "stop"
     out = tmp_path / "load.json"
     load = subprocess.Popen(
-        [sys.executable, "-m", "ratchet.serving.loadgen", "--url", server.url, "--rows", str(rows_file),
+        [sys.executable, "-m", "benchmarks.loadgen", "--url", server.url, "--rows", str(rows_file),
          "--connections", "4", "--rate", "120", "--duration", "150", "--max-requests", "30000",
          "--feedback", "0.5", "--stop-file", str(stop), "--out", str(out)],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ratchet.canary import (
+from ratchet.core.config import CanaryConfig
+from ratchet.delivery.canary import (
     AccuracyMSPRT,
     CanaryMonitor,
     ErrorSPRT,
@@ -14,7 +15,6 @@ from ratchet.canary import (
     quantile_ms,
     watch_step,
 )
-from ratchet.config import CanaryConfig
 from ratchet.serving.metrics import STATS_LATENCY_BOUNDS_MS
 
 BOUNDS = list(STATS_LATENCY_BOUNDS_MS)

@@ -7,7 +7,7 @@ import json
 import mlflow
 import pandas as pd
 
-from ratchet.settings import Settings
+from ratchet.core.settings import Settings
 
 
 def test_train_evaluate_promote_lineage(cli, home, demo_data):

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from deployments import build_deployments
-from ratchet.config import load_config
+from ratchet.core.config import load_config
 from tests.conftest import CONFIG_FILES, ROOT
 
 ENTRY_FLOW = {

@@ -113,7 +113,7 @@ def _bad_batches(clean: pd.DataFrame, folder) -> dict[str, tuple[str, str | None
 def test_every_kind_of_bad_batch_is_rejected_and_main_never_moves(cli, home, demo_data, tmp_path):
     import yaml
 
-    from ratchet.settings import Settings
+    from ratchet.core.settings import Settings
 
     _init(cli, demo_data)
     assert cli("ingest", demo_data.clean[0], "--json").exit_code == 0

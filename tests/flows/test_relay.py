@@ -7,7 +7,7 @@ import time
 import httpx
 from fastapi.testclient import TestClient
 
-from ratchet.relay import create_relay_app
+from ratchet.data.relay import create_relay_app
 
 
 def _published(api: str, commit: str) -> list[dict]:

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import httpx
 
-from ratchet.context import load_context
-from ratchet.demo import demo_traffic
-from ratchet.home import init_home
-from ratchet.registry import RegistryProvider
+from ratchet.demo.stream import demo_traffic
+from ratchet.demo.traffic import BackgroundServer
+from ratchet.runtime.context import load_context
+from ratchet.runtime.home import init_home
 from ratchet.serving.app import create_app
-from ratchet.traffic import BackgroundServer
+from ratchet.training.registry import RegistryProvider
 from tests.conftest import CONFIG_FILES
 from tests.serving.helpers import feature_rows
 
@@ -60,7 +60,7 @@ def test_release_gates_then_canaries_the_better_model_onto_live_traffic(home, de
     rows = _rows_file(tmp_path / "rows.jsonl", [demo_traffic(cfg.demo, demo_data.drift_at, k) for k in range(12)],
                       demo_data.target)
     load = subprocess.Popen(
-        [sys.executable, "-m", "ratchet.serving.loadgen", "--url", server.url, "--rows", str(rows),
+        [sys.executable, "-m", "benchmarks.loadgen", "--url", server.url, "--rows", str(rows),
          "--connections", "4", "--rate", "120", "--duration", "300", "--feedback", "0.5",
          "--stop-file", str(stop), "--out", str(out)],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ratchet.config import load_config
-from ratchet.demo import demo_traffic, make_demo_data
+from ratchet.core.config import load_config
+from ratchet.demo.stream import demo_traffic, make_demo_data
 from tests.conftest import CONFIG_FILES
 from tests.serving.helpers import feature_rows
 
@@ -60,7 +60,7 @@ class Stack:
 
 def _load(url: str, rows: Path, stop: Path, out: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "ratchet.serving.loadgen", "--url", url, "--rows", str(rows), "--connections", "2",
+        [sys.executable, "-m", "benchmarks.loadgen", "--url", url, "--rows", str(rows), "--connections", "2",
          "--rate", "40", "--duration", "1800", "--feedback", "0.5", "--stop-file", str(stop), "--out", str(out)],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
@@ -117,7 +117,7 @@ def test_ingest_alone_brings_a_better_champion_to_all_traffic_and_down_aborts_a_
         load = _load(service, rows, stop, tmp_path / "load-2.json")  # traffic for the canary
         # a challenger as good as the champion (v2 registered again), and steps of a minute
         copy = subprocess.run(
-            [sys.executable, "-c", "import sys; from ratchet.context import load_context; r = load_context().registry; "
+            [sys.executable, "-c", "import sys; from ratchet.runtime.context import load_context; r = load_context().registry; "
              "v = r.register(r.version_info(sys.argv[1])['source'], {'data_commit': 'copy'}); "
              "r.set_alias('challenger', v); print(v)", v2],
             env=stack.env, cwd=ROOT, capture_output=True, text=True,
@@ -205,7 +205,7 @@ def test_a_training_run_killed_mid_training_is_run_again_and_registers_one_versi
         states, later = stack.wait("the crashed run run again", rerun_done)
         v1 = stack.wait("a champion", lambda: stack.ratchet("status")["champion"])
         versions = subprocess.run(
-            [sys.executable, "-c", "from ratchet.context import load_context; c = load_context(); "
+            [sys.executable, "-c", "from ratchet.runtime.context import load_context; c = load_context(); "
              "print(len(c.registry.client.search_model_versions(f\"name = '{c.cfg.model_name}'\")))"],
             env=stack.env, cwd=ROOT, capture_output=True, text=True,
         )

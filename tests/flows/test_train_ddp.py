@@ -8,9 +8,9 @@ import mlflow
 import numpy as np
 import optuna
 
-from ratchet.dataset import training_data
+from ratchet.training.window import training_data
 from tests.conftest import CONFIG_FILES
-from tests.model.helpers import flow_runs_with, home_with_data
+from tests.training.helpers import flow_runs_with, home_with_data
 
 
 def test_ddp_inside_the_flow_runs_training_per_rank_and_the_flow_body_once(home):

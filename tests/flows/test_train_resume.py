@@ -7,7 +7,7 @@ import optuna
 import torch
 
 from tests.conftest import CONFIG_FILES
-from tests.model.helpers import epochs_started, flow_runs_with, home_with_data, task_runs_of
+from tests.training.helpers import epochs_started, flow_runs_with, home_with_data, task_runs_of
 
 
 def test_a_crashed_training_task_is_retried_resumes_and_registers_one_version(home, tmp_path):
@@ -18,7 +18,7 @@ def test_a_crashed_training_task_is_retried_resumes_and_registers_one_version(ho
 
     ctx = home_with_data(home, CONFIG_FILES, batches=2, rows=700)
     marker = tmp_path / "crash"
-    crash = {"class_path": "tests.model.helpers.CrashOnce", "init_args": {"epoch": 2, "marker": str(marker)}}
+    crash = {"class_path": "tests.training.helpers.CrashOnce", "init_args": {"epoch": 2, "marker": str(marker)}}
     out = train_flow(
         trials=1, config_files=CONFIG_FILES, home=str(home),
         overrides={"train": {"callbacks": [crash], "early_stopping_patience": None}},

@@ -16,8 +16,8 @@ import jsonschema
 import pytest
 import yaml
 
-from ratchet.config import load_config
-from ratchet.settings import Settings
+from ratchet.core.config import load_config
+from ratchet.core.settings import Settings
 from tests.conftest import ROOT
 
 COMPOSE = ROOT / "infra" / "compose.yaml"

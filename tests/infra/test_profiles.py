@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from ratchet.config import load_config
-from ratchet.settings import PROFILE_DATA_BACKEND, PROFILES, ProfileError, Settings, sync_postgres_url
+from ratchet.core.config import load_config
+from ratchet.core.settings import PROFILE_DATA_BACKEND, PROFILES, ProfileError, Settings, sync_postgres_url
 from tests.conftest import ROOT
 
 STORE_VARS = (
@@ -81,7 +81,7 @@ def use_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 def train_flow_context():
     """The context exactly as the training flow builds it when a deployment runs it."""
     from flows.train import train_flow
-    from ratchet.context import load_context
+    from ratchet.runtime.context import load_context
 
     params = inspect.signature(train_flow.fn).parameters
     defaults = {k: params[k].default for k in ("config_files", "overrides", "home")}
@@ -103,8 +103,8 @@ def test_local_profile_resolves_the_embedded_stores(use_profile):
     assert s.ledger == f"sqlite:///{home / 'ledger.db'}"
     assert ctx.cfg.data.backend == "embedded" == s.data_backend
     # the stores work with nothing running: the embedded repository and the SQLite ledger
-    from ratchet.data.embedded import EmbeddedRepository
-    from ratchet.ledger import Entry
+    from ratchet.data.repository.embedded import EmbeddedRepository
+    from ratchet.promotion.ledger import Entry
 
     assert isinstance(ctx.repo, EmbeddedRepository)
     assert Path(ctx.repo.root).resolve().is_relative_to(home)
@@ -132,7 +132,7 @@ def test_cluster_profile_resolves_the_cluster_urls(use_profile):
     # no embedded store appears under the home folder
     assert not any(home.rglob("*.db"))
     # the data repository is lakeFS at LAKEFS_ENDPOINT (nothing listens there), not the embedded one
-    from ratchet.data import DataRepoError
+    from ratchet.data.repository import DataRepoError
 
     with pytest.raises(DataRepoError, match="lakeFS"):
         ctx.repo  # noqa: B018

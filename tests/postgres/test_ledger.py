@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from ratchet.ledger import Entry, Ledger
+from ratchet.promotion.ledger import Entry, Ledger
 from tests.conftest import CONFIG_FILES, ROOT
 
 pytestmark = pytest.mark.postgres
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.postgres
 WRITER = textwrap.dedent(
     """
     import sys
-    from ratchet.ledger import Entry, Ledger
+    from ratchet.promotion.ledger import Entry, Ledger
     url, who, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     ledger = Ledger(url)
     for i in range(n):
@@ -29,7 +29,7 @@ WRITER = textwrap.dedent(
 @pytest.fixture
 def cluster_ledger(pg_database, tmp_path, monkeypatch):
     """The ledger of a context built under the cluster profile, from RATCHET_POSTGRES_URL."""
-    from ratchet.context import load_context
+    from ratchet.runtime.context import load_context
 
     monkeypatch.setenv("RATCHET_PROFILE", "cluster")
     monkeypatch.setenv("RATCHET_POSTGRES_URL", pg_database.url().replace("+psycopg", ""))

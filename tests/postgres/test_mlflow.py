@@ -6,8 +6,8 @@ from __future__ import annotations
 import mlflow
 import pytest
 
-from ratchet.registry import Registry
-from ratchet.settings import Settings
+from ratchet.core.settings import Settings
+from ratchet.training.registry import Registry
 
 pytestmark = pytest.mark.postgres
 

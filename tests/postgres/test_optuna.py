@@ -10,7 +10,7 @@ import textwrap
 import optuna
 import pytest
 
-from ratchet.settings import Settings
+from ratchet.core.settings import Settings
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.postgres
@@ -22,7 +22,7 @@ WORKER = textwrap.dedent(
     """
     import os, pathlib, sys, time
     import optuna
-    from ratchet.settings import Settings
+    from ratchet.core.settings import Settings
 
     storage, study_name, n = Settings().optuna_url, sys.argv[1], int(sys.argv[2])
     optuna.logging.set_verbosity(optuna.logging.WARNING)

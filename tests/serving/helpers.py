@@ -10,7 +10,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from ratchet.config import ColumnSpec, Schema, ServingConfig, TargetSpec, load_config
+from ratchet.core.config import ColumnSpec, Schema, ServingConfig, TargetSpec, load_config
 
 COLORS = ["red", "green", "blue"]
 SCHEMA = Schema(
@@ -134,10 +134,10 @@ class MemoryProvider:
 def train_tiny_predictor(seed: int = 3, rows: int = 1500, epochs: int = 3):
     """A real ratchet model (ColumnTransformer + Lightning MLP) fitted in ~2 s with ratchet's own
     ``fit`` on the synthetic stream; returns (predictor, frame with the target column)."""
-    from ratchet.config import TrainConfig
-    from ratchet.model.train import fit
-    from ratchet.schema import infer_schema
-    from ratchet.synthetic import DEMO_TARGET, generate_batch
+    from ratchet.core.config import TrainConfig
+    from ratchet.data.infer import infer_schema
+    from ratchet.demo.synthetic import DEMO_TARGET, generate_batch
+    from ratchet.training.model.fit import fit
 
     df = generate_batch(0, rows, seed=seed)
     schema = infer_schema(df, DEMO_TARGET)
@@ -194,15 +194,15 @@ def ratchet_predictor(version: str = "1"):
     categories, an (untrained) 3-class TabularMLP; bool, int, float, nullable and category inputs."""
     import torch
 
-    from ratchet.model.module import TabularMLP
-    from ratchet.model.preprocess import build_preprocessor, frame_for_model
-    from ratchet.model.train import Predictor
+    from ratchet.training.model.fit import Predictor
+    from ratchet.training.model.module import TabularMLP
+    from ratchet.training.model.preprocess import build_preprocessor, frame_for_model
 
     train = pd.DataFrame(mixed_rows(300, seed=1, messy=True))
     pre = build_preprocessor(MIXED_SCHEMA)
     x = pre.fit_transform(frame_for_model(train, MIXED_SCHEMA))
     torch.manual_seed(0)
     module = TabularMLP(n_features=x.shape[1], n_classes=3, hidden=(16, 8), dropout=0.2)
-    p = Predictor(pre, module, "ratchet.model.module.TabularMLP", MIXED_SCHEMA)
+    p = Predictor(pre, module, "ratchet.training.model.module.TabularMLP", MIXED_SCHEMA)
     p.version = version
     return p

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from ratchet.model.train import Predictor
 from ratchet.serving import create_app
 from ratchet.serving.fastpath import compile_fast_path
 from ratchet.serving.validation import RowValidator
+from ratchet.training.model.fit import Predictor
 
 from .helpers import MIXED_SCHEMA as SCHEMA
 from .helpers import MemoryProvider, mixed_rows, ratchet_predictor, serving_config

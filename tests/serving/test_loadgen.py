@@ -1,4 +1,4 @@
-"""The load generator (ratchet.serving.loadgen) against real servers on loopback: a uvicorn app
+"""The load generator (benchmarks.loadgen) against real servers on loopback: a uvicorn app
 started here, and a raw asyncio server that misbehaves on purpose."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from ratchet.serving import loadgen
-from ratchet.traffic import BackgroundServer, free_port
+from benchmarks import loadgen
+from ratchet.demo.traffic import BackgroundServer, free_port
 
 
 class CountingApp:

@@ -1,0 +1,176 @@
+"""Champion against challenger on the same rows, and the alias moves that follow.
+
+Works through the core library alone (MLflow registry + ledger), so a
+rollback never waits for the orchestrator.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ratchet.core.config import RatchetConfig, Schema
+from ratchet.data.repository.base import DataRepository
+from ratchet.promotion.ledger import Entry, Ledger
+from ratchet.training.registry import Registry
+
+
+class PromotionError(RuntimeError):
+    pass
+
+
+def _timed_proba(predictor, df):
+    t0 = time.perf_counter()
+    proba = predictor.predict_proba(df)
+    return proba, time.perf_counter() - t0
+
+
+def evaluate_challenger(
+    registry: Registry, repo: DataRepository, schema: Schema, cfg: RatchetConfig
+) -> dict[str, Any]:
+    """Score both models on the held-out split of the challenger's own data commit and window."""
+    # imported here: promote and rollback must not wait for the statistics and model stack
+    from ratchet.promotion.gate import decide
+    from ratchet.training.model.preprocess import encode_target
+    from ratchet.training.window import training_data
+
+    challenger = registry.alias("challenger")
+    if challenger is None:
+        raise PromotionError("no challenger: train one first (`ratchet train`)")
+    champion = registry.alias("champion")
+    tags = registry.version_info(challenger)["tags"]
+    data = training_data(repo, tags["data_commit"], cfg, int(tags.get("window_batches") or 0) or None)
+    classes = list(schema.target.classes)
+    y = encode_target(data.test[schema.target.name], classes)
+    chall_proba, chall_s = _timed_proba(registry.load_predictor(challenger), data.test)
+    champ_proba, champ_s = (None, None)
+    if champion is not None:
+        champ_proba, champ_s = _timed_proba(registry.load_predictor(champion), data.test)
+    gate = decide(
+        y, champ_proba, chall_proba, classes, cfg.gate,
+        challenger_latency_s=chall_s, champion_latency_s=champ_s,
+    )
+    evidence = dict(gate.evidence)
+    evidence.update({"data_commit": data.data_commit, "data_window": data.window, "test_rows": len(y)})
+    return {
+        "decision": gate.decision,
+        "champion": champion,
+        "challenger": challenger,
+        "reasons": gate.reasons,
+        "evidence": evidence,
+    }
+
+
+StepHook = Callable[[str], None]
+
+
+def _move_aliases(
+    registry: Registry,
+    ledger: Ledger,
+    target: dict[str, str | None],
+    entry: Entry,
+    *,
+    expect_champion: str | None,
+    on_step: StepHook | None = None,
+) -> Entry:
+    """Move aliases to ``target`` and append ``entry``, all or nothing.
+
+    Compare-and-set: the champion must still be ``expect_champion`` when the
+    move starts, so two promotions racing cannot both win. Each alias move is
+    one MLflow statement, and ``champion`` is a single pointer, so there is
+    never none or two. If any step fails, including the ledger append (the
+    commit point), every alias already moved is put back in reverse order.
+    ``on_step`` is called after each step with its name; tests inject failures
+    through it.
+    """
+    before = registry.aliases()
+    if before["champion"] != expect_champion:
+        raise PromotionError(
+            f"champion moved from {expect_champion} to {before['champion']} meanwhile; not moving it again"
+        )
+    done: list[str] = []
+    try:
+        for alias in ("previous", "challenger", "champion"):  # champion last: the switch itself
+            if alias not in target or target[alias] == before[alias]:
+                continue
+            if target[alias] is None:
+                registry.delete_alias(alias)
+            else:
+                registry.set_alias(alias, target[alias])
+            done.append(alias)
+            if on_step:
+                on_step(alias)
+        return ledger.append(entry)
+    except BaseException:
+        for alias in reversed(done):
+            if before[alias] is None:
+                registry.delete_alias(alias)
+            else:
+                registry.set_alias(alias, before[alias])
+        raise
+
+
+def promote(
+    registry: Registry,
+    ledger: Ledger,
+    version: str,
+    *,
+    trigger: str,
+    evidence: dict[str, Any] | None = None,
+    data_commit: str | None = None,
+    on_step: StepHook | None = None,
+) -> dict[str, Any]:
+    """Make ``version`` the champion; the old champion becomes ``previous``."""
+    version = str(version)
+    old = registry.alias("champion")
+    if old == version:
+        return {"action": "noop", "champion": old}
+    target: dict[str, str | None] = {"champion": version}
+    if old is not None:
+        target["previous"] = old
+    if registry.alias("challenger") == version:
+        target["challenger"] = None
+    entry = Entry(
+        action="promote", trigger=trigger, model=registry.model_name, from_version=old,
+        to_version=version, data_commit=data_commit, traffic=1.0, evidence=evidence or {},
+    )
+    entry = _move_aliases(registry, ledger, target, entry, expect_champion=old, on_step=on_step)
+    return {"action": "promote", "champion": version, "previous": old, "ledger_id": entry.id}
+
+
+def record_keep(registry: Registry, ledger: Ledger, result: dict[str, Any], trigger: str) -> None:
+    ledger.append(
+        Entry(
+            action="keep", trigger=trigger, model=registry.model_name, from_version=result["champion"],
+            to_version=result["challenger"], data_commit=result["evidence"].get("data_commit"),
+            evidence=result["evidence"],
+        )
+    )
+
+
+def rollback(
+    registry: Registry,
+    ledger: Ledger,
+    to: str | None = None,
+    *,
+    trigger: str = "manual",
+    on_step: StepHook | None = None,
+) -> dict[str, Any]:
+    """Restore ``to`` (default: the ``previous`` alias) as champion."""
+    current = registry.alias("champion")
+    target = str(to) if to is not None else registry.alias("previous")
+    if target is None:
+        raise PromotionError("nothing to roll back to: no 'previous' champion and no --to VERSION")
+    registry.version_info(target)  # raises when the version does not exist
+    if target == current:
+        raise PromotionError(f"version {target} is already the champion")
+    moves: dict[str, str | None] = {"champion": target}
+    if current is not None:
+        moves["previous"] = current
+    entry = Entry(
+        action="rollback", trigger=trigger, model=registry.model_name, from_version=current,
+        to_version=target, traffic=1.0,
+    )
+    entry = _move_aliases(registry, ledger, moves, entry, expect_champion=current, on_step=on_step)
+    return {"action": "rollback", "champion": target, "previous": current, "ledger_id": entry.id}

@@ -1,0 +1,192 @@
+"""One Lightning fit on tensors: what runs in the calling process or in each rank.
+
+``FitSpec`` holds everything a training needs once preprocessing is done
+(tensors, the module's import path and arguments, trainer settings, callbacks,
+checkpoint folder), so it can be handed to a rank process as one file.
+``run_fit`` builds the Trainer from it and returns the fitted module with its
+metrics. It imports torch and Lightning only.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+
+from ratchet.training.distributed.launch import local_processes
+from ratchet.training.model.module import import_class
+from ratchet.training.model.tensors import TensorDataModule
+
+LAST = "last"  # checkpoint file stem: <checkpoint_dir>/last.ckpt
+
+
+@dataclass
+class FitSpec:
+    module_class: str
+    module_args: dict[str, Any]
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    batch_size: int
+    seed: int
+    trainer: dict[str, Any]  # max_epochs, accelerator, devices, strategy, precision, num_nodes
+    early_stopping_patience: int | None = 3
+    batches_per_step: int = 1
+    callbacks: list[Callback] = field(default_factory=list)
+    callback_specs: list[dict[str, Any]] = field(default_factory=list)  # {class_path, init_args}
+    checkpoint_dir: str | None = None
+    resume: bool = False
+    progress: bool = False
+
+
+@dataclass
+class FitOutput:
+    module: pl.LightningModule
+    metrics: dict[str, float]
+    history: list[dict[str, float]]
+    ranks: list[dict[str, Any]] = field(default_factory=list)
+
+
+class EpochHistory(Callback):
+    """Each epoch's logged metrics (training and validation), for the training curve,
+    plus this process's batch and row counts of the last epoch. Its rows are saved
+    in checkpoints, so a resumed fit keeps the curve of the epochs before the crash."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, float]] = []
+        self.start_epoch = 0
+        self.train_batches = 0
+        self.rows_seen = 0
+        self.train_seconds = 0.0
+        self._t0 = 0.0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.start_epoch = int(trainer.current_epoch)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.train_batches = self.rows_seen = 0
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        chunk = [batch] if isinstance(batch[0], torch.Tensor) else batch
+        self.train_batches += len(chunk)
+        self.rows_seen += sum(len(b[1]) for b in chunk)
+        self.train_seconds = time.perf_counter() - self._t0
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        # the epoch's training metrics are reduced by now, validation's are kept
+        row = {"epoch": float(trainer.current_epoch)}
+        row.update({k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1})
+        self.rows.append(row)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": list(self.rows)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows = list(state_dict.get("rows", []))
+
+
+def build_callback(spec: dict[str, Any]) -> Callback:
+    """A Lightning callback from ``{"class_path": "pkg.mod.Class", "init_args": {...}}``."""
+    path = spec.get("class_path")
+    if not path:
+        raise ValueError(f"callback spec needs a class_path: {spec!r}")
+    module, _, name = str(path).rpartition(".")
+    try:
+        import importlib
+
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise ValueError(f"cannot import callback {path!r}: {e}") from e
+    cb = cls(**dict(spec.get("init_args") or {}))
+    if not isinstance(cb, Callback):
+        raise ValueError(f"callback {path!r} is not a lightning.pytorch Callback")
+    return cb
+
+
+def prepare_checkpoint_dir(folder: str | None, resume: bool) -> None:
+    """Called once, by the launching process: a fresh (not resumed) fit starts from
+    an empty folder, so a stale checkpoint of an unrelated run is never picked up."""
+    if folder is None:
+        return
+    path = Path(folder)
+    if not resume and path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+
+
+def _checkpointing(spec: FitSpec) -> tuple[list[Callback], str | None]:
+    """ModelCheckpoint writing ``last.ckpt`` at the end of every training epoch, and
+    the path to resume from when ``spec.resume`` and a checkpoint exists."""
+    if not spec.checkpoint_dir:
+        return [], None
+    last = Path(spec.checkpoint_dir) / f"{LAST}.ckpt"
+    # Lightning 2.6 writes ``save_last`` only in a step where a top-k save happened,
+    # so the "top 1 without monitor" file itself is named last.ckpt.
+    # Saved at the end of the training epoch, after validation and after EpochHistory
+    # recorded the epoch (checkpoint callbacks run after the others there).
+    cb = ModelCheckpoint(
+        dirpath=spec.checkpoint_dir, filename=LAST, save_top_k=1, monitor=None,
+        enable_version_counter=False, save_on_train_epoch_end=True,
+    )
+    return [cb], (str(last) if spec.resume and last.exists() else None)
+
+
+def run_fit(spec: FitSpec, *, logger: Any = False) -> FitOutput:
+    pl.seed_everything(spec.seed, workers=True, verbose=False)
+    cls = import_class(spec.module_class)
+    module = cls(**spec.module_args)
+    chunk = spec.batches_per_step if getattr(cls, "accepts_batch_chunks", False) else 1
+    if _world_size(spec.trainer) > 1:
+        chunk = 1  # DDP needs one forward through its wrapper per backward
+    dm = TensorDataModule(spec.x_train, spec.y_train, spec.x_val, spec.y_val, spec.batch_size, spec.seed, chunk)
+    history = EpochHistory()
+    callbacks: list[Callback] = [history]
+    if spec.early_stopping_patience is not None:
+        callbacks.append(EarlyStopping("val_loss", patience=spec.early_stopping_patience))
+    ckpt_callbacks, ckpt_path = _checkpointing(spec)
+    callbacks += ckpt_callbacks
+    callbacks += [build_callback(s) for s in spec.callback_specs]
+    callbacks += list(spec.callbacks)
+    trainer = pl.Trainer(
+        **spec.trainer,
+        callbacks=callbacks,
+        logger=logger,
+        enable_checkpointing=bool(ckpt_callbacks),
+        default_root_dir=spec.checkpoint_dir,
+        enable_progress_bar=spec.progress,
+        enable_model_summary=False,
+        deterministic=True,
+        num_sanity_val_steps=0,
+    )
+    with warnings.catch_warnings():
+        # resuming: the checkpoint folder is not empty, by design
+        warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    metrics["epochs"] = float(trainer.current_epoch)
+    metrics["start_epoch"] = float(history.start_epoch)
+    rank = {
+        "rank": int(trainer.global_rank),
+        "world_size": int(trainer.world_size),
+        "train_batches_per_epoch": history.train_batches,
+        "train_rows_per_epoch": history.rows_seen,
+        "train_seconds_last_epoch": history.train_seconds,
+        "sampler": type(trainer.train_dataloader.sampler).__name__ if trainer.train_dataloader else None,
+        "device": str(trainer.strategy.root_device),
+    }
+    return FitOutput(module, metrics, history.rows, [rank])
+
+
+def _world_size(trainer: dict[str, Any]) -> int:
+    return local_processes(trainer.get("accelerator", "cpu"), trainer.get("devices", 1)) * int(
+        trainer.get("num_nodes", 1)
+    )

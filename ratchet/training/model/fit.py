@@ -1,0 +1,202 @@
+"""Fit one model on a training split: preprocessing here, training local or on several ranks.
+
+``fit`` fits the preprocessing on the training split only, turns both splits
+into tensors and hands a ``FitSpec`` to ``ratchet.training.distributed.loop.run_fit`` in this
+process, or to ``ratchet.training.distributed.launch.launch`` (one process per rank) when
+the trainer settings ask for more than one device. Either way the weights come
+back to this process, where the ``Predictor`` (preprocessor + module) is built.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from ratchet.core.config import Schema, TrainConfig
+from ratchet.training.distributed.loop import (
+    EpochHistory,
+    FitSpec,
+    local_processes,
+    prepare_checkpoint_dir,
+    run_fit,
+)
+from ratchet.training.model.preprocess import build_preprocessor, encode_target, frame_for_model
+from ratchet.training.model.tensors import TensorBatches, TensorDataModule
+
+__all__ = ["EpochHistory", "FitResult", "Predictor", "TabularDataModule", "TensorBatches", "fit", "world_size"]
+
+
+class TabularDataModule(TensorDataModule):
+    """Train/validation tensors; the preprocessor is fitted on the training split only."""
+
+    def __init__(
+        self, train_df: pd.DataFrame, val_df: pd.DataFrame, schema: Schema, batch_size: int, seed: int, chunk: int = 1
+    ):
+        preprocessor = build_preprocessor(schema)
+        classes = schema.target.classes
+        x_train = preprocessor.fit_transform(frame_for_model(train_df, schema))
+        x_val = preprocessor.transform(frame_for_model(val_df, schema))
+        super().__init__(
+            torch.as_tensor(np.asarray(x_train, dtype=np.float32)),
+            torch.as_tensor(encode_target(train_df[schema.target.name], classes)),
+            torch.as_tensor(np.asarray(x_val, dtype=np.float32)),
+            torch.as_tensor(encode_target(val_df[schema.target.name], classes)),
+            batch_size,
+            seed,
+            chunk,
+        )
+        self.schema = schema
+        self.preprocessor = preprocessor
+
+
+class Predictor:
+    """Preprocessing plus network: what is logged, registered and served.
+
+    Pickled as the preprocessor, the module's import path, hyperparameters and
+    state dict, so loading does not depend on Lightning's checkpoint format.
+    """
+
+    def __init__(
+        self,
+        preprocessor,
+        module: torch.nn.Module,
+        module_class: str,
+        schema: Schema,
+        module_args: dict[str, Any] | None = None,
+    ):
+        self.preprocessor = preprocessor
+        self.module = module.eval().cpu()
+        self.module_class = module_class
+        # the arguments the module was built with (else its saved hyperparameters)
+        self.module_args = dict(module_args) if module_args is not None else dict(getattr(module, "hparams", {}))
+        self.schema = schema
+        self.classes = list(schema.target.classes)
+        self.version: str | None = None
+
+    def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
+        x = self.preprocessor.transform(frame_for_model(df, self.schema))
+        with torch.inference_mode():
+            logits = self.module(torch.as_tensor(np.asarray(x, dtype=np.float32)))
+            return torch.softmax(logits, dim=1).numpy()
+
+    def predict(self, df: pd.DataFrame) -> list:
+        return [self.classes[i] for i in self.predict_proba(df).argmax(axis=1)]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "preprocessor": self.preprocessor,
+            "module_class": self.module_class,
+            "hparams": dict(self.module_args),
+            "state_dict": {k: v.cpu() for k, v in self.module.state_dict().items()},
+            "schema": self.schema.model_dump(mode="json"),
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        from ratchet.training.model.module import import_class
+
+        module = import_class(state["module_class"])(**state["hparams"])
+        module.load_state_dict(state["state_dict"])
+        self.__init__(
+            state["preprocessor"], module, state["module_class"], Schema.model_validate(state["schema"]), state["hparams"]
+        )
+
+    def save(self, path: Path) -> Path:
+        Path(path).write_bytes(pickle.dumps(self))
+        return Path(path)
+
+    @staticmethod
+    def load(path: Path) -> Predictor:
+        return pickle.loads(Path(path).read_bytes())
+
+
+@dataclass
+class FitResult:
+    predictor: Predictor
+    metrics: dict[str, float]
+    history: list[dict[str, float]] = field(default_factory=list)
+    ranks: list[dict[str, Any]] = field(default_factory=list)  # per training process: batches, rows, pid
+
+
+def trainer_settings(cfg: TrainConfig) -> dict[str, Any]:
+    return {
+        "max_epochs": cfg.max_epochs,
+        "accelerator": cfg.accelerator,
+        "devices": cfg.devices,
+        "strategy": cfg.strategy,
+        "precision": cfg.precision,
+        "num_nodes": cfg.num_nodes,
+    }
+
+
+def world_size(cfg: TrainConfig) -> int:
+    """Processes one fit runs on: devices on this node times nodes."""
+    return local_processes(cfg.accelerator, cfg.devices) * cfg.num_nodes
+
+
+def fit(
+    train_df: pd.DataFrame,
+    val_df: pd.DataFrame,
+    schema: Schema,
+    cfg: TrainConfig,
+    params: dict[str, Any] | None = None,
+    *,
+    callbacks: list[Callback] | None = None,
+    logger: Any = False,
+    progress: bool = True,
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
+) -> FitResult:
+    """Train one model. ``params`` (e.g. an Optuna trial's) override config values:
+    ``learning_rate``, ``batch_size``, and any ``model_args`` key.
+
+    ``checkpoint_dir``: ``last.ckpt`` is written there after every epoch; with
+    ``resume`` a fit continues from it (epoch, weights, optimizer, early stopping
+    and the epoch history), else the folder is cleared first. ``callbacks`` must
+    be picklable when the fit runs on several processes."""
+    params = dict(params or {})
+    batch_size = int(params.pop("batch_size", cfg.batch_size))
+    lr = float(params.pop("learning_rate", cfg.learning_rate))
+    dm = TabularDataModule(train_df, val_df, schema, batch_size, cfg.seed)
+    module_args = {
+        "n_features": dm.n_features,
+        "n_classes": len(schema.target.classes),
+        "learning_rate": lr,
+        **cfg.model_args,
+        **params,
+    }
+    spec = FitSpec(
+        module_class=cfg.model_class,
+        module_args=module_args,
+        x_train=dm.x_train,
+        y_train=dm.y_train,
+        x_val=dm.x_val,
+        y_val=dm.y_val,
+        batch_size=batch_size,
+        seed=cfg.seed,
+        trainer=trainer_settings(cfg),
+        early_stopping_patience=cfg.early_stopping_patience,
+        batches_per_step=cfg.batches_per_step,
+        callbacks=list(callbacks or []),
+        callback_specs=[dict(c) for c in cfg.callbacks],
+        checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None,
+        resume=resume,
+        progress=progress,
+    )
+    prepare_checkpoint_dir(spec.checkpoint_dir, resume)
+    if world_size(cfg) > 1:
+        from ratchet.training.distributed.launch import launch
+
+        if logger:
+            raise ValueError("a Lightning logger is not supported with several training processes")
+        out = launch(spec)
+    else:
+        out = run_fit(spec, logger=logger)
+    predictor = Predictor(dm.preprocessor, out.module, cfg.model_class, schema, module_args)
+    return FitResult(predictor, out.metrics, out.history, out.ranks)

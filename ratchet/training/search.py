@@ -1,0 +1,201 @@
+"""Training as the tasks see it: tune on a data commit, then register the best model.
+
+Two steps so the orchestrator can retry them apart: a failed registration
+does not re-run the search, and a model is never registered twice (the
+version is looked up by its run id first). A failed search, retried, continues
+its Optuna study (same name for the same data, config and code) and resumes the
+failed trial from its last checkpoint under ``settings.checkpoints_dir``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import mlflow
+import numpy as np
+
+from ratchet.core.config import RatchetConfig, Schema
+from ratchet.core.settings import Settings
+from ratchet.promotion.gate import metric_value
+from ratchet.training.model.fit import Predictor
+from ratchet.training.model.preprocess import encode_target
+from ratchet.training.model.tune import log_history, study_figures, trials_table, tune
+from ratchet.training.registry import Registry, code_version
+from ratchet.training.window import TrainingData
+
+
+@dataclass
+class TrainedModel:
+    run_id: str
+    predictor: Predictor
+    data_commit: str
+    batches: list[str]
+    window_batches: int
+    config_hash: str
+    study_name: str
+    best_trial: int
+    best_params: dict[str, Any]
+    metrics: dict[str, float]
+    history: list[dict[str, float]] = field(default_factory=list)
+    n_trials: int = 0
+    n_pruned: int = 0
+    n_finished: int = 0
+    trials: list[dict[str, Any]] = field(default_factory=list)  # the study's trials, for the summary
+    figures: list[str] = field(default_factory=list)  # artifact names in the MLflow run
+    figures_skipped: dict[str, str] = field(default_factory=dict)
+    resumed: list[int] = field(default_factory=list)
+    window_rule: str = "all"
+
+
+def study_name_for(data: TrainingData, cfg: RatchetConfig) -> str:
+    key = json.dumps([data.data_commit, data.batches, cfg.digest(), code_version()])
+    return f"ratchet-{data.data_commit[:10]}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
+def test_metrics(predictor: Predictor, data: TrainingData, schema: Schema) -> dict[str, float]:
+    y = encode_target(data.test[schema.target.name], schema.target.classes)
+    proba = predictor.predict_proba(data.test)
+    classes = list(schema.target.classes)
+    return {
+        f"test_{m}": float(metric_value(m, y, proba, classes)) for m in ("accuracy", "f1", "log_loss")
+    } | {"test_rows": float(len(y)), "test_positive_share": float(np.mean(y == len(classes) - 1))}
+
+
+def already_trained(data: TrainingData, cfg: RatchetConfig, registry: Registry) -> str | None:
+    """The version already trained on exactly this data window, config and code, if any.
+
+    Retraining on unchanged inputs would give the same (seeded) model again, so a
+    queued run whose data has not moved since, or a drift alarm on data already
+    learnt, costs one registry query instead of a search."""
+    return registry.find_version(
+        data_commit=data.data_commit,
+        window_batches=str(len(data.batches)),
+        config_hash=cfg.digest(),
+        code_version=code_version(),
+    )
+
+
+def tune_on_commit(
+    data: TrainingData,
+    schema: Schema,
+    cfg: RatchetConfig,
+    settings: Settings,
+    registry: Registry,
+    *,
+    trials: int | None = None,
+    trigger: str = "manual",
+    progress: bool = True,
+) -> TrainedModel:
+    """Search hyperparameters on ``data``; the parent MLflow run holds the lineage."""
+    registry.activate()
+    study = study_name_for(data, cfg)
+    with mlflow.start_run(run_name=f"train-{data.data_commit[:10]}") as run:
+        lineage = {
+            "data_commit": data.data_commit,
+            "data_window": data.window,
+            "window_batches": len(data.batches),
+            "config_hash": cfg.digest(),
+            "code_version": code_version(),
+            "optuna_study": study,
+            "trigger": trigger,
+        }
+        mlflow.set_tags(lineage)
+        mlflow.log_params({"trials": trials or cfg.tune.trials, "rows_train": len(data.train)})
+        mlflow.log_dict(cfg.model_dump(mode="json"), "config.json")
+        mlflow.log_dict({"batches": data.batches}, "data_batches.json")
+        result = tune(
+            data.train, data.val, schema, cfg, storage=settings.optuna_url, study_name=study,
+            trials=trials, progress=progress, checkpoint_root=settings.checkpoints_dir,
+        )
+        metrics = {f"best_{k}": v for k, v in result.best.metrics.items()}
+        metrics |= test_metrics(result.best.predictor, data, schema)
+        mlflow.log_params({f"best_{k}": v for k, v in result.best_params.items()})
+        mlflow.log_metrics(metrics | {"trials_pruned": result.n_pruned})
+        log_history(result.best.history, prefix="best_")
+        _log_curve(result.best.history)
+        table = trials_table(result.study)
+        mlflow.log_dict(table, "optuna_trials.json")
+        figures, skipped = study_figures(result.study, seed=cfg.train.seed)
+        _log_figures(figures)
+        if skipped:
+            mlflow.log_dict(skipped, "optuna_figures_skipped.json")
+    return TrainedModel(
+        run_id=run.info.run_id,
+        predictor=result.best.predictor,
+        data_commit=data.data_commit,
+        batches=data.batches,
+        window_batches=len(data.batches),
+        window_rule=data.rule,
+        config_hash=cfg.digest(),
+        study_name=study,
+        best_trial=result.best_trial,
+        best_params=result.best_params,
+        metrics=metrics,
+        history=result.best.history,
+        n_trials=result.n_trials,
+        n_pruned=result.n_pruned,
+        n_finished=result.n_finished,
+        trials=table,
+        figures=["training_curve.png", *figures] if result.best.history else list(figures),
+        figures_skipped=skipped,
+        resumed=result.resumed,
+    )
+
+
+def register_trained(trained: TrainedModel, registry: Registry, example) -> str:
+    """Register the model of ``trained.run_id`` once; alias it ``challenger``."""
+    existing = registry.find_version(run_id=trained.run_id)
+    if existing is None:
+        registry.activate()
+        with mlflow.start_run(run_id=trained.run_id):
+            uri = registry.log_predictor(trained.predictor, example)
+        existing = registry.register(
+            uri,
+            tags={
+                "run_id": trained.run_id,
+                "data_commit": trained.data_commit,
+                "window_batches": str(trained.window_batches),
+                "window_rule": trained.window_rule,
+                "code_version": code_version(),
+                "config_hash": trained.config_hash,
+                "optuna_study": trained.study_name,
+                "optuna_trial": str(trained.best_trial),
+                "test_accuracy": f"{trained.metrics.get('test_accuracy', float('nan')):.4f}",
+            },
+        )
+    registry.set_alias("challenger", existing)
+    return existing
+
+
+def _log_figures(figures: dict) -> None:
+    import matplotlib.pyplot as plt
+
+    for name, fig in figures.items():
+        fig.tight_layout()
+        mlflow.log_figure(fig, name)
+        plt.close(fig)
+
+
+def _log_curve(history: list[dict[str, float]]) -> None:
+    """The best trial's training curve as a PNG in the run."""
+    if not history:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    epochs = [r["epoch"] for r in history]
+    for key in ("train_loss", "val_loss", "val_acc"):
+        if key in history[0]:
+            ax.plot(epochs, [r.get(key) for r in history], marker="o", label=key)
+    ax.set_xlabel("epoch")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    mlflow.log_figure(fig, "training_curve.png")
+    plt.close(fig)

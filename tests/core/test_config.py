@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from ratchet.core.config import load_config
+from tests.conftest import CONFIG_FILES
+
+
+def test_real_config_plus_test_override():
+    base = load_config([Path(CONFIG_FILES[0])])
+    merged = load_config([Path(f) for f in CONFIG_FILES])
+    assert merged.tune.trials < base.tune.trials
+    # keys the override does not name keep the real config's values
+    assert merged.tune.search_space == base.tune.search_space
+    assert merged.train.model_class == base.train.model_class
+
+
+def test_digest_changes_with_config():
+    a = load_config([Path(CONFIG_FILES[0])])
+    b = load_config([Path(CONFIG_FILES[0])], {"train": {"max_epochs": 3}})
+    assert a.digest() != b.digest()
+    assert a.digest() == load_config([Path(CONFIG_FILES[0])]).digest()
+
+
+def test_bad_config_names_the_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  max_epochs: 0\n  learning_rat: 0.1\n")
+    with pytest.raises(ValidationError) as e:
+        load_config([bad])
+    text = str(e.value)
+    assert "max_epochs" in text and "learning_rat" in text
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        load_config([tmp_path / "nope.yaml"])

@@ -1,0 +1,104 @@
+"""Training paths: serving equals training, any LightningModule, rank sharding, resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+
+from ratchet.demo.synthetic import DEMO_TARGET
+from ratchet.training.model.fit import Predictor, fit
+from ratchet.training.model.tensors import TensorBatches
+from tests.training.helpers import OutputsAtFitEnd, epochs_started
+
+
+def test_training_time_and_serving_time_outputs_are_identical(setup, ctx):
+    """The module's own forward on the data module's tensors at the end of training
+    equals the predictor and the registered pyfunc on the same rows, raw."""
+    cfg, schema, train, val, _ = setup
+    seen = OutputsAtFitEnd()
+    result = fit(train, val, schema, cfg.train, callbacks=[seen], progress=False)
+    assert seen.proba is not None and seen.proba.shape == (len(val), 2)
+
+    np.testing.assert_array_equal(result.predictor.predict_proba(val), seen.proba)
+
+    ctx.registry.activate()
+    with mlflow.start_run():
+        uri = ctx.registry.log_predictor(result.predictor, train[schema.feature_names])
+    served = mlflow.pyfunc.load_model(uri).predict(val[schema.feature_names])
+    proba = served[[f"proba_{c}" for c in schema.target.classes]].to_numpy()
+    np.testing.assert_allclose(proba, seen.proba, rtol=0, atol=1e-7)
+    assert list(served["prediction"]) == [schema.target.classes[i] for i in seen.proba.argmax(axis=1)]
+
+
+def test_any_lightning_module_by_import_path(setup):
+    cfg, schema, train, val, test = setup
+    tc = cfg.train.model_copy(update={"model_class": "tests.training.helpers.TinyLogReg", "model_args": {"l2": 1e-4}})
+    result = fit(train, val, schema, tc, {"learning_rate": 0.1}, progress=False)
+    assert type(result.predictor.module).__name__ == "TinyLogReg"
+    assert result.predictor.module.hparams.l2 == 1e-4 and result.predictor.module.hparams.learning_rate == 0.1
+    acc = np.mean(np.array(result.predictor.predict(test)) == test[DEMO_TARGET].to_numpy())
+    assert acc > 0.7
+    # pickled by import path, arguments and weights, as the registry stores it
+    clone = Predictor.load(result.predictor.save(Path(__import__("tempfile").mkdtemp()) / "p.pkl"))
+    np.testing.assert_array_equal(clone.predict_proba(test), result.predictor.predict_proba(test))
+
+
+@pytest.mark.parametrize("n, batch, world", [(1301, 128, 2), (1000, 256, 3), (5, 4, 2)])
+def test_tensor_batches_give_every_rank_the_same_number_of_batches(n, batch, world):
+    x = torch.arange(n, dtype=torch.float32)[:, None]
+    y = torch.arange(n)
+    train = [TensorBatches(x, y, batch, shuffle=True, seed=0).shard(r, world) for r in range(world)]
+    batches = [list(b) for b in train]
+    assert len({len(b) for b in batches}) == 1  # DDP's all-reduce needs equal step counts
+    assert len({sum(len(yb) for _, yb in b) for b in batches}) == 1
+    rows = torch.cat([yb for b in batches for _, yb in b])
+    assert set(rows.tolist()) == set(range(n))  # every row, the padding repeats a few
+    assert len(rows) - n < world
+    # evaluation: sharded without padding, every row exactly once
+    val = torch.cat([yb for r in range(world) for _, yb in TensorBatches(x, y, batch, False, 0).shard(r, world)])
+    assert sorted(val.tolist()) == list(range(n))
+
+
+def test_chunks_hold_the_same_batches_as_single_batches():
+    x, y = torch.randn(1000, 3), torch.arange(1000)
+    single = [yb for _, yb in TensorBatches(x, y, 64, True, 5).shard(0, 1)]
+    chunked = [yb for chunk in TensorBatches(x, y, 64, True, 5, chunk=4).shard(0, 1) for _, yb in chunk]
+    assert len(single) == len(chunked) == 16
+    assert all(torch.equal(a, b) for a, b in zip(single, chunked, strict=True))
+
+
+def test_a_crashed_fit_resumes_from_its_last_checkpoint(setup, tmp_path):
+    cfg, schema, train, val, _ = setup
+    marker, ckpt = tmp_path / "crash", tmp_path / "ckpt"
+    tc = cfg.train.model_copy(
+        update={"callbacks": [{"class_path": "tests.training.helpers.CrashOnce", "init_args": {"epoch": 2, "marker": str(marker)}}],
+                "early_stopping_patience": None}
+    )
+    with pytest.raises(RuntimeError, match="injected crash at epoch 2"):
+        fit(train, val, schema, tc, progress=False, checkpoint_dir=ckpt)
+    assert (ckpt / "last.ckpt").exists()
+    assert torch.load(ckpt / "last.ckpt", weights_only=False)["epoch"] == 1  # epochs 0 and 1 done
+
+    resumed = fit(train, val, schema, tc, progress=False, checkpoint_dir=ckpt, resume=True)
+    assert [e for _, e in epochs_started(marker)] == [0, 1, 2, 2, 3]  # no epoch trained twice
+    assert resumed.metrics["start_epoch"] == 2 and resumed.metrics["epochs"] == cfg.train.max_epochs
+    assert [r["epoch"] for r in resumed.history] == [0, 1, 2, 3]  # the curve survives the crash
+
+    # without resume the folder is cleared and training starts at epoch 0
+    fresh = fit(train, val, schema, tc, progress=False, checkpoint_dir=ckpt)
+    assert fresh.metrics["start_epoch"] == 0
+
+
+
+@pytest.mark.slow
+def test_seeded_ddp_runs_give_the_same_metrics(setup):
+    cfg, schema, train, val, _ = setup
+    tc = cfg.train.model_copy(update={"devices": 2})
+    a = fit(train, val, schema, tc, progress=False)
+    b = fit(train, val, schema, tc, progress=False)
+    assert len(a.ranks) == 2 and a.metrics["val_loss"] == b.metrics["val_loss"]
+    assert [r["val_loss"] for r in a.history] == [r["val_loss"] for r in b.history]
