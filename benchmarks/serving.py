@@ -218,7 +218,8 @@ def start(cmd: list[str], env: dict, log: Path, ready_url: str) -> subprocess.Po
 def canary_under_load(ctx, url: str, rows: list[dict], labels: list[int], versions: dict, tmp: Path) -> dict:
     """Ramp and promote v2, then ramp v3 (broken) and roll it back, under load from a second process."""
     from ratchet.core.config import CanaryConfig
-    from ratchet.delivery import canary
+    from ratchet.delivery import rollout
+    from ratchet.delivery.admin import AdminClient
 
     cfg = CanaryConfig(window_s=2.0, min_requests=20, max_window_s=60, poll_s=0.5, min_latency_samples=200,
                        max_p99_ratio=3.0, p99_slack_ms=50, min_prediction_rows=100, min_feedback=50)
@@ -231,7 +232,7 @@ def canary_under_load(ctx, url: str, rows: list[dict], labels: list[int], versio
          "--out", str(out)],
         cwd=ROOT, stdout=subprocess.DEVNULL,
     )
-    admin = canary.AdminClient(url, TOKEN)
+    admin = AdminClient(url, TOKEN)
     reg = ctx.registry
     outcomes = []
     t0 = time.perf_counter()
@@ -239,19 +240,19 @@ def canary_under_load(ctx, url: str, rows: list[dict], labels: list[int], versio
         time.sleep(1.0)
         for challenger in (versions["v2"], versions["v3"]):
             reg.set_alias("challenger", challenger)
-            monitor = canary.begin(admin, cfg, reg.alias("champion"), challenger)
+            monitor = rollout.begin(admin, cfg, reg.alias("champion"), challenger)
             steps = []
             for share in cfg.steps:
                 admin.set_traffic(share)
-                result = canary.watch_step(admin, monitor, share)
-                canary.record_step(ctx.ledger, reg.model_name, monitor, result, "benchmark")
+                result = rollout.watch_step(admin, monitor, share)
+                rollout.record_step(ctx.ledger, reg.model_name, monitor, result, "benchmark")
                 steps.append(result)
                 if result.decision != "pass":
-                    outcomes.append(canary.roll_back(admin, reg, ctx.ledger, monitor, result.breaches,
-                                                     result.evidence, "benchmark"))
+                    outcomes.append(rollout.roll_back(admin, reg, ctx.ledger, monitor, result.breaches,
+                                                      result.evidence, "benchmark").to_dict())
                     break
             else:
-                outcomes.append(canary.finish(admin, reg, ctx.ledger, monitor, steps, "benchmark"))
+                outcomes.append(rollout.finish(admin, reg, ctx.ledger, monitor, steps, "benchmark").to_dict())
             outcomes[-1]["steps"] = [(s.share, s.decision, round(s.seconds, 1)) for s in steps]
         time.sleep(1.0)
     finally:

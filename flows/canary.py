@@ -10,7 +10,8 @@ from typing import Any
 
 from prefect import flow
 
-from ratchet.runtime.context import load_context
+from ratchet.delivery.results import CanaryResult
+from ratchet.runtime.options import RunOptions
 from tasks.canary import (
     analyze_step,
     close_service,
@@ -30,13 +31,12 @@ def canary_flow(
     challenger: str | None = None,
     service_url: str | None = None,
     trigger: str = "manual",
-    config_files: list[str] | None = None,
-    overrides: dict[str, Any] | None = None,
-    home: str | None = None,
+    options: RunOptions = RunOptions(),
     gate: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """``gate``: the offline gate's evidence when the release ran it, kept with the promotion."""
-    ctx = load_context(config_files, overrides, home)
+) -> CanaryResult:
+    """``gate``: the offline gate's evidence when the release ran it, kept with the promotion.
+    Returns how it ended, with the steps' rows and the ramp's plot."""
+    ctx = options.context()
     admin = connect_service(ctx, service_url)
     monitor = start_canary(ctx, admin, challenger, trigger)
 
@@ -56,5 +56,5 @@ def canary_flow(
     report = publish_canary_report(ctx, monitor, steps, outcome)
     publish_ledger(ctx)
     close_service(admin)
-    print(f"canary v{monitor.challenger}: {outcome['action']}; champion is v{outcome['champion']}")
-    return {**outcome, "steps": report["rows"], "plot": report["plot"]}
+    print(f"canary v{monitor.challenger}: {outcome.action}; champion is v{outcome.champion}")
+    return outcome.with_report(report.rows, report.plot)

@@ -20,6 +20,7 @@ from ratchet.core.config import load_config
 from ratchet.demo.synthetic import DEMO_TARGET, generate_batch
 from ratchet.demo.traffic import BackgroundServer
 from ratchet.runtime.context import load_context
+from ratchet.runtime.options import RunOptions
 from ratchet.serving.app import create_app
 from ratchet.training.registry import RegistryProvider
 from tests.conftest import CONFIG_FILES
@@ -92,11 +93,11 @@ def test_canary_promotes_then_rolls_back_under_load(world, admin_secret, tmp_pat
     )
     try:
         time.sleep(1.0)  # the load is running before the ramp starts
-        common = {"config_files": CONFIG_FILES, "home": str(home), "service_url": server.url}
+        common = {"options": RunOptions(config_files=CONFIG_FILES, home=str(home)), "service_url": server.url}
 
         # 1. a challenger as good as the champion: every step passes, it is promoted
         ctx.registry.set_alias("challenger", v2)
-        promoted = canary_flow(trigger="test: canary", **common)
+        promoted = canary_flow(trigger="test: canary", **common).to_dict()
         assert promoted["action"] == "promote", promoted
         assert [s["share"] for s in promoted["steps"]] == ctx.cfg.canary.steps
         assert {s["decision"] for s in promoted["steps"]} == {"pass"}
@@ -110,7 +111,7 @@ def test_canary_promotes_then_rolls_back_under_load(world, admin_secret, tmp_pat
         # never ramped past it. Which step that is depends on how many requests the loaded
         # machine fits in a step's window (the sequential test needs a few errors to decide).
         ctx.registry.set_alias("challenger", v3)
-        rolled = canary_flow(trigger="test: canary", **common)
+        rolled = canary_flow(trigger="test: canary", **common).to_dict()
         assert rolled["action"] == "rollback", rolled
         *passed, breached = rolled["steps"]
         assert breached["decision"] == "breach" and all(s["decision"] == "pass" for s in passed)

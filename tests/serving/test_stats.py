@@ -3,7 +3,7 @@ the model version and request id on every response."""
 
 from __future__ import annotations
 
-from ratchet.delivery.canary import quantile_ms, window
+from ratchet.delivery.stats import quantile_ms, window
 
 ADMIN = {"Authorization": "Bearer s3cret"}
 

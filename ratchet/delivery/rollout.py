@@ -1,0 +1,175 @@
+"""The lifecycle of a canary: begin (the service serves the pair, share 0), watch each step
+at its share, record it in the ledger, then roll back at the first failed step or finish
+(promote) after the last."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ratchet.core.config import CanaryConfig
+from ratchet.delivery.admin import AdminClient, CanaryError
+from ratchet.delivery.monitor import CanaryMonitor, Check
+from ratchet.delivery.results import CanaryResult, StepResult
+from ratchet.promotion.ledger import Entry, Ledger
+
+log = logging.getLogger(__name__)
+
+ZERO_SHARE_TRIES = 3  # a rollback sets the share to 0 this many times before it gives up
+
+
+def pin_challenger(registry, challenger: str | None) -> str | None:
+    """The version to ramp: ``challenger`` (the ``challenger`` alias moved to it), else the
+    alias's; None when there is neither."""
+    challenger = challenger or registry.alias("challenger")
+    if challenger is not None and registry.alias("challenger") != str(challenger):
+        registry.set_alias("challenger", str(challenger))
+    return challenger
+
+
+def begin(admin: AdminClient, cfg: CanaryConfig, champion: str | None, challenger: str | None) -> CanaryMonitor:
+    """Make the service load the registry's aliases; check it serves ``champion`` and
+    ``challenger`` with no challenger traffic yet; take the baseline read."""
+    if challenger is None:
+        raise CanaryError("no challenger: register one (alias 'challenger') before a canary")
+    if champion is None:
+        raise CanaryError("no champion: promote a first model before a canary")
+    body = admin.reload()
+    served = (body.get("champion"), body.get("challenger"))
+    if served != (str(champion), str(challenger)):
+        raise CanaryError(
+            f"the service serves champion={served[0]} challenger={served[1]} after a reload, "
+            f"not {champion}/{challenger}: {body.get('errors') or 'is it on the same registry?'}"
+        )
+    admin.set_traffic(0.0)
+    return CanaryMonitor(cfg, str(champion), str(challenger), admin.stats())
+
+
+def watch_step(
+    admin: AdminClient,
+    monitor: CanaryMonitor,
+    share: float,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> StepResult:
+    """Hold ``share`` (already set) for one analysis window, checking guardrails at every poll.
+
+    Ends with ``breach`` at the first breach of a sequential test or a hard cap, or when the
+    window is complete (``window_s`` passed and the challenger served ``min_requests``) and a
+    magnitude guardrail (p99 against the champion, prediction drift) fails on the whole
+    window; ``pass`` when it is complete and nothing failed; ``insufficient`` at
+    ``max_window_s`` still short of ``min_requests``."""
+    cfg = monitor.cfg
+    t0 = clock()
+    monitor.begin_step(share, admin.stats())
+    check = Check([], {}, 0)
+    while True:
+        elapsed = clock() - t0
+        sleep(max(0.0, min(cfg.poll_s, cfg.max_window_s - elapsed)))
+        check = monitor.observe(admin.stats())
+        elapsed = clock() - t0
+        if check.superseded:
+            return StepResult(share, "superseded", elapsed, check.breaches, check.evidence)
+        if check.breaches:
+            return StepResult(share, "breach", elapsed, check.breaches, check.evidence)
+        if elapsed >= cfg.window_s and check.challenger_requests >= cfg.min_requests:
+            if check.end_of_step:
+                return StepResult(share, "breach", elapsed, check.end_of_step, check.evidence)
+            return StepResult(share, "pass", elapsed, [], check.evidence)
+        if elapsed >= cfg.max_window_s:
+            reason = (
+                f"not enough traffic: the challenger served {check.challenger_requests} requests in "
+                f"{elapsed:.0f} s, fewer than min_requests={cfg.min_requests}"
+            )
+            return StepResult(share, "insufficient", elapsed, [reason], check.evidence)
+
+
+def data_commit_of(registry, version: str) -> str | None:
+    """The data commit ``version`` was trained on (its registry tag), for the ledger; None when
+    the registry cannot say."""
+    try:
+        return registry.version_info(version)["tags"].get("data_commit")
+    except Exception:
+        return None
+
+
+def record_step(ledger: Ledger, model: str, monitor: CanaryMonitor, result: StepResult, trigger: str,
+                data_commit: str | None = None) -> Entry:
+    return ledger.append(
+        Entry(
+            action="traffic", trigger=trigger, model=model, from_version=monitor.champion,
+            to_version=monitor.challenger, data_commit=data_commit, traffic=result.share,
+            evidence={"decision": result.decision, "seconds": round(result.seconds, 3),
+                      "breaches": result.breaches, **result.evidence},
+        )
+    )
+
+
+def _share_to_zero(admin: AdminClient) -> list[str]:
+    """Set the challenger's share to 0, trying ``ZERO_SHARE_TRIES`` times; the failed tries' errors."""
+    errors = []
+    for attempt in range(ZERO_SHARE_TRIES):
+        try:
+            admin.set_traffic(0.0)
+            break
+        except CanaryError as e:
+            errors.append(str(e))
+            time.sleep(0.5 * (attempt + 1))
+    return errors
+
+
+def roll_back(
+    admin: AdminClient, registry, ledger: Ledger, monitor: CanaryMonitor, reason: list[str],
+    evidence: dict[str, Any], trigger: str, keep_challenger: bool = False, data_commit: str | None = None,
+    action: str = "rollback",
+) -> CanaryResult:
+    """Challenger share to 0 first (tried three times), then the registry and the ledger.
+    ``action="superseded"``: a newer challenger holds the alias; this one is only tagged."""
+    errors = _share_to_zero(admin)
+    removed = False
+    if not keep_challenger and registry.alias("challenger") == monitor.challenger:
+        registry.delete_alias("challenger")
+        removed = True
+    try:
+        registry.client.set_model_version_tag(
+            registry.model_name, monitor.challenger, "canary", "rolled_back" if action == "rollback" else action
+        )
+    except Exception as e:  # a tag is a courtesy; the ledger is the record
+        log.warning("could not tag version %s: %s", monitor.challenger, e)
+    entry = ledger.append(
+        Entry(
+            action=action, trigger=trigger, model=registry.model_name, from_version=monitor.challenger,
+            to_version=monitor.champion, data_commit=data_commit, traffic=0.0,
+            evidence={"reason": reason, "challenger_alias_removed": removed,
+                      "traffic_errors": errors, **evidence},
+        )
+    )
+    if len(errors) == ZERO_SHARE_TRIES:
+        raise CanaryError(f"rolled back in the registry, but the service did not take share 0: {errors[-1]}")
+    try:
+        admin.reload()
+    except CanaryError as e:  # its watcher picks the alias change up anyway
+        log.warning("reload after rollback: %s", e)
+    return CanaryResult(action, monitor.champion, monitor.challenger, reason=reason, ledger_id=entry.id)
+
+
+def finish(admin: AdminClient, registry, ledger: Ledger, monitor: CanaryMonitor, steps: list[StepResult],
+           trigger: str, data_commit: str | None = None, gate: dict[str, Any] | None = None) -> CanaryResult:
+    """Promote the challenger (aliases move, the ledger records it with the offline ``gate``'s
+    evidence when a release ran one), have the service load the new aliases, then put the share
+    back to 0 for the next challenger."""
+    from ratchet.promotion.promote import promote
+
+    evidence = {**(gate or {}), "canary": [s.to_dict() for s in steps]}
+    moved = promote(registry, ledger, monitor.challenger, trigger=trigger, evidence=evidence,
+                    data_commit=data_commit)
+    body = admin.reload()
+    if body.get("champion") != monitor.challenger:
+        log.warning("service serves champion %s after the reload; its watcher will catch up",
+                    body.get("champion"))
+    admin.set_traffic(0.0)
+    return CanaryResult(moved.action, moved.champion, monitor.challenger, previous=moved.previous,
+                        ledger_id=moved.ledger_id)
