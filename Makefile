@@ -21,6 +21,7 @@ run: install
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/ratchet --config configs/ratchet.yaml --config configs/demo.yaml demo
 
 test: install
+	$(BIN)/lint-imports --no-cache
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
 
 test-all: install

@@ -11,7 +11,7 @@ from prefect import flow
 from flows.ingest import ingest_flow
 from flows.promote import promote_flow
 from flows.train import train_flow
-from ratchet.runtime.context import load_context
+from ratchet.runtime.options import RunOptions
 from tasks.demo import generate_demo_data, write_demo_report
 from tasks.monitoring import measure_production_drift
 from tasks.serving import send_requests, start_service, stop_service
@@ -19,14 +19,10 @@ from tasks.setup import init_home
 
 
 @flow(name="demo", log_prints=True)
-def demo_flow(
-    config_files: list[str] | None = None,
-    overrides: dict[str, Any] | None = None,
-    home: str | None = None,
-) -> dict[str, Any]:
+def demo_flow(options: RunOptions = RunOptions()) -> dict[str, Any]:
     started = time.time()
-    ctx = load_context(config_files, overrides, home)
-    common = {"config_files": config_files, "overrides": overrides, "home": str(ctx.settings.root)}
+    ctx = options.context()
+    common = {"options": options.at_home(str(ctx.settings.root))}
     run = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     run_dir = str(ctx.settings.reports_dir / run)
     demo = ctx.cfg.demo

@@ -6,19 +6,14 @@ from typing import Any
 
 from prefect import flow
 
-from ratchet.runtime.context import load_context
+from ratchet.runtime.options import RunOptions
 from tasks.events import announce_model_event
 from tasks.monitoring import measure_production_drift
 
 
 @flow(name="monitor", log_prints=True)
-def monitor_flow(
-    lookback_s: float | None = None,
-    config_files: list[str] | None = None,
-    overrides: dict[str, Any] | None = None,
-    home: str | None = None,
-) -> dict[str, Any]:
-    ctx = load_context(config_files, overrides, home)
+def monitor_flow(lookback_s: float | None = None, options: RunOptions = RunOptions()) -> dict[str, Any]:
+    ctx = options.context()
     result = measure_production_drift(ctx, lookback_s=lookback_s)
     if result["detected"]:
         announce_model_event(

@@ -2,50 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
 
-from ratchet.runtime.context import load_context
+from ratchet.promotion.promote import Evaluation, Outcome, PromotionResult
+from ratchet.runtime.options import RunOptions
 from tasks.promotion import evaluate_challenger, promote_challenger, publish_ledger, rollback_champion
 
 
 @flow(name="evaluate", log_prints=True)
-def evaluate_flow(
-    config_files: list[str] | None = None,
-    overrides: dict[str, Any] | None = None,
-    home: str | None = None,
-) -> dict[str, Any]:
-    ctx = load_context(config_files, overrides, home)
-    result = evaluate_challenger(ctx)
-    print(f"decision: {result['decision']} ({'; '.join(result['reasons'])})")
+def evaluate_flow(options: RunOptions = RunOptions()) -> Evaluation:
+    result = evaluate_challenger(options.context())
+    print(f"decision: {result.decision} ({'; '.join(result.reasons)})")
     return result
 
 
 @flow(name="promote", log_prints=True)
 def promote_flow(
-    trigger: str = "manual",
-    config_files: list[str] | None = None,
-    overrides: dict[str, Any] | None = None,
-    home: str | None = None,
-) -> dict[str, Any]:
-    ctx = load_context(config_files, overrides, home)
-    result = evaluate_challenger(ctx)
+    trigger: str = "manual", options: RunOptions = RunOptions(), evaluation: Evaluation | None = None
+) -> PromotionResult:
+    """``evaluation``: the gate's, when the caller ran it already (a release)."""
+    ctx = options.context()
+    result = evaluation or evaluate_challenger(ctx)
     moved = promote_challenger(ctx, result, trigger)
     publish_ledger(ctx)
-    print(f"{moved['action']}: champion is v{moved['champion']}")
-    return {**moved, "decision": result["decision"], "evidence": result["evidence"]}
+    print(f"{moved.action}: champion is v{moved.champion}")
+    return PromotionResult(result, moved)
 
 
 @flow(name="rollback", log_prints=True)
-def rollback_flow(
-    to: str | None = None,
-    trigger: str = "manual",
-    config_files: list[str] | None = None,
-    overrides: dict[str, Any] | None = None,
-    home: str | None = None,
-) -> dict[str, Any]:
-    ctx = load_context(config_files, overrides, home)
+def rollback_flow(to: str | None = None, trigger: str = "manual", options: RunOptions = RunOptions()) -> Outcome:
+    ctx = options.context()
     moved = rollback_champion(ctx, to, trigger)
     publish_ledger(ctx)
     return moved

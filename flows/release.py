@@ -3,42 +3,35 @@
 The gate keeps it out, or the canary ramps it on the running inference service and promotes
 it or rolls it back on live metrics. Without a service (``canary.on_release: auto`` and none
 answers, or ``never``), and for the very first model (nothing to compare it with live), the
-gate's promotion is the rollout.
+gate's promotion is the rollout: the promote flow's own path.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
 
 from flows.canary import canary_flow
-from ratchet.runtime.context import load_context
+from flows.promote import promote_flow
+from ratchet.promotion.promote import PromotionResult
+from ratchet.runtime.options import RunOptions
 from tasks.canary import find_service
-from tasks.promotion import evaluate_challenger, promote_challenger, publish_ledger
+from tasks.promotion import evaluate_challenger
 
 
 @flow(name="release", log_prints=True)
 def release_flow(
     trigger: str = "challenger registered",
-    config_files: list[str] | None = None,
-    overrides: dict[str, Any] | None = None,
-    home: str | None = None,
     service_url: str | None = None,
-) -> dict[str, Any]:
-    ctx = load_context(config_files, overrides, home)
+    options: RunOptions = RunOptions(),
+) -> PromotionResult:
+    ctx = options.context()
     result = evaluate_challenger(ctx)
-    print(f"gate: {result['decision']} ({'; '.join(result['reasons'])})")
-    url = None
-    if result["decision"] == "promote" and result["champion"] is not None:
-        url = find_service(ctx, service_url)
+    print(f"gate: {result.decision} ({'; '.join(result.reasons)})")
+    url = find_service(ctx, service_url) if result.promote and result.champion is not None else None
     if url is None:
-        moved = promote_challenger(ctx, result, trigger)
-        publish_ledger(ctx)
-        print(f"{moved['action']}: champion is v{moved['champion']}")
-        return {**moved, "decision": result["decision"], "evidence": result["evidence"], "canary": None}
+        return promote_flow(trigger=trigger, options=options.at_home(str(ctx.settings.root)), evaluation=result)
     outcome = canary_flow(
-        challenger=result["challenger"], service_url=url, trigger=trigger,
-        config_files=config_files, overrides=overrides, home=home, gate=result["evidence"],
+        challenger=result.challenger, service_url=url, trigger=trigger,
+        options=options.at_home(str(ctx.settings.root)), gate=result.evidence,
     )
-    return {**outcome, "decision": result["decision"], "evidence": result["evidence"], "canary": outcome["steps"]}
+    return PromotionResult(result, canary=outcome)

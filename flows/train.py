@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
 
-from ratchet.runtime.context import load_context
+from ratchet.runtime.options import RunOptions
+from ratchet.training.result import TrainResult
 from tasks.events import announce_model_event
 from tasks.training import (
     find_trained_model,
@@ -24,15 +23,13 @@ def train_flow(
     window_batches: int | None = None,
     trigger: str = "manual",
     skip_if_trained: bool = False,
-    config_files: list[str] | None = None,
-    overrides: dict[str, Any] | None = None,
-    home: str | None = None,
-) -> dict[str, Any]:
-    ctx = load_context(config_files, overrides, home)
+    options: RunOptions = RunOptions(),
+) -> TrainResult:
+    ctx = options.context()
     data = load_training_data(ctx, ref or ctx.cfg.data.main_branch, window_batches)
     if skip_if_trained and (existing := find_trained_model(ctx, data)):
         print(f"v{existing} already learnt data {data.data_commit[:12]} with this config and code: nothing to do")
-        return {"model_version": existing, "data_commit": data.data_commit, "skipped": True}
+        return TrainResult(model_version=existing, data_commit=data.data_commit, skipped=True)
     trained = tune_model(ctx, data, trials, trigger)
     version = register_model(ctx, trained, data)
     publish_training_summary(ctx, trained, version)
@@ -41,12 +38,7 @@ def train_flow(
         {"version": version, "data_commit": trained.data_commit, "trigger": trigger},
     )
     print(f"registered {ctx.cfg.model_name} v{version} (challenger), test accuracy {trained.metrics['test_accuracy']:.4f}")
-    return {
-        "model_version": version,
-        "data_commit": trained.data_commit,
-        "window_batches": trained.window_batches,
-        "run_id": trained.run_id,
-        "study": trained.study_name,
-        "best_params": trained.best_params,
-        "metrics": trained.metrics,
-    }
+    return TrainResult(
+        model_version=version, data_commit=trained.data_commit, window_batches=trained.window_batches,
+        run_id=trained.run_id, study=trained.study_name, best_params=trained.best_params, metrics=trained.metrics,
+    )

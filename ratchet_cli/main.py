@@ -9,7 +9,6 @@ commands, after its environment points at the home folder.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -19,21 +18,20 @@ from typing import Annotated, Any
 
 import typer
 
-from ratchet.core.settings import Settings, apply_prefect_env
+from ratchet.core.settings import Settings
+from ratchet_cli.common import (
+    EXIT_REJECTED,
+    OPTS,
+    JsonOpt,
+    ctx_from_options,
+    emit,
+    fail,
+    home_settings,
+    prefect_home,
+    run_flow,
+)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__.split("\n")[0])
-
-EXIT_REJECTED = 2
-
-
-class _Opts:
-    config: list[str] | None = None
-    home: str | None = None
-    overrides: dict[str, Any] | None = None
-
-
-OPTS = _Opts()
-JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]
 
 
 @app.callback()
@@ -61,56 +59,9 @@ def _use_running_stack() -> None:
     starting a temporary one."""
     from ratchet.runtime.stack import prefect_api_url
 
-    url = prefect_api_url(_settings())
+    url = prefect_api_url(home_settings())
     if url and not os.environ.get("PREFECT_API_URL"):
         os.environ["PREFECT_API_URL"] = url
-
-
-def _settings() -> Settings:
-    return Settings(home=Path(OPTS.home)) if OPTS.home else Settings()
-
-
-def _ctx():
-    from ratchet.runtime.context import load_context
-
-    return load_context(OPTS.config, OPTS.overrides, OPTS.home)
-
-
-def _emit(result: dict[str, Any], as_json: bool, human: str) -> None:
-    if as_json:
-        sys.stdout.write(json.dumps(result, default=str) + "\n")
-    else:
-        typer.echo(human)
-
-
-def _fail(message: str, as_json: bool, code: int = 1, **extra: Any) -> None:
-    if as_json:
-        sys.stdout.write(json.dumps({"error": message, **extra}, default=str) + "\n")
-    typer.secho(message, err=True, fg=typer.colors.RED)
-    raise typer.Exit(code)
-
-
-def _run_flow(flow_fn, as_json: bool, **params: Any) -> tuple[bool, Any]:
-    """Run a flow in this process; return (ok, result or exception).
-
-    With ``--json`` anything the flow prints to stdout goes to stderr, so
-    stdout carries exactly one JSON object.
-    """
-    params = {"config_files": OPTS.config, "overrides": OPTS.overrides, "home": OPTS.home, **params}
-    redirect = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
-    with redirect:
-        state = flow_fn(**params, return_state=True)
-    if state.is_completed():
-        return True, state.result()
-    return False, state.result(raise_on_failure=False)
-
-
-def _flows(name: str):
-    """Import a flow module after Prefect's environment points at the home."""
-    apply_prefect_env(_settings().ensure())
-    import importlib
-
-    return importlib.import_module(f"flows.{name}")
 
 
 # ------------------------------------------------------------------ commands
@@ -122,28 +73,29 @@ def init(
     as_json: JsonOpt = False,
 ) -> None:
     """Create the home folder and an empty data repository; optionally infer a schema."""
-    ctx = _ctx()
+    ctx = ctx_from_options()
     from ratchet.runtime.home import init_home
 
     try:
         out = init_home(ctx, str(schema_from) if schema_from else None, target, force)
     except (ValueError, FileExistsError, FileNotFoundError, KeyError) as e:
-        _fail(str(e), as_json)
+        fail(str(e), as_json)
     human = f"home {out['home']}, data repository '{out['repository']}' at {out['main'][:12]}"
     if out.get("schema"):
         human += f"\nschema: {out['schema']} ({len(out['columns'])} features); review it before ingesting"
-    _emit(out, as_json, human)
+    emit(out, as_json, human)
 
 
 @app.command()
 def ingest(path: Path, as_json: JsonOpt = False) -> None:
     """Write-audit-publish one batch (CSV or Parquet). Exit code 2 when rejected."""
-    flows = _flows("ingest")
+    prefect_home()
+    from flows.ingest import ingest_flow
     from ratchet.data.ingest import IngestRejected
 
-    ok, result = _run_flow(flows.ingest_flow, as_json, path=str(path))
+    ok, result = run_flow(ingest_flow, as_json, path=str(path))
     if ok:
-        _emit(result, as_json, f"published {result['rows']} rows; main at {result['commit'][:12]}")
+        emit(result, as_json, f"published {result['rows']} rows; main at {result['commit'][:12]}")
         return
     if isinstance(result, IngestRejected):
         report = result.report
@@ -151,7 +103,7 @@ def ingest(path: Path, as_json: JsonOpt = False) -> None:
             sys.stdout.write(json.dumps(report, default=str) + "\n")
         typer.secho(str(result), err=True, fg=typer.colors.RED)
         raise typer.Exit(EXIT_REJECTED)
-    _fail(f"ingest failed: {result}", as_json)
+    fail(f"ingest failed: {result}", as_json)
 
 
 @app.command()
@@ -162,12 +114,14 @@ def train(
     as_json: JsonOpt = False,
 ) -> None:
     """Train and tune on a data commit; register the best model as 'challenger'."""
-    flows = _flows("train")
-    ok, result = _run_flow(flows.train_flow, as_json, ref=ref, trials=trials, window_batches=window)
+    prefect_home()
+    from flows.train import train_flow
+
+    ok, result = run_flow(train_flow, as_json, ref=ref, trials=trials, window_batches=window)
     if not ok:
-        _fail(f"training failed: {result}", as_json)
+        fail(f"training failed: {result}", as_json)
     m = result["metrics"]
-    _emit(
+    emit(
         result, as_json,
         f"registered version {result['model_version']} as challenger "
         f"(data {result['data_commit'][:12]}, test accuracy {m['test_accuracy']:.4f})",
@@ -177,21 +131,25 @@ def train(
 @app.command()
 def evaluate(as_json: JsonOpt = False) -> None:
     """Champion against challenger on the same held-out rows; print the gate's decision."""
-    flows = _flows("promote")
-    ok, result = _run_flow(flows.evaluate_flow, as_json)
+    prefect_home()
+    from flows.promote import evaluate_flow
+
+    ok, result = run_flow(evaluate_flow, as_json)
     if not ok:
-        _fail(f"evaluation failed: {result}", as_json)
-    _emit(result, as_json, f"{result['decision']}: " + "; ".join(result["reasons"]))
+        fail(f"evaluation failed: {result}", as_json)
+    emit(result, as_json, f"{result['decision']}: " + "; ".join(result["reasons"]))
 
 
 @app.command()
 def promote(as_json: JsonOpt = False) -> None:
     """Evaluate, then move 'champion' to the challenger if the gate says promote."""
-    flows = _flows("promote")
-    ok, result = _run_flow(flows.promote_flow, as_json)
+    prefect_home()
+    from flows.promote import promote_flow
+
+    ok, result = run_flow(promote_flow, as_json)
     if not ok:
-        _fail(f"promotion failed: {result}", as_json)
-    _emit(result, as_json, f"{result['action']}: champion is version {result['champion']}")
+        fail(f"promotion failed: {result}", as_json)
+    emit(result, as_json, f"{result['action']}: champion is version {result['champion']}")
 
 
 @app.command()
@@ -201,12 +159,14 @@ def canary(
     as_json: JsonOpt = False,
 ) -> None:
     """Ramp the challenger's traffic on the running service; promote, or roll back on a breach."""
-    flows = _flows("canary")
-    ok, result = _run_flow(flows.canary_flow, as_json, challenger=challenger, service_url=service_url, trigger="cli")
+    prefect_home()
+    from flows.canary import canary_flow
+
+    ok, result = run_flow(canary_flow, as_json, challenger=challenger, service_url=service_url, trigger="cli")
     if not ok:
-        _fail(f"canary failed: {result}", as_json)
+        fail(f"canary failed: {result}", as_json)
     steps = ", ".join(f"{s['share']:.0%} {s['decision']}" for s in result["steps"])
-    _emit(result, as_json, f"{result['action']} ({steps}): champion is version {result['champion']}")
+    emit(result, as_json, f"{result['action']} ({steps}): champion is version {result['champion']}")
 
 
 @app.command()
@@ -219,16 +179,16 @@ def rollback(
     from ratchet.promotion.promote import rollback as do_rollback
 
     t0 = time.perf_counter()
-    ctx = _ctx()
+    ctx = ctx_from_options()
     try:
-        out = do_rollback(ctx.registry, ctx.ledger, to, trigger="cli")
+        out = do_rollback(ctx.registry, ctx.ledger, to, trigger="cli").to_dict()
     except (PromotionError, LookupError) as e:
-        _fail(str(e), as_json)
+        fail(str(e), as_json)
     except Exception as e:  # MLflow raises its own error for an unknown version
-        _fail(f"rollback failed: {e}", as_json)
+        fail(f"rollback failed: {e}", as_json)
     out["seconds"] = round(time.perf_counter() - t0, 3)
     out["event_sent"] = _notify_orchestrator("ratchet.model.rolled_back", ctx.cfg.model_name, out)
-    _emit(out, as_json, f"rolled back: champion is version {out['champion']} (was {out['previous']})")
+    emit(out, as_json, f"rolled back: champion is version {out['champion']} (was {out['previous']})")
 
 
 def _notify_orchestrator(event: str, model: str, payload: dict[str, Any]) -> bool:
@@ -236,9 +196,9 @@ def _notify_orchestrator(event: str, model: str, payload: dict[str, Any]) -> boo
     if not os.environ.get("PREFECT_API_URL"):
         return False
     try:
-        import importlib
+        from tasks.events import emit_model_event
 
-        importlib.import_module("tasks.events").emit_model_event(event, model, payload)
+        emit_model_event(event, model, payload)
         return True
     except Exception as e:  # the rollback itself already happened
         typer.secho(f"warning: could not send {event} to Prefect: {e}", err=True, fg=typer.colors.YELLOW)
@@ -274,8 +234,8 @@ def relay(
 
     api = os.environ.get("PREFECT_API_URL")
     if not api:
-        _fail("no Prefect server: set PREFECT_API_URL (or run `ratchet up`)", False)
-    ctx = _ctx()
+        fail("no Prefect server: set PREFECT_API_URL (or run `ratchet up`)", False)
+    ctx = ctx_from_options()
     uvicorn.run(
         create_relay_app(api, ctx.cfg.data.main_branch, os.environ.get("RATCHET_RELAY_TOKEN")),
         host=host, port=port,
@@ -287,7 +247,7 @@ def status(as_json: JsonOpt = False) -> None:
     """Champion, challenger, traffic split, main's data commit and the last drift check."""
     from ratchet.serving.routing import read_traffic
 
-    ctx = _ctx()
+    ctx = ctx_from_options()
     aliases = ctx.registry.aliases()
     drift_file = ctx.settings.root / "drift.json"
     drift = json.loads(drift_file.read_text()) if drift_file.exists() else None
@@ -308,7 +268,7 @@ def status(as_json: JsonOpt = False) -> None:
         f"traffic {out['traffic']}\ndata main {out['data'][:12]}\n"
         f"drift {'none checked yet' if drift is None else out['drift']}"
     )
-    _emit(out, as_json, human)
+    emit(out, as_json, human)
 
 
 @app.command()
@@ -316,65 +276,30 @@ def history(limit: Annotated[int | None, typer.Option(help="last N entries")] = 
     """The promotion ledger: every alias move and traffic change."""
     from dataclasses import asdict
 
-    ctx = _ctx()
+    ctx = ctx_from_options()
     entries = [asdict(e) for e in ctx.ledger.history(limit)]
     lines = [
         f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(e['ts']))}  {e['action']:<8} "
         f"{e['from_version'] or '-':>4} -> {e['to_version'] or '-':<4} {e['trigger']}"
         for e in entries
     ]
-    _emit({"entries": entries}, as_json, "\n".join(lines) or "the ledger is empty")
+    emit({"entries": entries}, as_json, "\n".join(lines) or "the ledger is empty")
 
 
 @app.command()
 def lineage(version: str, as_json: JsonOpt = False) -> None:
     """Data commit, code version, config, MLflow run and Optuna trial of a model version."""
-    ctx = _ctx()
+    from ratchet.training.lineage import lineage as version_lineage
+
+    ctx = ctx_from_options()
     try:
-        info = ctx.registry.version_info(version)
-    except Exception as e:  # MLflow's RestException for an unknown version
-        _fail(f"no version {version} of {ctx.cfg.model_name}: {e}", as_json)
-    tags = info["tags"]
-    commit = ctx.repo.get_commit(tags["data_commit"])
-    run = ctx.registry.client.get_run(info["run_id"])
-    out = {
-        "model": ctx.cfg.model_name,
-        "version": version,
-        "aliases": info["aliases"],
-        "data_commit": tags["data_commit"],
-        "data_commit_message": commit.message,
-        "data_window_batches": tags.get("window_batches"),
-        "data_window_rule": tags.get("window_rule"),
-        "code_version": tags.get("code_version"),
-        "config_hash": tags.get("config_hash"),
-        "mlflow_run": info["run_id"],
-        "optuna_study": tags.get("optuna_study"),
-        "optuna_trial": tags.get("optuna_trial"),
-        "data_profile": _profile_summary(ctx, tags["data_commit"], tags.get("window_batches")),
-        "params": run.data.params,
-        "metrics": run.data.metrics,
-    }
-    _emit(
+        out = version_lineage(ctx.repo, ctx.registry, version)
+    except LookupError as e:
+        fail(str(e), as_json)
+    emit(
         out, as_json,
         "\n".join(f"{k}: {v}" for k, v in out.items() if k not in ("params", "metrics", "data_profile")),
     )
-
-
-def _profile_summary(ctx, commit: str, window: str | None) -> dict[str, dict[str, float]]:
-    """Per column of the training window's whylogs profile: rows, nulls, mean, min, max."""
-    from ratchet.data.ingest import reference_profile
-
-    view = reference_profile(ctx.repo, commit, int(window) if window else None)
-    if view is None:
-        return {}
-    df = view.to_pandas()
-    keep = {"counts/n": "rows", "counts/null": "nulls", "distribution/mean": "mean",
-            "distribution/min": "min", "distribution/max": "max"}
-    cols = [c for c in keep if c in df.columns]
-    return {
-        name: {keep[c]: (None if row[c] != row[c] else float(row[c])) for c in cols}
-        for name, row in df[cols].iterrows()
-    }
 
 
 @app.command()
@@ -384,26 +309,26 @@ def up(
 ) -> None:
     """Start the local stack in the background: Prefect server, deployment runner
     with the automations, inference service. State lives in the home folder."""
-    from ratchet.runtime.stack import up as stack_up
+    from ratchet_cli.stack import up as stack_up
 
     try:
-        stack = stack_up(_settings(), OPTS.config, serve_port=port)
+        stack = stack_up(home_settings(), OPTS.config, serve_port=port)
     except RuntimeError as e:
-        _fail(str(e), as_json)
-    _emit(
+        fail(str(e), as_json)
+    emit(
         stack, as_json,
         f"Prefect API {stack['prefect_api_url']}\ninference service {stack['service_url']}\n"
-        f"logs in {_settings().root / 'logs'}; stop with `ratchet down`",
+        f"logs in {home_settings().root / 'logs'}; stop with `ratchet down`",
     )
 
 
 @app.command()
 def down(as_json: JsonOpt = False) -> None:
     """Stop everything `ratchet up` started; champion, traffic, ledger and history stay."""
-    from ratchet.runtime.stack import down as stack_down
+    from ratchet_cli.stack import down as stack_down
 
-    out = stack_down(_settings(), OPTS.config)
-    _emit(out, as_json, f"stopped: {', '.join(out['stopped']) or 'nothing was running'}")
+    out = stack_down(home_settings(), OPTS.config)
+    emit(out, as_json, f"stopped: {', '.join(out['stopped']) or 'nothing was running'}")
 
 
 @app.command()
@@ -418,74 +343,24 @@ def demo(
     By default the demo starts the stack (`ratchet up`) in its sandbox and only
     commits data and sends traffic: Prefect automations do the rest."""
     from ratchet.demo.stream import reset_sandbox
-    from ratchet.runtime.stack import down as stack_down
+    from ratchet_cli.stack import down as stack_down
 
-    sandbox = (home or _settings().root / "demo").resolve()
+    sandbox = (home or home_settings().root / "demo").resolve()
     stack_down(Settings(home=sandbox))
     reset_sandbox(sandbox)
     OPTS.home = str(sandbox)
-    result = _inline_demo(as_json) if inline else _event_demo(sandbox, as_json, keep_up)
+    from ratchet_cli.demo import event_demo, inline_demo
+
+    result = inline_demo(as_json) if inline else event_demo(sandbox, as_json, keep_up)
     def acc(key: str) -> str:
         return "n/a" if result.get(key) is None else f"{result[key]:.3f}"
 
-    _emit(
+    emit(
         result, as_json,
         f"champions {', '.join(result['champion_versions']) or 'none'}; after drift: old champion "
         f"{acc('accuracy_old_champion_after_drift')}, new champion {acc('accuracy_new_champion_after_drift')}"
         f"\nreport: {result['report_md']}",
     )
-
-
-def _inline_demo(as_json: bool) -> dict[str, Any]:
-    flows = _flows("demo")
-    ok, result = _run_flow(flows.demo_flow, as_json)
-    if not ok:
-        _fail(f"demo failed: {result}", as_json)
-    return result
-
-
-def _event_demo(sandbox: Path, as_json: bool, keep_up: bool) -> dict[str, Any]:
-    from datetime import UTC, datetime
-
-    from ratchet.demo.report import write_loop_report
-    from ratchet.demo.simulator import pending_runs, simulate
-    from ratchet.demo.stream import demo_traffic, loop_report, make_demo_data
-    from ratchet.runtime.home import init_home
-    from ratchet.runtime.stack import down as stack_down
-    from ratchet.runtime.stack import up as stack_up
-
-    settings = Settings(home=sandbox).ensure()
-    ctx = _ctx()
-    run = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    run_dir = settings.reports_dir / run
-    data = make_demo_data(ctx.cfg.demo, run_dir / "incoming")
-    init_home(ctx, data.clean[0], data.target, force=True)
-    say = (lambda m: typer.echo(m, err=True)) if as_json else typer.echo
-    say(f"starting the stack in {sandbox} (Prefect server, deployment runner, inference service)")
-    stack = stack_up(settings, OPTS.config)
-    say(f"Prefect API {stack['prefect_api_url']}, service {stack['service_url']}")
-    os.environ["PREFECT_API_URL"] = stack["prefect_api_url"]  # before Prefect is imported
-    flows = _flows("ingest")
-
-    def ingest(path: str) -> dict[str, Any]:
-        ok, result = _run_flow(flows.ingest_flow, True, path=path)
-        return result if ok else {"status": "rejected", "error": str(result)}
-
-    def is_quiet() -> bool:
-        return pending_runs(stack["prefect_api_url"], {"on-data", "on-challenger"}) == 0
-
-    try:
-        timeline = simulate(
-            ctx.cfg.demo, data.clean + data.drifted, lambda i, k: demo_traffic(ctx.cfg.demo, i, k),
-            data.target, data.drift_at,
-            stack["service_url"], ingest, is_quiet, log=say,
-        )
-    finally:
-        if not keep_up:
-            stack_down(settings)
-    say("scoring the champions and a model trained on post-drift data alone")
-    report = loop_report(ctx, data, timeline, run)
-    return {**report, **write_loop_report(run_dir, report)}
 
 
 def _mount_data_app() -> None:

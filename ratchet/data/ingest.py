@@ -16,7 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from ratchet.core.config import DataConfig, DriftConfig, Schema
+from ratchet.core.config import DataConfig, DriftConfig
+from ratchet.core.schema import Schema
 from ratchet.data.checks import BatchRejected, Violation, check_batch, read_batch
 from ratchet.data.profiling import (
     deserialize_profile,
@@ -62,6 +63,24 @@ class AuditedBatch:
             "violations": [v.to_dict() for v in self.violations],
             "drift": self.drift,
         }
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """A batch's fate: ``published`` (``commit`` is main's new head) or ``rejected``
+    (``commit`` is the ingest branch's, kept for inspection), with its audit report."""
+
+    status: str
+    branch: str
+    commit: str
+    report: dict[str, Any]
+
+    @classmethod
+    def of(cls, audited: AuditedBatch, status: str, branch: str, commit: str) -> IngestResult:
+        return cls(status, branch, commit, audited.report())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.report, "status": self.status, "branch": self.branch, "commit": self.commit}
 
 
 def batch_id_for(path: Path) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ratchet.core.config import Schema
+from ratchet.core.schema import Schema
 from ratchet.training.model.fit import Predictor
 from ratchet.training.model.preprocess import encode_target
 
@@ -17,6 +17,52 @@ from ratchet.training.model.preprocess import encode_target
 def accuracy(predictor: Predictor, frame: pd.DataFrame, schema: Schema) -> float:
     y = encode_target(frame[schema.target.name], schema.target.classes)
     return float(np.mean(predictor.predict_proba(frame).argmax(axis=1) == y))
+
+
+def champions_in_order(ledger) -> list[str]:
+    """Every version that has been champion, first time first."""
+    out: list[str] = []
+    for e in ledger.history():
+        if e.action in ("promote", "rollback") and e.to_version not in out:
+            out.append(e.to_version)
+    return out
+
+
+def inline_report(ctx, run: str, data, traffic: dict, drift: dict, started: float) -> tuple[dict, dict]:
+    """The inline demo's report: every champion scored on held-out rows of every batch.
+    Returns the report and its accuracy curves (``ctx`` gives schema, ledger, registry, repo)."""
+    import time
+    from dataclasses import asdict
+
+    schema = ctx.schema
+    champions = champions_in_order(ctx.ledger)
+    curves = {
+        v: [(i, accuracy(ctx.registry.load_predictor(v), frame, schema)) for i, frame in sorted(data.holdout.items())]
+        for v in champions
+    }
+    after = [i for i in data.holdout if i >= data.drift_at]
+    before = [i for i in data.holdout if i < data.drift_at]
+
+    def mean_acc(version: str, idx: list[int]) -> float:
+        pts = dict(curves[version])
+        return sum(pts[i] for i in idx) / len(idx)
+
+    old, new = champions[0], champions[-1]
+    report = {
+        "run": run,
+        "elapsed_s": time.time() - started,
+        "drift_onset_batch": data.drift_at,
+        "champion_versions": champions,
+        "accuracy_old_champion_before_drift": mean_acc(old, before),
+        "accuracy_old_champion_after_drift": mean_acc(old, after),
+        "accuracy_new_champion_after_drift": mean_acc(new, after),
+        "accuracy_curves": {v: dict(c) for v, c in curves.items()},
+        "traffic": traffic,
+        "drift": drift,
+        "ledger": [asdict(e) for e in ctx.ledger.history()],
+        "data_main_commit": ctx.repo.resolve(ctx.cfg.data.main_branch),
+    }
+    return report, curves
 
 
 def plot_accuracy(curves: dict[str, list[tuple[int, float]]], drift_at: int, path: Path) -> Path:

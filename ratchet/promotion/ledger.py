@@ -77,3 +77,15 @@ class Ledger:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+
+
+def ledger_rows(entries: list[Entry]) -> list[dict[str, Any]]:
+    """One flat row per entry, for a table (the Prefect artifact, a report)."""
+    return [
+        {
+            "id": e.id, "action": e.action, "trigger": e.trigger, "from": e.from_version,
+            "to": e.to_version, "data_commit": (e.data_commit or "")[:12], "traffic": e.traffic,
+            "p_value": e.evidence.get("p_value"),
+        }
+        for e in entries
+    ]

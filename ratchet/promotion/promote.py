@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
 
-from ratchet.core.config import RatchetConfig, Schema
+from ratchet.core.config import RatchetConfig
+from ratchet.core.schema import Schema
 from ratchet.data.repository.base import DataRepository
 from ratchet.promotion.ledger import Entry, Ledger
 from ratchet.training.registry import Registry
@@ -18,6 +20,57 @@ from ratchet.training.registry import Registry
 
 class PromotionError(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The gate's word on the challenger against the champion, with its evidence."""
+
+    decision: Literal["promote", "keep"]
+    champion: str | None
+    challenger: str
+    reasons: list[str] = field(default_factory=list)
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def promote(self) -> bool:
+        return self.decision == "promote"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an alias move did: ``promote``, ``keep``, ``noop``, ``rollback`` (or a canary's
+    ``superseded``/``abort``), the champion after it, and its ledger entry."""
+
+    action: str
+    champion: str | None
+    previous: str | None = None
+    ledger_id: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None or k == "champion"}
+
+
+@dataclass(frozen=True)
+class PromotionResult:
+    """A promote or release run: the gate's evaluation and what followed it, the alias
+    move (``outcome``) or the canary that ramped the challenger (``canary``)."""
+
+    evaluation: Evaluation
+    outcome: Outcome | None = None
+    canary: Any = None  # the canary's result (with ``to_dict``), when one ran
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.canary is None:
+            moved, steps = self.outcome.to_dict(), None
+        else:
+            moved = self.canary if isinstance(self.canary, dict) else self.canary.to_dict()
+            steps = moved.get("steps")
+        return {**moved, "decision": self.evaluation.decision, "evidence": self.evaluation.evidence,
+                "canary": steps}
 
 
 def _timed_proba(predictor, df):
@@ -28,7 +81,7 @@ def _timed_proba(predictor, df):
 
 def evaluate_challenger(
     registry: Registry, repo: DataRepository, schema: Schema, cfg: RatchetConfig
-) -> dict[str, Any]:
+) -> Evaluation:
     """Score both models on the held-out split of the challenger's own data commit and window."""
     # imported here: promote and rollback must not wait for the statistics and model stack
     from ratchet.promotion.gate import decide
@@ -53,13 +106,7 @@ def evaluate_challenger(
     )
     evidence = dict(gate.evidence)
     evidence.update({"data_commit": data.data_commit, "data_window": data.window, "test_rows": len(y)})
-    return {
-        "decision": gate.decision,
-        "champion": champion,
-        "challenger": challenger,
-        "reasons": gate.reasons,
-        "evidence": evidence,
-    }
+    return Evaluation(gate.decision, champion, challenger, list(gate.reasons), evidence)
 
 
 StepHook = Callable[[str], None]
@@ -120,12 +167,12 @@ def promote(
     evidence: dict[str, Any] | None = None,
     data_commit: str | None = None,
     on_step: StepHook | None = None,
-) -> dict[str, Any]:
+) -> Outcome:
     """Make ``version`` the champion; the old champion becomes ``previous``."""
     version = str(version)
     old = registry.alias("champion")
     if old == version:
-        return {"action": "noop", "champion": old}
+        return Outcome("noop", old)
     target: dict[str, str | None] = {"champion": version}
     if old is not None:
         target["previous"] = old
@@ -136,16 +183,28 @@ def promote(
         to_version=version, data_commit=data_commit, traffic=1.0, evidence=evidence or {},
     )
     entry = _move_aliases(registry, ledger, target, entry, expect_champion=old, on_step=on_step)
-    return {"action": "promote", "champion": version, "previous": old, "ledger_id": entry.id}
+    return Outcome("promote", version, old, entry.id)
 
 
-def record_keep(registry: Registry, ledger: Ledger, result: dict[str, Any], trigger: str) -> None:
-    ledger.append(
+def record_keep(registry: Registry, ledger: Ledger, result: Evaluation, trigger: str) -> Outcome:
+    entry = ledger.append(
         Entry(
-            action="keep", trigger=trigger, model=registry.model_name, from_version=result["champion"],
-            to_version=result["challenger"], data_commit=result["evidence"].get("data_commit"),
-            evidence=result["evidence"],
+            action="keep", trigger=trigger, model=registry.model_name, from_version=result.champion,
+            to_version=result.challenger, data_commit=result.evidence.get("data_commit"),
+            evidence=result.evidence,
         )
+    )
+    return Outcome("keep", result.champion, ledger_id=entry.id)
+
+
+def settle(registry: Registry, ledger: Ledger, result: Evaluation, trigger: str) -> Outcome:
+    """Act on the gate's word: move ``champion`` to the challenger on ``promote``; record
+    the ``keep`` otherwise. Either way the ledger says what the gate saw."""
+    if result.decision != "promote":
+        return record_keep(registry, ledger, result, trigger)
+    return promote(
+        registry, ledger, result.challenger, trigger=trigger,
+        evidence=result.evidence, data_commit=result.evidence.get("data_commit"),
     )
 
 
@@ -156,7 +215,7 @@ def rollback(
     *,
     trigger: str = "manual",
     on_step: StepHook | None = None,
-) -> dict[str, Any]:
+) -> Outcome:
     """Restore ``to`` (default: the ``previous`` alias) as champion."""
     current = registry.alias("champion")
     target = str(to) if to is not None else registry.alias("previous")
@@ -173,4 +232,4 @@ def rollback(
         to_version=target, traffic=1.0,
     )
     entry = _move_aliases(registry, ledger, moves, entry, expect_champion=current, on_step=on_step)
-    return {"action": "rollback", "champion": target, "previous": current, "ledger_id": entry.id}
+    return Outcome("rollback", target, current, entry.id)

@@ -11,7 +11,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ratchet.core.config import RatchetConfig, Schema, default_config_files, load_config, load_schema
+from ratchet.core.config import RatchetConfig, default_config_files, load_config
+from ratchet.core.schema import Schema, load_schema
 from ratchet.core.settings import Settings
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ratchet.core.config import dump_schema, load_schema
+from ratchet.core.schema import dump_schema, load_schema
 from ratchet.data.infer import infer_schema, read_table
 from ratchet.runtime.context import Context
 

@@ -1,38 +1,19 @@
-"""The local stack behind ``ratchet up`` / ``ratchet down``.
+"""The files a running local stack leaves in the home, read by anyone who needs it.
 
-Three background processes, each with its log in ``<home>/logs``: a Prefect
-server (its database in the home folder), a runner that serves the
-deployments and their automations (``python -m deployments.serve``), and the
-inference service (``ratchet serve``). ``<home>/run/stack.json`` records their
-process ids and URLs; commands read it to talk to the running server.
-
-Prefect is started as a program, never imported here.
+``<home>/run/stack.json`` records the process ids and URLs of what ``ratchet up`` started
+(a Prefect server, a runner serving the deployments, the inference service; see
+``ratchet_cli.stack``); ``<home>/run/admin-token`` the service's admin token. Commands and
+tasks read them to talk to the running server and service.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import secrets
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
-
-import httpx
 
 from ratchet.core.settings import Settings
-from ratchet.delivery import canary
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stack_file(settings: Settings) -> Path:
@@ -45,46 +26,21 @@ def read_stack(settings: Settings) -> dict[str, Any] | None:
     if not path.exists():
         return None
     stack = json.loads(path.read_text())
-    if not any(_alive(p["pid"]) for p in stack["processes"].values()):
+    if not any(alive(p["pid"]) for p in stack["processes"].values()):
         return None
     return stack
 
 
-def _token_file(settings: Settings) -> Path:
+def token_file(settings: Settings) -> Path:
     return settings.root / "run" / "admin-token"
 
 
 def read_admin_token(settings: Settings) -> str | None:
     """The admin token ``up`` generated for its service (readable by its owner only), or None."""
     try:
-        return _token_file(settings).read_text().strip() or None
+        return token_file(settings).read_text().strip() or None
     except FileNotFoundError:
         return None
-
-
-def _admin_token(settings: Settings) -> str:
-    """``RATCHET_ADMIN_TOKEN`` when set; else the home's generated token, made on first use:
-    the stack's admin endpoints are never open, and the runner's canary holds the same token."""
-    token = os.environ.get("RATCHET_ADMIN_TOKEN") or read_admin_token(settings)
-    if token:
-        return token
-    path = _token_file(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token)
-    return token
-
-
-def _abort_interrupted_canary(settings: Settings, config_files: list[str] | None, reason: str) -> None:
-    """A canary whose flow run died with the stack: share back to 0, an ``abort`` in the ledger."""
-    if not (settings.serving_dir / canary.MARKER).exists():
-        return
-    from ratchet.runtime.context import load_context
-
-    ctx = load_context(config_files, home=str(settings.root))
-    canary.abort_interrupted(ctx.settings.serving_dir, ctx.ledger, ctx.cfg.model_name, reason)
 
 
 def prefect_api_url(settings: Settings) -> str | None:
@@ -92,7 +48,7 @@ def prefect_api_url(settings: Settings) -> str | None:
     return stack["prefect_api_url"] if stack else None
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -100,147 +56,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _wait_http(url: str, timeout: float, proc: subprocess.Popen, what: str, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with code {proc.returncode}; see {log}")
-        try:
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{what} did not answer {url} within {timeout:.0f} s; see {log}")
-
-
-def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    out = open(log, "ab")  # noqa: SIM115 - the child keeps it
-    # a new session, so the stack outlives this command and `down` can stop each group
-    return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def up(
-    settings: Settings,
-    config_files: list[str] | None,
-    *,
-    serve_port: int | None = None,
-    prefect_port: int | None = None,
-    timeout: float = 180.0,
-) -> dict[str, Any]:
-    """Start server, runner and service in the background; register deployments and automations.
-
-    A stack with a member gone (a killed worker, a crashed service) is restarted whole on the
-    same ports; the Prefect database, registry and ledger in the home carry everything over,
-    and the automations pick up what was left (a crashed training run is run again)."""
-    running = read_stack(settings)
-    if running:
-        if all(_alive(p["pid"]) for p in running["processes"].values()):
-            return {**running, "already_running": True}
-        down(settings, config_files)
-        prefect_port = prefect_port or urlsplit(running["prefect_api_url"]).port
-        serve_port = serve_port or urlsplit(running["service_url"]).port
-    settings.ensure()
-    _abort_interrupted_canary(settings, config_files, "found at `ratchet up`: the stack had stopped during a canary")
-    bin_dir = Path(sys.executable).parent
-    logs = settings.root / "logs"
-    prefect_port = prefect_port or _free_port()
-    api = f"http://127.0.0.1:{prefect_port}/api"
-    env = {
-        **os.environ,
-        **settings.prefect_env(),
-        "RATCHET_HOME": str(settings.root),
-        "PREFECT_API_URL": api,
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-        "RATCHET_ADMIN_TOKEN": _admin_token(settings),
-    }
-    if config_files:
-        env["RATCHET_CONFIG"] = os.pathsep.join(str(Path(f).resolve()) for f in config_files)
-    procs: dict[str, subprocess.Popen] = {}
-    try:
-        procs["prefect-server"] = _spawn(
-            [str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(prefect_port),
-             "--no-ui", "--analytics-off"],
-            {k: v for k, v in env.items() if k != "PREFECT_API_URL"},
-            logs / "prefect-server.log",
-        )
-        _wait_http(f"{api}/health", timeout, procs["prefect-server"], "Prefect server", logs / "prefect-server.log")
-        procs["runner"] = _spawn([sys.executable, "-m", "deployments.serve"], env, logs / "runner.log")
-        serve_port = serve_port or _free_port()
-        procs["inference"] = _spawn(
-            [str(bin_dir / "ratchet"), "serve", "--port", str(serve_port)], env, logs / "inference.log"
-        )
-        service = f"http://127.0.0.1:{serve_port}"
-        _wait_http(f"{service}/health", timeout, procs["inference"], "inference service", logs / "inference.log")
-        _wait_deployments(api, timeout, procs["runner"], logs / "runner.log")
-    except BaseException:
-        for p in procs.values():
-            _stop(p.pid)
-        raise
-    stack = {
-        "prefect_api_url": api,
-        "service_url": service,
-        "started_at": time.time(),
-        "processes": {name: {"pid": p.pid, "log": str(logs / f"{name}.log")} for name, p in procs.items()},
-    }
-    path = stack_file(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(stack, indent=2))
-    return stack
-
-
-def _wait_deployments(api: str, timeout: float, runner: subprocess.Popen, log: Path) -> None:
-    """The runner registers deployments (and their automations) when it starts."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if runner.poll() is not None:
-            raise RuntimeError(f"deployment runner exited with code {runner.returncode}; see {log}")
-        try:
-            r = httpx.post(f"{api}/deployments/filter", json={"limit": 50}, timeout=5)
-            if r.status_code == 200 and len(r.json()) >= 3:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    raise RuntimeError(f"deployments were not registered within {timeout:.0f} s; see {log}")
-
-
-def _stop(pid: int, grace: float = 20.0) -> bool:
-    """Stop the process group ``pid`` leads: the member and its children (a runner's flow runs),
-    even when the leader itself is already gone."""
-    leader = _alive(pid)
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # the id now belongs to someone else's group
-        return False
-    if not leader:
-        return False
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.2)
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-    if _alive(pid):
-        os.killpg(pid, signal.SIGKILL)
-    return True
-
-
-def down(settings: Settings, config_files: list[str] | None = None) -> dict[str, Any]:
-    """Stop what ``up`` started: service first, then runner, then server. State stays on disk;
-    a canary cut short is aborted (share 0, recorded), the champion left as it was."""
-    path = stack_file(settings)
-    if not path.exists():
-        return {"stopped": []}
-    stack = json.loads(path.read_text())
-    stopped = [name for name in ("inference", "runner", "prefect-server")
-               if name in stack["processes"] and _stop(stack["processes"][name]["pid"])]
-    path.unlink()
-    _abort_interrupted_canary(settings, config_files, "`ratchet down` during a canary")
-    return {"stopped": stopped}

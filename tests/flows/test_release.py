@@ -19,6 +19,7 @@ from ratchet.demo.stream import demo_traffic
 from ratchet.demo.traffic import BackgroundServer
 from ratchet.runtime.context import load_context
 from ratchet.runtime.home import init_home
+from ratchet.runtime.options import RunOptions
 from ratchet.serving.app import create_app
 from ratchet.training.registry import RegistryProvider
 from tests.conftest import CONFIG_FILES
@@ -41,7 +42,7 @@ def test_release_gates_then_canaries_the_better_model_onto_live_traffic(home, de
     from flows.release import release_flow
     from flows.train import train_flow
 
-    common = {"config_files": CONFIG_FILES, "home": str(home)}
+    common = {"options": RunOptions(config_files=CONFIG_FILES, home=str(home))}
     ctx = load_context(CONFIG_FILES, home=str(home))
     init_home(ctx, demo_data.clean[0], demo_data.target)
     cfg = ctx.cfg
@@ -49,7 +50,7 @@ def test_release_gates_then_canaries_the_better_model_onto_live_traffic(home, de
     for path in demo_data.clean:
         ingest_flow(path, **common)
     train_flow(window_batches=len(demo_data.clean), trigger="test: first", **common)
-    first = release_flow(trigger="test: first", **common)
+    first = release_flow(trigger="test: first", **common).to_dict()
     assert first["action"] == "promote" and first["canary"] is None, first  # nothing live to compare
     v1 = first["champion"]
 
@@ -69,7 +70,7 @@ def test_release_gates_then_canaries_the_better_model_onto_live_traffic(home, de
         for path in demo_data.drifted:
             ingest_flow(path, **common)
         train_flow(window_batches=len(demo_data.drifted), trigger="test: drift", **common)
-        released = release_flow(trigger="test: drift", service_url=server.url, **common)
+        released = release_flow(trigger="test: drift", service_url=server.url, **common).to_dict()
         health = httpx.get(f"{server.url}/health").json()
     finally:
         stop.touch()

@@ -8,6 +8,7 @@ import mlflow
 import numpy as np
 import optuna
 
+from ratchet.runtime.options import RunOptions
 from ratchet.training.window import training_data
 from tests.conftest import CONFIG_FILES
 from tests.training.helpers import flow_runs_with, home_with_data
@@ -18,8 +19,11 @@ def test_ddp_inside_the_flow_runs_training_per_rank_and_the_flow_body_once(home)
 
     ctx = home_with_data(home, CONFIG_FILES, batches=2, rows=800)
     out = train_flow(
-        trials=1, config_files=CONFIG_FILES, home=str(home),
-        overrides={"train": {"accelerator": "cpu", "devices": 2, "max_epochs": 10}},
+        trials=1,
+        options=RunOptions(
+            config_files=CONFIG_FILES, home=str(home),
+            overrides={"train": {"accelerator": "cpu", "devices": 2, "max_epochs": 10}},
+        ),
     )
 
     # one flow run: the ranks ran training only, not the flow again
@@ -27,7 +31,7 @@ def test_ddp_inside_the_flow_runs_training_per_rank_and_the_flow_body_once(home)
     assert len(runs) == 1 and runs[0].state.is_completed()
 
     # two training processes, neither of them this one, with equal work per epoch
-    study = optuna.load_study(study_name=out["study"], storage=ctx.settings.optuna_url)
+    study = optuna.load_study(study_name=out.study, storage=ctx.settings.optuna_url)
     (trial,) = study.trials
     ranks = trial.user_attrs["ranks"]
     assert [r["rank"] for r in ranks] == [0, 1] and {r["world_size"] for r in ranks} == {2}

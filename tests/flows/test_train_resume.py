@@ -6,6 +6,7 @@ import mlflow
 import optuna
 import torch
 
+from ratchet.runtime.options import RunOptions
 from tests.conftest import CONFIG_FILES
 from tests.training.helpers import epochs_started, flow_runs_with, home_with_data, task_runs_of
 
@@ -20,8 +21,11 @@ def test_a_crashed_training_task_is_retried_resumes_and_registers_one_version(ho
     marker = tmp_path / "crash"
     crash = {"class_path": "tests.training.helpers.CrashOnce", "init_args": {"epoch": 2, "marker": str(marker)}}
     out = train_flow(
-        trials=1, config_files=CONFIG_FILES, home=str(home),
-        overrides={"train": {"callbacks": [crash], "early_stopping_patience": None}},
+        trials=1,
+        options=RunOptions(
+            config_files=CONFIG_FILES, home=str(home),
+            overrides={"train": {"callbacks": [crash], "early_stopping_patience": None}},
+        ),
     )
     max_epochs = ctx.cfg.train.max_epochs  # 4 in the test config
 
@@ -36,14 +40,14 @@ def test_a_crashed_training_task_is_retried_resumes_and_registers_one_version(ho
     assert len(tune_runs) == 1 and tune_runs[0].run_count == 2 and tune_runs[0].state.is_completed()
 
     # the study continued: trial 0 failed, trial 1 resumed it from its checkpoint
-    study = optuna.load_study(study_name=out["study"], storage=ctx.settings.optuna_url)
+    study = optuna.load_study(study_name=out.study, storage=ctx.settings.optuna_url)
     assert [(t.number, t.state.name, t.user_attrs.get("resume_of")) for t in study.trials] == [
         (0, "FAIL", None), (1, "COMPLETE", 0)
     ]
     assert study.trials[1].params == study.trials[0].params
     metrics = study.trials[1].user_attrs["metrics"]
     assert metrics["start_epoch"] == 2 and metrics["epochs"] == max_epochs
-    last = ctx.settings.checkpoints_dir / out["study"] / "0" / "last.ckpt"
+    last = ctx.settings.checkpoints_dir / out.study / "0" / "last.ckpt"
     assert torch.load(last, weights_only=False)["epoch"] == max_epochs - 1
     assert [r["epoch"] for r in study.trials[1].user_attrs["history"]] == list(range(max_epochs))
 

@@ -11,13 +11,12 @@ from scipy.stats import binomtest
 from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 
 from ratchet.core.config import GateConfig
+from ratchet.core.metrics import higher_is_better, metric_value
 from ratchet.promotion.gate import (
     GateDecision,
     _improvement_statistic,
     _mcnemar,
     decide,
-    higher_is_better,
-    metric_value,
 )
 
 METRICS = ["accuracy", "f1", "roc_auc", "log_loss"]

@@ -10,7 +10,7 @@ import mlflow
 import pytest
 import sqlalchemy
 
-from ratchet.core.config import dump_schema
+from ratchet.core.schema import dump_schema
 from ratchet.data import ingest
 from ratchet.data.infer import infer_schema
 from ratchet.demo.synthetic import DEMO_TARGET, generate_batch, write_batch
@@ -66,25 +66,25 @@ def test_first_model_is_promoted_over_the_floor(world):
     ctx, v1, _, _ = world
     ctx.registry.set_alias("challenger", v1)
     result = promotion.evaluate_challenger(ctx.registry, ctx.repo, ctx.schema, ctx.cfg)
-    assert result["decision"] == "promote" and result["champion"] is None
-    moved = promotion.promote(ctx.registry, ctx.ledger, v1, trigger="test", evidence=result["evidence"])
-    assert moved["champion"] == v1 and ctx.registry.alias("challenger") is None
+    assert result.decision == "promote" and result.champion is None
+    moved = promotion.promote(ctx.registry, ctx.ledger, v1, trigger="test", evidence=result.evidence)
+    assert moved.champion == v1 and ctx.registry.alias("challenger") is None
 
 
 def test_exact_copy_is_never_promoted(world):
     ctx, v1, v2, _ = world
     ctx.registry.set_alias("challenger", v2)
     result = promotion.evaluate_challenger(ctx.registry, ctx.repo, ctx.schema, ctx.cfg)
-    assert result["decision"] == "keep"
-    assert result["evidence"]["difference"] == 0
+    assert result.decision == "keep"
+    assert result.evidence["difference"] == 0
 
 
 def test_clearly_worse_is_not_promoted(world):
     ctx, v1, _, v3 = world
     ctx.registry.set_alias("challenger", v3)
     result = promotion.evaluate_challenger(ctx.registry, ctx.repo, ctx.schema, ctx.cfg)
-    assert result["decision"] == "keep"
-    assert result["evidence"]["challenger"] < result["evidence"]["champion"] - 0.2
+    assert result.decision == "keep"
+    assert result.evidence["challenger"] < result.evidence["champion"] - 0.2
 
 
 def test_clearly_better_is_promoted_and_rollback_restores(world):
@@ -92,13 +92,13 @@ def test_clearly_better_is_promoted_and_rollback_restores(world):
     promotion.promote(ctx.registry, ctx.ledger, v3, trigger="test: force a bad champion")
     ctx.registry.set_alias("challenger", v1)
     result = promotion.evaluate_challenger(ctx.registry, ctx.repo, ctx.schema, ctx.cfg)
-    assert result["decision"] == "promote"
-    assert result["evidence"]["p_value"] < 0.001
-    promotion.promote(ctx.registry, ctx.ledger, v1, trigger="test", evidence=result["evidence"])
+    assert result.decision == "promote"
+    assert result.evidence["p_value"] < 0.001
+    promotion.promote(ctx.registry, ctx.ledger, v1, trigger="test", evidence=result.evidence)
     assert ctx.registry.aliases() == {"champion": v1, "challenger": None, "previous": v3}
 
     back = promotion.rollback(ctx.registry, ctx.ledger)
-    assert back["champion"] == v3 and ctx.registry.alias("previous") == v1
+    assert back.champion == v3 and ctx.registry.alias("previous") == v1
     actions = [(e.action, e.from_version, e.to_version) for e in ctx.ledger.history()]
     assert actions[-1] == ("rollback", v1, v3)
     with pytest.raises(promotion.PromotionError, match="already the champion"):

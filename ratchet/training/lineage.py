@@ -1,0 +1,53 @@
+"""Where a model version came from: data commit and window, code, config, run and trial."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ratchet.data.repository.base import DataRepository
+from ratchet.training.registry import Registry
+
+
+def lineage(repo: DataRepository, registry: Registry, version: str) -> dict[str, Any]:
+    """Everything recorded about ``version``; a ``LookupError`` naming it when it does not exist."""
+    try:
+        info = registry.version_info(version)
+    except Exception as e:  # MLflow's RestException for an unknown version
+        raise LookupError(f"no version {version} of {registry.model_name}: {e}") from e
+    tags = info["tags"]
+    commit = repo.get_commit(tags["data_commit"])
+    run = registry.client.get_run(info["run_id"])
+    return {
+        "model": registry.model_name,
+        "version": version,
+        "aliases": info["aliases"],
+        "data_commit": tags["data_commit"],
+        "data_commit_message": commit.message,
+        "data_window_batches": tags.get("window_batches"),
+        "data_window_rule": tags.get("window_rule"),
+        "code_version": tags.get("code_version"),
+        "config_hash": tags.get("config_hash"),
+        "mlflow_run": info["run_id"],
+        "optuna_study": tags.get("optuna_study"),
+        "optuna_trial": tags.get("optuna_trial"),
+        "data_profile": profile_summary(repo, tags["data_commit"], tags.get("window_batches")),
+        "params": run.data.params,
+        "metrics": run.data.metrics,
+    }
+
+
+def profile_summary(repo: DataRepository, commit: str, window: str | None) -> dict[str, dict[str, float]]:
+    """Per column of the training window's whylogs profile: rows, nulls, mean, min, max."""
+    from ratchet.data.ingest import reference_profile
+
+    view = reference_profile(repo, commit, int(window) if window else None)
+    if view is None:
+        return {}
+    df = view.to_pandas()
+    keep = {"counts/n": "rows", "counts/null": "nulls", "distribution/mean": "mean",
+            "distribution/min": "min", "distribution/max": "max"}
+    cols = [c for c in keep if c in df.columns]
+    return {
+        name: {keep[c]: (None if row[c] != row[c] else float(row[c])) for c in cols}
+        for name, row in df[cols].iterrows()
+    }

@@ -1,0 +1,67 @@
+"""``ratchet demo``: the whole loop on synthetic data, inline or through the event-driven stack."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from ratchet.core.settings import Settings
+from ratchet_cli.common import OPTS, ctx_from_options, fail, prefect_home, run_flow
+
+
+def inline_demo(as_json: bool) -> dict[str, Any]:
+    prefect_home()
+    from flows.demo import demo_flow
+
+    ok, result = run_flow(demo_flow, as_json)
+    if not ok:
+        fail(f"demo failed: {result}", as_json)
+    return result
+
+
+def event_demo(sandbox: Path, as_json: bool, keep_up: bool) -> dict[str, Any]:
+    from datetime import UTC, datetime
+
+    from ratchet.demo.report import write_loop_report
+    from ratchet.demo.simulator import pending_runs, simulate
+    from ratchet.demo.stream import demo_traffic, loop_report, make_demo_data
+    from ratchet.runtime.home import init_home
+    from ratchet_cli.stack import down as stack_down
+    from ratchet_cli.stack import up as stack_up
+
+    settings = Settings(home=sandbox).ensure()
+    ctx = ctx_from_options()
+    run = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    run_dir = settings.reports_dir / run
+    data = make_demo_data(ctx.cfg.demo, run_dir / "incoming")
+    init_home(ctx, data.clean[0], data.target, force=True)
+    say = (lambda m: typer.echo(m, err=True)) if as_json else typer.echo
+    say(f"starting the stack in {sandbox} (Prefect server, deployment runner, inference service)")
+    stack = stack_up(settings, OPTS.config)
+    say(f"Prefect API {stack['prefect_api_url']}, service {stack['service_url']}")
+    os.environ["PREFECT_API_URL"] = stack["prefect_api_url"]  # before Prefect is imported
+    prefect_home()
+    from flows.ingest import ingest_flow
+
+    def ingest(path: str) -> dict[str, Any]:
+        ok, result = run_flow(ingest_flow, True, path=path)
+        return result if ok else {"status": "rejected", "error": str(result)}
+
+    def is_quiet() -> bool:
+        return pending_runs(stack["prefect_api_url"], {"on-data", "on-challenger"}) == 0
+
+    try:
+        timeline = simulate(
+            ctx.cfg.demo, data.clean + data.drifted, lambda i, k: demo_traffic(ctx.cfg.demo, i, k),
+            data.target, data.drift_at,
+            stack["service_url"], ingest, is_quiet, log=say,
+        )
+    finally:
+        if not keep_up:
+            stack_down(settings)
+    say("scoring the champions and a model trained on post-drift data alone")
+    report = loop_report(ctx, data, timeline, run)
+    return {**report, **write_loop_report(run_dir, report)}
