@@ -17,9 +17,10 @@ from typing import Any
 import mlflow
 import numpy as np
 
-from ratchet.core.config import RatchetConfig, Schema
+from ratchet.core.config import RatchetConfig
+from ratchet.core.metrics import metric_value
+from ratchet.core.schema import Schema
 from ratchet.core.settings import Settings
-from ratchet.promotion.gate import metric_value
 from ratchet.training.model.fit import Predictor
 from ratchet.training.model.preprocess import encode_target
 from ratchet.training.model.tune import log_history, study_figures, trials_table, tune

@@ -106,7 +106,7 @@ def publish_batches(ctx, frames, folder: Path) -> str:
 
 def home_with_data(home: Path, config_files: list[str], batches: int = 2, rows: int = 700, seed: int = 5):
     """A home with a schema and ``batches`` clean batches on main."""
-    from ratchet.core.config import dump_schema
+    from ratchet.core.schema import dump_schema
     from ratchet.data.infer import infer_schema
     from ratchet.demo.synthetic import DEMO_TARGET, generate_batch
     from ratchet.runtime.context import load_context
@@ -121,13 +121,19 @@ def home_with_data(home: Path, config_files: list[str], batches: int = 2, rows: 
 
 
 def flow_runs_with(home: Path, flow_name: str) -> list:
-    """Flow runs of ``flow_name`` whose ``home`` parameter is this home (Prefect's API)."""
+    """Flow runs of ``flow_name`` run on this home (Prefect's API): their ``options``
+    parameter's ``home`` (a ``RunOptions``), or a ``home`` parameter of their own."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])), limit=200)
-    return [r for r in runs if r.parameters.get("home") == str(home)]
+
+    def home_of(parameters: dict) -> str | None:
+        options = parameters.get("options") or {}
+        return options.get("home") if isinstance(options, dict) and "home" in options else parameters.get("home")
+
+    return [r for r in runs if home_of(r.parameters) == str(home)]
 
 
 def task_runs_of(flow_run_id) -> list:

@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 def _schema(df, target: str):
     """The schema of a frame, built here: ``ratchet.data.infer`` imports the profiling
     stack, which a GPU node's image need not have."""
-    from ratchet.core.config import ColumnSpec, Schema, TargetSpec
+    from ratchet.core.schema import ColumnSpec, Schema, TargetSpec
 
     columns = []
     for name, s in df.drop(columns=[target]).items():

@@ -1,5 +1,5 @@
 """Multi-node training on this machine: node 0 is this process, node 1 a real node
-agent (``python -m ratchet.training.distributed.node``) in a subprocess; both talk to the
+agent (``python -m ratchet.training.model.distributed.node``) in a subprocess; both talk to the
 coordination store on 127.0.0.1 and train one DDP model on CPU (gloo).
 
 Each real fit starts two rank processes that import Lightning (tens of seconds
@@ -18,18 +18,19 @@ from pathlib import Path
 import pytest
 
 from ratchet.core.config import load_config
+from ratchet.core.files import free_port
 from ratchet.data.infer import infer_schema
 from ratchet.demo.synthetic import DEMO_TARGET, generate_batch
-from ratchet.training.distributed import node
-from ratchet.training.distributed.launch import free_port, weights_digest
-from ratchet.training.distributed.node import NodeError
+from ratchet.training.model.distributed import node
+from ratchet.training.model.distributed.node import NodeError
+from ratchet.training.model.distributed.ranks import weights_digest
 from ratchet.training.model.fit import fit
 from ratchet.training.window import split_frame
 from tests.conftest import CONFIG_FILES, ROOT
 from tests.training.helpers import HoldAt
 
 HEARTBEAT_S = 3.0
-DISPATCH = "import sys; from ratchet.training.distributed.node import dispatch; sys.exit(dispatch())"  # the `ratchet-node` script
+DISPATCH = "import sys; from ratchet.training.model.distributed.node import dispatch; sys.exit(dispatch())"  # the `ratchet-node` script
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +82,7 @@ def test_two_nodes_train_one_model_and_the_agent_leaves_when_released(nodes, dat
     _, started = nodes
     tc, schema, train, val = data
     log = tmp_path / "node1.log"
-    agent = start(started, ["-m", "ratchet.training.distributed.node"], log, NODE_RANK="1")
+    agent = start(started, ["-m", "ratchet.training.model.distributed.node"], log, NODE_RANK="1")
 
     result = fit(train, val, schema, tc, progress=False)
 
@@ -108,7 +109,7 @@ def test_two_nodes_train_one_model_and_the_agent_leaves_when_released(nodes, dat
 def test_a_node_killed_mid_fit_fails_the_fit_on_node_0_naming_it(nodes, data, tmp_path):
     _, started = nodes
     tc, schema, train, val = data
-    agent = start(started, ["-m", "ratchet.training.distributed.node"], tmp_path / "node1.log", NODE_RANK="1")
+    agent = start(started, ["-m", "ratchet.training.model.distributed.node"], tmp_path / "node1.log", NODE_RANK="1")
     marker = tmp_path / "hold"
     killed: list[float] = []
 
@@ -169,7 +170,7 @@ def test_node_0_entry_point_runs_the_command_and_releases_the_agents_however_it_
     """The flow run may end without training (the model was trained already) or fail:
     the agents are released all the same, and the pod's status is the command's."""
     _, started = nodes
-    agent = start(started, ["-m", "ratchet.training.distributed.node"], tmp_path / "node1.log", NODE_RANK="1")
+    agent = start(started, ["-m", "ratchet.training.model.distributed.node"], tmp_path / "node1.log", NODE_RANK="1")
     command = "import os, sys; print(os.environ['RATCHET_NUM_NODES'], os.environ['RATCHET_COORD_HOSTED']); sys.exit(3)"
     pod0 = subprocess.run(
         [sys.executable, "-c", DISPATCH, "--num-nodes=2", "--", sys.executable, "-c", command],
@@ -216,7 +217,7 @@ def test_an_optuna_search_runs_each_trial_on_both_nodes(nodes, tmp_path, monkeyp
     schema = infer_schema(df, DEMO_TARGET)
     train, val, _ = split_frame(df, 0.15, 0.2, seed=1)
     log = tmp_path / "node1.log"
-    agent = start(started, ["-m", "ratchet.training.distributed.node"], log, NODE_RANK="1")
+    agent = start(started, ["-m", "ratchet.training.model.distributed.node"], log, NODE_RANK="1")
 
     out = tune(train, val, schema, cfg, storage=f"sqlite:///{tmp_path / 'optuna.db'}", study_name="s", trials=2,
                progress=False, checkpoint_root=tmp_path / "ckpt")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ratchet.core.config import dump_schema
+from ratchet.core.schema import dump_schema
 from ratchet.data.infer import infer_schema
 from ratchet.demo.synthetic import DEMO_TARGET, generate_batch
 from ratchet.runtime.context import load_context

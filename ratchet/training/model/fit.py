@@ -1,8 +1,8 @@
 """Fit one model on a training split: preprocessing here, training local or on several ranks.
 
 ``fit`` fits the preprocessing on the training split only, turns both splits
-into tensors and hands a ``FitSpec`` to ``ratchet.training.distributed.loop.run_fit`` in this
-process, or to ``ratchet.training.distributed.launch.launch`` (one process per rank) when
+into tensors and hands a ``FitSpec`` to ``ratchet.training.model.distributed.loop.run_fit`` in this
+process, or to ``ratchet.training.model.distributed.launch.launch`` (one process per rank) when
 the trainer settings ask for more than one device. Either way the weights come
 back to this process, where the ``Predictor`` (preprocessor + module) is built.
 """
@@ -19,14 +19,10 @@ import pandas as pd
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from ratchet.core.config import Schema, TrainConfig
-from ratchet.training.distributed.loop import (
-    EpochHistory,
-    FitSpec,
-    local_processes,
-    prepare_checkpoint_dir,
-    run_fit,
-)
+from ratchet.core.config import TrainConfig
+from ratchet.core.schema import Schema
+from ratchet.training.model.distributed.loop import EpochHistory, FitSpec, prepare_checkpoint_dir, run_fit
+from ratchet.training.model.distributed.ranks import local_processes
 from ratchet.training.model.preprocess import build_preprocessor, encode_target, frame_for_model
 from ratchet.training.model.tensors import TensorBatches, TensorDataModule
 
@@ -191,7 +187,7 @@ def fit(
     )
     prepare_checkpoint_dir(spec.checkpoint_dir, resume)
     if world_size(cfg) > 1:
-        from ratchet.training.distributed.launch import launch
+        from ratchet.training.model.distributed.launch import launch
 
         if logger:
             raise ValueError("a Lightning logger is not supported with several training processes")

@@ -9,11 +9,11 @@ objective watch it). Batches are ``(x, y)`` tensor pairs.
 
 from __future__ import annotations
 
-import importlib
-
 import lightning.pytorch as pl
 import torch
 from torch import nn
+
+from ratchet.core.files import import_path
 
 
 class TabularMLP(pl.LightningModule):
@@ -102,13 +102,8 @@ class TabularMLP(pl.LightningModule):
 
 
 def import_class(path: str) -> type:
-    module, _, name = path.rpartition(".")
-    if not module:
-        raise ValueError(f"model_class must be a dotted import path, got {path!r}")
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"cannot import model_class {path!r}: {e}") from e
+    """The LightningModule class at the dotted import path ``path`` (``train.model_class``)."""
+    cls = import_path(path, "model_class")
     if not (isinstance(cls, type) and issubclass(cls, pl.LightningModule)):
         raise ValueError(f"model_class {path!r} is not a LightningModule")
     return cls

@@ -14,7 +14,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from ratchet.core.config import Schema
+from ratchet.core.schema import Schema
 
 MISSING = "__missing__"
 

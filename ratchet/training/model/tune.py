@@ -37,7 +37,8 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from ratchet.core.config import RatchetConfig, Schema, SearchParam
+from ratchet.core.config import RatchetConfig, SearchParam
+from ratchet.core.schema import Schema
 from ratchet.training.model.fit import FitResult, Predictor, fit
 from ratchet.training.model.pruning import TrialPruning, make_pruner, make_storage
 

@@ -4,7 +4,7 @@
 (tensors, the module's import path and arguments, trainer settings, callbacks,
 checkpoint folder), so it can be handed to a rank process as one file.
 ``run_fit`` builds the Trainer from it and returns the fitted module with its
-metrics. It imports torch and Lightning only.
+metrics. It imports torch, Lightning, the tensor modules and ``ranks`` only.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
-from ratchet.training.distributed.launch import local_processes
+from ratchet.core.files import import_path
+from ratchet.training.model.distributed.ranks import local_processes
 from ratchet.training.model.module import import_class
 from ratchet.training.model.tensors import TensorDataModule
 
@@ -99,14 +100,7 @@ def build_callback(spec: dict[str, Any]) -> Callback:
     path = spec.get("class_path")
     if not path:
         raise ValueError(f"callback spec needs a class_path: {spec!r}")
-    module, _, name = str(path).rpartition(".")
-    try:
-        import importlib
-
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError) as e:
-        raise ValueError(f"cannot import callback {path!r}: {e}") from e
-    cb = cls(**dict(spec.get("init_args") or {}))
+    cb = import_path(path, "callback")(**dict(spec.get("init_args") or {}))
     if not isinstance(cb, Callback):
         raise ValueError(f"callback {path!r} is not a lightning.pytorch Callback")
     return cb

@@ -4,7 +4,7 @@ The training flow runs once, in one process: node 0 (the pod of the Prefect flow
 run). It prepares the data, runs the Optuna trials one after another and
 registers the model. A fit with ``num_nodes > 1`` needs the same ranks started
 on every node, so the other nodes run a small agent, ``python -m
-ratchet.training.distributed.node``, that serves node 0's fits until node 0 releases it:
+ratchet.training.model.distributed.node``, that serves node 0's fits until node 0 releases it:
 
 * Coordination goes through a ``torch.distributed.TCPStore`` on node 0 at
   ``MASTER_ADDR:RATCHET_COORD_PORT`` (default 29400, torchrun's rendezvous
@@ -49,14 +49,14 @@ from pathlib import Path
 
 from torch.distributed import DistError, TCPStore
 
-from ratchet.training.distributed.launch import (
+from ratchet.core.files import free_port
+from ratchet.training.model.distributed.ranks import (
     FAILURE_GRACE_S,
     SPEC,
     DistributedFitError,
     Ranks,
     all_done,
     first_failure,
-    free_port,
     local_processes,
     rank_infos,
     start_ranks,
@@ -230,7 +230,7 @@ class Coordinator:
         if index not in (None, 0):
             raise NodeError(
                 f"NODE_RANK={index}: the training flow runs on node 0 only; node {index} runs the node agent "
-                "(`ratchet-node` or `python -m ratchet.training.distributed.node`)"
+                "(`ratchet-node` or `python -m ratchet.training.model.distributed.node`)"
             )
         self.num_nodes, self.env = num_nodes, env
         self.others = list(range(1, num_nodes))
@@ -287,7 +287,7 @@ class Coordinator:
                 names = ", ".join(str(i) for i in missing)
                 raise NodeError(
                     f"node(s) {names} of {self.num_nodes} did not join within {self.env.join_timeout_s:g} s: "
-                    f"each must run the node agent (`ratchet-node` or `python -m ratchet.training.distributed.node`) with "
+                    f"each must run the node agent (`ratchet-node` or `python -m ratchet.training.model.distributed.node`) with "
                     f"MASTER_ADDR={self.env.addr}, {COORD_PORT_ENV}={self.env.port} and NODE_RANK "
                     "(or JOB_COMPLETION_INDEX) set to its index"
                 )
@@ -529,10 +529,10 @@ def _serve_fit(store: TCPStore, node: int, k: int, env: NodeEnv) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m ratchet.training.distributed.node``: the node agent of this node (``NODE_RANK``
+    """``python -m ratchet.training.model.distributed.node``: the node agent of this node (``NODE_RANK``
     or ``JOB_COMPLETION_INDEX``, at least 1)."""
     argparse.ArgumentParser(
-        prog="python -m ratchet.training.distributed.node",
+        prog="python -m ratchet.training.model.distributed.node",
         description="Serve node 0's multi-node fits on this node. Environment: MASTER_ADDR, "
         f"{COORD_PORT_ENV}, NODE_RANK or JOB_COMPLETION_INDEX, {JOIN_TIMEOUT_ENV}, {HEARTBEAT_TIMEOUT_ENV}.",
     ).parse_args(argv)
