@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def prepare(home: Path) -> None:
     import mlflow
 
-    from ratchet.core.config import dump_schema
+    from ratchet.core.schema import dump_schema
     from ratchet.data import ingest
     from ratchet.data.infer import infer_schema
     from ratchet.demo.synthetic import DEMO_TARGET, generate_batch, write_batch

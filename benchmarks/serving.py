@@ -45,7 +45,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -57,15 +56,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ratchet.core.files import free_port  # noqa: E402
+
 TOKEN = "bench-t0ken"
 HOST = "127.0.0.1"
 MLFLOW, RATCHET, BARE = "mlflow models serve", "ratchet (routing 50/50, profiling)", "bare FastAPI (no model)"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180.0) -> None:

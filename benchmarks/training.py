@@ -3,7 +3,7 @@
 1. Lightning against a plain PyTorch loop: the same TabularMLP, the same tensors,
    the same batches (TensorBatches slicing, same seed), the same AdamW, the same
    number of optimizer steps. The Lightning side is ratchet's own training path
-   (``ratchet.training.distributed.loop.run_fit``, the production Trainer settings). Throughput
+   (``ratchet.training.model.distributed.loop.run_fit``, the production Trainer settings). Throughput
    is training rows per second of training time (validation excluded), best
    epoch of interleaved repeats, after a warm-up epoch; on the CPU with one
    thread (the default) per CPU-second of the process, which a busy neighbour on
@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from lightning.pytorch.callbacks import Callback  # noqa: E402
 
-from ratchet.training.distributed.loop import FitSpec, run_fit  # noqa: E402
+from ratchet.training.model.distributed.loop import FitSpec, run_fit  # noqa: E402
 from ratchet.training.model.module import TabularMLP  # noqa: E402
 from ratchet.training.model.tensors import TensorBatches  # noqa: E402
 
@@ -217,7 +217,7 @@ def part_lightning_vs_plain(args, device: torch.device, accelerator: str) -> dic
 
 
 def part_ddp(args, accelerator: str) -> None:
-    from ratchet.training.distributed.launch import launch
+    from ratchet.training.model.distributed.launch import launch
 
     data = make_data(args.rows, args.features, seed=1)
     n = len(data[0])

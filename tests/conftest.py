@@ -21,6 +21,17 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["RATCHET_CONFIG"] = os.pathsep.join(CONFIG_FILES)
 
 
+@pytest.fixture(scope="session")
+def prefect_server():
+    """Prefect's test harness: a real, temporary Prefect server, one for the whole session
+    (tests/flows and tests/tasks use it automatically)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    # the first start migrates a fresh SQLite database: give it time on a slow machine
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     h = tmp_path / "home"

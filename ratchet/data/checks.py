@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ratchet.core.config import ColumnSpec, Schema
+from ratchet.core.schema import ColumnSpec, Schema
 from ratchet.data.profiling import profile_frame
 
 CSV_SUFFIXES = (".csv",)

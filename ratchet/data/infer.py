@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ratchet.core.config import ColumnSpec, Schema, TargetSpec
+from ratchet.core.schema import ColumnSpec, Schema, TargetSpec
 from ratchet.data.checks import (
     BatchRejected,
     as_category_str,

@@ -87,6 +87,13 @@ def plot_accuracy(curves: dict[str, list[tuple[int, float]]], drift_at: int, pat
     return path
 
 
+def _drift_rows(drift: dict[str, Any]) -> str:
+    return "\n".join(
+        f"| {name} | {f.get('algorithm')} | {_num(f.get('p_value'))} | {'yes' if f.get('drifted') else 'no'} |"
+        for name, f in (drift.get("features") or {}).items()
+    )
+
+
 def _num(x: Any) -> str:
     return "-" if x is None else f"{x:.3g}"
 
@@ -101,10 +108,7 @@ def write_report(run_dir: Path, report: dict[str, Any], curves: dict[str, list[t
         for e in report["ledger"]
     )
     drift = report.get("drift") or {}
-    drift_rows = "\n".join(
-        f"| {name} | {f.get('algorithm')} | {_num(f.get('p_value'))} | {'yes' if f.get('drifted') else 'no'} |"
-        for name, f in (drift.get("features") or {}).items()
-    )
+    drift_rows = _drift_rows(drift)
     md = f"""# ratchet demo report: {report['run']}
 
 ![accuracy per batch]({plot.name})
@@ -183,10 +187,7 @@ def write_loop_report(run_dir: Path, report: dict[str, Any]) -> dict[str, str]:
         for e in report["ledger"]
     )
     drift = report.get("drift") or {}
-    drift_rows = "\n".join(
-        f"| {name} | {f.get('algorithm')} | {_num(f.get('p_value'))} | {'yes' if f.get('drifted') else 'no'} |"
-        for name, f in (drift.get("features") or {}).items()
-    )
+    drift_rows = _drift_rows(drift)
     acc = {k: report.get(k) for k in ("accuracy_before_drift", "accuracy_old_champion_after_drift",
                                       "accuracy_after_recovery", "accuracy_post_drift_only_model")}
     md = f"""# ratchet demo report: {report['run']} (event-driven)

@@ -6,7 +6,6 @@ port, real HTTP requests, delayed feedback labels posted afterwards.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections import Counter
@@ -17,11 +16,7 @@ import httpx
 import pandas as pd
 import uvicorn
 
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+from ratchet.core.files import free_port
 
 
 class BackgroundServer:

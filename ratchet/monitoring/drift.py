@@ -10,7 +10,8 @@ from typing import Any
 
 import httpx
 
-from ratchet.core.config import RatchetConfig, Schema
+from ratchet.core.config import RatchetConfig
+from ratchet.core.schema import Schema
 from ratchet.data.ingest import reference_profile
 from ratchet.data.profiling import deserialize_profile, drift_html, drift_report, merge_profiles
 from ratchet.data.repository.base import DataRepository
@@ -87,3 +88,17 @@ def production_drift(
 def drift_history(home: Path) -> list[dict[str, Any]]:
     path = Path(home) / "reports" / "drift" / "history.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
+
+
+def drift_markdown(result: dict[str, Any]) -> str:
+    """The monitoring run's finding for people: detected or not, why, and each feature's test."""
+    rows = "\n".join(
+        f"| {k} | {v.get('algorithm')} | {v.get('p_value')} | {v.get('drifted')} |"
+        for k, v in (result.get("features") or {}).items()
+    )
+    return (
+        f"# Production drift of champion v{result.get('champion')}\n\n"
+        f"detected: **{result.get('detected')}** {result.get('reason') or ''}\n\n"
+        f"live accuracy: {result.get('live_accuracy')}\n\n"
+        f"| feature | test | p-value | drifted |\n|---|---|---|---|\n{rows}\n"
+    )

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -39,6 +38,7 @@ from ratchet.core.metrics import (
     higher_is_better,
     score_metric,
 )
+from ratchet.promotion.decision import GateDecision
 
 # Elements of one (resamples x rows) index block in the bootstrap: bounds memory.
 _BOOT_BLOCK_ELEMENTS = 2_000_000
@@ -185,20 +185,6 @@ def _mcnemar(y: np.ndarray, champ: np.ndarray, chal: np.ndarray, alpha: float) -
 
 
 # --------------------------------------------------------------------- decision
-@dataclass
-class GateDecision:
-    decision: Literal["promote", "keep"]
-    reasons: list[str] = field(default_factory=list)
-    evidence: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def promote(self) -> bool:
-        return self.decision == "promote"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 def _positive_number(value: Any, name: str, *, allow_zero: bool = False) -> float:
     try:
         v = float(value)

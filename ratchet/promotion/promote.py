@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from ratchet.core.config import RatchetConfig
 from ratchet.core.schema import Schema
 from ratchet.data.repository.base import DataRepository
+from ratchet.promotion.decision import GateDecision
 from ratchet.promotion.ledger import Entry, Ledger
 from ratchet.training.registry import Registry
 
@@ -22,22 +23,13 @@ class PromotionError(RuntimeError):
     pass
 
 
-@dataclass(frozen=True)
-class Evaluation:
-    """The gate's word on the challenger against the champion, with its evidence."""
+@dataclass
+class Evaluation(GateDecision):
+    """The gate's word on the challenger against the champion (``GateDecision``: decision,
+    reasons, evidence), and which versions it compared."""
 
-    decision: Literal["promote", "keep"]
-    champion: str | None
-    challenger: str
-    reasons: list[str] = field(default_factory=list)
-    evidence: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def promote(self) -> bool:
-        return self.decision == "promote"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    champion: str | None = None
+    challenger: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,7 +75,7 @@ def evaluate_challenger(
     registry: Registry, repo: DataRepository, schema: Schema, cfg: RatchetConfig
 ) -> Evaluation:
     """Score both models on the held-out split of the challenger's own data commit and window."""
-    # imported here: promote and rollback must not wait for the statistics and model stack
+    # imported here: promote and rollback must not wait for the model stack
     from ratchet.promotion.gate import decide
     from ratchet.training.model.preprocess import encode_target
     from ratchet.training.window import training_data
@@ -106,7 +98,7 @@ def evaluate_challenger(
     )
     evidence = dict(gate.evidence)
     evidence.update({"data_commit": data.data_commit, "data_window": data.window, "test_rows": len(y)})
-    return Evaluation(gate.decision, champion, challenger, list(gate.reasons), evidence)
+    return Evaluation(gate.decision, list(gate.reasons), evidence, champion=champion, challenger=challenger)
 
 
 StepHook = Callable[[str], None]

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.data.lakefs_standin import LakeFSStandin, standin_repository
 
 from ratchet.data.repository.base import DataRepository
 from ratchet.data.repository.embedded import EmbeddedRepository
+from tests.data.lakefs_standin import LakeFSStandin, standin_repository
 
 BACKENDS = [
     "embedded",

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ratchet.core.config import ColumnSpec, Schema, TargetSpec
+from ratchet.core.schema import ColumnSpec, Schema, TargetSpec
 from ratchet.data.checks import (
     BatchRejected,
     Violation,

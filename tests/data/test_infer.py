@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ratchet.core.config import dump_schema, load_schema
+from ratchet.core.schema import dump_schema, load_schema
 from ratchet.data.checks import check_batch
 from ratchet.data.infer import infer_schema, read_table
 from ratchet.demo.synthetic import DEMO_TARGET, generate_batch, write_batch

@@ -8,10 +8,10 @@ import uuid
 import lakefs
 import pytest
 from lakefs.reference import generate_listing
-from tests.data.lakefs_standin import LakeFSStandin, standin_repository
 
 from ratchet.data.repository.base import DataRepoError
 from ratchet.data.repository.lakefs import LakeFSRepository
+from tests.data.lakefs_standin import LakeFSStandin, standin_repository
 
 
 @pytest.fixture

@@ -6,12 +6,8 @@ import pytest
 
 
 @pytest.fixture(scope="session", autouse=True)
-def prefect_harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    # the first start migrates a fresh SQLite database: give it time on a slow machine
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+def prefect_harness(prefect_server):
+    yield
 
 
 @pytest.fixture

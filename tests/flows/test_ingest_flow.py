@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import json
-import time
 
-import httpx
 import pandas as pd
+
+from tests.events import recorded_events
 
 
 def _events(name: str, commit: str) -> list[dict]:
     """Events of this name about this commit, as the Prefect server recorded them."""
-    from prefect.settings import PREFECT_API_URL
-
-    deadline = time.monotonic() + 30
-    while True:
-        r = httpx.post(f"{PREFECT_API_URL.value()}/events/filter", json={"filter": {"event": {"name": [name]}}})
-        found = [e for e in r.json()["events"] if e["resource"].get("ratchet.commit") == commit]
-        if found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.5)
+    return recorded_events(name, lambda e: e["resource"].get("ratchet.commit") == commit)
 
 
 def _init(cli, demo_data):

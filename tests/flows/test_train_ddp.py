@@ -38,14 +38,14 @@ def test_ddp_inside_the_flow_runs_training_per_rank_and_the_flow_body_once(home)
     assert len({r["pid"] for r in ranks} | {os.getpid()}) == 3
     assert ranks[0]["train_batches_per_epoch"] == ranks[1]["train_batches_per_epoch"] >= 1
     assert ranks[0]["train_rows_per_epoch"] == ranks[1]["train_rows_per_epoch"]
-    data = training_data(ctx.repo, out["data_commit"], ctx.cfg)
+    data = training_data(ctx.repo, out.data_commit, ctx.cfg)
     assert 0 <= 2 * ranks[0]["train_rows_per_epoch"] - len(data.train) < 2  # each rank half the rows
     # Lightning did not slip a DistributedSampler in: the loader keeps its iterable's sampler
     assert {r["sampler"] for r in ranks} == {"_InfiniteConstantSampler"}
 
     # the metrics came back to this process, and the predictor built here holds the
     # trained weights: its test accuracy (computed here) is well above the majority class
-    m = out["metrics"]
+    m = out.metrics
     majority = max(m["test_positive_share"], 1 - m["test_positive_share"])
     assert m["test_accuracy"] > majority + 0.1, m
     assert m["best_epochs"] >= 1 and np.isfinite(m["best_val_loss"])

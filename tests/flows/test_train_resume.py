@@ -53,14 +53,14 @@ def test_a_crashed_training_task_is_retried_resumes_and_registers_one_version(ho
 
     # exactly one model version, tagged with its lineage
     versions = ctx.registry.client.search_model_versions(f"name = '{ctx.cfg.model_name}'")
-    assert [str(v.version) for v in versions] == ["1"] and out["model_version"] == "1"
+    assert [str(v.version) for v in versions] == ["1"] and out.model_version == "1"
     tags = versions[0].tags
-    assert tags["data_commit"] == out["data_commit"] and tags["optuna_trial"] == "1"
-    assert tags["code_version"] and tags["config_hash"] and tags["run_id"] == out["run_id"]
+    assert tags["data_commit"] == out.data_commit and tags["optuna_trial"] == "1"
+    assert tags["code_version"] and tags["config_hash"] and tags["run_id"] == out.run_id
 
     # the parent run holds the study's report; importances need two complete trials
     mlflow.set_tracking_uri(ctx.settings.tracking_uri)
-    files = {a.path for a in mlflow.MlflowClient().list_artifacts(out["run_id"])}
+    files = {a.path for a in mlflow.MlflowClient().list_artifacts(out.run_id)}
     assert {"optuna_history.png", "optuna_trials.json", "optuna_figures_skipped.json", "training_curve.png"} <= files
     assert "optuna_importances.png" not in files
 

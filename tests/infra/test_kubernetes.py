@@ -271,7 +271,7 @@ def test_multinode_template_renders_an_indexed_job_of_one_pod_per_node(multinode
 
 
 def test_multinode_pods_find_each_other_through_the_headless_service(multinode):
-    from ratchet.training.distributed import node
+    from ratchet.training.model.distributed import node
 
     job = render_with_prefect(multinode)
     pod = job["spec"]["template"]
@@ -292,7 +292,7 @@ def test_multinode_pods_find_each_other_through_the_headless_service(multinode):
 def test_the_entry_point_of_the_pods_is_installed_with_ratchet():
     import tomllib
 
-    from ratchet.training.distributed.node import dispatch
+    from ratchet.training.model.distributed.node import dispatch
 
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     module, _, func = scripts["ratchet-node"].partition(":")

@@ -1,7 +1,7 @@
 """The `local` and `cluster` profiles: the same training flow, no code change.
 
-The training flow builds its context with ``load_context(config_files,
-overrides, home)``; a deployment leaves those parameters at their defaults, so
+The training flow builds its context with ``options.context()``; a deployment leaves its
+``RunOptions`` (config files, overrides, home) at their defaults, so
 the environment alone decides where the stores are. Under ``local`` every store
 is a file under the home folder; under ``cluster`` every store is the URL the
 environment names, and the data backend is lakeFS.
@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import inspect
 import os
-import socket
 from pathlib import Path
 
 import pytest
 
 from ratchet.core.config import load_config
+from ratchet.core.files import free_port
 from ratchet.core.settings import PROFILE_DATA_BACKEND, PROFILES, ProfileError, Settings, sync_postgres_url
 from tests.conftest import ROOT
 
@@ -36,10 +36,6 @@ STORE_VARS = (
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def profile_env(profile: str, home: Path) -> dict[str, str]:
@@ -57,7 +53,7 @@ def profile_env(profile: str, home: Path) -> dict[str, str]:
             "RATCHET_POSTGRES_URL": "postgresql://ratchet:s3cret@postgres.ratchet.svc:5432/ratchet",
             "PREFECT_API_URL": "http://prefect-server.ratchet.svc:4200/api",
             # nothing listens there: opening the repository must try lakeFS, and fail fast
-            "LAKEFS_ENDPOINT": f"http://127.0.0.1:{_free_port()}",
+            "LAKEFS_ENDPOINT": f"http://127.0.0.1:{free_port()}",
             "LAKEFS_ACCESS_KEY_ID": "AKIAEXAMPLE",
             "LAKEFS_SECRET_ACCESS_KEY": "example-secret",
             "LAKEFS_STORAGE_NAMESPACE": "s3://ratchet-lakefs/ratchet",
@@ -81,14 +77,13 @@ def use_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 def train_flow_context():
     """The context exactly as the training flow builds it when a deployment runs it."""
     from flows.train import train_flow
-    from ratchet.runtime.context import load_context
 
-    params = inspect.signature(train_flow.fn).parameters
-    defaults = {k: params[k].default for k in ("config_files", "overrides", "home")}
+    options = inspect.signature(train_flow.fn).parameters["options"].default
+    defaults = {k: getattr(options, k) for k in ("config_files", "overrides", "home")}
     assert defaults == {"config_files": None, "overrides": None, "home": None}, (
         "the training flow must leave store selection to the environment"
     )
-    return load_context(**defaults)
+    return options.context()
 
 
 def test_local_profile_resolves_the_embedded_stores(use_profile):

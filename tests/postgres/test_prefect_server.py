@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -21,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ratchet.core.files import free_port
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.postgres
@@ -45,10 +45,6 @@ FLOW = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _clean_env(prefect_home: Path) -> dict[str, str]:
@@ -63,7 +59,7 @@ def _clean_env(prefect_home: Path) -> dict[str, str]:
 
 @pytest.fixture
 def prefect_server(pg_database, tmp_path):
-    port = _free_port()
+    port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = _clean_env(tmp_path / "server-home") | {
         # Prefect's async driver; the same database URL form the cluster profile accepts
