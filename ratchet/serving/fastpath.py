@@ -26,7 +26,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from ratchet.core.config import Schema
+from ratchet.core.schema import Schema
 
 log = logging.getLogger(__name__)
 

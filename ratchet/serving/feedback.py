@@ -1,9 +1,14 @@
-"""Bounded map request_id -> what each model predicted, for live accuracy."""
+"""Feedback: the ``/feedback`` body (:class:`FeedbackRequest`) and the bounded map
+request_id -> what each model predicted (:class:`FeedbackStore`), for live accuracy."""
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from ratchet.serving.validation import RequestError, json_type
 
@@ -14,6 +19,80 @@ from ratchet.serving.validation import RequestError, json_type
 # holding tuples takes one collection per level of nesting: flat, an entry is untracked
 # before it reaches the oldest generation, so 100,000 entries add nothing to a full collection.
 _N, _ANSWERED, _PREDS = 0, 1, 2
+
+
+class FeedbackRequest(BaseModel):
+    """``{"request_id": "...", "label": x}`` (row 0, or ``"row": i``) or
+    ``{"request_id": "...", "labels": [x, ...]}`` (one per row of the request).
+
+    Labels are checked against the answering model's classes by :meth:`FeedbackStore.resolve`
+    (after the request id is found), rows against the request's row count."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    request_id: str = Field(min_length=1)
+    label: Any = None
+    row: int = 0
+    labels: list[Any] = Field(default_factory=list, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> FeedbackRequest:
+        problem = _form_problem(self.model_fields_set)
+        if problem:
+            raise PydanticCustomError("feedback_form", problem)
+        return self
+
+    @property
+    def labels_by_row(self) -> dict[int, object]:
+        if "labels" in self.model_fields_set:
+            return dict(enumerate(self.labels))
+        return {self.row: self.label}
+
+    @classmethod
+    def parse(cls, obj: object) -> FeedbackRequest:
+        """``obj`` (parsed JSON) as a request; a 422 RequestError naming the first problem."""
+        if not isinstance(obj, dict):
+            raise RequestError(422, f"body must be a JSON object, got {json_type(obj)}")
+        try:
+            return cls.model_validate(obj)
+        except ValidationError as e:
+            raise RequestError(422, _feedback_error(e, obj)) from None
+
+
+# the message for a field pydantic rejected ({got}: the JSON type sent)
+_FIELD_ERRORS = {
+    "request_id": "field 'request_id' must be a non-empty string, got {got}",
+    "row": "field 'row' must be an integer, got {got}",
+    "labels": "field 'labels' must be a non-empty array",
+}
+
+
+def _form_problem(given: set[str]) -> str | None:
+    """What is wrong with the set of fields given, if anything."""
+    if ("label" in given) == ("labels" in given):
+        return "give exactly one of 'label' (with optional 'row') or 'labels' (one per row)"
+    if "labels" in given and "row" in given:
+        return "'row' goes with 'label', not with 'labels'"
+    return None
+
+
+def _feedback_error(e: ValidationError, obj: dict) -> str:
+    """The one problem the 422 names: unknown fields, then the request id, then the form
+    (which pydantic checks only once the fields are valid), then the other fields."""
+    errors = e.errors()
+    unknown = sorted(str(err["loc"][0]) for err in errors if err["type"] == "extra_forbidden")
+    if unknown:
+        return f"unknown field(s) {unknown}: expected request_id and label (or labels)"
+    failed = {err["loc"][0] for err in errors if err["loc"]}
+    if "request_id" in failed:
+        return _FIELD_ERRORS["request_id"].format(got=json_type(obj.get("request_id")))
+    problem = _form_problem(set(obj))
+    if problem:
+        return problem
+    for name, message in _FIELD_ERRORS.items():
+        if name in failed:
+            return message.format(got=json_type(obj.get(name)))
+    return errors[0]["msg"]
 
 
 def match_label(label: object, classes: list) -> object:

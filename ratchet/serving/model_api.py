@@ -11,7 +11,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
-from ratchet.core.config import Schema
+from ratchet.core.schema import Schema
 
 ALIASES = ("champion", "challenger")
 

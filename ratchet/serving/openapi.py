@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ratchet.core.config import Schema
+from ratchet.core.schema import Schema
 
 _INT64 = {"minimum": -(2**63), "maximum": 2**63 - 1}
 

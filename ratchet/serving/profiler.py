@@ -28,7 +28,6 @@ import select
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from itertools import chain
@@ -37,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from ratchet.core.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ class _WindowStore:
         if prev is not None:
             view = merge(prev, view)
         self._views[key] = view
-        _atomic_write(path, serialize(view))
+        atomic_write(path, serialize(view))
         self.written[key] = path
         return path
 
@@ -477,18 +478,6 @@ def _worker_main(argv: list[str]) -> int:
                 results.append((key, None, f"{type(e).__name__}: {e}"))
         store.evict()
         _write_frame(out, results)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 if __name__ == "__main__":

@@ -18,11 +18,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import random
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from ratchet.core.files import atomic_write_json
 
 TRAFFIC_FILE = "traffic.json"
 
@@ -67,19 +67,7 @@ def read_traffic(path: Path) -> Traffic:
 
 def write_traffic(path: Path, traffic: Traffic) -> None:
     """Write atomically (temp file in the same folder, fsync, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".traffic-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(traffic.to_dict(), f)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_json(path, traffic.to_dict(), fsync=True)
 
 
 def stable_unit(key: str) -> float:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ratchet.core.config import ColumnSpec, Schema
+from ratchet.core.schema import ColumnSpec, Schema
 
 MAX_REPORTED_ERRORS = 20
 MAX_ENTITY_KEY_LEN = 512

@@ -10,7 +10,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from ratchet.core.config import ColumnSpec, Schema, ServingConfig, TargetSpec, load_config
+from ratchet.core.config import ServingConfig, load_config
+from ratchet.core.schema import ColumnSpec, Schema, TargetSpec
 
 COLORS = ["red", "green", "blue"]
 SCHEMA = Schema(

@@ -11,7 +11,8 @@ import time
 import pytest
 
 from benchmarks import loadgen
-from ratchet.demo.traffic import BackgroundServer, free_port
+from ratchet.core.files import free_port
+from ratchet.demo.traffic import BackgroundServer
 
 
 class CountingApp:

@@ -1,0 +1,191 @@
+"""``POST /predict``: route a request to the champion or the challenger, validate, predict, record.
+
+:class:`PredictHandler` holds the serving runtime; calling it with an ASGI ``(scope, receive)``
+gives the response (the answer, or a client/model error), which is how
+:class:`~ratchet.serving.middleware.ObserveMiddleware` serves the route without FastAPI's
+router; :meth:`PredictHandler.predict` is the same handler as a FastAPI endpoint (for the
+OpenAPI document, and when the middleware's direct table does not match).
+
+* canary (``shadow=false``): the share picks the model whose answer the caller gets; a
+  challenger that rejects the rows or fails falls back to the champion (counted as a fallback),
+  so the canary never fails a request the champion would serve;
+* shadow (``shadow=true``): the caller gets the champion's answer; the selected requests are
+  also predicted by the challenger in the runtime's shadow worker, recorded, not returned.
+
+Requests of at most ``serving.inline_max_rows`` rows whose models have a fast path are
+predicted on the event loop (~0.1 ms of numpy: cheaper than a hop to a worker thread and back);
+others in a worker thread. The answer is rendered with orjson.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ratchet.core.config import ServingConfig
+from ratchet.serving.middleware import Auth, client_error_response, model_error_response, read_json_body
+from ratchet.serving.routing import selects_challenger
+from ratchet.serving.state import ModelFailure, ServingRuntime, Slot, Snapshot
+from ratchet.serving.validation import PredictRequest, RequestError, ValidatedBatch, parse_predict_body
+
+try:  # a tenth of the stdlib encoder's time for the /predict answer
+    import orjson
+except ImportError:  # pragma: no cover - orjson is a dependency
+    orjson = None
+
+log = logging.getLogger(__name__)
+
+
+class FastJSONResponse(JSONResponse):
+    """JSONResponse rendered by orjson (same compact UTF-8 text); the stdlib encoder for
+    anything orjson will not take."""
+
+    def render(self, content) -> bytes:
+        if orjson is not None:
+            try:
+                return orjson.dumps(content)
+            except TypeError:
+                pass
+        return super().render(content)
+
+
+class PredictHandler:
+    """``POST /predict`` over a :class:`ServingRuntime`."""
+
+    def __init__(self, runtime: ServingRuntime, cfg: ServingConfig, auth: Auth):
+        self.runtime = runtime
+        self.metrics = runtime.metrics
+        self.auth = auth
+        self.max_body_bytes = cfg.max_body_bytes
+        self.max_rows = cfg.max_rows
+        self.inline_max_rows = getattr(cfg, "inline_max_rows", 0)
+
+    async def __call__(self, scope, receive) -> Response:
+        """``POST /predict`` as plain ASGI: the answer, or the client/model error response."""
+        state = scope["state"]
+        rt = self.runtime
+        try:
+            headers = Headers(scope=scope)
+            self.auth.check_api_key(headers)
+            if not rt.is_started:
+                await run_in_threadpool(rt.ensure_started)
+            obj = await read_json_body(headers, receive, self.max_body_bytes)
+            req = parse_predict_body(obj, self.max_rows)
+            snap = rt.snapshot
+            if snap.champion is None:
+                raise RequestError(503, "no champion model is loaded yet")
+            if (
+                len(req.rows) <= self.inline_max_rows
+                and snap.champion.fast is not None
+                and (snap.challenger is None or snap.challenger.fast is not None)
+            ):
+                return self.predict_sync(req, state, snap)
+            return await run_in_threadpool(self.predict_sync, req, state, snap)
+        except RequestError as exc:
+            return client_error_response(exc, state.get("request_id"))
+        except ModelFailure:
+            return model_error_response(state.get("request_id"))
+
+    async def predict(self, request: Request):
+        # the FastAPI endpoint: the same handler (no docstring: it would become the OpenAPI description)
+        return await self(request.scope, request.receive)
+
+    def predict_sync(self, req: PredictRequest, state: dict, snap: Snapshot) -> JSONResponse:
+        """Route, validate, predict, record. ``snap`` is read once by the caller: a reload
+        swapping models does not touch a request in flight."""
+        m, rt = self.metrics, self.runtime
+        rid = state["request_id"]
+        chosen = snap.challenger is not None and selects_challenger(
+            snap.traffic.challenger_share, req.entity_key
+        )
+        canary = chosen and not snap.traffic.shadow
+        slot, alias = (snap.challenger, "challenger") if canary else (snap.champion, "champion")
+        state["model_version"] = slot.version
+        m.observe_routed(slot.version)
+        try:
+            batch = slot.validator.validate(req.rows)
+            labels, proba = slot.predict(batch)
+        except (RequestError, ModelFailure) as e:
+            if not canary:
+                if isinstance(e, ModelFailure):
+                    log.error("%s", e)
+                    m.observe_model_error(slot.version, alias)
+                raise
+            slot, alias = snap.champion, "champion"
+            batch, labels, proba = self._fall_back(e, snap, req, state)
+        if batch.unseen_categories or batch.out_of_range:
+            self._count_inputs(slot.version, batch)
+        m.observe_predictions(slot.version, alias, labels)
+        rt.profiler.record(slot.version, batch, labels, proba.max(axis=1))
+        rt.feedback.record(rid, slot.version, labels, slot.classes)
+        if chosen and snap.traffic.shadow:
+            if not rt.submit_shadow(self.shadow_predict, slot.version, snap.challenger, req.rows, rid, labels):
+                m.shadow_dropped.labels("queue_full").inc()
+        body = {
+            "predictions": labels,
+            "probabilities": proba.tolist(),
+            "classes": list(slot.classes),
+            "model_version": slot.version,
+            "alias": alias,
+            "request_id": rid,
+        }
+        return FastJSONResponse(body, headers={"X-Model-Version": slot.version, "X-Model-Alias": alias})
+
+    def _fall_back(self, e: Exception, snap: Snapshot, req: PredictRequest, state: dict) -> tuple:
+        """The challenger rejected the rows or failed: the champion answers (a bad request is
+        then the champion's 422). (batch, labels, probabilities)."""
+        m = self.metrics
+        challenger_version = snap.challenger.version
+        if isinstance(e, ModelFailure):
+            log.warning("challenger %s; serving the champion", e)
+            m.observe_model_error(challenger_version, "challenger")
+        slot = snap.champion
+        state["model_version"] = slot.version
+        m.observe_routed(slot.version)
+        batch = slot.validator.validate(req.rows)
+        try:
+            labels, proba = slot.predict(batch)
+        except ModelFailure as e2:
+            log.error("%s", e2)
+            m.observe_model_error(slot.version, "champion")
+            raise
+        m.observe_fallback(challenger_version, "schema" if isinstance(e, RequestError) else "model_error")
+        return batch, labels, proba
+
+    def shadow_predict(self, champion_version: str, slot: Slot, rows: list, rid: str, served: list) -> None:
+        """The challenger on a request the champion answered (in the shadow worker): recorded,
+        compared with the served answer, never returned."""
+        m, rt = self.metrics, self.runtime
+        m.observe_routed(slot.version, shadow=True)
+        try:
+            batch = slot.validator.validate(rows)
+        except RequestError:
+            m.shadow_dropped.labels("schema").inc()
+            return
+        try:
+            labels, proba = slot.predict(batch)
+        except ModelFailure as e:
+            log.warning("shadow %s", e)
+            m.observe_model_error(slot.version, "shadow")
+            m.shadow_dropped.labels("model_error").inc()
+            return
+        self._count_inputs(slot.version, batch)
+        m.observe_predictions(slot.version, "shadow", labels, shadow=True)
+        agree = sum(a == b for a, b in zip(labels, served, strict=True))
+        if agree:
+            m.shadow_comparisons.labels(champion_version, slot.version, "agree").inc(agree)
+        if agree < len(labels):
+            m.shadow_comparisons.labels(champion_version, slot.version, "disagree").inc(len(labels) - agree)
+        rt.profiler.record(slot.version, batch, labels, proba.max(axis=1))
+        rt.feedback.record_shadow(rid, slot.version, labels)
+
+    def _count_inputs(self, version: str, batch: ValidatedBatch) -> None:
+        m = self.metrics
+        for col, n in batch.unseen_categories.items():
+            m.unseen_categories.labels(version, col).inc(n)
+        for col, n in batch.out_of_range.items():
+            m.out_of_range.labels(version, col).inc(n)
