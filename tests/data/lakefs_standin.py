@@ -37,8 +37,9 @@ from ratchet.data.repository.base import (
     ObjectNotFound,
     RefNotFound,
 )
-from ratchet.data.repository.embedded import EmbeddedRepository, InvalidName, validate_tag_name
+from ratchet.data.repository.embedded import EmbeddedRepository
 from ratchet.data.repository.lakefs import LakeFSRepository
+from ratchet.data.repository.semantics import InvalidName, validate_tag_name
 
 _BRANCH_ID = re.compile(r"^\w[-\w]*$")
 _REPO_ID = re.compile(r"^[a-z0-9][a-z0-9-]{2,62}$")

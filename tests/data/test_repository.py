@@ -20,7 +20,8 @@ from ratchet.data.repository.base import (
     ObjectNotFound,
     RefNotFound,
 )
-from ratchet.data.repository.embedded import EmbeddedRepository, InvalidName
+from ratchet.data.repository.embedded import EmbeddedRepository
+from ratchet.data.repository.semantics import InvalidName
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 

@@ -56,7 +56,6 @@ import hashlib
 import heapq
 import json
 import os
-import re
 import threading
 import time
 import uuid
@@ -74,121 +73,28 @@ from ratchet.data.repository.base import (
     Commit,
     DataRepoError,
     DataRepository,
-    MergeConflict,
     MergeStrategy,
     NothingToCommit,
     ObjectNotFound,
     RefNotFound,
+)
+from ratchet.data.repository.semantics import (
+    BRANCH_RE,
+    HEX64,
+    InvalidName,
+    check_strategy,
+    normalize_metadata,
+    three_way_merge,
+    tree_diff,
+    validate_branch_name,
+    validate_path,
+    validate_tag_name,
 )
 
 FORMAT_VERSION = 2
 MARKER = "ratchet-repo.json"
 STEP_DELAY_ENV = "RATCHET_DATA_COMMIT_STEP_DELAY"
 FSYNC_ENV = "RATCHET_DATA_FSYNC"
-MERGE_STRATEGIES: tuple[str, ...] = ("fail", "source-wins", "dest-wins")
-
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-# lakeFS branch ids are ``^\w[-\w]*$``; we also allow '/' between non-empty
-# segments so pipelines can namespace branches (``ingest/2026-05-01-abc``).
-# Real lakeFS rejects '/', see lakefs_backend.
-_BRANCH_RE = re.compile(r"^\w[-\w]*(?:/[-\w]+)*$")
-_MAX_NAME = 200
-_MAX_PATH = 1024
-
-
-class InvalidName(DataRepoError, ValueError):
-    """A branch name, tag name or object path that the repository refuses."""
-
-
-def validate_branch_name(name: str) -> str:
-    if not isinstance(name, str) or not _BRANCH_RE.match(name) or len(name) > _MAX_NAME:
-        raise InvalidName(
-            f"invalid branch name {name!r}: use letters, digits, '_' and '-', starting with a letter, "
-            "digit or '_' (segments may be joined by '/'), at most 200 characters"
-        )
-    return name
-
-
-def validate_tag_name(name: str) -> str:
-    """lakeFS's tag rules (a subset of git-check-ref-format)."""
-    ok = (
-        isinstance(name, str)
-        and 0 < len(name) <= _MAX_NAME
-        and name != "@"
-        and not name.endswith((".", ".lock", "/"))
-        and not name.startswith("/")
-        and ".." not in name
-        and "//" not in name
-        and "@{" not in name
-        and not any(c in name for c in "^:?*[\\")
-        and all(ord(c) > 0x20 for c in name)
-    )
-    if not ok:
-        raise InvalidName(
-            f"invalid tag name {name!r}: no spaces or control characters, none of ^:?*[\\, "
-            "no '..', '//' or '@{', not ending in '.', '.lock' or '/'"
-        )
-    return name
-
-
-def validate_path(path: str) -> str:
-    if not isinstance(path, str) or not path or len(path) > _MAX_PATH or "\x00" in path:
-        raise InvalidName(f"invalid object path {path!r}: a non-empty string of at most 1024 characters")
-    return path
-
-
-def normalize_metadata(metadata: dict[str, Any] | None) -> dict[str, str]:
-    """Commit metadata is string -> string (as in lakeFS); other values are str()-ed."""
-    if metadata is None:
-        return {}
-    if not isinstance(metadata, dict):
-        raise DataRepoError(f"commit metadata must be a mapping, got {type(metadata).__name__}")
-    return {str(k): str(v) for k, v in metadata.items()}
-
-
-def check_strategy(strategy: str) -> str:
-    if strategy not in MERGE_STRATEGIES:
-        raise DataRepoError(f"unknown merge strategy {strategy!r}: use one of {', '.join(MERGE_STRATEGIES)}")
-    return strategy
-
-
-def three_way_merge(
-    base: dict[str, str], source: dict[str, str], dest: dict[str, str], strategy: str
-) -> dict[str, str]:
-    """Per-path three-way merge of trees; a conflict is a path changed differently on both sides."""
-    out = dict(dest)
-    conflicts: list[str] = []
-    for path in source.keys() | dest.keys() | base.keys():
-        b, s, d = base.get(path), source.get(path), dest.get(path)
-        if s == d or s == b:
-            continue  # same on both sides, or only dest changed: keep dest
-        if d == b or strategy == "source-wins":
-            chosen = s
-        elif strategy == "dest-wins":
-            continue
-        else:
-            conflicts.append(path)
-            continue
-        if chosen is None:
-            out.pop(path, None)
-        else:
-            out[path] = chosen
-    if conflicts:
-        raise MergeConflict(conflicts)
-    return out
-
-
-def tree_diff(left: dict[str, str], right: dict[str, str]) -> list[Change]:
-    changes: list[Change] = []
-    for path in sorted(left.keys() | right.keys()):
-        a, b = left.get(path), right.get(path)
-        if a == b:
-            continue
-        kind = "added" if a is None else "removed" if b is None else "changed"
-        changes.append(Change(path=path, type=kind))
-    return changes
-
-
 def _canonical(doc: Any) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -317,6 +223,9 @@ class EmbeddedRepository(DataRepository):
         self._sync_dir(target.parent)
 
     def _atomic_write(self, target: Path, data: bytes) -> None:
+        # Not core.files.atomic_write: the temporary file goes to the repository's own tmp/
+        # (one folder a crash can leave files in, beside objects/ on the same filesystem),
+        # and directories are fsynced by the repository's durability setting.
         tmp = self._new_tmp()
         try:
             with open(tmp, "xb") as fh:
@@ -375,7 +284,7 @@ class EmbeddedRepository(DataRepository):
     def _commit_doc(self, commit_id: str) -> dict[str, Any]:
         doc = self._commits.get(commit_id)
         if doc is None:
-            if not _HEX64.match(commit_id):
+            if not HEX64.match(commit_id):
                 raise RefNotFound(f"no commit {commit_id!r}")
             try:
                 doc = json.loads(self._cas_path("commits", commit_id).read_bytes())
@@ -395,7 +304,7 @@ class EmbeddedRepository(DataRepository):
         return self.root / "refs" / "tags" / self._ref_file_name(name)
 
     def _branch_state(self, name: str) -> dict[str, Any] | None:
-        if not isinstance(name, str) or not _BRANCH_RE.match(name):
+        if not isinstance(name, str) or not BRANCH_RE.match(name):
             return None
         try:
             return json.loads(self._branch_file(name).read_bytes())
@@ -584,7 +493,7 @@ class EmbeddedRepository(DataRepository):
         tag = self._tag_target(ref)
         if tag is not None:
             return tag
-        if _HEX64.match(ref) and self._cas_path("commits", ref).is_file():
+        if HEX64.match(ref) and self._cas_path("commits", ref).is_file():
             return ref
         raise RefNotFound(f"no branch, tag or commit named {ref!r}")
 

@@ -52,7 +52,7 @@ from ratchet.data.repository.base import (
     ObjectNotFound,
     RefNotFound,
 )
-from ratchet.data.repository.embedded import (
+from ratchet.data.repository.semantics import (
     InvalidName,
     check_strategy,
     normalize_metadata,
