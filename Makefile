@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: install
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/ratchet --config configs/ratchet.yaml --config configs/demo.yaml demo
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/ratchet --config configs/demo.yaml demo
 
 test: install
 	$(BIN)/lint-imports --no-cache

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,6 +21,7 @@ class _Opts:
     config: list[str] | None = None
     home: str | None = None
     overrides: dict[str, Any] | None = None
+    debug: bool = False
 
 
 OPTS = _Opts()
@@ -49,15 +52,21 @@ def fail(message: str, as_json: bool, code: int = 1, **extra: Any) -> None:
     raise typer.Exit(code)
 
 
-def run_flow(flow_fn, as_json: bool, **params: Any) -> tuple[bool, Any]:
+def run_flow(flow_fn, as_json: bool, *, needs_schema: bool = False, **params: Any) -> tuple[bool, Any]:
     """Run a flow in this process; return (ok, result or exception).
 
-    With ``--json`` anything the flow prints to stdout goes to stderr, so
-    stdout carries exactly one JSON object.
+    The config, the home and (``needs_schema``) the schema are loaded first, so a user's
+    mistake there stops the command with one line before any flow run starts. With
+    ``--json`` anything the flow prints to stdout goes to stderr, so stdout carries
+    exactly one JSON object.
     """
     from ratchet.runtime.options import RunOptions
 
     options = RunOptions(config_files=OPTS.config, overrides=OPTS.overrides, home=OPTS.home)
+    ctx = options.context()
+    if needs_schema:
+        ctx.schema  # noqa: B018 - FileNotFoundError naming `ratchet init` when there is none
+    _short_prefect_console()
     redirect = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
     with redirect:
         state = flow_fn(**params, options=options, return_state=True)
@@ -68,7 +77,117 @@ def run_flow(flow_fn, as_json: bool, **params: Any) -> tuple[bool, Any]:
 
 
 def prefect_home() -> None:
-    """Point Prefect's environment at the home; call before the first import of a flow."""
-    apply_prefect_env(home_settings().ensure())
+    """Point Prefect's environment at the home and at a server; call before the first import
+    of a flow. Without a ``PREFECT_API_URL`` (the user's, or a test harness's in this process)
+    the home's server is used, started now when none answers (``ratchet_cli.server``)."""
+    settings = home_settings().ensure()
+    apply_prefect_env(settings)
+    if prefect_api_configured():
+        return
+    from ratchet_cli.server import connect
+
+    url = connect(settings)
+    if url:
+        os.environ["PREFECT_API_URL"] = url
 
 
+def prefect_api_configured() -> bool:
+    """A Prefect API is named already: in the environment, or in the settings of a Prefect
+    this process imported earlier (Prefect's test harness sets it there, not in os.environ)."""
+    if os.environ.get("PREFECT_API_URL"):
+        return True
+    if "prefect.settings" not in sys.modules:
+        return False
+    from prefect.settings import get_current_settings
+
+    return bool(get_current_settings().api.url)
+
+
+def use_running_prefect() -> bool:
+    """For a change made without a flow (``rollback``) or a relay: True when a Prefect API is
+    named, or the home's server runs and answers (then exported); never starts one."""
+    if prefect_api_configured():
+        return True
+    from ratchet_cli.server import running_api_url
+
+    url = running_api_url(home_settings())
+    if url:
+        os.environ["PREFECT_API_URL"] = url
+    return url is not None
+
+
+# ------------------------------------------------------------------ user errors
+def debug_enabled() -> bool:
+    """``ratchet --debug`` or ``RATCHET_DEBUG=1``: tracebacks instead of one-line errors."""
+    return OPTS.debug or os.environ.get("RATCHET_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def user_error_types() -> tuple[type[BaseException], ...]:
+    """What a user's mistake raises: a missing or bad file, config or schema, an unknown
+    column, a bad home, a store the profile lacks. Anything else is a bug and keeps its
+    traceback. ``ValueError`` covers ``ConfigError`` and pydantic's ``ValidationError``."""
+    from ratchet.core.settings import HomeError, ProfileError
+    from ratchet.data.repository.base import DataRepoError
+
+    return (
+        ValueError, LookupError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
+        PermissionError, HomeError, ProfileError, DataRepoError,
+    )
+
+
+def _where(title: str, loc: tuple) -> str:
+    """A ValidationError's location as the user wrote it: ``RATCHET_PROFILE`` for a setting
+    from the environment, ``train.max_epochs`` for a key of a file."""
+    key = ".".join(map(str, loc)) or "(top level)"
+    return f"RATCHET_{key.upper()}" if title == "Settings" else key
+
+
+def describe_error(e: BaseException) -> str:
+    """One line naming the problem."""
+    from pydantic import ValidationError
+
+    if isinstance(e, ValidationError):
+        what = {"RatchetConfig": "config", "Settings": "environment", "Schema": "schema"}.get(e.title, e.title)
+        problems = "; ".join(f"{_where(e.title, err['loc'])}: {err['msg']}" for err in e.errors())
+        message = f"bad {what}: {problems}"
+    elif isinstance(e, KeyError) and e.args:
+        message = str(e.args[0])
+    elif isinstance(e, OSError) and e.filename and e.strerror:
+        message = f"{e.filename}: {e.strerror}"
+    else:
+        message = str(e) or type(e).__name__
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
+def report_user_error(e: BaseException, as_json: bool) -> None:
+    message = describe_error(e)
+    if as_json:
+        sys.stdout.write(json.dumps({"error": message, "type": type(e).__name__}) + "\n")
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+
+
+class _WithoutTraceback(logging.Formatter):
+    """Prefect's console format, less the traceback of a failed task or flow run."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info or record.exc_text or record.stack_info:
+            record = logging.makeLogRecord({**record.__dict__, "exc_info": None, "exc_text": None, "stack_info": None})
+        return self.inner.format(record)
+
+
+def _short_prefect_console() -> None:
+    """A failed task or flow run logs its traceback on the console; keep the one-line message
+    there unless ``--debug`` (Prefect's API log of the run keeps the traceback)."""
+    if debug_enabled():
+        return
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    loggers = [logging.getLogger(), *(v for v in logging.Logger.manager.loggerDict.values() if isinstance(v, logging.Logger))]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler, PrefectConsoleHandler) and not isinstance(handler.formatter, _WithoutTraceback):
+                handler.setFormatter(_WithoutTraceback(handler.formatter))

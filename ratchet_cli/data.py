@@ -2,8 +2,9 @@
 
 Every command takes ``--json`` and then prints exactly one JSON object on
 stdout (errors too: ``{"error": ...}``), with exit code 1 on failure.
-The repository is the one named by the configuration (``RATCHET_CONFIG``,
-default ``configs/ratchet.yaml``) under the home folder (``RATCHET_HOME``).
+The repository is the one named by the configuration (``--config``, ``RATCHET_CONFIG``,
+``./ratchet.yaml`` or ``<home>/ratchet.yaml`` over the built-in defaults) under the home
+folder (``RATCHET_HOME``).
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ import typer
 
 from ratchet.data.repository.base import Commit, DataRepoError, DataRepository, MergeConflict
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__.split("\n")[0])
-branch_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Create, list or delete branches.")
+app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None, help=__doc__.split("\n")[0])
+branch_app = typer.Typer(
+    no_args_is_help=True, add_completion=False, rich_markup_mode=None, help="Create, list or delete branches."
+)
 app.add_typer(branch_app, name="branch")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]

@@ -4,7 +4,8 @@ Commands that change something run the matching Prefect flow (so every run
 shows up in Prefect's history); read-only commands (``status``, ``history``,
 ``lineage``) and the emergency ``rollback`` go through the core library and
 answer without starting an orchestrator. Prefect is imported only inside the
-commands, after its environment points at the home folder.
+commands, after its environment points at the home folder and at the home's one Prefect
+server (started by the first command that needs it, reused after; ``ratchet_cli.server``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -24,44 +25,53 @@ from ratchet_cli.common import (
     OPTS,
     JsonOpt,
     ctx_from_options,
+    debug_enabled,
     emit,
     fail,
     home_settings,
     prefect_home,
+    report_user_error,
     run_flow,
+    use_running_prefect,
+    user_error_types,
 )
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__.split("\n")[0])
+# plain help text (no rich markup), plain tracebacks (--debug)
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False,
+    help="Continuous model improvement as Prefect flows: versioned data, gated promotion, canary, "
+    "drift-driven retraining.",
+)
 
 
 @app.callback()
-def main(
+def global_options(
     config: Annotated[
         list[Path] | None,
-        typer.Option("--config", "-c", help="config YAML; repeat to merge overrides (default configs/ratchet.yaml)"),
+        typer.Option(
+            "--config", "-c", metavar="FILE",
+            help="config YAML merged over the built-in defaults; repeat to merge several in order "
+            "(default: RATCHET_CONFIG, else ./ratchet.yaml, else <home>/ratchet.yaml)",
+        ),
     ] = None,
     home: Annotated[
-        Path | None, typer.Option("--home", help="home folder of the embedded stores (env RATCHET_HOME)")
+        Path | None,
+        typer.Option("--home", metavar="DIR", help="home folder of the embedded stores (env RATCHET_HOME)"),
     ] = None,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="show the traceback of an error (env RATCHET_DEBUG=1)")
+    ] = False,
 ) -> None:
-    """ratchet: continuous model improvement as Prefect flows."""
+    """Continuous model improvement as Prefect flows."""
+    OPTS.debug = debug
     OPTS.config = [str(p) for p in config] if config else None
     if config:  # subcommands that load config themselves (`ratchet data`) see it too
         os.environ["RATCHET_CONFIG"] = os.pathsep.join(str(p.resolve()) for p in config)
     OPTS.home = str(home) if home else None
     if home:
         os.environ["RATCHET_HOME"] = str(home)
-    _use_running_stack()
-
-
-def _use_running_stack() -> None:
-    """When ``ratchet up`` runs, commands talk to its Prefect server instead of
-    starting a temporary one."""
-    from ratchet.runtime.stack import prefect_api_url
-
-    url = prefect_api_url(home_settings())
-    if url and not os.environ.get("PREFECT_API_URL"):
-        os.environ["PREFECT_API_URL"] = url
+    # no Prefect here: the commands that run a flow find (or start) the home's Prefect server
+    # themselves (common.prefect_home), the read-only ones never touch it
 
 
 # ------------------------------------------------------------------ commands
@@ -69,33 +79,70 @@ def _use_running_stack() -> None:
 def init(
     schema_from: Annotated[Path | None, typer.Option(help="sample CSV/Parquet to infer the schema from")] = None,
     target: Annotated[str | None, typer.Option(help="label column of the sample")] = None,
+    ignore: Annotated[
+        list[str] | None,
+        typer.Option(metavar="COL,...", help="columns the model will not see (comma-separated; repeatable)"),
+    ] = None,
+    feature: Annotated[
+        list[str] | None,
+        typer.Option(metavar="COL,...", help="columns to keep as features whatever inference says (comma-separated; repeatable)"),
+    ] = None,
+    task: Annotated[
+        Literal["binary", "multiclass", "regression"] | None,
+        typer.Option(help="the target's task (default: inferred from the sample)"),
+    ] = None,
     force: Annotated[bool, typer.Option(help="infer the schema again over an existing one")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create the home folder and an empty data repository; optionally infer a schema."""
+    """Create the home folder and an empty data repository; optionally infer a schema.
+
+    Writes <home>/ratchet.yaml too, unless it exists: the settings a project usually
+    changes, for review next to the schema."""
     ctx = ctx_from_options()
     from ratchet.runtime.home import init_home
+    from ratchet_cli.project import write_starter_config
 
-    try:
-        out = init_home(ctx, str(schema_from) if schema_from else None, target, force)
-    except (ValueError, FileExistsError, FileNotFoundError, KeyError) as e:
-        fail(str(e), as_json)
-    human = f"home {out['home']}, data repository '{out['repository']}' at {out['main'][:12]}"
+    out = init_home(
+        ctx, str(schema_from) if schema_from else None, target, force,
+        ignore=_columns(ignore), feature=_columns(feature), task=task,
+    )
+    config = ctx.settings.project_config
+    task_of_schema = getattr(ctx.schema.target, "task", None) if out.get("schema") else None
+    out["model"] = ctx.cfg.model_name
+    out["config"] = str(config)
+    out["config_written"] = write_starter_config(config, ctx.cfg, task_of_schema)
+    out["config_files"] = [str(f) for f in ctx.config_files]
+    lines = [f"home {out['home']}, data repository '{out['repository']}' at {out['main'][:12]}"]
     if out.get("schema"):
-        human += f"\nschema: {out['schema']} ({len(out['columns'])} features); review it before ingesting"
-    emit(out, as_json, human)
+        lines.append(f"schema: {out['schema']} ({len(out['columns'])} features); review it before ingesting")
+    lines += [f"ignored: {column} ({reason})" for column, reason in (out.get("ignored") or {}).items()]
+    lines.append(f"config: {config} " + ("written; review it too" if out["config_written"] else "(kept as it was)"))
+    lines.append("config merged: " + " + ".join(_short(f) for f in ctx.config_files))
+    emit(out, as_json, "\n".join(lines))
+
+
+def _columns(values: list[str] | None) -> list[str]:
+    """``--ignore a,b --ignore c``: ["a", "b", "c"]."""
+    return [c.strip() for v in values or [] for c in v.split(",") if c.strip()]
+
+
+def _short(path: Path) -> str:
+    from ratchet.core.config import BUILTIN_CONFIG
+
+    return "built-in defaults" if path == BUILTIN_CONFIG else str(path)
 
 
 @app.command()
 def ingest(path: Path, as_json: JsonOpt = False) -> None:
-    """Write-audit-publish one batch (CSV or Parquet). Exit code 2 when rejected."""
+    """Write-audit-publish one batch (CSV or Parquet). Exit code 2 when rejected; exit 0 and
+    status "duplicate", nothing written, when main already holds the same rows."""
     prefect_home()
     from flows.ingest import ingest_flow
-    from ratchet.data.ingest import IngestRejected
+    from ratchet.data.ingest import IngestRejected, describe
 
-    ok, result = run_flow(ingest_flow, as_json, path=str(path))
+    ok, result = run_flow(ingest_flow, as_json, needs_schema=True, path=str(path))
     if ok:
-        emit(result, as_json, f"published {result['rows']} rows; main at {result['commit'][:12]}")
+        emit(result, as_json, describe(result))
         return
     if isinstance(result, IngestRejected):
         report = result.report
@@ -117,14 +164,18 @@ def train(
     prefect_home()
     from flows.train import train_flow
 
-    ok, result = run_flow(train_flow, as_json, ref=ref, trials=trials, window_batches=window)
+    ok, result = run_flow(train_flow, as_json, needs_schema=True, ref=ref, trials=trials, window_batches=window)
     if not ok:
         fail(f"training failed: {result}", as_json)
-    m = result["metrics"]
+    from ratchet.training.summary import headline
+
+    if result.get("skipped"):
+        emit(result, as_json, f"version {result['model_version']} already learnt data {result['data_commit'][:12]}")
+        return
     emit(
         result, as_json,
         f"registered version {result['model_version']} as challenger "
-        f"(data {result['data_commit'][:12]}, test accuracy {m['test_accuracy']:.4f})",
+        f"(data {result['data_commit'][:12]}, {headline(result['metrics'])})",
     )
 
 
@@ -134,7 +185,7 @@ def evaluate(as_json: JsonOpt = False) -> None:
     prefect_home()
     from flows.promote import evaluate_flow
 
-    ok, result = run_flow(evaluate_flow, as_json)
+    ok, result = run_flow(evaluate_flow, as_json, needs_schema=True)
     if not ok:
         fail(f"evaluation failed: {result}", as_json)
     emit(result, as_json, f"{result['decision']}: " + "; ".join(result["reasons"]))
@@ -146,7 +197,7 @@ def promote(as_json: JsonOpt = False) -> None:
     prefect_home()
     from flows.promote import promote_flow
 
-    ok, result = run_flow(promote_flow, as_json)
+    ok, result = run_flow(promote_flow, as_json, needs_schema=True)
     if not ok:
         fail(f"promotion failed: {result}", as_json)
     emit(result, as_json, f"{result['action']}: champion is version {result['champion']}")
@@ -193,7 +244,7 @@ def rollback(
 
 def _notify_orchestrator(event: str, model: str, payload: dict[str, Any]) -> bool:
     """Send a Prefect event when a Prefect server is configured; never block or fail on it."""
-    if not os.environ.get("PREFECT_API_URL"):
+    if not use_running_prefect():
         return False
     try:
         from tasks.events import emit_model_event
@@ -232,7 +283,7 @@ def relay(
 
     from ratchet.data.relay import create_relay_app
 
-    api = os.environ.get("PREFECT_API_URL")
+    api = os.environ.get("PREFECT_API_URL") if use_running_prefect() else None
     if not api:
         fail("no Prefect server: set PREFECT_API_URL (or run `ratchet up`)", False)
     ctx = ctx_from_options()
@@ -262,11 +313,13 @@ def status(as_json: JsonOpt = False) -> None:
         "drift": None if drift is None else {
             k: drift.get(k) for k in ("checked_at", "champion", "detected", "drifted_share", "drifted_features")
         },
+        "pending_approval": _pending_approval(ctx.settings.root),
     }
     human = (
         f"champion {out['champion']}  challenger {out['challenger']}  previous {out['previous']}\n"
         f"traffic {out['traffic']}\ndata main {out['data'][:12]}\n"
         f"drift {'none checked yet' if drift is None else out['drift']}"
+        + ("" if out["pending_approval"] is None else f"\npending approval: version {out['pending_approval']['version']}")
     )
     emit(out, as_json, human)
 
@@ -279,7 +332,7 @@ def history(limit: Annotated[int | None, typer.Option(help="last N entries")] = 
     ctx = ctx_from_options()
     entries = [asdict(e) for e in ctx.ledger.history(limit)]
     lines = [
-        f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(e['ts']))}  {e['action']:<8} "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(e['ts']))}  {e['action']:<12} "
         f"{e['from_version'] or '-':>4} -> {e['to_version'] or '-':<4} {e['trigger']}"
         for e in entries
     ]
@@ -312,7 +365,7 @@ def up(
     from ratchet_cli.stack import up as stack_up
 
     try:
-        stack = stack_up(home_settings(), OPTS.config, serve_port=port)
+        stack = stack_up(home_settings(), OPTS.config or _found_config_files(), serve_port=port)
     except RuntimeError as e:
         fail(str(e), as_json)
     emit(
@@ -322,9 +375,17 @@ def up(
     )
 
 
+def _found_config_files() -> list[str] | None:
+    """The project's config files as found from here (./ratchet.yaml is relative to this
+    folder): the stack's processes get them by name, whatever folder they run in."""
+    from ratchet.core.config import default_config_files
+
+    return [str(f.resolve()) for f in default_config_files(home_settings().root)] or None
+
+
 @app.command()
 def down(as_json: JsonOpt = False) -> None:
-    """Stop everything `ratchet up` started; champion, traffic, ledger and history stay."""
+    """Stop everything "ratchet up" started; champion, traffic, ledger and history stay."""
     from ratchet_cli.stack import down as stack_down
 
     out = stack_down(home_settings(), OPTS.config)
@@ -340,7 +401,7 @@ def demo(
 ) -> None:
     """The main job: the whole loop on synthetic data with drift; writes a report.
 
-    By default the demo starts the stack (`ratchet up`) in its sandbox and only
+    By default the demo starts the stack ("ratchet up") in its sandbox and only
     commits data and sends traffic: Prefect automations do the rest."""
     from ratchet.demo.stream import reset_sandbox
     from ratchet_cli.stack import down as stack_down
@@ -363,6 +424,85 @@ def demo(
     )
 
 
+@app.command()
+def score(
+    path: Annotated[Path | None, typer.Argument(help="CSV or Parquet file to score")] = None,
+    ref: Annotated[str | None, typer.Option(help="score the published batches at this data ref instead")] = None,
+    version: Annotated[str | None, typer.Option(help="model version (default: the champion)")] = None,
+    out: Annotated[Path | None, typer.Option(help="also write the predictions here (.csv or .parquet)")] = None,
+    chunk_rows: Annotated[int, typer.Option(help="rows per chunk")] = 100_000,
+    as_json: JsonOpt = False,
+) -> None:
+    """Score a file or a data commit in chunks; predictions (row id, model version, data commit)
+    go to the data repository under predictions/ on the 'predictions' branch, and to --out."""
+    prefect_home()
+    from flows.score import score_flow
+
+    if (path is None) == (ref is None):
+        fail("score a FILE or --ref COMMIT (one of them)", as_json)
+    ok, result = run_flow(score_flow, as_json, path=str(path) if path else None, ref=ref, version=version,
+                          out=str(out) if out else None, chunk_rows=chunk_rows)
+    if not ok:
+        fail(f"scoring failed: {result}", as_json)
+    emit(result, as_json, f"scored {result['rows']} rows with version {result['model_version']} "
+         f"(data {result['data_commit'][:19]}): {result['repo_path']} on {result['repo_branch']}"
+         + (f", {result['out']}" if result["out"] else ""))
+
+
+def _pending_approval(root: Path) -> dict[str, Any] | None:
+    from ratchet.delivery.approval import read_pending
+
+    p = read_pending(root)
+    return None if p is None else {k: p.get(k) for k in ("version", "since", "flow_run_url", "flow_run_id", "reason")}
+
+
+def _answer_approval(approve: bool, version: str | None, comment: str, who: str | None, as_json: bool) -> None:
+    """Resume the release run that waits for approval with the answer, through the Prefect API."""
+    import getpass
+
+    from ratchet.delivery.approval import check_answerable
+
+    ctx = ctx_from_options()
+    try:
+        pending = check_answerable(ctx.settings.root, version)
+    except LookupError as e:
+        fail(str(e), as_json)
+    prefect_home()
+    from tasks.approval import resume_paused_run
+
+    answer = {"approve": approve, "comment": comment, "who": who or getpass.getuser()}
+    try:
+        resume_paused_run(pending["flow_run_id"], answer)
+    except Exception as e:  # the run no longer waits, or no Prefect server answers
+        fail(f"could not resume the release of version {pending['version']}: {e}", as_json)
+    verb = "approved" if approve else "rejected"
+    emit({**answer, "decision": verb, "version": pending["version"], "flow_run_id": pending["flow_run_id"],
+          "flow_run_url": pending.get("flow_run_url")}, as_json,
+         f"{verb} version {pending['version']}: its release resumes ({pending.get('flow_run_url') or pending['flow_run_id']})")
+
+
+@app.command()
+def approve(
+    version: Annotated[str | None, typer.Argument(help="the version waiting (default: the pending one)")] = None,
+    comment: Annotated[str, typer.Option(help="why; kept in the ledger and on the version")] = "",
+    who: Annotated[str | None, typer.Option(help="who approves (default: the user name)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Approve the challenger whose release waits for approval: its release goes on (canary or promotion)."""
+    _answer_approval(True, version, comment, who, as_json)
+
+
+@app.command()
+def reject(
+    version: Annotated[str | None, typer.Argument(help="the version waiting (default: the pending one)")] = None,
+    comment: Annotated[str, typer.Option(help="why; kept in the ledger and on the version")] = "",
+    who: Annotated[str | None, typer.Option(help="who rejects (default: the user name)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Reject the challenger whose release waits for approval: the champion is kept."""
+    _answer_approval(False, version, comment, who, as_json)
+
+
 def _mount_data_app() -> None:
     try:
         from ratchet_cli.data import app as data_app
@@ -372,3 +512,17 @@ def _mount_data_app() -> None:
 
 
 _mount_data_app()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The ``ratchet`` program: the typer app, with a user's mistake (a missing file, a bad
+    config key, an unknown column, no schema, a bad home) told in one line on stderr and exit
+    code 1; ``--debug`` or ``RATCHET_DEBUG=1`` shows the traceback instead."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        app(args=args, prog_name="ratchet")
+    except user_error_types() as e:  # evaluated only when something was raised
+        if debug_enabled():
+            raise
+        report_user_error(e, as_json="--json" in args)
+        sys.exit(1)

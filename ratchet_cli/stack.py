@@ -1,7 +1,8 @@
 """The local stack behind ``ratchet up`` / ``ratchet down``.
 
-Three background processes, each with its log in ``<home>/logs``: a Prefect
-server (its database in the home folder), a runner that serves the
+Three background processes, each with its log in ``<home>/logs``: the home's Prefect
+server (its database in the home folder; the one the commands start on first need and
+reuse, ``ratchet_cli.server``, started here when none runs), a runner that serves the
 deployments and their automations (``python -m deployments.serve``), and the
 inference service (``ratchet serve``). ``<home>/run/stack.json`` records their
 process ids and URLs (``ratchet.runtime.stack`` reads it).
@@ -14,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -28,6 +28,8 @@ from ratchet.core.files import free_port
 from ratchet.core.settings import Settings
 from ratchet.delivery import markers
 from ratchet.runtime.stack import alive, read_admin_token, read_stack, stack_file, token_file
+from ratchet_cli import server
+from ratchet_cli.server import spawn, stop_group
 
 
 def _admin_token(settings: Settings) -> str:
@@ -69,13 +71,6 @@ def _wait_http(url: str, timeout: float, proc: subprocess.Popen, what: str, log:
     raise RuntimeError(f"{what} did not answer {url} within {timeout:.0f} s; see {log}")
 
 
-def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    out = open(log, "ab")  # noqa: SIM115 - the child keeps it
-    # a new session, so the stack outlives this command and `down` can stop each group
-    return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-
-
 def up(
     settings: Settings,
     config_files: list[str] | None,
@@ -86,6 +81,7 @@ def up(
 ) -> dict[str, Any]:
     """Start server, runner and service in the background; register deployments and automations.
 
+    A Prefect server already running for the home (started by an earlier command) is reused.
     A stack with a member gone (a killed worker, a crashed service) is restarted whole on the
     same ports; the Prefect database, registry and ledger in the home carry everything over,
     and the automations pick up what was left (a crashed training run is run again)."""
@@ -100,8 +96,8 @@ def up(
     _abort_interrupted_canary(settings, config_files, "found at `ratchet up`: the stack had stopped during a canary")
     bin_dir = Path(sys.executable).parent
     logs = settings.root / "logs"
-    prefect_port = prefect_port or free_port()
-    api = f"http://127.0.0.1:{prefect_port}/api"
+    prefect = server.ensure(settings, port=prefect_port, timeout=timeout)
+    api = prefect["api_url"]
     env = {
         **os.environ,
         **settings.prefect_env(),
@@ -114,30 +110,26 @@ def up(
         env["RATCHET_CONFIG"] = os.pathsep.join(str(Path(f).resolve()) for f in config_files)
     procs: dict[str, subprocess.Popen] = {}
     try:
-        procs["prefect-server"] = _spawn(
-            [str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(prefect_port),
-             "--no-ui", "--analytics-off"],
-            {k: v for k, v in env.items() if k != "PREFECT_API_URL"},
-            logs / "prefect-server.log",
-        )
-        _wait_http(f"{api}/health", timeout, procs["prefect-server"], "Prefect server", logs / "prefect-server.log")
-        procs["runner"] = _spawn([sys.executable, "-m", "deployments.serve"], env, logs / "runner.log")
+        procs["runner"] = spawn([sys.executable, "-m", "deployments.serve"], env, logs / "runner.log")
         serve_port = serve_port or free_port()
-        procs["inference"] = _spawn(
+        procs["inference"] = spawn(
             [str(bin_dir / "ratchet"), "serve", "--port", str(serve_port)], env, logs / "inference.log"
         )
         service = f"http://127.0.0.1:{serve_port}"
         _wait_http(f"{service}/health", timeout, procs["inference"], "inference service", logs / "inference.log")
         _wait_deployments(api, timeout, procs["runner"], logs / "runner.log")
-    except BaseException:
+    except BaseException:  # the Prefect server stays, for the next command
         for p in procs.values():
-            _stop(p.pid)
+            stop_group(p.pid)
         raise
     stack = {
         "prefect_api_url": api,
         "service_url": service,
         "started_at": time.time(),
-        "processes": {name: {"pid": p.pid, "log": str(logs / f"{name}.log")} for name, p in procs.items()},
+        "processes": {
+            "prefect-server": {"pid": prefect["pid"], "log": prefect["log"]},
+            **{name: {"pid": p.pid, "log": str(logs / f"{name}.log")} for name, p in procs.items()},
+        },
     }
     path = stack_file(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -161,39 +153,19 @@ def _wait_deployments(api: str, timeout: float, runner: subprocess.Popen, log: P
     raise RuntimeError(f"deployments were not registered within {timeout:.0f} s; see {log}")
 
 
-def _stop(pid: int, grace: float = 20.0) -> bool:
-    """Stop the process group ``pid`` leads: the member and its children (a runner's flow runs),
-    even when the leader itself is already gone."""
-    leader = alive(pid)
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # the id now belongs to someone else's group
-        return False
-    if not leader:
-        return False
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and alive(pid):
-        time.sleep(0.2)
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-    if alive(pid):
-        os.killpg(pid, signal.SIGKILL)
-    return True
-
-
 def down(settings: Settings, config_files: list[str] | None = None) -> dict[str, Any]:
-    """Stop what ``up`` started: service first, then runner, then server. State stays on disk;
-    a canary cut short is aborted (share 0, recorded), the champion left as it was."""
+    """Stop what ``up`` started: service first, then runner, then the home's Prefect server
+    (also when only a command had started it). State stays on disk; a canary cut short is
+    aborted (share 0, recorded), the champion left as it was."""
     path = stack_file(settings)
-    if not path.exists():
-        return {"stopped": []}
-    stack = json.loads(path.read_text())
-    stopped = [name for name in ("inference", "runner", "prefect-server")
-               if name in stack["processes"] and _stop(stack["processes"][name]["pid"])]
+    stack = json.loads(path.read_text()) if path.exists() else None
+    processes = stack["processes"] if stack else {}
+    stopped = [name for name in ("inference", "runner") if name in processes and stop_group(processes[name]["pid"])]
+    recorded = processes.get("prefect-server")
+    if server.stop(settings) or (recorded and stop_group(recorded["pid"])):
+        stopped.append("prefect-server")
+    if stack is None:
+        return {"stopped": stopped}
     path.unlink()
     _abort_interrupted_canary(settings, config_files, "`ratchet down` during a canary")
     return {"stopped": stopped}

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG_FILES = [str(ROOT / "configs" / "ratchet.yaml"), str(ROOT / "configs" / "test.yaml")]
+# the built-in config (package data) plus the test override
+CONFIG_FILES = [str(ROOT / "ratchet" / "configs" / "ratchet.yaml"), str(ROOT / "configs" / "test.yaml")]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -18,6 +19,8 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # a CLI command run by a test uses Prefect's temporary server, never leaves one running
+    os.environ.setdefault("RATCHET_PREFECT_SERVER", "ephemeral")
     os.environ["RATCHET_CONFIG"] = os.pathsep.join(CONFIG_FILES)
 
 

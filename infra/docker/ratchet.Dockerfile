@@ -26,14 +26,12 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     RATCHET_PROFILE=cluster \
     RATCHET_HOME=/var/lib/ratchet \
-    RATCHET_CONFIG=/app/configs/ratchet.yaml:/app/configs/cluster.yaml \
     RATCHET_HEALTH_URL=http://127.0.0.1:8765/health
 RUN groupadd --system --gid 10001 ratchet \
     && useradd --system --uid 10001 --gid ratchet --home-dir /var/lib/ratchet --create-home --shell /usr/sbin/nologin ratchet
 COPY --from=build /opt/venv /opt/venv
 # flows and tasks as files too: deployments name entrypoints like flows/train.py:train_flow
 WORKDIR /app
-COPY --chown=root:root configs ./configs
 COPY --chown=root:root flows ./flows
 COPY --chown=root:root tasks ./tasks
 COPY --chown=root:root ratchet ./ratchet

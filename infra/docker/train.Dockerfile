@@ -34,13 +34,11 @@ COPY pyproject.toml README.md ./
 COPY ratchet ./ratchet
 COPY tasks ./tasks
 COPY flows ./flows
-COPY configs ./configs
 RUN uv pip install --python /opt/venv/bin/python . "psycopg[binary]==3.3.9" "boto3==1.44.5"
 RUN groupadd --system --gid 10001 ratchet \
     && useradd --system --uid 10001 --gid ratchet --home-dir /var/lib/ratchet --create-home --shell /usr/sbin/nologin ratchet
 ENV RATCHET_PROFILE=cluster \
     RATCHET_HOME=/var/lib/ratchet \
-    RATCHET_CONFIG=/app/configs/ratchet.yaml:/app/configs/cluster.yaml \
     RATCHET_HEALTH_URL=http://127.0.0.1:8080/health
 USER 10001:10001
 # the worker's health server (prefect worker start --with-healthcheck)

@@ -1,22 +1,30 @@
 """Configuration: YAML files validated by pydantic models.
 
-The real configuration lives in ``configs/ratchet.yaml``. Tests and the demo
-load that same file plus a small override file (fewer epochs, fewer trials),
-merged key by key, so a test never runs on a config nobody ships.
+The built-in configuration, every setting with a comment, ships in the package
+(``ratchet/configs/ratchet.yaml``, ``BUILTIN_CONFIG``). A project's own files are
+merged over it key by key (``config_layers``), so a project file, the tests'
+override (fewer epochs, fewer trials) and the demo's hold only what differs, and
+a test never runs on a config nobody ships.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from ratchet.core.schema import Strict as _Strict
+from ratchet.core.settings import CONFIG_DIR, Settings
+
+BUILTIN_CONFIG = CONFIG_DIR / "ratchet.yaml"  # every setting, with comments
+PROJECT_CONFIG = "ratchet.yaml"  # a project's own file: ./ratchet.yaml, else <home>/ratchet.yaml
 
 
 # --------------------------------------------------------------------- stages
@@ -26,6 +34,12 @@ class DataConfig(_Strict):
     main_branch: str = "main"
     batch_prefix: str = "batches/"
     drift_gate: bool = False  # reject a batch whose drift against main exceeds the threshold
+    # schema inference (``ratchet init --schema-from``, ``ratchet.data.infer``): written into the schema
+    max_categories: int = Field(50, ge=1, description="a text column keeps its most frequent values, the rest: other")
+    range_margin: float = Field(0.5, ge=0, description="numeric min/max: the sample's range widened by this x span")
+    max_out_of_range_share: float = Field(
+        0.01, ge=0, le=1, description="share of a column's rows out of range that rejects a batch (fewer: warnings)"
+    )
 
 
 class SearchParam(_Strict):
@@ -62,6 +76,9 @@ class TrainConfig(_Strict):
         default_factory=list, description="extra Lightning callbacks: [{class_path: pkg.mod.Class, init_args: {}}]"
     )
     seed: int = 7
+    regression_loss: Literal["mse", "huber"] = Field(
+        "mse", description="a regression target's training loss, on the standardised target"
+    )
     val_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.2, gt=0, lt=0.5)
     window_batches: int | None = Field(
@@ -71,6 +88,10 @@ class TrainConfig(_Strict):
         None,
         description="which batches to train on: all; the last window_batches; or since_drift, the batches "
         "since the latest drift onset (at most window_batches). Default: last when window_batches is set, else all",
+    )
+
+    min_window_rows: int = Field(
+        0, ge=0, description="since_drift: fewer rows than this after the onset also takes the batches before it"
     )
 
     @property
@@ -100,6 +121,22 @@ class GateConfig(_Strict):
     max_size_bytes: int | None = Field(None, gt=0)
     bootstrap_samples: int = Field(2000, ge=100)
     seed: int = 0
+    # sliced evaluation (ratchet.promotion.slices): with a champion, the challenger must also not be
+    # significantly worse (one-sided paired test, Holm-corrected at alpha) on any value of these columns
+    slices: list[str] = Field(default_factory=list)
+    slice_min_rows: int = Field(30, ge=1)  # smaller slices are skipped (listed in the evidence)
+    slice_bins: int = Field(4, ge=2)  # quantile bins of a numeric column with more distinct values
+    # a regression target: metric (lower is better) and the paired test on per-row errors
+    regression_metric: Literal["rmse", "mae"] = "mae"
+    regression_loss: Literal["abs", "squared"] | None = Field(
+        None, description="per-row error the test ranks; None: abs for mae, squared for rmse"
+    )
+    regression_test: Literal["wilcoxon+bootstrap", "wilcoxon", "bootstrap"] = Field(
+        "wilcoxon+bootstrap", description="default: both Wilcoxon on per-row errors and the bootstrap of the metric"
+    )
+    regression_floor: float = Field(
+        0.0, description="minimum R² on the held-out rows; 0: no worse than predicting their mean"
+    )
 
 
 class ServingConfig(_Strict):
@@ -129,7 +166,11 @@ class CanaryConfig(_Strict):
     steps: list[float] = Field(default_factory=lambda: [0.05, 0.25, 0.5, 1.0])  # challenger shares
     window_s: float = Field(120.0, ge=0)  # each step lasts at least this long ...
     min_requests: int = Field(100, ge=0)  # ... and until the challenger served this many requests
-    max_window_s: float = Field(1800.0, gt=0)  # a step still short of min_requests then rolls back
+    max_window_s: float = Field(1800.0, gt=0)  # a step still short of min_requests then: inconclusive
+    require_feedback: bool = False  # a step also needs min_feedback labels on the challenger's answers
+    # a canary that ended inconclusive (not enough evidence, champion kept, challenger keeps its
+    # alias): "keep" leaves it there; "approval" asks a person to promote it (release.approval's way)
+    on_inconclusive: Literal["keep", "approval"] = "keep"
     poll_s: float = Field(5.0, gt=0)  # how often /stats is read and the guardrails are checked
     service_url: str | None = None  # default http://{serving.host}:{serving.port}
     admin_token_block: str = "ratchet-admin-token"  # Prefect Secret block when RATCHET_ADMIN_TOKEN is unset
@@ -159,6 +200,9 @@ class CanaryConfig(_Strict):
     accuracy_margin: float = Field(0.0, ge=0)  # tolerated accuracy loss
     accuracy_tau: float = Field(0.05, gt=0)  # prior sd of the difference in the mixture
     min_feedback: int = Field(100, ge=1)
+    # regression: the same mixture SPRT on log(challenger's live MAE / champion's), at accuracy_alpha
+    mae_margin: float = Field(0.0, ge=0)  # tolerated relative MAE increase (0.05: 5 % worse)
+    mae_tau: float = Field(0.1, gt=0)  # prior sd of the log MAE ratio in the mixture
 
     @field_validator("steps")
     @classmethod
@@ -172,9 +216,34 @@ class CanaryConfig(_Strict):
         return v
 
 
+class ReleaseConfig(_Strict):
+    """What a challenger that passed the offline gate needs before its canary (flows/release.py)."""
+
+    # "required": the release pauses after the gate and waits for `ratchet approve` / `reject`
+    # (or the flow run's resume form in Prefect's UI); "auto": no person in the loop
+    approval: Literal["auto", "required"] = "auto"
+    approval_timeout_s: int = Field(86400, ge=1)  # no answer by then: the champion is kept (recorded)
+    approval_poll_s: int = Field(10, ge=1)  # how often the paused run looks for an answer
+
+
+class NotifyConfig(_Strict):
+    """Notifications: Prefect automations post JSON to a webhook (deployments/notifications.py,
+    created by ``ratchet up``) on data rejected, drift, kept/promoted, canary rolled back or
+    inconclusive, approval requested, and any ratchet flow run Failed or Crashed."""
+
+    webhook_url: str | None = None  # set: `ratchet up` saves it as the Webhook block below
+    block: str = "ratchet-notify"  # the Prefect Webhook block (an existing one is used when no URL is set)
+
+
 class DriftConfig(_Strict):
     p_value: float = 0.01  # a feature drifts when its test's p-value is below this
     min_drifted_share: float = 0.2  # drift is detected when this share of features drift
+    # a feature drifts only when its effect is also at least this large (KS statistic D, or Cramer's V for
+    # chi-square): with large profiles a test finds practically nil differences significant
+    min_effect: float = Field(0.05, ge=0, le=1)
+    # concept drift: the champion's error on labelled batches and live feedback against its held-out error
+    concept_alpha: float = Field(0.01, gt=0, lt=1)  # false-alarm rate per champion, over every batch/window
+    concept_min_drop: float = Field(0.01, ge=0)  # accuracy points (regression: relative MSE rise) to ignore
 
 
 class LoopConfig(_Strict):
@@ -210,6 +279,8 @@ class RatchetConfig(_Strict):
     gate: GateConfig = GateConfig()
     serving: ServingConfig = ServingConfig()
     canary: CanaryConfig = CanaryConfig()
+    release: ReleaseConfig = ReleaseConfig()
+    notify: NotifyConfig = NotifyConfig()
     drift: DriftConfig = DriftConfig()
     loop: LoopConfig = LoopConfig()
     demo: DemoConfig = DemoConfig()
@@ -231,27 +302,109 @@ def _deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
-def default_config_files() -> list[Path]:
-    """``RATCHET_CONFIG`` (paths joined by ``os.pathsep``), else ``configs/ratchet.yaml``."""
+class ConfigError(ValueError):
+    """A config file that is not YAML, not a mapping, or holds a bad setting: its message is one
+    line naming the file and each bad key (``train.learning_rat: unknown setting ...``)."""
+
+
+def default_config_files(home: Path | str | None = None) -> list[Path]:
+    """The project's config files when none are named, the first that applies:
+    ``RATCHET_CONFIG`` (paths joined by ``os.pathsep``), ``./ratchet.yaml``,
+    ``<home>/ratchet.yaml`` (``home`` default: ``RATCHET_HOME``); else none, and the
+    built-in defaults hold alone."""
     env = os.environ.get("RATCHET_CONFIG")
     if env:
         return [Path(p) for p in env.split(os.pathsep) if p]
-    return [Path("configs/ratchet.yaml")]
+    home_dir = Path(home).expanduser().resolve() if home is not None else Settings().root
+    for candidate in (Path.cwd() / PROJECT_CONFIG, home_dir / PROJECT_CONFIG):
+        if candidate.is_file():
+            return [candidate]
+    return []
+
+
+def config_layers(files: Sequence[Path | str] | None = None, settings: Settings | None = None) -> list[Path]:
+    """Every file merged, in order: the built-in defaults, the profile's overlay (any profile
+    but ``local``, whose overlay only restates the defaults), then ``files`` (default:
+    ``default_config_files`` of the settings' home), so a project's file has the last word.
+    The built-in file named again among ``files`` is not merged twice: it is the base already,
+    and merged again it would undo the profile's overlay."""
+    settings = settings or Settings()
+    layers = [BUILTIN_CONFIG]
+    if settings.profile != "local":
+        layers.append(settings.profile_config)
+    given = [Path(f) for f in files] if files is not None else default_config_files(settings.root)
+    layers += [f for f in given if f.resolve() != BUILTIN_CONFIG]
+    return layers
 
 
 def load_config(
-    files: list[Path] | None = None, overrides: dict[str, Any] | None = None
+    files: Sequence[Path | str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    *,
+    settings: Settings | None = None,
 ) -> RatchetConfig:
-    """Load and merge YAML files in order, then ``overrides``; validate the result."""
+    """``files`` (default: the project's, ``default_config_files``) merged over the built-in
+    defaults and the profile's overlay, then ``overrides``; validated. A missing file raises
+    ``FileNotFoundError``; unreadable YAML or a bad setting, ``ConfigError`` (one line)."""
+    return merge_config_files(config_layers(files, settings), overrides)
+
+
+def merge_config_files(layers: Sequence[Path | str], overrides: dict[str, Any] | None = None) -> RatchetConfig:
+    """Exactly ``layers`` merged in order, then ``overrides``; validated (see ``load_config``)."""
     merged: dict[str, Any] = {}
-    for f in files if files is not None else default_config_files():
-        f = Path(f)
-        if not f.exists():
-            raise FileNotFoundError(f"config file not found: {f}")
-        data = yaml.safe_load(f.read_text()) or {}
+    sources: list[tuple[str, dict]] = []
+    for f in map(Path, layers):
+        if not f.is_file():
+            raise FileNotFoundError(f"config file not found: {f}" + (" (a folder)" if f.is_dir() else ""))
+        try:
+            data = yaml.safe_load(f.read_text()) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"config file {f}{where}: not valid YAML ({getattr(e, 'problem', None) or e})") from e
         if not isinstance(data, dict):
-            raise ValueError(f"config file {f} must hold a mapping at the top level")
+            raise ConfigError(f"config file {f} must hold a mapping at the top level")
         merged = _deep_merge(merged, data)
+        sources.append((str(f), data))
     if overrides:
         merged = _deep_merge(merged, overrides)
-    return RatchetConfig.model_validate(merged)
+        sources.append(("the overrides", overrides))
+    try:
+        return RatchetConfig.model_validate(merged)
+    except ValidationError as e:
+        raise ConfigError(_describe(e, sources)) from e
+
+
+def _describe(error: ValidationError, sources: list[tuple[str, dict]]) -> str:
+    problems, files = [], []
+    for err in error.errors():
+        loc = tuple(str(p) for p in err["loc"])
+        key = ".".join(loc) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            hint = difflib.get_close_matches(loc[-1], _fields_at(loc[:-1]), n=1)
+            problems.append(f"{key}: unknown setting" + (f" (did you mean {hint[0]}?)" if hint else ""))
+        else:
+            problems.append(f"{key}: {err['msg']}")
+        source = next((name for name, data in reversed(sources) if _holds(data, loc)), None)
+        if source and source not in files:
+            files.append(source)
+    return f"bad config in {', '.join(files) or 'the merged config'}: " + "; ".join(problems)
+
+
+def _holds(data: Any, loc: tuple[str, ...]) -> bool:
+    for part in loc:
+        if not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+    return True
+
+
+def _fields_at(loc: tuple[str, ...]) -> list[str]:
+    """The setting names valid at ``loc`` (``("train",)``: TrainConfig's fields)."""
+    model: type[BaseModel] = RatchetConfig
+    for part in loc:
+        annotation = model.model_fields[part].annotation if part in model.model_fields else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)

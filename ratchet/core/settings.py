@@ -27,8 +27,9 @@ the two, so the same flows and tasks run on a laptop and on a cluster.
       A worker sets it in every flow run it starts.
     * Data: lakeFS (``LAKEFS_ENDPOINT``, ``LAKEFS_ACCESS_KEY_ID``,
       ``LAKEFS_SECRET_ACCESS_KEY``, ``LAKEFS_STORAGE_NAMESPACE``), selected by
-      the profile's config overlay ``configs/cluster.yaml`` (``data.backend:
-      lakefs``): ``RATCHET_CONFIG=configs/ratchet.yaml:configs/cluster.yaml``.
+      the profile's config overlay ``ratchet/configs/cluster.yaml`` (``data.backend:
+      lakefs``), shipped in the package and merged over the built-in defaults
+      whenever ``RATCHET_PROFILE=cluster``.
 
 In both profiles ``RATCHET_MLFLOW_TRACKING_URI``, ``RATCHET_MLFLOW_ARTIFACT_ROOT``,
 ``RATCHET_OPTUNA_STORAGE`` and ``RATCHET_LEDGER_URL`` override one store each.
@@ -48,12 +49,20 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 Profile = Literal["local", "cluster"]
 PROFILES: tuple[str, ...] = ("local", "cluster")
 
-# the data backend each profile's config overlay (configs/<profile>.yaml) selects
+# the built-in config (ratchet.yaml: every setting) and the profiles' overlays, shipped as
+# package data: an installed ratchet finds them wherever it runs
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+# the data backend each profile's config overlay (ratchet/configs/<profile>.yaml) selects
 PROFILE_DATA_BACKEND = {"local": "embedded", "cluster": "lakefs"}
 
 
 class ProfileError(RuntimeError):
     """A store the profile needs is not configured."""
+
+
+class HomeError(OSError):
+    """The home folder (``RATCHET_HOME``, ``--home``) is not a folder ratchet can use."""
 
 
 class Settings(BaseSettings):
@@ -147,14 +156,20 @@ class Settings(BaseSettings):
 
     @property
     def data_backend(self) -> str:
-        """The data backend this profile expects (selected by ``configs/<profile>.yaml``)."""
+        """The data backend this profile expects (selected by its config overlay)."""
         return PROFILE_DATA_BACKEND[self.profile]
 
     @property
     def profile_config(self) -> Path:
-        """The profile's config overlay, merged after ``configs/ratchet.yaml``;
-        relative to the working directory, like the default config file."""
-        return Path("configs") / f"{self.profile}.yaml"
+        """The profile's config overlay in the package (``ratchet/configs/<profile>.yaml``),
+        merged right after the built-in defaults (``ratchet.core.config.config_layers``)."""
+        return CONFIG_DIR / f"{self.profile}.yaml"
+
+    @property
+    def project_config(self) -> Path:
+        """``<home>/ratchet.yaml``: the project's config when neither ``--config``,
+        ``RATCHET_CONFIG`` nor ``./ratchet.yaml`` names one (written by ``ratchet init``)."""
+        return self.root / "ratchet.yaml"
 
     def stores(self, *, hide_passwords: bool = True) -> dict[str, str]:
         """Every resolved store URL, passwords masked: for status output and logs.
@@ -183,8 +198,15 @@ class Settings(BaseSettings):
 
     # -- home folder and Prefect -------------------------------------------
     def ensure(self) -> Settings:
-        for d in (self.root, self.prefect_home, self.data_dir, self.reports_dir, self.serving_dir):
-            d.mkdir(parents=True, exist_ok=True)
+        """Create the home's folders; ``HomeError`` (one line naming the home) when it cannot be."""
+        root = self.root
+        if root.exists() and not root.is_dir():
+            raise HomeError(f"home {root} is a file, not a folder (set by --home or RATCHET_HOME)")
+        try:
+            for d in (root, self.prefect_home, self.data_dir, self.reports_dir, self.serving_dir):
+                d.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise HomeError(f"cannot create the home folder {root}: {e.strerror or e}") from e
         return self
 
     def prefect_env(self) -> dict[str, str]:

@@ -6,12 +6,12 @@ the CLI and tests, which can point it at a temporary home.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ratchet.core.config import RatchetConfig, default_config_files, load_config
+from ratchet.core.config import RatchetConfig, config_layers, merge_config_files
 from ratchet.core.schema import Schema, load_schema
 from ratchet.core.settings import Settings
 
@@ -20,6 +20,7 @@ from ratchet.core.settings import Settings
 class Context:
     settings: Settings
     cfg: RatchetConfig
+    config_files: list[Path] = field(default_factory=list)  # every file merged, in order
 
     @cached_property
     def repo(self):
@@ -31,9 +32,9 @@ class Context:
     def registry(self):
         from ratchet.training.registry import Registry
 
-        reg = Registry(self.settings, self.cfg.model_name, self.cfg.experiment)
-        reg.use_stores()  # the experiment is looked up only by what logs runs (Registry.activate)
-        return reg
+        # no MLflow import here (seconds): what logs, registers or loads points mlflow's
+        # globals at the home itself (Registry.activate, register, load_predictor)
+        return Registry(self.settings, self.cfg.model_name, self.cfg.experiment)
 
     @cached_property
     def ledger(self):
@@ -51,23 +52,21 @@ def load_context(
     overrides: dict[str, Any] | None = None,
     home: str | None = None,
 ) -> Context:
-    """Settings from the environment, config from files (default: ``RATCHET_CONFIG`` or
-    ``configs/ratchet.yaml``) with the profile's overlay (``configs/<profile>.yaml``)
-    merged last, so ``RATCHET_PROFILE=cluster`` alone switches the stores and backends.
-    The ``local`` overlay only restates the defaults and is not added, so a user's
-    own config (say ``data.backend: lakefs``) keeps its word there.
+    """Settings from the environment; config from ``config_files`` (default: the project's,
+    ``ratchet.core.config.default_config_files``: ``RATCHET_CONFIG``, ``./ratchet.yaml`` or
+    ``<home>/ratchet.yaml``) merged over the built-in defaults and, for any profile but
+    ``local``, the profile's overlay (``ratchet/configs/<profile>.yaml``), so
+    ``RATCHET_PROFILE=cluster`` alone switches the stores and backends while a project's own
+    file keeps the last word.
 
     ``RATCHET_NUM_NODES`` (set in each pod of a multi-node training job, from the
     job's node count) overrides ``train.num_nodes`` of the files: the job, not the
     image's config, knows how many nodes it started. ``overrides`` still win."""
     settings = Settings(home=Path(home)) if home else Settings()
-    files = [Path(f) for f in config_files] if config_files else default_config_files()
-    overlay = settings.profile_config
-    if settings.profile != "local" and overlay.exists() and all(f.resolve() != overlay.resolve() for f in files):
-        files.append(overlay)
+    layers = config_layers(config_files or None, settings)
     if settings.num_nodes is not None:
         train = {**(overrides or {}).get("train", {})}
         train.setdefault("num_nodes", settings.num_nodes)
         overrides = {**(overrides or {}), "train": train}
-    cfg = load_config(files, overrides)
-    return Context(settings.ensure(), cfg)
+    cfg = merge_config_files(layers, overrides)
+    return Context(settings.ensure(), cfg, layers)

@@ -19,7 +19,8 @@ class RunOptions(BaseModel):
 
     config_files: list[str] | None = Field(
         None,
-        description="config YAML files merged in order (default: RATCHET_CONFIG, else the built-in config)",
+        description="config YAML files merged in order over the built-in defaults "
+        "(default: RATCHET_CONFIG, else ./ratchet.yaml, else <home>/ratchet.yaml)",
     )
     overrides: dict[str, Any] | None = Field(
         None, description="settings merged over the files, e.g. {\"tune\": {\"trials\": 2}}"

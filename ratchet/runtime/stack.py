@@ -2,7 +2,9 @@
 
 ``<home>/run/stack.json`` records the process ids and URLs of what ``ratchet up`` started
 (a Prefect server, a runner serving the deployments, the inference service; see
-``ratchet_cli.stack``); ``<home>/run/admin-token`` the service's admin token. Commands and
+``ratchet_cli.stack``); ``<home>/run/prefect-server.json`` the home's one Prefect server
+(started by ``up`` or by the first command that needs Prefect, reused by the next ones;
+see ``ratchet_cli.server``); ``<home>/run/admin-token`` the service's admin token. Commands and
 tasks read them to talk to the running server and service.
 """
 
@@ -43,9 +45,33 @@ def read_admin_token(settings: Settings) -> str | None:
         return None
 
 
+def server_file(settings: Settings) -> Path:
+    return settings.root / "run" / "prefect-server.json"
+
+
+def read_server_record(settings: Settings) -> dict[str, Any] | None:
+    """The home's Prefect server as recorded (``pid``, ``api_url``, ``port``, ``log``), alive or not."""
+    try:
+        return json.loads(server_file(settings).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def read_server(settings: Settings) -> dict[str, Any] | None:
+    """The home's Prefect server when its process lives (whether it answers is the caller's
+    question), else None."""
+    record = read_server_record(settings)
+    return record if record and alive(record["pid"]) else None
+
+
 def prefect_api_url(settings: Settings) -> str | None:
+    """The API of the Prefect server running for this home: the stack's, else the one the
+    first command that needed Prefect started (process alive; not asked whether it answers)."""
     stack = read_stack(settings)
-    return stack["prefect_api_url"] if stack else None
+    if stack:
+        return stack["prefect_api_url"]
+    server = read_server(settings)
+    return server["api_url"] if server else None
 
 
 def alive(pid: int) -> bool:

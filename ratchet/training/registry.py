@@ -2,10 +2,17 @@
 
 Nothing connects at import time: a ``Registry`` is built from settings, so tests
 point it at a SQLite file in a temporary folder.
+
+Nor is MLflow imported then: ``import mlflow`` and its SQL store cost seconds (alembic, the
+genai modules), more than ``ratchet status`` should take. Reading an alias from a local SQLite
+tracking database is one query on MLflow's ``registered_model_aliases`` table (stdlib
+``sqlite3``, read-only); everything else, and any other store, goes through MLflow.
 """
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import subprocess
 import tempfile
 from functools import cache, cached_property
@@ -13,19 +20,16 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as pkg_version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import mlflow
-import pandas as pd
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
-from mlflow.models import ModelSignature, infer_signature
-from mlflow.types.schema import AnyType, ColSpec
-from mlflow.types.schema import Schema as MlflowSchema
+from urllib.parse import unquote
 
 from ratchet.core.settings import Settings
 
 if TYPE_CHECKING:  # the model stack (torch, Lightning) loads only where a model is touched,
-    # so an emergency rollback does not wait for it
+    # so an emergency rollback does not wait for it; MLflow and pandas where they are used
+    import pandas as pd
+    from mlflow import MlflowClient
+    from mlflow.models import ModelSignature
+
     from ratchet.training.model.fit import Predictor
 
 ALIASES = ("champion", "challenger", "previous")
@@ -60,6 +64,8 @@ class Registry:
     # -- connection ---------------------------------------------------------------
     def activate(self) -> str:
         """Point the mlflow module at this home's stores and experiment; return its id."""
+        import mlflow
+
         self.use_stores()
         exp = mlflow.get_experiment_by_name(self.experiment)
         if exp is None:
@@ -73,16 +79,22 @@ class Registry:
 
     @cached_property
     def client(self) -> MlflowClient:
+        from mlflow import MlflowClient
+
         return MlflowClient(tracking_uri=self.settings.tracking_uri, registry_uri=self.settings.tracking_uri)
 
     def use_stores(self) -> None:
         """Point the mlflow module's globals (``models:/`` URIs, runs) at this home."""
+        import mlflow
+
         mlflow.set_tracking_uri(self.settings.tracking_uri)
         mlflow.set_registry_uri(self.settings.tracking_uri)
 
     # -- logging and registering -------------------------------------------------------
     def log_predictor(self, predictor: Predictor, example: pd.DataFrame) -> str:
         """Log the predictor as a pyfunc in the active run; return its model URI."""
+        import mlflow
+
         from ratchet.training.model.pyfunc import RatchetPyfunc
 
         example = example.head(5).reset_index(drop=True)
@@ -101,11 +113,16 @@ class Registry:
         return info.model_uri
 
     def register(self, model_uri: str, tags: dict[str, str]) -> str:
+        import mlflow
+
+        self.use_stores()
         mv = mlflow.register_model(model_uri, self.model_name, tags={k: str(v) for k, v in tags.items()})
         return str(mv.version)
 
     def find_version(self, **tags: str) -> str | None:
         """The version carrying all these tags (used to never register a model twice)."""
+        from mlflow.exceptions import MlflowException
+
         try:
             versions = self.client.search_model_versions(f"name = '{self.model_name}'")
         except MlflowException:
@@ -128,18 +145,50 @@ class Registry:
 
     # -- aliases ---------------------------------------------------------------------
     def alias(self, alias: str) -> str | None:
+        local = self._sqlite_aliases()
+        if local is not None:
+            return local.get(alias)
+        from mlflow.exceptions import MlflowException
+
         try:
             return str(self.client.get_model_version_by_alias(self.model_name, alias).version)
         except MlflowException:
             return None
 
     def aliases(self) -> dict[str, str | None]:
+        local = self._sqlite_aliases()
+        if local is not None:
+            return {a: local.get(a) for a in ALIASES}
         return {a: self.alias(a) for a in ALIASES}
+
+    def _sqlite_aliases(self) -> dict[str, str] | None:
+        """Every alias of the model, read straight from a local SQLite tracking database
+        (what ``get_model_version_by_alias`` reads, without importing MLflow); None when the
+        store is not such a file or its tables are not the ones expected (then MLflow asks)."""
+        uri = self.settings.tracking_uri
+        if not uri.startswith("sqlite:///"):
+            return None
+        path = Path(unquote(uri.removeprefix("sqlite:///")).split("?", 1)[0]).resolve()  # as SQLAlchemy reads it
+        if not path.is_file():
+            return {}  # no database yet: no model, no alias
+        try:
+            with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=10)) as db:
+                columns = {row[1] for row in db.execute("PRAGMA table_info(registered_model_aliases)")}
+                if not {"name", "alias", "version"} <= columns:
+                    return None  # an older or unmigrated schema: leave it to MLflow
+                where = "name = ? AND workspace = 'default'" if "workspace" in columns else "name = ?"
+                rows = db.execute(f"SELECT alias, version FROM registered_model_aliases WHERE {where}",  # noqa: S608
+                                  (self.model_name,)).fetchall()
+        except sqlite3.Error:
+            return None
+        return {alias: str(version) for alias, version in rows}
 
     def set_alias(self, alias: str, version: str) -> None:
         self.client.set_registered_model_alias(self.model_name, alias, str(version))
 
     def delete_alias(self, alias: str) -> None:
+        from mlflow.exceptions import MlflowException
+
         try:
             self.client.delete_registered_model_alias(self.model_name, alias)
         except MlflowException:
@@ -151,6 +200,8 @@ class Registry:
         version = ref if str(ref).isdigit() else self.alias(ref)
         if version is None:
             raise LookupError(f"model {self.model_name!r} has no version with alias {ref!r}")
+        import mlflow
+
         self.use_stores()
         pyfunc = mlflow.pyfunc.load_model(f"models:/{self.model_name}/{version}")
         predictor: Predictor = pyfunc.unwrap_python_model().predictor
@@ -165,6 +216,10 @@ def signature_for(predictor: Predictor, example: pd.DataFrame) -> ModelSignature
     in the signature rejects a row with a missing value, and a double column
     rejects int64 input as an unsafe conversion.
     """
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types.schema import AnyType, ColSpec
+    from mlflow.types.schema import Schema as MlflowSchema
+
     from ratchet.training.model.pyfunc import RatchetPyfunc
 
     inputs = MlflowSchema([ColSpec(AnyType(), name) for name in predictor.schema.feature_names])

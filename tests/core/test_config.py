@@ -3,9 +3,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 
-from ratchet.core.config import load_config
+from ratchet.core.config import ConfigError, load_config
 from tests.conftest import CONFIG_FILES
 
 
@@ -28,10 +27,11 @@ def test_digest_changes_with_config():
 def test_bad_config_names_the_field(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("train:\n  max_epochs: 0\n  learning_rat: 0.1\n")
-    with pytest.raises(ValidationError) as e:
+    with pytest.raises(ConfigError) as e:
         load_config([bad])
     text = str(e.value)
     assert "max_epochs" in text and "learning_rat" in text
+    assert str(bad) in text and "\n" not in text  # one line, naming the file
 
 
 def test_missing_config_file(tmp_path):

@@ -1,0 +1,140 @@
+"""How long the ``ratchet`` commands take as a user runs them (fresh processes, end to end),
+as ratios against a bare ``python -c "import ratchet"`` run in the same script.
+
+    python benchmarks/cli.py [--repeats 3] [--rows 4000] [--no-up]
+
+Rows: ``status``; ``ingest`` of a batch (``--rows``) with Prefect's temporary server per
+command (``RATCHET_PREFECT_SERVER=ephemeral``, what every command did before), with the home's
+persistent server cold (the first command starts it) and warm (it runs), and with ``ratchet up``
+running; ``train --trials 1`` and its overhead beyond the fit (the wall time less the
+``tune_model`` task run's own time, read from the server); ``ratchet up`` with no server
+running and with the home's server running. Medians over ``--repeats`` runs.
+
+Targets (issue 17): ingest <= 3 s end to end, status <= 1 s, train --trials 1 <= 3 s beyond
+its fit. Timings on a shared machine are noisy: the load average is printed with the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+CONFIG = os.pathsep.join([str(ROOT / "ratchet/configs/ratchet.yaml"), str(ROOT / "configs/test.yaml")])
+
+
+class Bench:
+    def __init__(self, home: Path, rows: int):
+        self.home, self.rows, self.batches = home, rows, 0
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "RATCHET_"))}
+        self.env.update(RATCHET_HOME=str(home), RATCHET_CONFIG=CONFIG, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+
+    def run(self, *args: str, mode: str = "persistent", cmd: tuple[str, ...] = (str(BIN / "ratchet"),)) -> tuple[float, str]:
+        t0 = time.perf_counter()
+        r = subprocess.run([*cmd, *args], env={**self.env, "RATCHET_PREFECT_SERVER": mode}, cwd=self.home.parent,
+                           capture_output=True, text=True, timeout=900)
+        seconds = time.perf_counter() - t0
+        if r.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)}: exit {r.returncode}\n{r.stderr[-3000:]}")
+        return seconds, r.stdout
+
+    def batch(self) -> str:
+        from ratchet.demo.synthetic import generate_batch, write_batch
+
+        self.batches += 1
+        path = self.home.parent / f"batch-{self.batches:03d}.csv"
+        write_batch(generate_batch(0, self.rows, seed=1000 + self.batches), path)
+        return str(path)
+
+    def ingest(self, mode: str = "persistent") -> float:
+        return self.run("ingest", self.batch(), "--json", mode=mode)[0]
+
+    def server_api(self) -> str:
+        from ratchet.core.settings import Settings
+        from ratchet.runtime.stack import prefect_api_url
+
+        return prefect_api_url(Settings(home=self.home))
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def tune_seconds(api: str) -> float:
+    """The latest ``tune_model`` task run's own time (the search and its fit)."""
+    runs = httpx.post(f"{api}/task_runs/filter", json={"sort": "EXPECTED_START_TIME_DESC", "limit": 50}, timeout=10).json()
+    tune = next(r for r in runs if r["name"].startswith("tune_model"))
+    return float(tune["total_run_time"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--rows", type=int, default=4000)
+    ap.add_argument("--no-up", action="store_true", help="skip the rows that start `ratchet up`")
+    args = ap.parse_args()
+    n = args.repeats
+    rows: list[tuple[str, float, str]] = []
+    with tempfile.TemporaryDirectory(prefix="ratchet-bench-cli-") as tmp:
+        b = Bench(Path(tmp) / "home", args.rows)
+        try:
+            baseline = median([b.run("-c", "import ratchet", cmd=(sys.executable,))[0] for _ in range(max(n, 5))])
+            first = b.batch()
+            b.run("init", "--schema-from", first, "--target", "default", "--json")
+            b.run("ingest", first, "--json", mode="ephemeral")  # databases created before timing
+            rows.append(("ingest, a temporary server per command (before)", median([b.ingest("ephemeral") for _ in range(n)]), ""))
+            cold = []
+            for _ in range(n):
+                b.run("down", "--json")
+                cold.append(b.ingest())
+            rows.append(("ingest, persistent server cold (first command)", median(cold), ""))
+            rows.append(("ingest, persistent server warm", median([b.ingest() for _ in range(n)]), "target <= 3 s"))
+            rows.append(("status", median([b.run("status", "--json")[0] for _ in range(max(n, 5))]), "target <= 1 s"))
+            rows.append(("history", median([b.run("history", "--json")[0] for _ in range(max(n, 5))]), ""))
+            walls, overheads = [], []
+            for _ in range(n):
+                b.batch()  # new data, so the run trains rather than finding the model it made
+                b.ingest()
+                wall = b.run("train", "--trials", "1", "--json")[0]
+                walls.append(wall)
+                overheads.append(wall - tune_seconds(b.server_api()))
+            rows.append(("train --trials 1", median(walls), ""))
+            rows.append(("  its overhead beyond the fit (tune_model task)", median(overheads), "target <= 3 s"))
+            if not args.no_up:
+                ups, warm_ups, stacked = [], [], []
+                for _ in range(n):
+                    b.run("down", "--json")
+                    ups.append(b.run("up", "--json")[0])
+                    stacked.append(b.ingest())  # (its automations start training meanwhile)
+                    b.run("down", "--json")
+                    b.ingest()  # starts the home's server
+                    warm_ups.append(b.run("up", "--json")[0])
+                    b.run("down", "--json")
+                rows.append(("up, no server running", median(ups), ""))
+                rows.append(("up, the home's server running", median(warm_ups), ""))
+                rows.append(("ingest, with `ratchet up` running", median(stacked), "target <= 3 s"))
+        finally:
+            subprocess.run([str(BIN / "ratchet"), "down", "--json"], env=b.env, capture_output=True, timeout=120)
+    load = os.getloadavg()
+    print(f"ratchet CLI, medians of {n} runs; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
+          f"{os.cpu_count()} CPUs; batch of {args.rows} rows")
+    print(f"baseline `python -c 'import ratchet'`: {baseline:.3f} s\n")
+    print(f"| {'command':<50} | {'seconds':>8} | {'x baseline':>10} | note |")
+    print(f"|{'-' * 52}|{'-' * 10}|{'-' * 12}|------|")
+    for name, seconds, note in rows:
+        print(f"| {name:<50} | {seconds:8.2f} | {seconds / baseline:10.1f} | {note} |")
+    print(json.dumps({"baseline_s": baseline, "rows": {name: round(s, 3) for name, s, _ in rows}}))
+
+
+if __name__ == "__main__":
+    main()
