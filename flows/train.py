@@ -6,6 +6,7 @@ from prefect import flow
 
 from ratchet.runtime.options import RunOptions
 from ratchet.training.result import TrainResult
+from ratchet.training.summary import headline
 from tasks.events import announce_model_event
 from tasks.training import (
     find_trained_model,
@@ -37,7 +38,7 @@ def train_flow(
         "ratchet.model.registered", ctx.cfg.model_name,
         {"version": version, "data_commit": trained.data_commit, "trigger": trigger},
     )
-    print(f"registered {ctx.cfg.model_name} v{version} (challenger), test accuracy {trained.metrics['test_accuracy']:.4f}")
+    print(f"registered {ctx.cfg.model_name} v{version} (challenger), {headline(trained.metrics)}")
     return TrainResult(
         model_version=version, data_commit=trained.data_commit, window_batches=trained.window_batches,
         run_id=trained.run_id, study=trained.study_name, best_params=trained.best_params, metrics=trained.metrics,

@@ -6,6 +6,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from ratchet.monitoring.batches import live_concept_onset
 from ratchet.runtime.context import Context
 from ratchet.training import search, summary
 from ratchet.training.window import TrainingData, training_data
@@ -13,7 +14,8 @@ from ratchet.training.window import TrainingData, training_data
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
 def load_training_data(ctx: Context, ref: str, window_batches: int | None = None) -> TrainingData:
-    return training_data(ctx.repo, ref, ctx.cfg, window_batches)
+    live_since = live_concept_onset(ctx.registry)  # the live monitor's onset, one source for since_drift
+    return training_data(ctx.repo, ref, ctx.cfg, window_batches, live_since)
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)

@@ -1,5 +1,6 @@
-"""Metrics of a classifier's probabilities against true labels, with the input checks the
-gate and training share: the same number means the same thing at both ends of the loop."""
+"""Metrics of a classifier's probabilities against true labels, and of a regressor's
+predictions against true values, with the input checks the gate and training share: the
+same number means the same thing at both ends of the loop."""
 
 from __future__ import annotations
 
@@ -7,21 +8,34 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import f1_score, log_loss, roc_auc_score
+from sklearn.metrics import (
+    f1_score,
+    log_loss,
+    mean_absolute_error,
+    r2_score,
+    roc_auc_score,
+    root_mean_squared_error,
+)
 
 METRICS = ("accuracy", "f1", "roc_auc", "log_loss")
-_HIGHER_IS_BETTER = {"accuracy": True, "f1": True, "roc_auc": True, "log_loss": False}
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+_HIGHER_IS_BETTER = {
+    "accuracy": True, "f1": True, "roc_auc": True, "log_loss": False, "rmse": False, "mae": False, "r2": True,
+}
 
 # Probabilities may carry float noise (float32 softmax); beyond these they are wrong.
 _PROBA_RANGE_TOL = 1e-6
 _PROBA_SUM_TOL = 1e-3
 # --------------------------------------------------------------------- metrics
 def higher_is_better(metric: str) -> bool:
-    """True for accuracy, f1, roc_auc; False for log_loss."""
+    """True for accuracy, f1, roc_auc, r2; False for log_loss, rmse, mae."""
     try:
         return _HIGHER_IS_BETTER[metric]
     except KeyError:
-        raise ValueError(f"unknown metric {metric!r}; expected one of {list(METRICS)}") from None
+        raise ValueError(
+            f"unknown metric {metric!r}; expected one of {list(METRICS)} (classification) "
+            f"or {list(REGRESSION_METRICS)} (regression)"
+        ) from None
 
 
 def check_classes(classes: Sequence[Any]) -> int:
@@ -130,3 +144,43 @@ def metric_value(metric: str, y_true: Any, proba: Any, classes: Sequence[Any]) -
     p = check_proba(proba, len(y), k, "proba")
     check_metric_defined(metric, y, k)
     return score_metric(metric, y, p, k)
+
+
+# --------------------------------------------------------------------- regression
+def check_values(values: Any, name: str, n: int | None = None) -> np.ndarray:
+    """``values`` as a finite 1-D float64 array (of length ``n`` when given)."""
+    try:
+        v = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} is not a numeric array: {exc}") from None
+    if v.ndim == 2 and v.shape[1] == 1:
+        v = v[:, 0]
+    if v.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one number per row), got shape {v.shape}")
+    if v.size == 0:
+        raise ValueError(f"{name} is empty: the gate needs at least one evaluation row")
+    if n is not None and len(v) != n:
+        raise ValueError(f"{name} has {len(v)} rows, expected {n} = len(y_true)")
+    if not np.all(np.isfinite(v)):
+        bad = int(np.count_nonzero(~np.isfinite(v)))
+        raise ValueError(f"{name} contains NaN or infinite values in {bad} row(s)")
+    return v
+
+
+def score_regression(metric: str, y: np.ndarray, pred: np.ndarray) -> float:
+    """Regression metric on already-validated arrays (scikit-learn's definitions)."""
+    if metric == "rmse":
+        return float(root_mean_squared_error(y, pred))
+    if metric == "mae":
+        return float(mean_absolute_error(y, pred))
+    if metric == "r2":
+        # sklearn's force_finite: 1.0 for a perfect fit of a constant target, else 0.0 there
+        return float(r2_score(y, pred))
+    raise ValueError(f"unknown regression metric {metric!r}; expected one of {list(REGRESSION_METRICS)}")
+
+
+def regression_metrics(y_true: Any, y_pred: Any) -> dict[str, float]:
+    """RMSE, MAE and R² of predictions ``y_pred`` against true values ``y_true``."""
+    y = check_values(y_true, "y_true")
+    pred = check_values(y_pred, "y_pred", len(y))
+    return {m: score_regression(m, y, pred) for m in REGRESSION_METRICS}

@@ -12,7 +12,17 @@ Two steps, both driven only by the ``Schema`` (no column is named in code):
   types, categories, labels, duplicate rows) is checked with pandas; nulls,
   infinities and ranges are read from a whylogs profile of the typed batch.
 
-``validate_file`` does both and raises ``BatchRejected`` when anything is wrong.
+Unseen categories and out-of-range values are judged by share, as Great Expectations'
+``mostly`` and TFDV's anomaly thresholds do: a batch is rejected only when the share of a
+column's rows holding them is over the column's limit (``max_unseen_share``,
+``max_out_of_range_share``, else the schema's); fewer are ``Violation``s of severity
+``warning``, which reject nothing: the ingest report lists them under ``warnings``, an
+unseen category reaches the model's "other" bucket, and a value slightly out of range is a
+drift signal. Everything else (a missing column, a string in a numeric column, a bad
+label, too many nulls or duplicates) is an ``error``. A column with ``role: ignore`` is
+only checked for presence and is kept as text.
+
+``validate_file`` does both and raises ``BatchRejected`` when any error is found.
 """
 
 from __future__ import annotations
@@ -25,8 +35,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from ratchet.core.schema import ColumnSpec, Schema
+from ratchet.data.datetimes import parse_datetimes
 from ratchet.data.profiling import profile_frame
 
 CSV_SUFFIXES = (".csv",)
@@ -36,25 +48,39 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 # list: "None", "n/a"-like words and "-" can be real category values.
 NA_TOKENS = ["", "NA", "N/A", "NaN", "nan", "NULL", "null"]
 
-_TRUE = {"true", "t", "yes", "y", "1", "1.0"}
-_FALSE = {"false", "f", "no", "n", "0", "0.0"}
+TRUE_WORDS = frozenset({"true", "t", "yes", "y", "1", "1.0"})
+FALSE_WORDS = frozenset({"false", "f", "no", "n", "0", "0.0"})
 _MAX_EXAMPLES = 3
+# a share limit (nulls, duplicates, unseen categories, out-of-range values) is passed when a batch
+# of its size drawn at the limit's rate would hold as many offending rows with probability under this
+SHARE_ALPHA = 0.001
 _BAD = object()  # marks a cell that failed to parse
 
 
 @dataclass
 class Violation:
-    """One reason a batch is rejected. ``column`` is None for file- and row-level rules."""
+    """One finding about a batch. ``column`` is None for file- and row-level rules.
+
+    ``severity`` ``error`` rejects the batch; ``warning`` (unseen categories or out-of-range
+    values under their share limit) is reported and rejects nothing. ``to_dict`` keeps the
+    three keys of the report's lists (``violations`` holds errors, ``warnings`` the rest)."""
 
     column: str | None
     rule: str
     message: str
+    severity: str = "error"
+
+    @property
+    def fatal(self) -> bool:
+        return self.severity == "error"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        del d["severity"]
+        return d
 
     def __str__(self) -> str:
-        return f"[{self.rule}] {self.message}"
+        return f"[{self.rule}] {self.message}" if self.fatal else f"[{self.rule}, {self.severity}] {self.message}"
 
 
 class BatchRejected(Exception):
@@ -207,9 +233,9 @@ def parse_bool(s: pd.Series) -> tuple[pd.Series, pd.Series]:
         if isinstance(x, bool | np.bool_):
             return bool(x)
         key = str(x).strip().lower()
-        if key in _TRUE:
+        if key in TRUE_WORDS:
             return True
-        if key in _FALSE:
+        if key in FALSE_WORDS:
             return False
         return _BAD
 
@@ -238,20 +264,51 @@ def _examples(values: pd.Series) -> str:
     return shown + (", ..." if len(uniq) > _MAX_EXAMPLES else "")
 
 
-def _coerce_feature(s: pd.Series, spec: ColumnSpec, violations: list[Violation]) -> tuple[pd.Series, int]:
+def _share(k: int, n: int) -> str:
+    return f"{k / n:.1%}" if n else "0%"
+
+
+def over_limit(k: int, n: int, limit: float) -> bool:
+    """Whether ``k`` rows of ``n`` are over a share ``limit`` beyond sampling noise: a batch of
+    ``n`` rows drawn at the limit's rate holds ``k`` or more with probability under
+    ``SHARE_ALPHA`` (one-sided binomial test). So a 100-row batch may hold 3 rows where the
+    limit is 1 %, and with a limit of 0 one row is over it."""
+    if n <= 0 or k / n <= limit:
+        return False
+    return float(stats.binom.sf(k - 1, n, limit)) < SHARE_ALPHA
+
+
+def _by_share(k: int, n: int, limit: float, name: str) -> tuple[str, str]:
+    """(severity, what the message adds) for ``k`` offending rows of ``n`` under a share limit."""
+    if over_limit(k, n, limit):
+        return "error", f"{_share(k, n)} of the rows, over the {name} of {limit:.1%}"
+    if n and k / n > limit:
+        return "warning", f"{_share(k, n)} of the rows, over the {name} of {limit:.1%} by no more than chance in {n} rows: not rejected"
+    return "warning", f"{_share(k, n)} of the rows, within the {name} of {limit:.1%}: not rejected"
+
+
+def _parsed(s: pd.Series, parse, what: str, name: str, violations: list[Violation]) -> tuple[pd.Series, int]:
+    """``parse(s)`` (values, mask of bad cells), a dtype violation naming the bad cells, their count."""
+    values, bad = parse(s)
+    n_bad = int(bad.sum())
+    if n_bad:
+        violations.append(
+            Violation(name, "dtype", f"column {name!r}: {n_bad} value(s) are not {what}, e.g. {_examples(s[bad])}")
+        )
+    return values, n_bad
+
+
+def _coerce_feature(
+    s: pd.Series, spec: ColumnSpec, violations: list[Violation], unseen_limit: float = 0.0
+) -> tuple[pd.Series, int]:
     """Typed column and the number of cells that failed to parse (they become null)."""
     name = spec.name
+    if spec.role == "ignore":  # kept as text, whatever it holds; only its presence is checked
+        return as_category_str(s), 0
+    if spec.dtype == "datetime":
+        return _parsed(s, parse_datetimes, "ISO 8601 dates/times", name, violations)
     if spec.dtype in ("float", "int"):
-        num, bad = parse_numeric(s)
-        n_bad = int(bad.sum())
-        if n_bad:
-            violations.append(
-                Violation(
-                    name,
-                    "dtype",
-                    f"column {name!r}: {n_bad} value(s) are not numbers, e.g. {_examples(s[bad])}",
-                )
-            )
+        num, n_bad = _parsed(s, parse_numeric, "numbers", name, violations)
         if spec.dtype == "int":
             finite = num.notna() & np.isfinite(num)
             frac = finite & (num != np.round(num))
@@ -269,36 +326,47 @@ def _coerce_feature(s: pd.Series, spec: ColumnSpec, violations: list[Violation])
             # int columns with nulls or infinities stay float64
         return num, n_bad
     if spec.dtype == "bool":
-        b, bad = parse_bool(s)
-        n_bad = int(bad.sum())
-        if n_bad:
-            violations.append(
-                Violation(
-                    name,
-                    "dtype",
-                    f"column {name!r}: {n_bad} value(s) are not booleans (true/false, yes/no, 1/0), "
-                    f"e.g. {_examples(s[bad])}",
-                )
-            )
+        b, n_bad = _parsed(s, parse_bool, "booleans (true/false, yes/no, 1/0)", name, violations)
         return (b.astype(bool) if b.notna().all() else b), n_bad
-    # category
+    # category (a text column is ignored: see above)
     cat = as_category_str(s)
     allowed = set(spec.categories or [])
     unknown = cat.notna() & ~cat.isin(allowed)
-    if unknown.any():
+    if unknown.any() and not spec.other_bucket:  # with an "other" bucket, no value is unseen
+        k = int(unknown.sum())
+        severity, share = _by_share(k, len(s), unseen_limit, "max_unseen_share")
         violations.append(
             Violation(
                 name,
                 "unknown_category",
-                f"column {name!r}: {int(unknown.sum())} value(s) are not among the "
-                f"{len(allowed)} known categories, e.g. {_examples(cat[unknown])}",
+                f"column {name!r}: {k} value(s) are not among the "
+                f"{len(allowed)} known categories, e.g. {_examples(cat[unknown])} ({share})",
+                severity,
             )
         )
     return cat, 0
 
 
+def _coerce_number_target(s: pd.Series, name: str, violations: list[Violation]) -> pd.Series:
+    """A regression target: float64; a missing, non-numeric or infinite value is a violation."""
+    num, _ = parse_numeric(s)
+    missing, bad = s.isna(), s.notna() & ~np.isfinite(num)
+    if missing.any():
+        violations.append(
+            Violation(name, "missing_label", f"column {name!r}: {int(missing.sum())} row(s) have no target value")
+        )
+    if bad.any():
+        violations.append(
+            Violation(name, "bad_target", f"column {name!r}: {int(bad.sum())} target value(s) are not "
+                      f"finite numbers, e.g. {_examples(s[bad])}")
+        )
+    return num.where(np.isfinite(num)).astype("float64")
+
+
 def _coerce_target(s: pd.Series, schema: Schema, violations: list[Violation]) -> pd.Series:
     name = schema.target.name
+    if schema.target.is_regression:
+        return _coerce_number_target(s, name, violations)
     classes = schema.target.classes
     int_classes = all(isinstance(c, int) and not isinstance(c, bool) for c in classes)
     missing = s.isna()
@@ -344,14 +412,16 @@ def _coerce_target(s: pd.Series, schema: Schema, violations: list[Violation]) ->
 def check_batch(df: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, list[Violation]]:
     """Coerce ``df`` to the schema's types and list everything wrong with it.
 
-    Returns ``(typed, violations)``. ``typed`` has the schema's feature columns
-    that are present (in schema order) and then the target: float columns as
+    Returns ``(typed, violations)``. ``typed`` has the schema's columns (features
+    and ignored ones) that are present (in schema order) and then the target: float columns as
     float64; int columns as int64 (float64 when they hold nulls); bool as bool
-    (pandas ``boolean`` with nulls); categories as str (NaN for nulls); the
-    target as int64 when the schema's classes are ints, else str. Cells that
+    (pandas ``boolean`` with nulls); categories, and ignored columns, as str (NaN for
+    nulls); datetimes as naive UTC ``datetime64[ns]``; the
+    target as int64 when the schema's classes are ints, float64 for regression, else str. Cells that
     fail to parse become null. Extra columns are dropped (and are a violation
-    unless ``schema.allow_extra_columns``). The batch is acceptable iff
-    ``violations`` is empty.
+    unless ``schema.allow_extra_columns``). The batch is acceptable iff no
+    violation is ``fatal`` (warnings: unseen categories and out-of-range values under
+    their share limits).
     """
     violations: list[Violation] = []
     if not all(isinstance(c, str) for c in df.columns):
@@ -374,7 +444,9 @@ def check_batch(df: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, list[Vi
                 )
             )
             continue
-        typed[spec.name], n_bad[spec.name] = _coerce_feature(df[spec.name], spec, violations)
+        typed[spec.name], n_bad[spec.name] = _coerce_feature(
+            df[spec.name], spec, violations, schema.unseen_limit(spec)
+        )
 
     target = schema.target.name
     if target not in df.columns:
@@ -384,7 +456,7 @@ def check_batch(df: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, list[Vi
     else:
         typed[target] = _coerce_target(df[target], schema, violations)
 
-    known = set(schema.feature_names) | {target}
+    known = {c.name for c in schema.columns} | {target}
     extras = [c for c in df.columns if c not in known]
     if extras and not schema.allow_extra_columns:
         for c in extras:
@@ -404,12 +476,15 @@ def check_batch(df: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, list[Vi
 
     dup_rows = int(out.duplicated().sum())
     if dup_rows / n > schema.max_duplicate_share:
+        fatal = over_limit(dup_rows, n, schema.max_duplicate_share)
         violations.append(
             Violation(
                 None,
                 "duplicate_rows",
                 f"{dup_rows} of {n} rows ({dup_rows / n:.1%}) repeat an earlier row; "
-                f"the schema's max_duplicate_share is {schema.max_duplicate_share:.1%}",
+                f"the schema's max_duplicate_share is {schema.max_duplicate_share:.1%}"
+                + ("" if fatal else f" (not rejected: no more than chance in {n} rows)"),
+                "error" if fatal else "warning",
             )
         )
 
@@ -423,7 +498,7 @@ def _profile_checks(out: pd.DataFrame, schema: Schema, n_bad: dict[str, int]) ->
     n = len(out)
     view = profile_frame(out)
     columns = view.get_columns()
-    for spec in schema.columns:
+    for spec in schema.features:
         name = spec.name
         if name not in columns:
             continue
@@ -433,12 +508,15 @@ def _profile_checks(out: pd.DataFrame, schema: Schema, n_bad: dict[str, int]) ->
         nulls = int(counts.null.value) - n_bad.get(name, 0)
         share = nulls / n
         if share > spec.max_null_share:
+            fatal = over_limit(nulls, n, spec.max_null_share)
             violations.append(
                 Violation(
                     name,
                     "null_share",
                     f"column {name!r}: {nulls} of {n} values ({share:.1%}) are missing; "
-                    f"the schema allows {spec.max_null_share:.1%}",
+                    f"the schema allows {spec.max_null_share:.1%}"
+                    + ("" if fatal else f" (not rejected: no more than chance in {n} rows)"),
+                    "error" if fatal else "warning",
                 )
             )
         if spec.dtype not in ("float", "int"):
@@ -453,34 +531,39 @@ def _profile_checks(out: pd.DataFrame, schema: Schema, n_bad: dict[str, int]) ->
             continue
         values = out[name]
         finite = values[np.isfinite(values)]
-        if spec.min is not None and dist.min < spec.min:
-            below = finite[finite < spec.min]
-            if len(below):
-                violations.append(
-                    Violation(
-                        name,
-                        "out_of_range",
-                        f"column {name!r}: {len(below)} value(s) below the minimum {spec.min:g}, "
-                        f"e.g. {_examples(below.sort_values())}",
-                    )
+        below = finite[finite < spec.min] if spec.min is not None and dist.min < spec.min else finite[:0]
+        above = finite[finite > spec.max] if spec.max is not None and dist.max > spec.max else finite[:0]
+        if not len(below) and not len(above):
+            continue
+        # judged on the column's share of rows outside min..max, below and above together
+        severity, share = _by_share(len(below) + len(above), n, schema.out_of_range_limit(spec), "max_out_of_range_share")
+        if len(below):
+            violations.append(
+                Violation(
+                    name,
+                    "out_of_range",
+                    f"column {name!r}: {len(below)} value(s) below the minimum {spec.min:g}, "
+                    f"e.g. {_examples(below.sort_values())} ({share})",
+                    severity,
                 )
-        if spec.max is not None and dist.max > spec.max:
-            above = finite[finite > spec.max]
-            if len(above):
-                violations.append(
-                    Violation(
-                        name,
-                        "out_of_range",
-                        f"column {name!r}: {len(above)} value(s) above the maximum {spec.max:g}, "
-                        f"e.g. {_examples(above.sort_values(ascending=False))}",
-                    )
+            )
+        if len(above):
+            violations.append(
+                Violation(
+                    name,
+                    "out_of_range",
+                    f"column {name!r}: {len(above)} value(s) above the maximum {spec.max:g}, "
+                    f"e.g. {_examples(above.sort_values(ascending=False))} ({share})",
+                    severity,
                 )
+            )
     return violations
 
 
 def validate_file(path: Path | str, schema: Schema) -> pd.DataFrame:
-    """``read_batch`` + ``check_batch``; the typed frame, or ``BatchRejected`` with every violation."""
+    """``read_batch`` + ``check_batch``; the typed frame, or ``BatchRejected`` with every violation
+    (warnings included) when one of them is an error."""
     typed, violations = check_batch(read_batch(path, schema), schema)
-    if violations:
+    if any(v.fatal for v in violations):
         raise BatchRejected(violations, source=str(path))
     return typed

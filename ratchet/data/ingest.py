@@ -3,6 +3,12 @@
 The batch goes to its own branch ``ingest/<time>-<digest>``, is profiled and
 checked there, committed with its report, and merged into main only when it
 passes. A rejected batch stays on its branch for inspection; main never moves.
+
+A batch is named by its content digest (``content_digest``: the typed rows as a
+multiset), and a batch whose digest main already holds is a duplicate: nothing
+is written, no branch created, and the result names the commit that published
+those rows. main "holds" a digest when a path under ``data.batch_prefix`` ends
+with it, so the lookup lists paths and reads no batch, on every backend.
 """
 
 from __future__ import annotations
@@ -27,10 +33,12 @@ from ratchet.data.profiling import (
     serialize_profile,
 )
 from ratchet.data.repository.base import DataRepository
+from ratchet.data.rows import content_digest
 
 PROFILE_PREFIX = "profiles/"
 REPORT_PREFIX = "reports/"
 REJECTED_PREFIX = "rejected/"
+DIGEST_CHARS = 12  # of the sha256 in a batch id: 48 bits, a collision needs ~16 million batches
 
 
 class IngestRejected(Exception):
@@ -48,7 +56,12 @@ class AuditedBatch:
     frame: pd.DataFrame | None
     violations: list[Violation] = field(default_factory=list)
     profile: bytes | None = None
+    warnings: list[Violation] = field(default_factory=list)  # reported, reject nothing (checks.py)
     drift: dict[str, Any] | None = None
+    digest: str = ""  # sha256 of the typed rows (of the file's bytes when it could not be read)
+    file_digest: str = ""  # sha256 of the file's bytes: what batch ids ended with before content digests
+    concept: dict[str, Any] | None = None  # the champion's score on this batch (ratchet.monitoring.concept)
+    metadata: dict[str, str] = field(default_factory=dict)  # extra commit metadata (the score, as strings)
 
     @property
     def ok(self) -> bool:
@@ -61,42 +74,79 @@ class AuditedBatch:
             "rows": None if self.frame is None else len(self.frame),
             "status": "passed" if self.ok else "rejected",
             "violations": [v.to_dict() for v in self.violations],
+            "warnings": [v.to_dict() for v in self.warnings],
             "drift": self.drift,
+            "concept": self.concept,
         }
 
 
 @dataclass(frozen=True)
+class Duplicate:
+    """The batch on main that already holds a batch's rows, and the commit that published it."""
+
+    batch_id: str
+    path: str
+    commit: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"batch_id": self.batch_id, "path": self.path, "commit": self.commit}
+
+
+@dataclass(frozen=True)
 class IngestResult:
-    """A batch's fate: ``published`` (``commit`` is main's new head) or ``rejected``
-    (``commit`` is the ingest branch's, kept for inspection), with its audit report."""
+    """A batch's fate: ``published`` (``commit`` is main's new head), ``rejected``
+    (``commit`` is the ingest branch's, kept for inspection) or ``duplicate`` (main
+    already holds these rows: ``commit`` published them, nothing was written), with
+    its audit report."""
 
     status: str
     branch: str
     commit: str
     report: dict[str, Any]
+    duplicate_of: Duplicate | None = None
 
     @classmethod
     def of(cls, audited: AuditedBatch, status: str, branch: str, commit: str) -> IngestResult:
         return cls(status, branch, commit, audited.report())
 
+    @classmethod
+    def duplicate(cls, audited: AuditedBatch, earlier: Duplicate, main_branch: str) -> IngestResult:
+        return cls("duplicate", main_branch, earlier.commit, audited.report(), earlier)
+
     def to_dict(self) -> dict[str, Any]:
-        return {**self.report, "status": self.status, "branch": self.branch, "commit": self.commit}
+        out = {**self.report, "status": self.status, "branch": self.branch, "commit": self.commit}
+        if self.duplicate_of is not None:
+            out["duplicate_of"] = self.duplicate_of.to_dict()
+        return out
 
 
-def batch_id_for(path: Path) -> str:
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12] if Path(path).is_file() else "missing"
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + f"-{digest}"
+def describe(result: dict[str, Any]) -> str:
+    """One line for a published or duplicate ``IngestResult.to_dict()`` (the CLI's human output)."""
+    d = result.get("duplicate_of")
+    if d:
+        return (f"duplicate: main already holds these {result['rows']} rows as batch {d['batch_id']}, "
+                f"published in commit {d['commit'][:12]}; nothing written")
+    return f"published {result['rows']} rows; main at {result['commit'][:12]}"
+
+
+def batch_id_for(digest: str) -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + f"-{digest[:DIGEST_CHARS]}"
 
 
 def audit_batch(path: Path, schema: Schema) -> AuditedBatch:
     """Read, type, check and profile a batch; collect every violation."""
-    bid = batch_id_for(path)
+    path = Path(path)
+    file_digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
     try:
-        raw = read_batch(Path(path), schema)
+        raw = read_batch(path, schema)
     except BatchRejected as e:
-        return AuditedBatch(bid, str(path), None, list(e.violations))
+        return AuditedBatch(batch_id_for(file_digest), str(path), None, list(e.violations),
+                            digest=file_digest, file_digest=file_digest)
     typed, violations = check_batch(raw, schema)
-    audited = AuditedBatch(bid, str(path), typed, list(violations))
+    digest = content_digest(typed)
+    audited = AuditedBatch(batch_id_for(digest), str(path), typed, [v for v in violations if v.fatal],
+                           digest=digest, file_digest=file_digest,
+                           warnings=[v for v in violations if not v.fatal])
     if audited.ok:
         audited.profile = serialize_profile(profile_frame(typed))
     return audited
@@ -110,6 +160,29 @@ def reference_profile(repo: DataRepository, ref: str, last: int | None = None) -
     if not paths:
         return None
     return merge_profiles([deserialize_profile(repo.get_object(ref, p)) for p in paths])
+
+
+def find_duplicate(repo: DataRepository, audited: AuditedBatch, cfg: DataConfig) -> Duplicate | None:
+    """The batch on main with this batch's digest, if any; only a batch that passed its checks
+    can be a duplicate (a rejected one is reported as rejected). Batch ids written before
+    content digests end with the file's digest, so that one is looked for too."""
+    if not audited.ok:
+        return None
+    ends = tuple(f"-{d[:DIGEST_CHARS]}.parquet" for d in (audited.digest, audited.file_digest))
+    held = [p for p in repo.list_objects(cfg.main_branch, cfg.batch_prefix) if p.endswith(ends)]
+    if not held:
+        return None
+    batch_id = held[0].rsplit("/", 1)[-1].removesuffix(".parquet")
+    return Duplicate(batch_id, held[0], publishing_commit(repo, cfg.main_branch, batch_id))
+
+
+def publishing_commit(repo: DataRepository, branch: str, batch_id: str) -> str:
+    """The newest commit on ``branch`` naming ``batch_id`` in its metadata (the merge that
+    published it); the branch's head for a batch written without ``ratchet ingest``."""
+    for c in repo.log(branch):
+        if c.metadata.get("ratchet.batch_id") == batch_id:
+            return c.id
+    return repo.resolve(branch)
 
 
 def measure_drift(
@@ -151,10 +224,12 @@ def commit_batch(repo: DataRepository, branch: str, audited: AuditedBatch) -> st
         f"ingest {audited.batch_id} ({status})",
         metadata={
             "ratchet.batch_id": audited.batch_id,
+            "ratchet.digest": audited.digest,
             "ratchet.source": audited.source,
             "ratchet.status": status,
             "ratchet.rows": str(0 if audited.frame is None else len(audited.frame)),
             "ratchet.violations": json.dumps([v.to_dict() for v in audited.violations])[:4000],
+            **audited.metadata,
         },
     )
 
@@ -163,7 +238,7 @@ def publish_batch(repo: DataRepository, branch: str, audited: AuditedBatch, cfg:
     """Merge a passed batch into main and drop its branch; return main's new commit."""
     commit = repo.merge(
         branch, cfg.main_branch, message=f"publish {audited.batch_id}",
-        metadata={"ratchet.batch_id": audited.batch_id}, strategy="fail",
+        metadata={"ratchet.batch_id": audited.batch_id, "ratchet.digest": audited.digest}, strategy="fail",
     )
     repo.delete_branch(branch)
     return commit

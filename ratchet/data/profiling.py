@@ -181,6 +181,16 @@ def _finite_or_none(x: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def _effect(score: dict[str, Any], ref: ColumnProfileView, tgt: ColumnProfileView) -> float | None:
+    """How large a difference is, whatever the sample sizes: KS's D itself, or Cramer's V
+    (sqrt(chi2 / n) on a 2 x K table) for chi-square."""
+    stat = _finite_or_none(score.get("statistic"))
+    if score.get("algorithm") != "chi-square":
+        return stat
+    n = sum(c.get_metric("counts").n.value for c in (ref, tgt) if c.get_metric("counts") is not None)
+    return 1.0 if stat is None else (math.sqrt(stat / n) if n else None)
+
+
 def drift_report(
     reference: DatasetProfileView,
     target: DatasetProfileView,
@@ -191,13 +201,21 @@ def drift_report(
 
     ``columns``: the features to score (pass the schema's feature names so the
     label and any extra columns are left out); default all columns in both
-    profiles. A feature drifts when whylogs' test gives ``p_value < cfg.p_value``.
+    profiles. A feature drifts when whylogs' test gives ``p_value < cfg.p_value`` (after Holm's
+    correction over the features scored, ``p_adjusted``: with one test per feature, ten features
+    at 0.01 would otherwise flag one in ten clean reports) and the difference is at least
+    ``cfg.min_effect`` (KS's D, or Cramer's V for chi-square).
     Drift is detected when at least one feature drifted and the drifted share of
     scored features is ``>= cfg.min_drifted_share``.
 
-    The tests run on sketches: KS compares quantiles of two KLL sketches whose
-    rank error is about 1-2%, so with very large profiles (hundreds of thousands
-    of rows each) tiny sketch differences can reach significance.
+    Why an effect floor: a p-value alone answers "is there any difference", and its power
+    grows with the rows on both sides; the monitor compares a large reference (every
+    training batch) with live windows that grow with traffic, and traffic often repeats
+    rows (replayed, or the same entities asking again), which a test counts as independent
+    evidence. A D of 0.02 is then "significant" on unchanged traffic. The floor keeps
+    the test's p-value for small samples and asks large ones for a difference that
+    matters. The tests run on sketches: KLL's rank error (about 0.3% at whylogs' k) is
+    well below the floor.
     """
     ref_cols = set(reference.get_columns())
     tgt_cols = set(target.get_columns())
@@ -228,18 +246,28 @@ def drift_report(
         s = scores.get(name)
         if s is None:
             # whylogs could not score it (e.g. empty in one profile): it does not count.
-            features[name] = {"algorithm": None, "statistic": None, "p_value": None, "drifted": False}
+            features[name] = {"algorithm": None, "statistic": None, "p_value": None, "effect": None,
+                              "drifted": False}
             continue
         p = s.get("pvalue")
         p = None if p is None else float(p)
+        effect = _effect(s, ref_views[name], tgt_views[name])
         features[name] = {
             "algorithm": s.get("algorithm"),
             # chi-square's statistic is inf when the target has a value the reference never had
             "statistic": _finite_or_none(s.get("statistic")),
             "p_value": p,
-            "drifted": bool(p is not None and p < cfg.p_value),
+            "effect": effect,
+            "drifted": bool(p is not None and p < cfg.p_value and (effect is None or effect >= cfg.min_effect)),
         }
     scored = [f for f in features.values() if f["p_value"] is not None]
+    if len(scored) > 1:  # one report tests every feature: Holm's correction keeps p_value per report
+        from statsmodels.stats.multitest import multipletests
+
+        adjusted = multipletests([f["p_value"] for f in scored], method="holm")[1]
+        for f, q in zip(scored, adjusted, strict=True):
+            f["p_adjusted"] = float(q)
+            f["drifted"] = bool(f["drifted"] and q < cfg.p_value)
     n_drifted = sum(f["drifted"] for f in scored)
     share = n_drifted / len(scored) if scored else 0.0
     detected = n_drifted > 0 and share >= cfg.min_drifted_share

@@ -65,9 +65,10 @@ class PromotionResult:
                 "canary": steps}
 
 
-def _timed_proba(predictor, df):
+def _timed_proba(predictor, df, regression: bool = False):
+    """Probabilities (or, for regression, the predicted numbers) and the seconds they took."""
     t0 = time.perf_counter()
-    proba = predictor.predict_proba(df)
+    proba = predictor.predict(df) if regression else predictor.predict_proba(df)
     return proba, time.perf_counter() - t0
 
 
@@ -76,8 +77,8 @@ def evaluate_challenger(
 ) -> Evaluation:
     """Score both models on the held-out split of the challenger's own data commit and window."""
     # imported here: promote and rollback must not wait for the model stack
-    from ratchet.promotion.gate import decide
-    from ratchet.training.model.preprocess import encode_target
+    from ratchet.promotion.gate import decide, decide_regression
+    from ratchet.training.model.preprocess import target_values
     from ratchet.training.window import training_data
 
     challenger = registry.alias("challenger")
@@ -85,19 +86,32 @@ def evaluate_challenger(
         raise PromotionError("no challenger: train one first (`ratchet train`)")
     champion = registry.alias("champion")
     tags = registry.version_info(challenger)["tags"]
-    data = training_data(repo, tags["data_commit"], cfg, int(tags.get("window_batches") or 0) or None)
-    classes = list(schema.target.classes)
-    y = encode_target(data.test[schema.target.name], classes)
-    chall_proba, chall_s = _timed_proba(registry.load_predictor(challenger), data.test)
+    # held-out rows since the drift onset when the window reaches further back: the data a stale champion now meets
+    holdout = int(tags.get("holdout_batches") or 0) or None
+    data = training_data(repo, tags["data_commit"], cfg, holdout or int(tags.get("window_batches") or 0) or None)
+    regression = schema.target.is_regression
+    y = target_values(data.test[schema.target.name], schema.target)
+    chall_proba, chall_s = _timed_proba(registry.load_predictor(challenger), data.test, regression)
     champ_proba, champ_s = (None, None)
     if champion is not None:
-        champ_proba, champ_s = _timed_proba(registry.load_predictor(champion), data.test)
-    gate = decide(
-        y, champ_proba, chall_proba, classes, cfg.gate,
-        challenger_latency_s=chall_s, champion_latency_s=champ_s,
-    )
+        champ_proba, champ_s = _timed_proba(registry.load_predictor(champion), data.test, regression)
+    if regression:
+        gate = decide_regression(
+            y, champ_proba, chall_proba, cfg.gate, challenger_latency_s=chall_s, champion_latency_s=champ_s
+        )
+    else:
+        gate = decide(
+            y, champ_proba, chall_proba, list(schema.target.classes), cfg.gate,
+            challenger_latency_s=chall_s, champion_latency_s=champ_s,
+        )
+    if champion is not None and cfg.gate.slices:  # not worse on any slice of the same rows
+        from ratchet.promotion.slices import score_slices, with_slices
+
+        sliced = score_slices(data.test, y, champ_proba, chall_proba, cfg.gate, regression=regression)
+        gate = with_slices(gate, sliced)
     evidence = dict(gate.evidence)
-    evidence.update({"data_commit": data.data_commit, "data_window": data.window, "test_rows": len(y)})
+    evidence.update({"data_commit": data.data_commit, "data_window": data.window, "test_rows": len(y),
+                     "holdout_rule": f"newest {holdout} batch(es), since the drift onset" if holdout else "window"})
     return Evaluation(gate.decision, list(gate.reasons), evidence, champion=champion, challenger=challenger)
 
 

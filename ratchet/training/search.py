@@ -18,11 +18,11 @@ import mlflow
 import numpy as np
 
 from ratchet.core.config import RatchetConfig
-from ratchet.core.metrics import metric_value
+from ratchet.core.metrics import metric_value, regression_metrics
 from ratchet.core.schema import Schema
 from ratchet.core.settings import Settings
 from ratchet.training.model.fit import Predictor
-from ratchet.training.model.preprocess import encode_target
+from ratchet.training.model.preprocess import encode_target, regression_target
 from ratchet.training.model.tune import log_history, study_figures, trials_table, tune
 from ratchet.training.registry import Registry, code_version
 from ratchet.training.window import TrainingData
@@ -49,6 +49,10 @@ class TrainedModel:
     figures_skipped: dict[str, str] = field(default_factory=dict)
     resumed: list[int] = field(default_factory=list)
     window_rule: str = "all"
+    holdout_batches: int | None = None  # the newest batches the gate scores (since the drift onset)
+
+
+_TAGGED_METRICS = ("test_accuracy", "test_rmse", "test_r2")  # on each registered version
 
 
 def study_name_for(data: TrainingData, cfg: RatchetConfig) -> str:
@@ -57,6 +61,11 @@ def study_name_for(data: TrainingData, cfg: RatchetConfig) -> str:
 
 
 def test_metrics(predictor: Predictor, data: TrainingData, schema: Schema) -> dict[str, float]:
+    """On the held-out split: accuracy, f1, log loss for a classifier; RMSE, MAE, R² for regression."""
+    if schema.target.is_regression:
+        y = regression_target(data.test[schema.target.name])
+        scores = regression_metrics(y, predictor.predict(data.test))
+        return {f"test_{m}": v for m, v in scores.items()} | {"test_rows": float(len(y))}
     y = encode_target(data.test[schema.target.name], schema.target.classes)
     proba = predictor.predict_proba(data.test)
     classes = list(schema.target.classes)
@@ -130,6 +139,7 @@ def tune_on_commit(
         batches=data.batches,
         window_batches=len(data.batches),
         window_rule=data.rule,
+        holdout_batches=data.holdout_batches,
         config_hash=cfg.digest(),
         study_name=study,
         best_trial=result.best_trial,
@@ -160,11 +170,12 @@ def register_trained(trained: TrainedModel, registry: Registry, example) -> str:
                 "data_commit": trained.data_commit,
                 "window_batches": str(trained.window_batches),
                 "window_rule": trained.window_rule,
+                **({"holdout_batches": str(trained.holdout_batches)} if trained.holdout_batches else {}),
                 "code_version": code_version(),
                 "config_hash": trained.config_hash,
                 "optuna_study": trained.study_name,
                 "optuna_trial": str(trained.best_trial),
-                "test_accuracy": f"{trained.metrics.get('test_accuracy', float('nan')):.4f}",
+                **{k: f"{trained.metrics[k]:.4f}" for k in _TAGGED_METRICS if k in trained.metrics},
             },
         )
     registry.set_alias("challenger", existing)

@@ -16,6 +16,23 @@ def _fmt(v: Any) -> str:
     return "" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
+def _metric_rows(m: dict[str, float]) -> str:
+    """The test metrics of the task: RMSE, MAE, R² for regression; accuracy, F1 otherwise."""
+    nan = float("nan")
+    if "test_rmse" in m:
+        rows = [("test RMSE", "test_rmse"), ("test MAE", "test_mae"), ("test R²", "test_r2")]
+    else:
+        rows = [("test accuracy", "test_accuracy"), ("test F1", "test_f1")]
+    return "\n".join(f"| {label} | {m.get(key, nan):.4f} |" for label, key in rows)
+
+
+def headline(metrics: dict[str, float]) -> str:
+    """One line for logs: test RMSE and R² for regression, test accuracy otherwise."""
+    if "test_rmse" in metrics:
+        return f"test RMSE {metrics['test_rmse']:.4f}, R² {metrics.get('test_r2', float('nan')):.4f}"
+    return f"test accuracy {metrics.get('test_accuracy', float('nan')):.4f}"
+
+
 def render(model_name: str, trained: TrainedModel, version: str) -> str:
     """Markdown for model ``version`` of ``model_name``: data commit and window, MLflow
     run, Optuna study, test metrics, best parameters, every trial, figures."""
@@ -37,8 +54,7 @@ def render(model_name: str, trained: TrainedModel, version: str) -> str:
 | window | {trained.window_batches} batch(es) |
 | MLflow run | `{trained.run_id}` |
 | Optuna study | `{trained.study_name}`, best trial {trained.best_trial}; {trained.n_finished} finished, {trained.n_pruned} pruned |
-| test accuracy | {m.get('test_accuracy', float('nan')):.4f} |
-| test F1 | {m.get('test_f1', float('nan')):.4f} |
+{_metric_rows(m)}
 | best val loss | {m.get('best_val_loss', float('nan')):.4f} |
 
 ## Best parameters

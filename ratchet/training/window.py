@@ -1,18 +1,20 @@
 """Training data from a data commit: a window of batches, split deterministically.
 
 The same (commit, window, seed) always gives the same train/validation/test
-rows, so champion and challenger are compared on identical held-out rows.
+rows, so champion and challenger are compared on identical held-out rows; each
+row's side follows from a hash of its content, so it keeps that side in every
+window it appears in.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from ratchet.core.config import RatchetConfig
 from ratchet.data.repository.base import DataRepository, ObjectNotFound
+from ratchet.data.rows import unit_interval
 
 
 @dataclass
@@ -23,6 +25,8 @@ class TrainingData:
     val: pd.DataFrame
     test: pd.DataFrame
     rule: str = "all"  # how the window was chosen (recorded in the model's lineage)
+    # the newest batches whose held-out rows the gate scores (those since the drift onset); None: all
+    holdout_batches: int | None = None
 
     @property
     def window(self) -> str:
@@ -55,7 +59,7 @@ def drift_onset(repo: DataRepository, commit: str, paths: list[str], cfg: Ratche
     so far, on every column (the label too, so a shift in class balance counts), with the drift
     test and thresholds of ``cfg.drift``; the first batch that drifts from the window ends it.
     No drift anywhere gives every batch. Drift in P(label | features) alone leaves no trace in
-    the profiles: use ``window: last`` for that."""
+    the profiles: ``concept_onset`` and ``live_onset`` find that one."""
     from ratchet.data.ingest import PROFILE_PREFIX
     from ratchet.data.profiling import deserialize_profile, drift_report, merge_profiles
 
@@ -70,56 +74,134 @@ def drift_onset(repo: DataRepository, commit: str, paths: list[str], cfg: Ratche
     if newest is None:
         return len(paths)
     window = [newest]
+    # one test per older batch: Bonferroni over the walk, or a long clean history finds a false onset
+    # (benchmarks/drift_recovery.py, stream "none": an onset at batch 11 of 16 without it)
+    walk = cfg.drift.model_copy(update={"p_value": cfg.drift.p_value / max(1, len(paths) - 1)})
     for path in reversed(paths[:-1]):
         older = profile(path)
-        if older is None or drift_report(merge_profiles(window), older, cfg.drift).detected:
+        if older is None or drift_report(merge_profiles(window), older, walk).detected:
             break
         window.append(older)
     return len(window)
 
 
+def _batch_id(path: str) -> str:
+    return path.rsplit("/", 1)[-1].removesuffix(".parquet")
+
+
+def concept_onset(repo: DataRepository, commit: str, paths: list[str]) -> int | None:
+    """How many of the newest batches in ``paths`` came at or after the latest concept-drift onset
+    found at ingest (the champion's score on a labelled batch, ``ratchet.concept.onset`` in the
+    batch's commit metadata); None when no batch in ``paths`` was found to start one."""
+    index = {_batch_id(p): i for i, p in enumerate(paths)}
+    onsets = [
+        index[c.metadata["ratchet.concept.onset"]]
+        for c in repo.log(commit)
+        if c.metadata.get("ratchet.concept.detected") == "True" and c.metadata.get("ratchet.concept.onset") in index
+    ]
+    return len(paths) - max(onsets) if onsets else None
+
+
+def live_onset(paths: list[str], since: float | None) -> int | None:
+    """How many of the newest batches were published at or after ``since`` (the start of the live
+    feedback window where the champion's accuracy changed; batch ids begin with their UTC time)."""
+    if since is None:
+        return None
+    from datetime import UTC, datetime
+
+    def at(path: str) -> float:
+        return datetime.strptime(_batch_id(path)[:22], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC).timestamp()
+
+    n = sum(1 for p in paths if at(p) >= since)
+    return n or None
+
+
+def _rows(repo: DataRepository, commit: str, paths: list[str]) -> list[int]:
+    """Rows per batch, from the commit metadata ingest wrote (the frame itself when absent)."""
+    known = {c.metadata.get("ratchet.batch_id"): c.metadata.get("ratchet.rows") for c in repo.log(commit)}
+    return [int(known.get(_batch_id(p)) or len(repo.read_dataframe(commit, p))) for p in paths]
+
+
+def _since_drift(repo: DataRepository, commit: str, paths: list[str], cfg: RatchetConfig,
+                 live_since: float | None) -> tuple[int, str, int]:
+    """(batches to train on, the rule in words, batches the gate scores) for ``since_drift``.
+
+    The onset is the earliest one any evidence gives (feature profiles, the champion's score on
+    labelled batches, live feedback): a false alarm of one source can then only cut a window
+    short when no other source saw an earlier change. With fewer than ``train.min_window_rows``
+    rows after it, older batches are added (newest first) until there are; the gate still
+    scores only the batches after the onset."""
+    found = {
+        "feature profiles": drift_onset(repo, commit, paths, cfg),
+        "batch scores": concept_onset(repo, commit, paths),
+        "live feedback": live_onset(paths, live_since),
+    }
+    found = {k: v for k, v in found.items() if v is not None and v < len(paths)}
+    if not found:
+        return len(paths), f"since drift onset: {len(paths)} of the last {len(paths)} (none found)", len(paths)
+    n = max(found.values())
+    evidence = "+".join(k for k, v in found.items() if v == n)
+    rule = f"since drift onset: {n} of the last {len(paths)} ({evidence})"
+    need = cfg.train.min_window_rows
+    if need:
+        rows = _rows(repo, commit, paths)
+        k = n
+        while k < len(paths) and sum(rows[-k:]) < need:
+            k += 1
+        if k > n:
+            return k, f"{rule}, +{k - n} older batch(es) for min_window_rows {need}", n
+    return n, rule, n
+
+
 def _choose_window(
-    repo: DataRepository, ref: str, cfg: RatchetConfig, window_batches: int | None
-) -> tuple[int | None, str]:
-    """(last K batches or None for all, the rule in words)."""
+    repo: DataRepository, ref: str, cfg: RatchetConfig, window_batches: int | None, live_since: float | None = None
+) -> tuple[int | None, str, int | None]:
+    """(last K batches or None for all, the rule in words, the newest batches the gate scores)."""
     if window_batches is not None:
-        return window_batches, f"last {window_batches}"
+        return window_batches, f"last {window_batches}", None
     rule, k = cfg.train.window_rule, cfg.train.window_batches
     if rule == "last":
-        return k, f"last {k}"
+        return k, f"last {k}", None
     if rule == "since_drift":
         commit = repo.resolve(ref)
         paths = batch_paths(repo, commit, cfg.data.batch_prefix)
         if k:
             paths = paths[-k:]
         if not paths:
-            return None, "all"
-        n = drift_onset(repo, commit, paths, cfg)
-        return n, f"since drift onset: {n} of the last {len(paths)}"
-    return None, "all"
+            return None, "all", None
+        return _since_drift(repo, commit, paths, cfg, live_since)
+    return None, "all", None
 
 
 def split_frame(
     df: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    order = np.random.default_rng(seed).permutation(len(df))
-    n_test = int(round(len(df) * test_fraction))
-    n_val = int(round(len(df) * val_fraction))
-    test = df.iloc[order[:n_test]]
-    val = df.iloc[order[n_test : n_test + n_val]]
-    train = df.iloc[order[n_test + n_val :]]
-    if min(len(train), len(val), len(test)) == 0:
+    """Train/validation/test by each row's content: a row whose hash (mixed with ``seed``) falls
+    in [0, test_fraction) is held out, in the next ``val_fraction`` it validates, else it trains.
+
+    A row's side depends on that row alone, so identical rows (within a batch or across batches)
+    always land together and a batch added later moves no earlier row between splits. The
+    fractions hold in expectation (each split's size is binomial), not to the row; a split by
+    rank could hit them exactly but would move rows near the cut whenever rows are added."""
+    u = unit_interval(df, seed)
+    test, val = u < test_fraction, (u >= test_fraction) & (u < test_fraction + val_fraction)
+    parts = (df[~test & ~val], df[val], df[test])
+    if min(len(p) for p in parts) == 0:
         raise ValueError(f"too few rows ({len(df)}) to split into train/validation/test")
-    return train.reset_index(drop=True), val.reset_index(drop=True), test.reset_index(drop=True)
+    train, val_df, test_df = (p.reset_index(drop=True) for p in parts)
+    return train, val_df, test_df
 
 
 def training_data(
-    repo: DataRepository, ref: str, cfg: RatchetConfig, window_batches: int | None = None
+    repo: DataRepository, ref: str, cfg: RatchetConfig, window_batches: int | None = None,
+    live_since: float | None = None,
 ) -> TrainingData:
     """The window of batches at ``ref``: the last ``window_batches`` when given, else by
-    ``cfg.train.window`` (all, last K, or since the latest drift onset)."""
+    ``cfg.train.window`` (all, last K, or since the latest drift onset; ``live_since``: when
+    the live monitor saw the champion's accuracy change, one more source of onsets)."""
     ref = repo.resolve(ref)  # one commit for the window choice and the read
-    window, rule = _choose_window(repo, ref, cfg, window_batches)
+    window, rule, holdout = _choose_window(repo, ref, cfg, window_batches, live_since)
     commit, paths, df = load_window(repo, ref, cfg.data.batch_prefix, window)
     train, val, test = split_frame(df, cfg.train.val_fraction, cfg.train.test_fraction, cfg.train.seed)
-    return TrainingData(commit, paths, train, val, test, rule)
+    holdout = holdout if holdout is not None and holdout < len(paths) else None
+    return TrainingData(commit, paths, train, val, test, rule, holdout)

@@ -123,3 +123,36 @@ def test_every_kind_of_bad_batch_is_rejected_and_main_never_moves(cli, home, dem
     schema_path.write_text(yaml.safe_dump({**schema, "max_file_mb": 0.01}))
     out, _ = _rejected(cli, demo_data.clean[1])
     assert [v["rule"] for v in out["violations"]] == ["file_too_large"]
+
+
+def _repo_state(home) -> tuple[str, dict[str, str]]:
+    from ratchet.runtime.context import load_context
+
+    repo = load_context(home=str(home)).repo
+    return repo.resolve("main"), repo.list_branches()
+
+
+def test_the_same_batch_twice_is_a_duplicate_naming_the_first_commit(cli, home, demo_data, tmp_path):
+    _init(cli, demo_data)
+    first = json.loads(cli("ingest", demo_data.clean[0], "--json").stdout)
+    assert first["status"] == "published"
+    before = _repo_state(home)
+
+    r = cli("ingest", demo_data.clean[0], "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["status"] == "duplicate" and out["commit"] == first["commit"]
+    assert out["duplicate_of"]["batch_id"] == first["batch_id"]
+    assert out["duplicate_of"]["commit"] == first["commit"]
+    assert _repo_state(home) == before  # nothing written, no branch created
+    assert len(_events("ratchet.data.duplicate", first["commit"])) == 1
+    assert len(_events("ratchet.data.published", first["commit"])) == 1  # no retraining is asked for
+
+    # the same rows under another name, as Parquet, rows shuffled: still the same content
+    df = pd.read_csv(demo_data.clean[0]).sample(frac=1.0, random_state=4)
+    other = tmp_path / "re-export.parquet"
+    df.to_parquet(other, index=False)
+    human = cli("ingest", str(other))
+    assert human.exit_code == 0, human.output
+    assert f"as batch {first['batch_id']}, published in commit {first['commit'][:12]}" in human.stdout
+    assert "duplicate" in human.stdout and _repo_state(home) == before

@@ -23,27 +23,39 @@ from ratchet.core.config import TrainConfig
 from ratchet.core.schema import Schema
 from ratchet.training.model.distributed.loop import EpochHistory, FitSpec, prepare_checkpoint_dir, run_fit
 from ratchet.training.model.distributed.ranks import local_processes
-from ratchet.training.model.preprocess import build_preprocessor, encode_target, frame_for_model
+from ratchet.training.model.preprocess import build_preprocessor, frame_for_model, target_scale, target_values
 from ratchet.training.model.tensors import TensorBatches, TensorDataModule
 
 __all__ = ["EpochHistory", "FitResult", "Predictor", "TabularDataModule", "TensorBatches", "fit", "world_size"]
 
 
 class TabularDataModule(TensorDataModule):
-    """Train/validation tensors; the preprocessor is fitted on the training split only."""
+    """Train/validation tensors; the preprocessor is fitted on the training split only.
+
+    A regression target is standardised with the training split's mean and standard
+    deviation (``target_scale``) so that the network's output and its loss are on a unit
+    scale whatever the target's units (learning rates and Huber's threshold then mean the
+    same for a count of visits as for a price); the ``Predictor`` de-standardises its output.
+    """
 
     def __init__(
         self, train_df: pd.DataFrame, val_df: pd.DataFrame, schema: Schema, batch_size: int, seed: int, chunk: int = 1
     ):
         preprocessor = build_preprocessor(schema)
-        classes = schema.target.classes
         x_train = preprocessor.fit_transform(frame_for_model(train_df, schema))
         x_val = preprocessor.transform(frame_for_model(val_df, schema))
+        y_train = target_values(train_df[schema.target.name], schema.target)
+        y_val = target_values(val_df[schema.target.name], schema.target)
+        self.target_scale: tuple[float, float] | None = None
+        if schema.target.is_regression:
+            mean, sd = self.target_scale = target_scale(y_train)
+            y_train = ((y_train - mean) / sd).astype(np.float32)
+            y_val = ((y_val - mean) / sd).astype(np.float32)
         super().__init__(
             torch.as_tensor(np.asarray(x_train, dtype=np.float32)),
-            torch.as_tensor(encode_target(train_df[schema.target.name], classes)),
+            torch.as_tensor(y_train),
             torch.as_tensor(np.asarray(x_val, dtype=np.float32)),
-            torch.as_tensor(encode_target(val_df[schema.target.name], classes)),
+            torch.as_tensor(y_val),
             batch_size,
             seed,
             chunk,
@@ -54,6 +66,12 @@ class TabularDataModule(TensorDataModule):
 
 class Predictor:
     """Preprocessing plus network: what is logged, registered and served.
+
+    Classification (``task`` binary or multiclass): ``predict_proba(frame)`` gives
+    (n, k) probabilities index-aligned with ``classes``, ``predict(frame)`` the labels.
+    Regression: ``predict(frame)`` gives a float64 array of n values in the target's
+    units: the network's output de-standardised with the training target's
+    ``target_scale`` (``to_target``); ``classes`` is empty and ``predict_proba`` refuses.
 
     Pickled as the preprocessor, the module's import path, hyperparameters and
     state dict, so loading does not depend on Lightning's checkpoint format.
@@ -66,6 +84,7 @@ class Predictor:
         module_class: str,
         schema: Schema,
         module_args: dict[str, Any] | None = None,
+        target_scale: tuple[float, float] | None = None,
     ):
         self.preprocessor = preprocessor
         self.module = module.eval().cpu()
@@ -73,26 +92,46 @@ class Predictor:
         # the arguments the module was built with (else its saved hyperparameters)
         self.module_args = dict(module_args) if module_args is not None else dict(getattr(module, "hparams", {}))
         self.schema = schema
-        self.classes = list(schema.target.classes)
+        self.task = schema.target.task
+        self.classes = list(schema.target.classes or [])
+        if self.task == "regression" and target_scale is None:
+            raise ValueError("a regression predictor needs the training target's (mean, sd): target_scale")
+        self.target_scale = None if target_scale is None else (float(target_scale[0]), float(target_scale[1]))
         self.version: str | None = None
 
-    def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
+    def outputs(self, df: pd.DataFrame) -> np.ndarray:
+        """The network's raw (n, outputs) outputs: logits, or the standardised regression value."""
         x = self.preprocessor.transform(frame_for_model(df, self.schema))
         with torch.inference_mode():
-            logits = self.module(torch.as_tensor(np.asarray(x, dtype=np.float32)))
-            return torch.softmax(logits, dim=1).numpy()
+            return self.module(torch.as_tensor(np.asarray(x, dtype=np.float32))).numpy()
 
-    def predict(self, df: pd.DataFrame) -> list:
+    def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
+        if self.task == "regression":
+            raise TypeError("a regression model has no class probabilities: use predict(frame)")
+        return torch.softmax(torch.as_tensor(self.outputs(df)), dim=1).numpy()
+
+    def to_target(self, outputs: np.ndarray) -> np.ndarray:
+        """Regression: the network's (n, 1) standardised outputs in the target's units (float64)."""
+        mean, sd = self.target_scale
+        return np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)[:, 0] * sd + mean
+
+    def predict(self, df: pd.DataFrame) -> list | np.ndarray:
+        """Labels (a list) for classification; a float64 array for regression."""
+        if self.task == "regression":
+            return self.to_target(self.outputs(df))
         return [self.classes[i] for i in self.predict_proba(df).argmax(axis=1)]
 
     def __getstate__(self) -> dict[str, Any]:
-        return {
+        state = {
             "preprocessor": self.preprocessor,
             "module_class": self.module_class,
             "hparams": dict(self.module_args),
             "state_dict": {k: v.cpu() for k, v in self.module.state_dict().items()},
             "schema": self.schema.model_dump(mode="json"),
         }
+        if self.target_scale is not None:
+            state["target_scale"] = list(self.target_scale)
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         from ratchet.training.model.module import import_class
@@ -100,7 +139,8 @@ class Predictor:
         module = import_class(state["module_class"])(**state["hparams"])
         module.load_state_dict(state["state_dict"])
         self.__init__(
-            state["preprocessor"], module, state["module_class"], Schema.model_validate(state["schema"]), state["hparams"]
+            state["preprocessor"], module, state["module_class"], Schema.model_validate(state["schema"]), state["hparams"],
+            state.get("target_scale"),
         )
 
     def save(self, path: Path) -> Path:
@@ -160,9 +200,12 @@ def fit(
     batch_size = int(params.pop("batch_size", cfg.batch_size))
     lr = float(params.pop("learning_rate", cfg.learning_rate))
     dm = TabularDataModule(train_df, val_df, schema, batch_size, cfg.seed)
+    head: dict[str, Any] = {"n_classes": len(schema.target.classes or [])}
+    if schema.target.is_regression:
+        head = {"n_classes": 1, "task": "regression", "regression_loss": cfg.regression_loss}
     module_args = {
         "n_features": dm.n_features,
-        "n_classes": len(schema.target.classes),
+        **head,
         "learning_rate": lr,
         **cfg.model_args,
         **params,
@@ -194,5 +237,5 @@ def fit(
         out = launch(spec)
     else:
         out = run_fit(spec, logger=logger)
-    predictor = Predictor(dm.preprocessor, out.module, cfg.model_class, schema, module_args)
+    predictor = Predictor(dm.preprocessor, out.module, cfg.model_class, schema, module_args, dm.target_scale)
     return FitResult(predictor, out.metrics, out.history, out.ranks)

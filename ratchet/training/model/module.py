@@ -5,6 +5,11 @@ path) and ``train.model_args``; it is built with ``n_features``, ``n_classes``
 and ``learning_rate`` plus those arguments, must return logits from
 ``forward`` and log ``val_loss`` (early stopping, pruning and the search
 objective watch it). Batches are ``(x, y)`` tensor pairs.
+
+For a regression target it is built with ``n_classes=1``, ``task="regression"``
+and ``regression_loss`` (``mse`` or ``huber``) as well; ``y`` is the standardised
+target (float32) and ``forward`` returns one output per row, shape ``(n, 1)``, on that
+scale (the ``Predictor`` maps it back to the target's units).
 """
 
 from __future__ import annotations
@@ -44,10 +49,17 @@ class TabularMLP(pl.LightningModule):
         dropout: float = 0.1,
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
+        task: str = "classification",
+        regression_loss: str = "mse",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
+        self.regression = task == "regression"
+        if task not in ("classification", "regression"):
+            raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
+        if self.regression and n_classes != 1:
+            raise ValueError(f"a regression head has one output, got n_classes={n_classes}")
         layers: list[nn.Module] = []
         width = n_features
         for h in hidden:
@@ -55,11 +67,14 @@ class TabularMLP(pl.LightningModule):
             width = int(h)
         layers.append(nn.Linear(width, n_classes))
         self.net = nn.Sequential(*layers)
-        self.loss = nn.CrossEntropyLoss()
+        self.loss = _regression_loss(regression_loss) if self.regression else nn.CrossEntropyLoss()
         self._bare_steps = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def _loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.loss(out[:, 0], y) if self.regression else self.loss(out, y)
 
     def on_train_start(self) -> None:
         from lightning.pytorch.plugins.precision import Precision
@@ -74,7 +89,7 @@ class TabularMLP(pl.LightningModule):
         last = len(chunk) - 1
         loss_sum, rows = 0.0, 0
         for i, (x, y) in enumerate(chunk):
-            loss = self.loss(self(x), y)
+            loss = self._loss(self(x), y)
             if bare is not None and i < last:
                 bare.zero_grad()
                 loss.backward()
@@ -91,7 +106,9 @@ class TabularMLP(pl.LightningModule):
     def validation_step(self, batch, batch_idx):
         x, y = batch
         logits = self(x)
-        self.log("val_loss", self.loss(logits, y), prog_bar=True, sync_dist=True, batch_size=len(y))
+        self.log("val_loss", self._loss(logits, y), prog_bar=True, sync_dist=True, batch_size=len(y))
+        if self.regression:  # the loss on the standardised target is all early stopping and Optuna need
+            return
         acc = (logits.argmax(dim=1) == y).float().mean()
         self.log("val_acc", acc, prog_bar=True, sync_dist=True, batch_size=len(y))
 
@@ -99,6 +116,16 @@ class TabularMLP(pl.LightningModule):
         return torch.optim.AdamW(
             self.parameters(), lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay
         )
+
+
+def _regression_loss(name: str) -> nn.Module:
+    """MSE (the default), or Huber: squared for residuals within one standard deviation of the
+    (standardised) target, linear beyond, so a few wild values pull the fit less."""
+    if name == "mse":
+        return nn.MSELoss()
+    if name == "huber":
+        return nn.HuberLoss(delta=1.0)
+    raise ValueError(f"regression_loss must be 'mse' or 'huber', got {name!r}")
 
 
 def import_class(path: str) -> type:

@@ -1,8 +1,9 @@
 """The model as MLflow logs it: a pyfunc whose preprocessing is inside.
 
 ``mlflow.pyfunc.load_model("models:/<name>@champion").predict(raw_rows)``
-returns one row per input with the predicted label and one probability
-column per class.
+returns one row per input: for a classifier the predicted label (``prediction``)
+and one probability column per class (``proba_<class>``); for a regression model
+the predicted number alone (``prediction``, float64).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ class RatchetPyfunc(mlflow.pyfunc.PythonModel):
 
     @staticmethod
     def _frame(predictor: Predictor, df: pd.DataFrame) -> pd.DataFrame:
+        if predictor.task == "regression":
+            return pd.DataFrame({"prediction": predictor.predict(df)}, index=df.index)
         proba = predictor.predict_proba(df)
         classes = predictor.classes
         out = pd.DataFrame(proba, columns=[f"proba_{c}" for c in classes], index=df.index)
