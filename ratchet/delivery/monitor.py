@@ -6,7 +6,10 @@ once. The statistical ones are sequential tests (``sequential``), valid at every
 * **errors**: Wald's SPRT of the challenger's error rate against the champion's;
 * **live accuracy** (where ``/feedback`` labels arrive): the mSPRT on the difference of
   accuracies; a breach is p <= ``accuracy_alpha`` with the challenger worse than the
-  champion by more than ``accuracy_margin``.
+  champion by more than ``accuracy_margin``. For a regression model (``/stats`` says
+  ``task: regression``), **live error** instead: the mSPRT on log(challenger's MAE /
+  champion's MAE) (``MAEMSPRT``); a breach is p <= ``accuracy_alpha`` with the challenger's
+  MAE above the champion's by more than ``mae_margin`` (relative).
 
 And guardrails on magnitudes, not tests. Hard caps are checked at every look:
 
@@ -34,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ratchet.core.config import CanaryConfig
-from ratchet.delivery.sequential import AccuracyMSPRT, ErrorSPRT
+from ratchet.delivery.sequential import MAEMSPRT, AccuracyMSPRT, ErrorSPRT
 from ratchet.delivery.stats import VersionWindow, js_distance, quantile_ms, restarted, window
 
 log = logging.getLogger(__name__)
@@ -83,6 +86,7 @@ class CanaryMonitor:
         self.share = 0.0
         self.errors = ErrorSPRT(cfg.error_rate_ratio, cfg.alpha, cfg.beta)
         self.accuracy = AccuracyMSPRT(cfg.accuracy_tau, cfg.accuracy_margin)
+        self.mae = MAEMSPRT(cfg.mae_tau, cfg.mae_margin)  # regression models: live errors
         self.started_at = time.time()
 
     def begin_step(self, share: float, stats: dict) -> None:
@@ -108,11 +112,17 @@ class CanaryMonitor:
             return wrong
         self._advance(stats)
         w = self._windows(stats)
-        self.accuracy.update(w.all_h.correct, w.all_h.feedback, w.all_c.correct, w.all_c.feedback)
+        regression = w.all_h.regression or w.all_c.regression
+        if regression:
+            self.mae.update(w.all_h.feedback, w.all_h.abs_error, w.all_h.squared_error,
+                            w.all_c.feedback, w.all_c.abs_error, w.all_c.squared_error)
+        else:
+            self.accuracy.update(w.all_h.correct, w.all_h.feedback, w.all_c.correct, w.all_c.feedback)
         latency = self._latency(w, stats.get("latency_bounds_ms") or [])
         latency_cap, latency_vs_champion = self._latency_findings(latency)
         labelled = self._labelled(w)
-        proven_better = labelled and self.accuracy.p_better <= self.cfg.accuracy_alpha
+        p_better = self.mae.p_better if regression else self.accuracy.p_better
+        proven_better = labelled and p_better <= self.cfg.accuracy_alpha
         js = self._prediction_js(w)
         drifted = js is not None and js > self.cfg.max_prediction_js
         breaches = [*self._error_findings(w), *latency_cap, *self._accuracy_findings(w, labelled)]
@@ -214,6 +224,8 @@ class CanaryMonitor:
         return [f"prediction drift: Jensen-Shannon distance {js:.3f} over {self.cfg.max_prediction_js}"]
 
     def _accuracy_findings(self, w: Windows, labelled: bool) -> list[str]:
+        if w.all_h.regression or w.all_c.regression:
+            return self._mae_findings(w, labelled)
         acc, cfg = self.accuracy, self.cfg
         if not (labelled and acc.p_worse <= cfg.accuracy_alpha):
             return []
@@ -221,6 +233,25 @@ class CanaryMonitor:
             f"live accuracy: challenger {w.all_h.accuracy:.3f} vs champion {w.all_c.accuracy:.3f} "
             f"(always-valid p {acc.p_worse:.4f} <= {cfg.accuracy_alpha})"
         ]
+
+    def _mae_findings(self, w: Windows, labelled: bool) -> list[str]:
+        """Regression: the challenger's live MAE above the champion's (the MAE mSPRT)."""
+        mae, cfg = self.mae, self.cfg
+        if not (labelled and mae.p_worse <= cfg.accuracy_alpha):
+            return []
+        return [
+            f"live error: challenger MAE {w.all_h.mae:.4g} vs champion {w.all_c.mae:.4g} "
+            f"(x{mae.ratio:.3f}, margin {cfg.mae_margin:.0%}; always-valid p {mae.p_worse:.4f} <= {cfg.accuracy_alpha})"
+        ]
+
+    def _mae_evidence(self, w: Windows) -> dict[str, Any]:
+        if not (w.all_h.regression or w.all_c.regression):
+            return {}
+        return {
+            "challenger_mae": w.all_h.mae, "champion_mae": w.all_c.mae,
+            "challenger_rmse": w.all_h.rmse, "champion_rmse": w.all_c.rmse,
+            "mae_ratio": self.mae.ratio, "mae_p_worse": self.mae.p_worse, "mae_p_better": self.mae.p_better,
+        }
 
     def _evidence(self, w: Windows, latency: Latency, js: float | None, js_waived: bool) -> dict[str, Any]:
         acc = self.accuracy
@@ -250,6 +281,7 @@ class CanaryMonitor:
                 "accuracy_diff": acc.diff,
                 "accuracy_p_worse": acc.p_worse,
                 "accuracy_p_better": acc.p_better,
+                **self._mae_evidence(w),
             },
         }
 

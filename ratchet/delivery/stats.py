@@ -23,6 +23,9 @@ class VersionWindow:
     correct: int = 0
     predicted: dict[str, int] = field(default_factory=dict)
     latency_hist: list[int] = field(default_factory=list)
+    regression: bool = False  # a regression model: feedback gives the error sums below
+    abs_error: float = 0.0  # sum of |prediction - label| over the feedback
+    squared_error: float = 0.0  # sum of (prediction - label)^2
 
     @property
     def error_rate(self) -> float | None:
@@ -30,7 +33,15 @@ class VersionWindow:
 
     @property
     def accuracy(self) -> float | None:
-        return self.correct / self.feedback if self.feedback else None
+        return None if self.regression or not self.feedback else self.correct / self.feedback
+
+    @property
+    def mae(self) -> float | None:
+        return self.abs_error / self.feedback if self.regression and self.feedback else None
+
+    @property
+    def rmse(self) -> float | None:
+        return math.sqrt(self.squared_error / self.feedback) if self.regression and self.feedback else None
 
 
 def _version_window(later: dict, earlier: dict | None) -> VersionWindow:
@@ -38,6 +49,9 @@ def _version_window(later: dict, earlier: dict | None) -> VersionWindow:
 
     def d(key: str) -> int:
         return max(0, int(later.get(key, 0)) - int(earlier.get(key, 0)))
+
+    def df(key: str) -> float:
+        return max(0.0, float(later.get(key) or 0.0) - float(earlier.get(key) or 0.0))
 
     pred_a, pred_b = later.get("predicted") or {}, earlier.get("predicted") or {}
     hist_a, hist_b = later.get("latency_hist_ms") or [], earlier.get("latency_hist_ms") or []
@@ -49,6 +63,9 @@ def _version_window(later: dict, earlier: dict | None) -> VersionWindow:
         correct=d("correct"),
         predicted={k: max(0, v - pred_b.get(k, 0)) for k, v in pred_a.items()},
         latency_hist=[max(0, a - (hist_b[i] if i < len(hist_b) else 0)) for i, a in enumerate(hist_a)],
+        regression=later.get("task") == "regression",
+        abs_error=df("abs_error_sum"),
+        squared_error=df("squared_error_sum"),
     )
 
 

@@ -19,6 +19,24 @@ def accuracy(predictor: Predictor, frame: pd.DataFrame, schema: Schema) -> float
     return float(np.mean(predictor.predict_proba(frame).argmax(axis=1) == y))
 
 
+def mean_absolute_error(predictor: Predictor, frame: pd.DataFrame, schema: Schema) -> float:
+    """A regression model's MAE on labelled rows (``sklearn.metrics.mean_absolute_error``)."""
+    from sklearn.metrics import mean_absolute_error as mae
+
+    y = pd.to_numeric(frame[schema.target.name], errors="coerce").to_numpy(dtype=float)
+    return float(mae(y, np.asarray(predictor.predict(frame), dtype=float)))
+
+
+def held_out_score(predictor: Predictor, frame: pd.DataFrame, schema: Schema) -> float:
+    """What the report plots per model: accuracy, or for a regression model its MAE."""
+    scorer = mean_absolute_error if schema.target.is_regression else accuracy
+    return scorer(predictor, frame, schema)
+
+
+# the report's key prefix and words for each kind of target
+METRIC_WORDS = {"accuracy": ("accuracy", "accuracy"), "mae": ("mae", "MAE")}
+
+
 def champions_in_order(ledger) -> list[str]:
     """Every version that has been champion, first time first."""
     out: list[str] = []
@@ -35,9 +53,11 @@ def inline_report(ctx, run: str, data, traffic: dict, drift: dict, started: floa
     from dataclasses import asdict
 
     schema = ctx.schema
+    metric = "mae" if schema.target.is_regression else "accuracy"
     champions = champions_in_order(ctx.ledger)
     curves = {
-        v: [(i, accuracy(ctx.registry.load_predictor(v), frame, schema)) for i, frame in sorted(data.holdout.items())]
+        v: [(i, held_out_score(ctx.registry.load_predictor(v), frame, schema))
+            for i, frame in sorted(data.holdout.items())]
         for v in champions
     }
     after = [i for i in data.holdout if i >= data.drift_at]
@@ -53,10 +73,11 @@ def inline_report(ctx, run: str, data, traffic: dict, drift: dict, started: floa
         "elapsed_s": time.time() - started,
         "drift_onset_batch": data.drift_at,
         "champion_versions": champions,
-        "accuracy_old_champion_before_drift": mean_acc(old, before),
-        "accuracy_old_champion_after_drift": mean_acc(old, after),
-        "accuracy_new_champion_after_drift": mean_acc(new, after),
-        "accuracy_curves": {v: dict(c) for v, c in curves.items()},
+        "metric": metric,
+        f"{metric}_old_champion_before_drift": mean_acc(old, before),
+        f"{metric}_old_champion_after_drift": mean_acc(old, after),
+        f"{metric}_new_champion_after_drift": mean_acc(new, after),
+        f"{metric}_curves": {v: dict(c) for v, c in curves.items()},
         "traffic": traffic,
         "drift": drift,
         "ledger": [asdict(e) for e in ctx.ledger.history()],
@@ -65,7 +86,9 @@ def inline_report(ctx, run: str, data, traffic: dict, drift: dict, started: floa
     return report, curves
 
 
-def plot_accuracy(curves: dict[str, list[tuple[int, float]]], drift_at: int, path: Path) -> Path:
+def plot_accuracy(curves: dict[str, list[tuple[int, float]]], drift_at: int, path: Path,
+                  metric: str = "accuracy") -> Path:
+    """Each champion's held-out figure per batch: accuracy (0..1), or MAE (``metric="mae"``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -77,8 +100,11 @@ def plot_accuracy(curves: dict[str, list[tuple[int, float]]], drift_at: int, pat
         ax.plot(xs, ys, marker="o", label=f"model v{version}")
     ax.axvline(drift_at - 0.5, color="grey", linestyle="--", label="concept drift")
     ax.set_xlabel("batch")
-    ax.set_ylabel("accuracy on held-out rows")
-    ax.set_ylim(0, 1)
+    ax.set_ylabel(f"{METRIC_WORDS[metric][1]} on held-out rows")
+    if metric == "accuracy":
+        ax.set_ylim(0, 1)
+    else:
+        ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -100,7 +126,10 @@ def _num(x: Any) -> str:
 
 def write_report(run_dir: Path, report: dict[str, Any], curves: dict[str, list[tuple[int, float]]]) -> dict[str, str]:
     run_dir.mkdir(parents=True, exist_ok=True)
-    plot = plot_accuracy(curves, report["drift_onset_batch"], run_dir / "accuracy.png")
+    metric = report.get("metric", "accuracy")
+    key, words = METRIC_WORDS[metric]
+    fmt = ".3f" if metric == "accuracy" else ".4g"
+    plot = plot_accuracy(curves, report["drift_onset_batch"], run_dir / "accuracy.png", metric)
     (run_dir / "report.json").write_text(json.dumps(report, indent=2, default=str))
     ledger_rows = "\n".join(
         f"| {e['id']} | {e['action']} | {e['trigger']} | {e['from_version'] or '-'} | {e['to_version'] or '-'} "
@@ -111,14 +140,14 @@ def write_report(run_dir: Path, report: dict[str, Any], curves: dict[str, list[t
     drift_rows = _drift_rows(drift)
     md = f"""# ratchet demo report: {report['run']}
 
-![accuracy per batch]({plot.name})
+![{words} per batch]({plot.name})
 
 | | |
 |---|---|
 | champion versions, in order | {', '.join(report['champion_versions'])} |
-| accuracy of the first champion before drift | {report['accuracy_old_champion_before_drift']:.3f} |
-| accuracy of the first champion after drift | {report['accuracy_old_champion_after_drift']:.3f} |
-| accuracy of the new champion after drift | {report['accuracy_new_champion_after_drift']:.3f} |
+| {words} of the first champion before drift | {report[f'{key}_old_champion_before_drift']:{fmt}} |
+| {words} of the first champion after drift | {report[f'{key}_old_champion_after_drift']:{fmt}} |
+| {words} of the new champion after drift | {report[f'{key}_new_champion_after_drift']:{fmt}} |
 | live traffic: requests / non-2xx | {report['traffic']['requests']} / {report['traffic']['non_2xx']} |
 | production drift detected | {drift.get('detected')} (share of features drifted: {drift.get('drifted_share')}) |
 | elapsed | {report['elapsed_s']:.0f} s |
@@ -138,8 +167,9 @@ def write_report(run_dir: Path, report: dict[str, Any], curves: dict[str, list[t
 
 
 def plot_loop(report: dict[str, Any], path: Path) -> Path:
-    """Live accuracy per model version over time, and the traffic split, with the
-    moments drift began, was detected, and a better champion took over."""
+    """Live accuracy per model version over time (for a regression model, live MAE: timeline rows
+    with ``mae_by_version``), and the traffic split, with the moments drift began, was detected,
+    and a better champion took over."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -148,19 +178,25 @@ def plot_loop(report: dict[str, Any], path: Path) -> Path:
     rows = report["timeline"]
     start = report["t0"]
     fig, (ax, ax2) = plt.subplots(2, 1, figsize=(8, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 1.2]})
-    versions = sorted({v for r in rows for v in r["accuracy_by_version"]}, key=lambda v: int(v))
+    regression = any(r.get("mae_by_version") for r in rows)
+    by = "mae_by_version" if regression else "accuracy_by_version"
+    versions = sorted({v for r in rows for v in r.get(by) or {}}, key=lambda v: int(v))
     for v in versions:
-        pts = [(r["t"], r["accuracy_by_version"][v]) for r in rows if v in r["accuracy_by_version"]]
+        pts = [(r["t"], r[by][v]) for r in rows if v in (r.get(by) or {})]
         ax.plot(*zip(*pts, strict=True), marker="o", markersize=3, label=f"model v{v}")
     for key, label, style in (("drift_onset", "drift onset", "--"), ("drift_detected_at", "drift detected", ":"),
                               ("recovered_at", "new champion", "-.")):
         if report.get(key):
             for a in (ax, ax2):
                 a.axvline(report[key] - start, color="grey", linestyle=style, label=label if a is ax else None)
-    ax.set_ylabel("live accuracy (feedback)")
-    ax.set_ylim(0, 1)
+    if regression:
+        ax.set_ylabel("live MAE (feedback)")
+        ax.set_ylim(bottom=0)
+    else:
+        ax.set_ylabel("live accuracy (feedback)")
+        ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="upper left" if regression else "lower left")
     ax2.step([r["t"] for r in rows], [float(r["challenger_share"] or 0.0) for r in rows], where="post")
     ax2.set_ylabel("challenger share")
     ax2.set_xlabel("seconds since the first batch")

@@ -7,13 +7,15 @@ Routes
                        shape either way). Needs ``X-API-Key`` when ``api_key`` is set. Answer:
                        ``{"predictions": [label, ...], "probabilities": [[p, ...], ...],
                        "classes": [...], "model_version": "3", "alias": "champion"|"challenger",
-                       "request_id": "..."}`` with headers ``X-Request-ID`` (the caller's, echoed,
+                       "request_id": "..."}`` (a regression model: ``{"predictions": [number, ...],
+                       "model_version", "alias", "request_id"}``) with headers ``X-Request-ID`` (the caller's, echoed,
                        when it sent a sane one) and ``X-Model-Version``. Client errors: 400 (not
                        JSON), 401/403 (API key), 413 (body > max_body_bytes or rows > max_rows),
                        415 (not ``application/json``), 422 (schema: ``errors`` lists row and field);
                        503 while no champion is loaded.
 ``POST /feedback``     ``{"request_id": "...", "label": x}`` (row 0, or ``"row": i``) or
-                       ``{"request_id": "...", "labels": [x, ...]}`` (one per row). API key as /predict.
+                       ``{"request_id": "...", "labels": [x, ...]}`` (one per row; a number for a
+                       regression model: live MAE/RMSE in /stats). API key as /predict.
 ``GET  /health``       always 200 while the process lives; ``ready``, versions, traffic.
 ``GET  /ready``        200 once a champion is loaded, else 503.
 ``GET  /metrics``      Prometheus text (this app's own registry).

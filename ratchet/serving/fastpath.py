@@ -10,10 +10,18 @@ model's own ``module`` (a torch network returning logits) then runs under
 ``torch.inference_mode``. A network that is a plain ``Sequential`` of
 ``Linear``/``ReLU``/``Dropout`` layers is also evaluated with numpy matmuls.
 
+Category values outside the schema's categories go to ratchet's "other" bucket
+(``OTHER``), and a datetime feature's calendar parts are computed from the validated
+value with the same code as training (``ratchet.data.datetimes.datetime_features``).
+
+A regression model (``task == "regression"``) runs the same blocks and network; its
+one output is de-standardised by the model's own ``to_target`` (numbers, not probabilities).
+
 Anything else (another preprocessor, a model without ``module``) is served by the
-model's own ``predict_proba`` on a DataFrame. A compiled path is checked against
-the model's own ``predict_proba`` on probe rows built from the schema (nulls,
-unseen categories, boundaries) before it is used, and dropped on any mismatch.
+model's own ``predict_proba`` (``predict``) on a DataFrame. A compiled path is checked
+against the model's own ``predict_proba`` (a regression model's ``predict``) on probe rows
+built from the schema (nulls, unseen categories, boundaries) before it is used, and dropped
+on any mismatch.
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ import numpy as np
 import pandas as pd
 
 from ratchet.core.schema import Schema
+from ratchet.data.datetimes import datetime_features
+from ratchet.training.model.preprocess import OTHER, derived_name
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +44,16 @@ ATOL = 1e-5
 
 
 class FastPath:
-    """``predict_proba(columns, n)`` for validated columns (``{name: [value, ...]}``)."""
+    """``predict_proba(columns, n)`` for validated columns (``{name: [value, ...]}``); for a
+    regression model (``regression``) ``predict_values(columns, n)``: (n,) numbers in the
+    target's units."""
 
-    def __init__(self, blocks: list[tuple[Callable, int]], network: Callable):
+    def __init__(
+        self, blocks: list[tuple[Callable, int]], network: Callable, derive: Callable | None = None,
+        regression: bool = False,
+    ):
+        self.regression = regression
+        self._derive = derive  # adds the derived (datetime part) columns to the validated ones
         self._blocks = []  # (fill(columns, n, out_slice), start, stop)
         start = 0
         for block, width in blocks:
@@ -46,12 +63,18 @@ class FastPath:
         self.width = start
 
     def matrix(self, columns: dict[str, list], n: int) -> np.ndarray:
+        if self._derive is not None:
+            columns = self._derive(columns)
         out = np.zeros((n, self.width), dtype=np.float32)
         for block, start, stop in self._blocks:
             block(columns, n, out[:, start:stop])
         return out
 
     def predict_proba(self, columns: dict[str, list], n: int) -> np.ndarray:
+        return self._network(self.matrix(columns, n))
+
+    def predict_values(self, columns: dict[str, list], n: int) -> np.ndarray:
+        """Regression: the network's output de-standardised, (n,) float64."""
         return self._network(self.matrix(columns, n))
 
 
@@ -98,7 +121,7 @@ def _numeric_block(cols: list[str], steps: list) -> Callable | None:
     return block
 
 
-def _categorical_block(cols: list[str], steps: list) -> Callable | None:
+def _categorical_block(cols: list[str], steps: list, known: list[frozenset[str]]) -> Callable | None:
     from sklearn.impute import SimpleImputer
     from sklearn.preprocessing import OneHotEncoder
 
@@ -119,7 +142,8 @@ def _categorical_block(cols: list[str], steps: list) -> Callable | None:
     if getattr(encoder, "_infrequent_enabled", False):
         return None
     # categories as fitted: strings; ratchet's frame_for_model turns a missing value (None or
-    # NaN) into NaN, which SimpleImputer fills with its constant before the encoder sees it
+    # NaN) into NaN, which SimpleImputer fills with its constant before the encoder sees it,
+    # and a value outside the schema's categories into OTHER
     lookups = [{c: i for i, c in enumerate(cats.tolist())} for cats in encoder.categories_]
     if len(lookups) != len(cols):
         return None
@@ -127,12 +151,15 @@ def _categorical_block(cols: list[str], steps: list) -> Callable | None:
 
     def block(columns: dict, n: int, out: np.ndarray) -> None:  # out: zeros, (n, width)
         for j, c in enumerate(cols):
-            lookup, base = lookups[j], offsets[j]
+            lookup, base, seen = lookups[j], offsets[j], known[j]
             for i, v in enumerate(columns[c]):
                 if v is None or (not isinstance(v, str) and v != v):
                     v = fill
-                elif not isinstance(v, str):
-                    v = str(v)
+                else:
+                    if not isinstance(v, str):
+                        v = str(v)
+                    if v not in seen:
+                        v = OTHER
                 k = lookup.get(v)
                 if k is not None:  # an unseen category: all zeros, like handle_unknown="ignore"
                     out[i, base + k] = 1.0
@@ -146,7 +173,12 @@ def _compile_preprocessor(pre, schema: Schema) -> tuple[list[tuple[Callable, int
 
     if not isinstance(pre, ColumnTransformer) or not hasattr(pre, "transformers_"):
         return None
-    dtypes = {c.name: c.dtype for c in schema.columns}
+    dtypes = {c.name: c.dtype for c in schema.features}
+    for c in schema.features:  # a datetime feature reaches the preprocessor as its parts
+        if c.dtype == "datetime":
+            dtypes.pop(c.name)
+            dtypes.update({derived_name(c.name, p): "float" for p in c.parts})
+    known = {c.name: frozenset(c.categories or ()) for c in schema.features if c.dtype == "category"}
     blocks = []
     width = 0
     for name, trans, cols in pre.transformers_:
@@ -163,7 +195,7 @@ def _compile_preprocessor(pre, schema: Schema) -> tuple[list[tuple[Callable, int
             block = _numeric_block(cols, steps)
             w = len(cols)
         elif kinds == {True}:
-            block = _categorical_block(cols, steps)
+            block = _categorical_block(cols, steps, [known[c] for c in cols])
             w = sum(len(c) for c in steps[-1].categories_) if block else 0
         else:
             return None
@@ -215,24 +247,53 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _torch_network(module) -> Callable:
+def _torch_network(module, softmax: bool = True) -> Callable:
     import torch
 
     def run(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return torch.softmax(module(torch.from_numpy(x)), dim=1).numpy()
+            out = module(torch.from_numpy(x))
+            return (torch.softmax(out, dim=1) if softmax else out).numpy()
 
     return run
 
 
 # ---------------------------------------------------------------- probe
+def _deriver(schema: Schema) -> Callable | None:
+    """``columns -> columns`` plus the calendar parts of each datetime feature, or None."""
+    dated = [(c.name, c.parts) for c in schema.features if c.dtype == "datetime"]
+    if not dated:
+        return None
+
+    def derive(columns: dict[str, list]) -> dict[str, list]:
+        out = dict(columns)
+        for name, parts in dated:
+            values = datetime_features(columns[name], parts)
+            for j, part in enumerate(parts):
+                out[derived_name(name, part)] = values[:, j]
+        return out
+
+    return derive
+
+
 def probe_rows(schema: Schema) -> dict[str, list]:
     """Validated-style columns covering typical values, bounds, nulls and unseen categories."""
+    from datetime import datetime
+
     cols: dict[str, list] = {}
     n = 6
-    for c in schema.columns:
+    for c in schema.features:
         nullable = c.max_null_share > 0
-        if c.dtype == "category":
+        if c.dtype == "datetime":
+            vals = [
+                datetime(2020, 1, 1),
+                datetime(2021, 6, 15, 13, 30),
+                datetime(2019, 12, 31, 23, 59),
+                datetime(2024, 2, 29, 8),
+                datetime(2030, 7, 4, 17, 45),
+                None if nullable else datetime(2022, 3, 6, 6),
+            ]
+        elif c.dtype == "category":
             cats = list(c.categories or ["a"])
             vals = [cats[i % len(cats)] for i in range(4)] + ["__ratchet_unseen__", None if nullable else cats[0]]
         elif c.dtype == "bool":
@@ -261,19 +322,34 @@ def compile_fast_path(model) -> FastPath | None:
             return None
         blocks, _ = compiled
         mlp = _numpy_mlp(module)
-        network = (lambda x: _softmax(mlp(x))) if mlp is not None else _torch_network(module)
-        fast = FastPath(blocks, network)
+        derive = _deriver(schema)
         cols = probe_rows(schema)
         n = len(next(iter(cols.values())))
         frame = pd.DataFrame(cols, columns=schema.feature_names)
-        want = np.asarray(model.predict_proba(frame), dtype=np.float64)
+        regression = getattr(model, "task", None) == "regression"
+        if regression:  # the network's standardised (n, 1) output, in the target's units
+            to_target = getattr(model, "to_target", None)
+            if to_target is None:
+                return None
+            raw = _torch_network(module, softmax=False)
+            network = (lambda x: to_target(mlp(x))) if mlp is not None else (lambda x: to_target(raw(x)))
+            fallback = lambda x: to_target(raw(x))  # noqa: E731
+            want = np.asarray(model.predict(frame), dtype=np.float64)
+            atol = ATOL * max(1.0, float(np.abs(want).max(initial=0.0)))  # a float32 network, in target units
+        else:
+            network = (lambda x: _softmax(mlp(x))) if mlp is not None else _torch_network(module)
+            fallback = _torch_network(module)
+            want = np.asarray(model.predict_proba(frame), dtype=np.float64)
+            atol = ATOL
+        fast = FastPath(blocks, network, derive, regression)
         got = fast.predict_proba(cols, n)
-        if got.shape != want.shape or not np.allclose(got, want, atol=ATOL, rtol=1e-4):
+        if got.shape != want.shape or not np.allclose(got, want, atol=atol, rtol=1e-4):
             if mlp is not None:  # maybe forward() is not just net(x): try the module itself
-                fast = FastPath(blocks, _torch_network(module))
+                fast = FastPath(blocks, fallback, derive, regression)
                 got = fast.predict_proba(cols, n)
-            if got.shape != want.shape or not np.allclose(got, want, atol=ATOL, rtol=1e-4):
-                log.warning("fast path disagrees with the model's predict_proba: not used")
+            if got.shape != want.shape or not np.allclose(got, want, atol=atol, rtol=1e-4):
+                log.warning("fast path disagrees with the model's %s: not used",
+                            "predict" if regression else "predict_proba")
                 return None
         return fast
     except Exception as e:  # never let an optimisation stop a model from loading

@@ -1,8 +1,10 @@
 """Feedback: the ``/feedback`` body (:class:`FeedbackRequest`) and the bounded map
-request_id -> what each model predicted (:class:`FeedbackStore`), for live accuracy."""
+request_id -> what each model predicted (:class:`FeedbackStore`), for live accuracy (for a
+regression model, live errors: a label is a JSON number, the outcome ``prediction - label``)."""
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -19,6 +21,7 @@ from ratchet.serving.validation import RequestError, json_type
 # holding tuples takes one collection per level of nesting: flat, an entry is untracked
 # before it reaches the oldest generation, so 100,000 entries add nothing to a full collection.
 _N, _ANSWERED, _PREDS = 0, 1, 2
+_UNSET = object()  # no classes recorded yet for a version (None means regression)
 
 
 class FeedbackRequest(BaseModel):
@@ -41,6 +44,11 @@ class FeedbackRequest(BaseModel):
         if problem:
             raise PydanticCustomError("feedback_form", problem)
         return self
+
+    @property
+    def label_field(self) -> str:
+        """The field the labels came in: ``label`` or ``labels``."""
+        return "labels" if "labels" in self.model_fields_set else "label"
 
     @property
     def labels_by_row(self) -> dict[int, object]:
@@ -109,21 +117,37 @@ def match_label(label: object, classes: list) -> object:
     raise RequestError(422, f"label {label!r} is not one of the model's classes {list(classes)}")
 
 
+def number_label(label: object, field: str = "label") -> float:
+    """A regression label: a finite JSON number (not a bool, not a numeric string); RequestError
+    naming ``field`` otherwise."""
+    if isinstance(label, bool) or not isinstance(label, int | float):
+        raise RequestError(422, f"field '{field}' must be a number (a regression target), got {json_type(label)}")
+    try:
+        value = float(label)
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value):
+        raise RequestError(422, f"field '{field}' must be a finite number, got {label!r}")
+    return value
+
+
 class FeedbackStore:
     def __init__(self, capacity: int = 100_000):
         self.capacity = capacity
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, tuple] = OrderedDict()
-        self._classes: dict[str, tuple] = {}  # version -> the model's classes
+        self._classes: dict[str, tuple | None] = {}  # version -> the model's classes (None: regression)
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def record(self, request_id: str, version: str, labels: list, classes) -> None:
+        """What ``version`` answered ``request_id``: labels and the model's classes, or, for a
+        regression model, its numbers and ``classes=None``."""
         entry = (len(labels), 0, version, tuple(labels))
-        classes = classes if type(classes) is tuple else tuple(classes)
+        classes = classes if classes is None or type(classes) is tuple else tuple(classes)
         with self._lock:
-            if self._classes.get(version) != classes:
+            if self._classes.get(version, _UNSET) != classes:
                 self._classes[version] = classes
             self._entries[request_id] = entry
             self._entries.move_to_end(request_id)
@@ -136,10 +160,12 @@ class FeedbackStore:
             if e is not None and len(labels) == e[_N]:
                 self._entries[request_id] = (*e, version, tuple(labels))
 
-    def resolve(self, request_id: str, labels: dict[int, object]) -> list[tuple[str, bool]]:
-        """Mark rows of ``request_id`` as labelled; (version, correct) for each model and row.
+    def resolve(self, request_id: str, labels: dict[int, object], field: str = "label") -> list[tuple[str, object]]:
+        """Mark rows of ``request_id`` as labelled; (version, correct) for each model and row, or,
+        when the request was answered by a regression model, (version, prediction - label).
 
-        404 for an unknown (or evicted) request, 409 for a row already labelled."""
+        404 for an unknown (or evicted) request, 409 for a row already labelled, 422 for a label
+        that is not one of the classes (not a number, for regression; ``field`` names it)."""
         with self._lock:
             e = self._entries.get(request_id)
             if e is None:
@@ -153,12 +179,19 @@ class FeedbackStore:
                     )
                 if answered >> row & 1:
                     raise RequestError(409, f"row {row} of request {request_id!r} already has feedback")
-            matched = {row: match_label(lab, list(classes)) for row, lab in labels.items()}
+            if classes is None:
+                many = field == "labels"
+                matched = {row: number_label(lab, f"labels[{row}]" if many else field) for row, lab in labels.items()}
+            else:
+                matched = {row: match_label(lab, list(classes)) for row, lab in labels.items()}
             for row in matched:
                 answered |= 1 << row
             self._entries[request_id] = (n_rows, answered, *e[_PREDS:])
             out = []
             for version, labs in zip(e[_PREDS::2], e[_PREDS + 1::2], strict=True):
                 for row, truth in matched.items():
-                    out.append((version, labs[row] == truth))
+                    if classes is None:
+                        out.append((version, float(labs[row]) - truth))
+                    else:
+                        out.append((version, bool(labs[row] == truth)))
             return out

@@ -11,6 +11,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 NO_VERSION = "none"  # label for requests rejected before a model was chosen
+REGRESSION_CLASS = "(number)"  # the predicted_class label of a regression model's rows
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -34,6 +35,9 @@ class _VersionStats:
     shadow_rows: int = 0
     feedback: int = 0
     correct: int = 0
+    regression: bool = False  # predicts numbers: feedback gives errors, not right/wrong
+    abs_error: float = 0.0  # regression feedback: sum of |prediction - label| ...
+    squared_error: float = 0.0  # ... and of (prediction - label)^2 (MAE, RMSE, and the sd of |error|)
     predicted: dict = field(default_factory=dict)  # class label (str) -> rows, served and shadow
     latencies: deque = field(default_factory=lambda: deque(maxlen=4096))
     latency_hist: list = field(default_factory=lambda: [0] * (len(STATS_LATENCY_BOUNDS_MS) + 1))
@@ -114,6 +118,14 @@ class ServingMetrics:
             "Accuracy of predictions that got feedback",
             ["model_version"],
             registry=r,
+        )
+        self.live_mae = Gauge(
+            "ratchet_live_mae", "Regression: mean absolute error of predictions that got feedback",
+            ["model_version"], registry=r,
+        )
+        self.live_rmse = Gauge(
+            "ratchet_live_rmse", "Regression: root mean squared error of predictions that got feedback",
+            ["model_version"], registry=r,
         )
         self.model_loaded = Gauge(
             "ratchet_model_loaded",
@@ -206,6 +218,21 @@ class ServingMetrics:
                 key = str(lab)
                 s.predicted[key] = s.predicted.get(key, 0) + n
 
+    def observe_values(self, version: str, alias: str, n: int, shadow: bool = False) -> None:
+        """A regression model's ``n`` predicted rows (numbers: counted, not tallied per value)."""
+        key = (version, alias, REGRESSION_CLASS)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.predictions.labels(version, alias, REGRESSION_CLASS)
+        child.inc(n)
+        with self._lock:
+            s = self._v(version)
+            s.regression = True
+            if shadow:
+                s.shadow_rows += n
+            else:
+                s.rows += n
+
     def observe_model_error(self, version: str, alias: str) -> None:
         self.model_errors.labels(version, alias).inc()
         with self._lock:
@@ -223,6 +250,21 @@ class ServingMetrics:
             acc = s.correct / s.feedback
         self.live_accuracy.labels(version).set(acc)
 
+    def observe_feedback_errors(self, version: str, errors: list[float]) -> None:
+        """Regression feedback: each row's error (prediction - label)."""
+        if not errors:
+            return
+        self.feedback.labels(version, "number").inc(len(errors))
+        with self._lock:
+            s = self._v(version)
+            s.regression = True
+            s.feedback += len(errors)
+            s.abs_error += sum(abs(e) for e in errors)
+            s.squared_error += sum(e * e for e in errors)
+            mae, mse = s.abs_error / s.feedback, s.squared_error / s.feedback
+        self.live_mae.labels(version).set(mae)
+        self.live_rmse.labels(version).set(mse**0.5)
+
     def set_models(self, champion: str | None, challenger: str | None, share: float, shadow: bool) -> None:
         self.model_loaded.clear()
         if champion is not None:
@@ -236,7 +278,8 @@ class ServingMetrics:
     # ------------------------------------------------------------- reading
     def stats(self) -> dict:
         """Per version: counters since the process started (a reader diffs two reads for a
-        window), live accuracy, p50/p99 over the last 4096 requests, and the latency histogram
+        window), live accuracy (a regression model: ``task``, ``live_mae``, ``live_rmse`` and the
+        error sums ``abs_error_sum``, ``squared_error_sum``), p50/p99 over the last 4096 requests, and the latency histogram
         (``latency_hist_ms``: counts per bucket of ``latency_bounds_ms``, the last one open)."""
         counters = (
             "requests", "errors", "server_errors", "routed", "fallbacks", "shadow_requests",
@@ -245,19 +288,29 @@ class ServingMetrics:
         with self._lock:
             snap = {
                 v: ({k: getattr(s, k) for k in counters}, dict(s.predicted), list(s.latency_hist),
-                    list(s.latencies))
+                    list(s.latencies), (s.regression, s.abs_error, s.squared_error))
                 for v, s in self._versions.items()
             }
             unrouted = self._unrouted_errors
         versions = {}
-        for v, (counts, predicted, hist, lat) in snap.items():
+        for v, (counts, predicted, hist, lat, (regression, abs_error, squared_error)) in snap.items():
             p50 = p99 = None
             if lat:
                 p50, p99 = (float(x) * 1000.0 for x in np.percentile(np.asarray(lat), [50, 99]))
             fb = counts["feedback"]
+            quality: dict = {"live_accuracy": (counts["correct"] / fb) if fb else None}
+            if regression:  # errors, not accuracy; the sums are cumulative (a reader diffs two reads)
+                quality = {
+                    "task": "regression",
+                    "live_accuracy": None,
+                    "abs_error_sum": abs_error,
+                    "squared_error_sum": squared_error,
+                    "live_mae": abs_error / fb if fb else None,
+                    "live_rmse": (squared_error / fb) ** 0.5 if fb else None,
+                }
             versions[v] = {
                 **counts,
-                "live_accuracy": (counts["correct"] / fb) if fb else None,
+                **quality,
                 "predicted": predicted,
                 "latency_p50_ms": p50,
                 "latency_p99_ms": p99,

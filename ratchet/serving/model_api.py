@@ -19,8 +19,10 @@ ALIASES = ("champion", "challenger")
 @runtime_checkable
 class LoadedModel(Protocol):
     version: str  # registry version, e.g. "3"
-    classes: list  # class labels, index-aligned with predict_proba columns
+    classes: list  # class labels, index-aligned with predict_proba columns (empty for regression)
     schema: Schema  # the input columns it expects
+    # a model with ``task == "regression"`` is served by ``predict(df)``: (n,) numbers, preprocessing
+    # inside (``ratchet.training.model.fit.Predictor``); any other by ``predict_proba``
 
     def predict_proba(self, df: pd.DataFrame) -> np.ndarray:  # (n, k); preprocessing inside
         ...

@@ -51,13 +51,16 @@ def row_schema(schema: Schema | None) -> dict[str, Any]:
     if schema is None:
         return {"type": "object", "description": "the loaded champion's input columns"}
     props: dict[str, Any] = {}
-    for c in schema.columns:
+    for c in schema.features:
         if c.dtype == "float":
             p: dict[str, Any] = {"type": "number"}
         elif c.dtype == "int":
             p = {"type": "integer", **_INT64}
         elif c.dtype == "bool":
             p = {"type": "boolean"}
+        elif c.dtype == "datetime":
+            p = {"type": "string", "description": "an ISO 8601 date or date-time"}
+            p["examples"] = ["2024-05-01T08:30:00Z"]
         else:  # unseen categories are served (and counted), so any string is valid
             p = {"type": "string", "examples": list(c.categories or [])[:10]}
         if c.min is not None or c.max is not None:
@@ -65,11 +68,38 @@ def row_schema(schema: Schema | None) -> dict[str, Any]:
         if c.max_null_share > 0:
             p = {"anyOf": [p, {"type": "null"}]}
         props[c.name] = p
+    for c in schema.ignored:  # accepted and dropped: the model does not use it
+        props[c.name] = {"description": f"not used by the model ({c.ignore_reason or 'ignored'}); optional"}
     return {
         "type": "object",
         "properties": props,
-        "required": [c.name for c in schema.columns],
+        "required": schema.feature_names,
         "additionalProperties": bool(schema.allow_extra_columns),
+    }
+
+
+def predict_response(regression: bool) -> dict[str, Any]:
+    """The ``/predict`` answer: labels with class probabilities, or (regression) a number per row."""
+    common = {
+        "model_version": {"type": "string"},
+        "alias": {"type": "string", "enum": ["champion", "challenger"]},
+        "request_id": {"type": "string"},
+    }
+    if regression:
+        return {
+            "type": "object",
+            "required": ["predictions", "model_version", "alias", "request_id"],
+            "properties": {"predictions": {"type": "array", "items": {"type": "number"}}, **common},
+        }
+    return {
+        "type": "object",
+        "required": ["predictions", "probabilities", "classes", "model_version", "alias", "request_id"],
+        "properties": {
+            "predictions": {"type": "array"},
+            "probabilities": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+            "classes": {"type": "array"},
+            **common,
+        },
     }
 
 
@@ -123,19 +153,10 @@ def build_openapi(base: dict[str, Any], schema: Schema | None, max_rows: int, ap
             },
         ]
     }
-    schemas["PredictResponse"] = {
-        "type": "object",
-        "required": ["predictions", "probabilities", "classes", "model_version", "alias", "request_id"],
-        "properties": {
-            "predictions": {"type": "array"},
-            "probabilities": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
-            "classes": {"type": "array"},
-            "model_version": {"type": "string"},
-            "alias": {"type": "string", "enum": ["champion", "challenger"]},
-            "request_id": {"type": "string"},
-        },
-    }
-    label = {"type": ["string", "number"]}
+    regression = schema is not None and schema.target.is_regression
+    schemas["PredictResponse"] = predict_response(regression)
+    # a regression target's label is a number; a class label a string or a number
+    label = {"type": "number"} if regression else {"type": ["string", "number"]}
     schemas["FeedbackRequest"] = {
         "oneOf": [
             {

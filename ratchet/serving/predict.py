@@ -12,6 +12,9 @@ OpenAPI document, and when the middleware's direct table does not match).
 * shadow (``shadow=true``): the caller gets the champion's answer; the selected requests are
   also predicted by the challenger in the runtime's shadow worker, recorded, not returned.
 
+A regression model's answer is ``predictions`` (a number per row), ``model_version``,
+``alias`` and ``request_id``: no ``probabilities`` or ``classes``.
+
 Requests of at most ``serving.inline_max_rows`` rows whose models have a fast path are
 predicted on the event loop (~0.1 ms of numpy: cheaper than a hop to a worker thread and back);
 others in a worker thread. The answer is rendered with orjson.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.requests import Request
@@ -119,20 +123,26 @@ class PredictHandler:
             batch, labels, proba = self._fall_back(e, snap, req, state)
         if batch.unseen_categories or batch.out_of_range:
             self._count_inputs(slot.version, batch)
-        m.observe_predictions(slot.version, alias, labels)
-        rt.profiler.record(slot.version, batch, labels, proba.max(axis=1))
-        rt.feedback.record(rid, slot.version, labels, slot.classes)
+        if proba is None:  # a regression model: a number per row, no classes
+            m.observe_values(slot.version, alias, len(labels))
+            rt.profiler.record(slot.version, batch, labels, _no_confidence(len(labels)))
+            rt.feedback.record(rid, slot.version, labels, None)
+            body = {"predictions": labels, "model_version": slot.version, "alias": alias, "request_id": rid}
+        else:
+            m.observe_predictions(slot.version, alias, labels)
+            rt.profiler.record(slot.version, batch, labels, proba.max(axis=1))
+            rt.feedback.record(rid, slot.version, labels, slot.classes)
+            body = {
+                "predictions": labels,
+                "probabilities": proba.tolist(),
+                "classes": list(slot.classes),
+                "model_version": slot.version,
+                "alias": alias,
+                "request_id": rid,
+            }
         if chosen and snap.traffic.shadow:
             if not rt.submit_shadow(self.shadow_predict, slot.version, snap.challenger, req.rows, rid, labels):
                 m.shadow_dropped.labels("queue_full").inc()
-        body = {
-            "predictions": labels,
-            "probabilities": proba.tolist(),
-            "classes": list(slot.classes),
-            "model_version": slot.version,
-            "alias": alias,
-            "request_id": rid,
-        }
         return FastJSONResponse(body, headers={"X-Model-Version": slot.version, "X-Model-Alias": alias})
 
     def _fall_back(self, e: Exception, snap: Snapshot, req: PredictRequest, state: dict) -> tuple:
@@ -174,6 +184,11 @@ class PredictHandler:
             m.shadow_dropped.labels("model_error").inc()
             return
         self._count_inputs(slot.version, batch)
+        if proba is None:  # regression: numbers seldom agree exactly; the feedback compares errors
+            m.observe_values(slot.version, "shadow", len(labels), shadow=True)
+            rt.profiler.record(slot.version, batch, labels, _no_confidence(len(labels)))
+            rt.feedback.record_shadow(rid, slot.version, labels)
+            return
         m.observe_predictions(slot.version, "shadow", labels, shadow=True)
         agree = sum(a == b for a, b in zip(labels, served, strict=True))
         if agree:
@@ -189,3 +204,8 @@ class PredictHandler:
             m.unseen_categories.labels(version, col).inc(n)
         for col, n in batch.out_of_range.items():
             m.out_of_range.labels(version, col).inc(n)
+
+
+def _no_confidence(n: int) -> np.ndarray:
+    """The profiler's ``prediction_confidence`` for a regression model's rows: NaN (no probability)."""
+    return np.full(n, np.nan)

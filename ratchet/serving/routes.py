@@ -57,13 +57,23 @@ class ServiceRoutes:
         body = FeedbackRequest.parse(obj)
         labels = body.labels_by_row
         rt = self.runtime
-        outcomes = rt.feedback.resolve(body.request_id, labels)
+        outcomes = rt.feedback.resolve(body.request_id, labels, body.label_field)
         per_version: dict[str, dict] = {}
-        for version, correct in outcomes:
-            rt.metrics.observe_feedback(version, correct)
-            d = per_version.setdefault(version, {"correct": 0, "total": 0})
-            d["correct"] += bool(correct)
-            d["total"] += 1
+        errors: dict[str, list[float]] = {}  # regression: prediction - label, per version
+        for version, outcome in outcomes:
+            if type(outcome) is bool:
+                rt.metrics.observe_feedback(version, outcome)
+                d = per_version.setdefault(version, {"correct": 0, "total": 0})
+                d["correct"] += outcome
+                d["total"] += 1
+            else:
+                errors.setdefault(version, []).append(outcome)
+        for version, errs in errors.items():
+            rt.metrics.observe_feedback_errors(version, errs)
+            per_version[version] = {
+                "total": len(errs), "mae": sum(abs(e) for e in errs) / len(errs),
+                "rmse": (sum(e * e for e in errs) / len(errs)) ** 0.5,
+            }
         return {"request_id": body.request_id, "rows": len(labels), "versions": per_version}
 
     # ------------------------------------------------------------ health & metrics

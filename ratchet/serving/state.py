@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 
 
 class ModelFailure(Exception):
-    """The model raised, or returned something that is not a probability table."""
+    """The model raised, or returned something that is not a probability table (for a
+    regression model: not one finite number per row)."""
 
 
 def _outside(value, spec) -> bool:
@@ -47,13 +48,15 @@ def _outside(value, spec) -> bool:
 
 @dataclass(frozen=True)
 class Slot:
-    """A loaded model with its validator and, when it compiles, its fast path (built once, at load)."""
+    """A loaded model with its validator and, when it compiles, its fast path (built once, at load).
+    ``regression``: the model predicts numbers (``task == "regression"``), ``classes`` is empty."""
 
     model: LoadedModel
     validator: RowValidator
     version: str
     classes: tuple
     fast: FastPath | None = None
+    regression: bool = False
 
     @classmethod
     def of(cls, model: LoadedModel, fast_path: bool = True) -> Slot:
@@ -65,6 +68,7 @@ class Slot:
             version=str(model.version),
             classes=classes,
             fast=fast,
+            regression=getattr(model, "task", None) == "regression",
         )
 
     def _unscorable(self, batch: ValidatedBatch, rows: np.ndarray) -> None:
@@ -75,7 +79,7 @@ class Slot:
         for i in rows.tolist():
             found = [
                 (spec.name, batch.columns[spec.name][i])
-                for spec in self.validator.schema.columns
+                for spec in self.validator.schema.features
                 if spec.dtype in ("float", "int") and _outside(batch.columns[spec.name][i], spec)
             ]
             if not found:
@@ -90,9 +94,11 @@ class Slot:
         shown = "; ".join(f"rows[{e['row']}].{e['field']}: {e['error']}" for e in errors[:5])
         raise RequestError(422, f"unscorable input: {shown}", errors[:20])
 
-    def predict(self, batch: ValidatedBatch) -> tuple[list, np.ndarray]:
+    def predict(self, batch: ValidatedBatch) -> tuple[list, np.ndarray | None]:
         """(labels, probabilities), checked; ModelFailure on anything odd (RequestError when
-        the oddity is the input's: see ``_unscorable``)."""
+        the oddity is the input's: see ``_unscorable``). A regression model: (numbers, None)."""
+        if self.regression:
+            return self.predict_values(batch), None
         n = batch.n_rows
         try:
             if self.fast is not None:
@@ -112,6 +118,24 @@ class Slot:
             raise ModelFailure(f"version {self.version}: predict_proba gave non-finite probabilities")
         classes = self.classes
         return [classes[i] for i in proba.argmax(axis=1).tolist()], proba
+
+    def predict_values(self, batch: ValidatedBatch) -> list[float]:
+        """A regression model's numbers (one finite float per row), checked as ``predict``."""
+        n = batch.n_rows
+        try:
+            if self.fast is not None:
+                values = self.fast.predict_values(batch.columns, n)
+            else:
+                values = np.asarray(self.model.predict(batch.frame), dtype=np.float64)
+        except Exception as e:
+            raise ModelFailure(f"version {self.version}: predict failed: {type(e).__name__}: {e}") from e
+        if values.shape != (n,):
+            raise ModelFailure(f"version {self.version}: predict gave shape {values.shape}, expected {(n,)}")
+        finite = np.isfinite(values)
+        if not finite.all():
+            self._unscorable(batch, np.flatnonzero(~finite))
+            raise ModelFailure(f"version {self.version}: predict gave non-finite numbers")
+        return values.tolist()
 
 
 @dataclass(frozen=True)

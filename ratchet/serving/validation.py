@@ -9,12 +9,17 @@ Rules per dtype (strict: no string-to-number coercion):
   ``-Infinity`` and overflowing literals such as ``1e999`` are rejected.
 * ``int``: a JSON integer, or a float with no fractional part (``3.0``), within int64.
 * ``category``: a JSON string. An unseen category is NOT an error (the model
-  handles it); it is counted.
+  sends it to its "other" bucket); it is counted, except in a column with an
+  ``other_bucket``, where values past its most frequent ones are expected.
+* ``datetime``: an ISO 8601 date or date-time string (``2024-05-01``,
+  ``2024-05-01T08:30:00Z``); validated values are naive UTC ``datetime``s, from which
+  the model derives its calendar features.
 * ``bool``: ``true`` / ``false``.
 * ``null``: only for a column whose schema allows nulls (``max_null_share > 0``).
 * A value outside the column's ``min``/``max`` is served and counted, not rejected
   (that is drift, which monitoring should see, not hide).
-* A field not in the schema is rejected unless ``schema.allow_extra_columns``.
+* A field not in the schema is rejected unless ``schema.allow_extra_columns``. A column
+  the schema ignores (``role: ignore``) may be sent (any value) or left out; it is dropped.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ratchet.core.schema import ColumnSpec, Schema
+from ratchet.data.checks import FALSE_WORDS, TRUE_WORDS
+from ratchet.data.datetimes import parse_datetime
 
 MAX_REPORTED_ERRORS = 20
 MAX_ENTITY_KEY_LEN = 512
@@ -171,10 +178,10 @@ class RowValidator:
     def __init__(self, schema: Schema):
         self.schema = schema
         self.names = schema.feature_names
-        self.known = set(self.names)
+        self.known = {c.name for c in schema.columns}  # ignored columns may be sent, and are dropped
         self.allow_extra = schema.allow_extra_columns
-        self._checks = [(c.name, self._checker(c), c) for c in schema.columns]
-        self._categories = {c.name: frozenset(c.categories or ()) for c in schema.columns}
+        self._checks = [(c.name, self._checker(c), c) for c in schema.features]
+        self._categories = {c.name: frozenset(c.categories or ()) for c in schema.features}
 
     @staticmethod
     def _checker(spec: ColumnSpec):
@@ -218,6 +225,19 @@ class RowValidator:
                     raise _Bad("integer is out of the int64 range")
                 return v
 
+        elif dtype == "datetime":
+
+            def check(v):
+                if v is None:
+                    return null()
+                if not isinstance(v, str):
+                    raise _Bad(f"expected an ISO 8601 date/time string, got {json_type(v)}")
+                try:
+                    return parse_datetime(v)
+                except ValueError:
+                    shown = v if len(v) <= 40 else v[:40] + "..."
+                    raise _Bad(f"expected an ISO 8601 date/time string, got {shown!r}") from None
+
         elif dtype == "category":
 
             def check(v):
@@ -230,11 +250,17 @@ class RowValidator:
         else:  # bool
 
             def check(v):
+                # what a batch accepts, a request accepts: true/false, 0/1, yes/no, t/f, y/n
                 if v is None:
                     return null()
-                if not isinstance(v, bool):
-                    raise _Bad(f"expected true or false, got {json_type(v)}")
-                return v
+                if isinstance(v, bool):
+                    return v
+                key = str(v).strip().lower() if isinstance(v, str | int) else None
+                if key in TRUE_WORDS:
+                    return True
+                if key in FALSE_WORDS:
+                    return False
+                raise _Bad(f"expected true or false (or yes/no, 1/0), got {json_type(v)} {v!r}")
 
         return check
 
@@ -270,9 +296,9 @@ class RowValidator:
                 if v is None or n_errors:
                     continue
                 if spec.dtype == "category":
-                    if v not in self._categories[name]:
+                    if v not in self._categories[name] and not spec.other_bucket:
                         unseen[name] += 1
-                elif spec.dtype != "bool" and v == v:  # skip NaN (allowed null)
+                elif spec.dtype in ("float", "int") and v == v:  # skip NaN (allowed null)
                     if (spec.min is not None and v < spec.min) or (spec.max is not None and v > spec.max):
                         out_of_range[name] += 1
         if n_errors:
