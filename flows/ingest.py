@@ -4,23 +4,34 @@ from __future__ import annotations
 
 from prefect import flow
 
-from ratchet.data.ingest import IngestRejected, IngestResult, rejection_message
+from ratchet.data.ingest import IngestRejected, IngestResult, describe, rejection_message
 from ratchet.runtime.options import RunOptions
 from tasks.data import (
     audit_batch,
     commit_batch,
     emit_data_event,
+    find_duplicate_batch,
     measure_batch_drift,
     publish_batch,
+    record_concept_score,
+    score_batch_concept,
     stage_batch,
 )
+from tasks.events import announce_model_event
 
 
 @flow(name="ingest", log_prints=True)
 def ingest_flow(path: str, options: RunOptions = RunOptions()) -> IngestResult:
     ctx = options.context()
     audited = audit_batch(ctx, path)
+    earlier = find_duplicate_batch(ctx, audited)
+    if earlier is not None:  # main holds these rows already: write nothing, name where they are
+        duplicate = IngestResult.duplicate(audited, earlier, ctx.cfg.data.main_branch)
+        emit_data_event(ctx, "duplicate", ctx.cfg.data.main_branch, earlier.commit, duplicate.to_dict())
+        print(describe(duplicate.to_dict()))
+        return duplicate
     measure_batch_drift(ctx, audited)
+    verdict = score_batch_concept(ctx, audited)  # labels changed meaning? (features alone cannot say)
     branch = stage_batch(ctx, audited, path)
     commit = commit_batch(ctx, branch, audited)
     if not audited.ok:
@@ -28,5 +39,9 @@ def ingest_flow(path: str, options: RunOptions = RunOptions()) -> IngestResult:
         raise IngestRejected(rejection_message(audited), IngestResult.of(audited, "rejected", branch, commit).to_dict())
     main_commit = publish_batch(ctx, branch, audited)
     emit_data_event(ctx, "published", ctx.cfg.data.main_branch, main_commit, audited.report())
+    if verdict is not None:
+        record_concept_score(ctx, verdict)
+        if verdict.detected:
+            announce_model_event("ratchet.drift.detected", ctx.cfg.model_name, verdict.to_dict())
     print(f"published {audited.batch_id}: {len(audited.frame)} rows, main at {main_commit[:12]}")
     return IngestResult.of(audited, "published", branch, main_commit)

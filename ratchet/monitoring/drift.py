@@ -4,6 +4,7 @@ and its live accuracy from feedback labels."""
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from ratchet.core.schema import Schema
 from ratchet.data.ingest import reference_profile
 from ratchet.data.profiling import deserialize_profile, drift_html, drift_report, merge_profiles
 from ratchet.data.repository.base import DataRepository
+from ratchet.monitoring.batches import champion_baseline
+from ratchet.monitoring.concept import Baseline, ConceptCheck, Sample, check, spent_alpha
 from ratchet.serving.profiler import safe_name
 from ratchet.training.registry import Registry
 
@@ -39,6 +42,77 @@ def live_stats(service_url: str | None, version: str) -> dict[str, Any] | None:
     except (httpx.HTTPError, ValueError):
         return None
     return (stats.get("versions") or {}).get(str(version))
+
+
+def feedback_windows(readings: list[dict[str, Any]], min_feedback: int = MIN_FEEDBACK) -> list[Sample]:
+    """Live feedback windows from successive readings of one version's cumulative counters
+    (``checked_at``, ``feedback_total``, ``correct_total``; oldest first): each window holds the
+    labels that came between readings, joined until it has ``min_feedback``. A counter that went
+    down (the service restarted) starts counting again from zero. Labels: ``"<start>..<end>"``
+    in unix seconds."""
+    windows: list[Sample] = []
+    prev_fb = prev_ok = n = wrong = 0
+    start: float | None = None
+    for r in readings:
+        at, fb, ok = float(r["checked_at"]), int(r.get("feedback_total") or 0), int(r.get("correct_total") or 0)
+        if fb < prev_fb or ok < prev_ok:
+            prev_fb = prev_ok = 0
+        n, wrong = n + fb - prev_fb, wrong + (fb - prev_fb) - (ok - prev_ok)
+        prev_fb, prev_ok = fb, ok
+        start = at if start is None else start
+        if n >= min_feedback:
+            windows.append(Sample(f"{start:.3f}..{at:.3f}", n, wrong / n))
+            start, n, wrong = at, 0, 0
+    return windows
+
+
+def live_concept(readings: list[dict[str, Any]], base: Baseline, cfg) -> ConceptCheck | None:
+    """The champion's live accuracy, window after window, against its held-out accuracy (the
+    same sequential test as the labelled batches at ingest): the first window where a change is
+    detected, with the window where it began; else the verdict on the newest window."""
+    windows = feedback_windows(readings)
+    verdict = None
+    for i, w in enumerate(windows):
+        verdict = check(windows[:i], w, base, cfg)
+        if verdict.detected:
+            break
+    return verdict
+
+
+def window_start(label: str) -> float:
+    return float(label.split("..", 1)[0])
+
+
+def live_error(stats: dict[str, Any], held_out: dict[str, float], index: int, cfg) -> dict[str, Any] | None:
+    """Regression: the champion's live MAE (from ``/stats``: ``feedback``, ``abs_error_sum``,
+    ``squared_error_sum``) against its held-out MAE (run metrics ``test_mae``, ``test_rmse``,
+    ``test_rows``) raised by ``drift.concept_min_drop`` (relative); None without enough labels or
+    held-out figures.
+
+    One-sided Welch t-test on the mean absolute error (``scipy.stats.ttest_ind_from_stats``),
+    the held-out rows a sample too: the sd of their absolute errors is sqrt(RMSE^2 - MAE^2).
+    The monitor re-tests the same champion at every run, so the ``index``-th test is held to
+    ``concept.spent_alpha(concept_alpha, index)`` (sums to at most ``concept_alpha`` over the
+    champion's life, as the concept tests)."""
+    from scipy.stats import ttest_ind_from_stats
+
+    n = int(stats.get("feedback") or 0)
+    mae0, rmse0, n0 = (held_out.get(k) for k in ("test_mae", "test_rmse", "test_rows"))
+    if n < MIN_FEEDBACK or mae0 is None or rmse0 is None or not n0 or stats.get("abs_error_sum") is None:
+        return None
+    mae, mse = float(stats["abs_error_sum"]) / n, float(stats.get("squared_error_sum") or 0.0) / n
+    sd = math.sqrt(max(mse - mae * mae, 0.0) * n / (n - 1))
+    sd0 = math.sqrt(max(rmse0 * rmse0 - mae0 * mae0, 0.0))
+    bound = mae0 * (1.0 + cfg.concept_min_drop)
+    if sd == 0 and sd0 == 0:
+        p = 0.0 if mae > bound else 1.0
+    else:
+        p = float(ttest_ind_from_stats(mae, sd, n, bound, sd0, int(n0), equal_var=False, alternative="greater").pvalue)
+    alpha = spent_alpha(cfg.concept_alpha, index)
+    return {
+        "live_mae": mae, "live_rmse": math.sqrt(mse), "feedback": n, "held_out_mae": mae0,
+        "p_value": p, "alpha": alpha, "index": index, "detected": p < alpha,
+    }
 
 
 def production_drift(
@@ -67,22 +141,63 @@ def production_drift(
             report = drift_report(ref, live, cfg.drift, columns=schema.feature_names)
             result.update(report.to_dict())
             result["drifted_features"] = report.drifted_features
+            result["kind"] = "data" if report.detected else None
             html = out_dir / "reports" / "drift" / f"{time.strftime('%Y%m%dT%H%M%S')}-v{champion}.html"
             html.parent.mkdir(parents=True, exist_ok=True)
             result["html"] = str(drift_html(ref, live, html, cfg=cfg.drift, columns=schema.feature_names))
         stats = live_stats(service_url, champion)
+        if stats:
+            result["feedback_total"], result["correct_total"] = stats.get("feedback", 0), stats.get("correct", 0)
+        base = champion_baseline(registry, schema)
+        if base is not None and not base.regression and stats:
+            readings = [h for h in drift_history(out_dir) if h.get("champion") == champion and "feedback_total" in h]
+            verdict = live_concept([*readings, result], base, cfg.drift)
+            if verdict is not None:
+                result["concept"] = verdict.to_dict()
+                if verdict.detected:
+                    result.update(detected=True, kind="concept", onset=verdict.onset)
+                    result["reason"] = (
+                        f"live accuracy {verdict.score:.3f} on window {verdict.label} below the champion's held-out "
+                        f"{1 - verdict.baseline_error:.3f} (p={verdict.p_value:.2g} < {verdict.alpha:.2g}); "
+                        f"changed from window {verdict.onset}"
+                    )
+                    registry.client.set_model_version_tag(
+                        registry.model_name, champion, "concept_live_onset", f"{window_start(verdict.onset):.3f}"
+                    )
         if stats and stats.get("feedback", 0) >= MIN_FEEDBACK and stats.get("live_accuracy") is not None:
             result["live_accuracy"] = stats["live_accuracy"]
             result["feedback"] = stats["feedback"]
             if stats["live_accuracy"] < cfg.gate.floor:
                 result["detected"] = True
                 result["reason"] = f"live accuracy {stats['live_accuracy']:.3f} below the floor {cfg.gate.floor}"
+        if stats and stats.get("task") == "regression":
+            _regression_quality(result, registry, champion, stats, out_dir, cfg)
     (out_dir / "drift.json").write_text(json.dumps(result, indent=2, default=str))
     history = out_dir / "reports" / "drift" / "history.jsonl"
     history.parent.mkdir(parents=True, exist_ok=True)
     with history.open("a") as f:
         f.write(json.dumps(result, default=str) + "\n")
     return result
+
+
+def _regression_quality(result: dict[str, Any], registry: Registry, champion: str, stats: dict[str, Any],
+                        out_dir: Path, cfg: RatchetConfig) -> None:
+    """``live_error`` of a regression champion into ``result`` (the index counts this champion's
+    earlier tests in the drift history)."""
+    metrics = dict(registry.client.get_run(registry.version_info(champion)["run_id"]).data.metrics)
+    index = 1 + sum(1 for h in drift_history(out_dir) if h.get("champion") == champion and "live_error" in h)
+    found = live_error(stats, metrics, index, cfg.drift)
+    if found is None:
+        return
+    result["live_error"] = found
+    result["live_mae"], result["live_rmse"], result["feedback"] = found["live_mae"], found["live_rmse"], found["feedback"]
+    if found["detected"]:
+        result["detected"] = True
+        result["kind"] = result.get("kind") or "concept"
+        result["reason"] = (
+            f"live MAE {found['live_mae']:.4g} above the champion's held-out {found['held_out_mae']:.4g} "
+            f"(p={found['p_value']:.2g} < {found['alpha']:.2g})"
+        )
 
 
 def drift_history(home: Path) -> list[dict[str, Any]]:
@@ -99,6 +214,7 @@ def drift_markdown(result: dict[str, Any]) -> str:
     return (
         f"# Production drift of champion v{result.get('champion')}\n\n"
         f"detected: **{result.get('detected')}** {result.get('reason') or ''}\n\n"
-        f"live accuracy: {result.get('live_accuracy')}\n\n"
-        f"| feature | test | p-value | drifted |\n|---|---|---|---|\n{rows}\n"
+        + (f"live MAE: {result.get('live_mae')}\n\n" if "live_mae" in result
+           else f"live accuracy: {result.get('live_accuracy')}\n\n")
+        + f"| feature | test | p-value | drifted |\n|---|---|---|---|\n{rows}\n"
     )

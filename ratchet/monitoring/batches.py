@@ -1,0 +1,74 @@
+"""Labelled batches scored with the champion at ingest (concept drift, ``concept.py``).
+
+A published batch carries its labels, so before it is committed the champion predicts it and
+the share of rows right (for regression, the MSE) is tested against the champion's held-out
+figure. The verdict goes into the batch's commit metadata (``ratchet.concept.*``) and onto the
+champion's registry version (tags ``concept_last_batch``, ``concept_onset``); earlier verdicts
+against the same champion are read back from the commit log, so the sequential correction
+needs no state of its own.
+"""
+
+from __future__ import annotations
+
+from ratchet.core.config import RatchetConfig
+from ratchet.core.schema import Schema
+from ratchet.data.ingest import AuditedBatch
+from ratchet.data.repository.base import DataRepository
+from ratchet.monitoring.concept import Baseline, ConceptCheck, Sample, baseline_from, check, score_frame
+from ratchet.training.registry import Registry
+
+
+def champion_baseline(registry: Registry, schema: Schema) -> Baseline | None:
+    """The champion's held-out error from its training run's metrics; None without a champion."""
+    champion = registry.alias("champion")
+    if champion is None:
+        return None
+    run = registry.client.get_run(registry.version_info(champion)["run_id"])
+    return baseline_from(champion, dict(run.data.metrics), schema.target.is_regression)
+
+
+def scored_history(repo: DataRepository, ref: str, champion: str) -> list[ConceptCheck]:
+    """Verdicts already recorded on batches at ``ref`` against ``champion``, oldest first."""
+    seen, out = set(), []
+    for c in repo.log(ref):
+        found = ConceptCheck.from_metadata(c.metadata)
+        if found is not None and found.champion == champion and found.label not in seen:
+            seen.add(found.label)
+            out.append(found)
+    return out[::-1]
+
+
+def score_batch(
+    repo: DataRepository, registry: Registry, schema: Schema, cfg: RatchetConfig, audited: AuditedBatch
+) -> ConceptCheck | None:
+    """Score a passed batch with the champion, test it, and attach the verdict to ``audited``
+    (report and commit metadata); None when there is no champion or the batch failed."""
+    if not audited.ok or audited.frame is None or schema.target.name not in audited.frame:
+        return None
+    base = champion_baseline(registry, schema)
+    if base is None:
+        return None
+    history = [Sample(h.label, h.rows, h.error) for h in scored_history(repo, cfg.data.main_branch, base.version)]
+    sample = score_frame(registry.load_predictor(base.version), audited.frame, schema, audited.batch_id)
+    verdict = check(history, sample, base, cfg.drift)
+    audited.concept, audited.metadata = verdict.to_dict(), verdict.metadata()
+    return verdict
+
+
+def record_on_champion(registry: Registry, verdict: ConceptCheck) -> None:
+    """The newest verdict on the champion's registry version (and its onset, once found)."""
+    tags = {"concept_last_batch": verdict.label, "concept_last_score": f"{verdict.score:.4f}"}
+    if verdict.detected:
+        tags["concept_onset"] = verdict.onset
+    for k, v in tags.items():
+        registry.client.set_model_version_tag(registry.model_name, verdict.champion, k, v)
+
+
+def live_concept_onset(registry: Registry) -> float | None:
+    """When the live monitor found the champion's accuracy changed (unix seconds, the start of the
+    feedback window it names; tag ``concept_live_onset``), or None."""
+    champion = registry.alias("champion")
+    if champion is None:
+        return None
+    value = registry.version_info(champion)["tags"].get("concept_live_onset")
+    return float(value) if value else None
