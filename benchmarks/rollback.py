@@ -34,7 +34,7 @@ def prepare(home: Path) -> None:
     from ratchet.training.search import TrainedModel, register_trained
     from ratchet.training.window import training_data
 
-    ctx = load_context([str(ROOT / "configs/ratchet.yaml"), str(ROOT / "configs/test.yaml")], home=str(home))
+    ctx = load_context([str(ROOT / "ratchet/configs/ratchet.yaml"), str(ROOT / "configs/test.yaml")], home=str(home))
     df = generate_batch(0, 1500, seed=1)
     dump_schema(infer_schema(df, DEMO_TARGET), ctx.settings.schema_path)
     path = write_batch(df, home / "b0.csv")
@@ -65,7 +65,7 @@ def main() -> None:
     prepare(home)
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["RATCHET_HOME"] = str(home)
-    env["RATCHET_CONFIG"] = os.pathsep.join([str(ROOT / "configs/ratchet.yaml"), str(ROOT / "configs/test.yaml")])
+    env["RATCHET_CONFIG"] = os.pathsep.join([str(ROOT / "ratchet/configs/ratchet.yaml"), str(ROOT / "configs/test.yaml")])
     cli = str(Path(sys.executable).parent / "ratchet")
     wall, core = [], []
     for _ in range(args.repeats):

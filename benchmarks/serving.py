@@ -101,7 +101,7 @@ def build_home(home: Path) -> tuple[object, list[dict], list[int], dict]:
     from ratchet.runtime.context import load_context
     from ratchet.training.model.fit import fit
 
-    ctx = load_context([str(ROOT / "configs" / "ratchet.yaml")], home=str(home))
+    ctx = load_context([str(ROOT / "ratchet" / "configs" / "ratchet.yaml")], home=str(home))
     df = generate_batch(0, 3000, seed=5)
     schema = infer_schema(df, DEMO_TARGET)
     predictor = fit(df.iloc[:2400], df.iloc[2400:], schema, TrainConfig(max_epochs=5), progress=False).predictor
@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         **os.environ,
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         "RATCHET_HOME": str(home),
-        "RATCHET_CONFIG": str(ROOT / "configs" / "ratchet.yaml"),
+        "RATCHET_CONFIG": str(ROOT / "ratchet" / "configs" / "ratchet.yaml"),
         "RATCHET_ADMIN_TOKEN": TOKEN,
         "MLFLOW_TRACKING_URI": f"sqlite:///{(home / 'mlflow.db').resolve()}",
         "WHYLOGS_NO_ANALYTICS": "True",

@@ -257,11 +257,11 @@ def part_tune(args) -> None:
     df = generate_batch(0, args.tune_rows, seed=3)
     schema = infer_schema(df, DEMO_TARGET)
     train, val, _ = split_frame(df, 0.15, 0.2, seed=1)
-    print(f"\n3. Tuning: {args.trials} trials, {len(train)} training rows, configs/ratchet.yaml search space, "
+    print(f"\n3. Tuning: {args.trials} trials, {len(train)} training rows, built-in search space, "
           f"epochs and early stopping, seeded TPE; the two studies advance one trial at a time, in turn")
     seconds = {False: 0.0, True: 0.0}
     results = {}
-    cfgs = {p: load_config([root / "configs" / "ratchet.yaml"], {"tune": {"pruning": p, "heartbeat_s": None}})
+    cfgs = {p: load_config([root / "ratchet" / "configs" / "ratchet.yaml"], {"tune": {"pruning": p, "heartbeat_s": None}})
             for p in (False, True)}
     for k in range(1, args.trials + 1):
         for pruning in (False, True):  # interleaved, so both see the same machine
@@ -289,7 +289,7 @@ def main() -> int:
     ap.add_argument("--features", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--batches-per-step", default="64",
-                    help="comma-separated; the first is the headline figure (configs/ratchet.yaml: 64)")
+                    help="comma-separated; the first is the headline figure (the built-in config: 64)")
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1,

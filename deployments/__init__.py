@@ -10,7 +10,8 @@ No logic here: which flow runs on which event, debounce windows and cool-downs
   One run at a time; a run asked for meanwhile waits its turn.
 - ``release/on-challenger``: on ``ratchet.model.registered``: the gate, then the rollout.
 - ``monitor/scheduled``: every ``loop.monitor_interval_s``.
-- ``ingest/manual``, ``evaluate/manual``, ``promote/manual``, ``rollback/manual``: for the UI and CI.
+- ``ingest/manual``, ``evaluate/manual``, ``promote/manual``, ``rollback/manual``,
+  ``score/manual`` (batch scoring of a file or a data commit): for the UI and CI.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def build_deployments(cfg: RatchetConfig) -> list:
     from flows.monitor import monitor_flow
     from flows.promote import evaluate_flow, promote_flow, rollback_flow
     from flows.release import release_flow
+    from flows.score import score_flow
     from flows.train import train_flow
 
     one_at_a_time = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
@@ -94,4 +96,5 @@ def build_deployments(cfg: RatchetConfig) -> list:
         evaluate_flow.to_deployment(name="manual"),
         promote_flow.to_deployment(name="manual", concurrency_limit=one_at_a_time),
         rollback_flow.to_deployment(name="manual"),
+        score_flow.to_deployment(name="manual"),
     ]

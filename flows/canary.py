@@ -1,7 +1,9 @@
 """Progressive delivery of the challenger on a running inference service.
 
 Ramp its traffic share step by step (``canary.steps``); after each step's analysis window
-record it in the ledger; roll back at the first guardrail breach; promote after the last.
+record it in the ledger; roll back at the first guardrail breach; end ``inconclusive`` (share
+back to 0, champion kept, challenger keeps its alias) at a step without enough evidence;
+promote after the last.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from tasks.canary import (
     promote_canary,
     publish_canary_report,
     record_step,
-    roll_back_canary,
     set_traffic_share,
     start_canary,
+    stop_canary,
 )
+from tasks.notify import announce_canary_outcome
 from tasks.promotion import publish_ledger
 
 
@@ -34,8 +37,16 @@ def canary_flow(
     options: RunOptions = RunOptions(),
     gate: dict[str, Any] | None = None,
 ) -> CanaryResult:
-    """``gate``: the offline gate's evidence when the release ran it, kept with the promotion.
-    Returns how it ended, with the steps' rows and the ramp's plot."""
+    """Ramp the challenger on the running service; returns how it ended, with the steps' rows
+    and the ramp's plot.
+
+    Args:
+        challenger: the version to ramp (default: the 'challenger' alias)
+        service_url: the inference service (default: the running stack's)
+        trigger: why this canary runs (kept in the ledger)
+        options: config files, overrides and home
+        gate: the offline gate's evidence when the release ran it, kept with the promotion
+    """
     ctx = options.context()
     admin = connect_service(ctx, service_url)
     monitor = start_canary(ctx, admin, challenger, trigger)
@@ -48,11 +59,12 @@ def canary_flow(
         record_step(ctx, monitor, result, trigger)
         steps.append(result)
         if result.decision != "pass":
-            outcome = roll_back_canary(ctx, admin, monitor, result, trigger)
+            outcome = stop_canary(ctx, admin, monitor, result, trigger)
             break
     if outcome is None:
         outcome = promote_canary(ctx, admin, monitor, steps, trigger, gate)
 
+    announce_canary_outcome(ctx, outcome)
     report = publish_canary_report(ctx, monitor, steps, outcome)
     publish_ledger(ctx)
     close_service(admin)

@@ -79,15 +79,13 @@ def record_step(ctx: Context, monitor: CanaryMonitor, result: StepResult, trigge
 
 
 @task(cache_policy=NO_CACHE)
-def roll_back_canary(
+def stop_canary(
     ctx: Context, admin: AdminClient, monitor: CanaryMonitor, result: StepResult, trigger: str
 ) -> CanaryResult:
-    outcome = rollout.roll_back(
-        admin, ctx.registry, ctx.ledger, monitor, result.breaches, result.evidence, trigger,
-        keep_challenger=ctx.cfg.canary.keep_challenger_on_rollback,
-        data_commit=rollout.data_commit_of(ctx.registry, monitor.challenger),
-        action="superseded" if result.decision == "superseded" else "rollback",
-    )
+    """A step did not pass: share back to 0, the champion stays; ``rollback`` on a breach,
+    ``inconclusive`` without enough evidence (the challenger keeps its alias), ``superseded``."""
+    commit = rollout.data_commit_of(ctx.registry, monitor.challenger)
+    outcome = rollout.stop(admin, ctx.registry, ctx.ledger, monitor, result, trigger, ctx.cfg.canary, commit)
     markers.clear_running(ctx.settings.serving_dir)
     return outcome
 

@@ -43,9 +43,21 @@ def step_rows(steps: list[StepResult]) -> list[dict[str, Any]]:
             "challenger_accuracy": _rounded(cn.get("challenger_accuracy")),
             "champion_accuracy": _rounded(cn.get("champion_accuracy")),
             "accuracy_p_worse": _rounded(cn.get("accuracy_p_worse")),
+            **_mae_columns(cn),
             "breaches": "; ".join(s.breaches),
         })
     return rows
+
+
+def _mae_columns(cn: dict[str, Any]) -> dict[str, Any]:
+    """A regression canary's live errors (present only when the service reported them)."""
+    if "challenger_mae" not in cn:
+        return {}
+    return {
+        "challenger_mae": _rounded(cn.get("challenger_mae")),
+        "champion_mae": _rounded(cn.get("champion_mae")),
+        "mae_p_worse": _rounded(cn.get("mae_p_worse")),
+    }
 
 
 def plot_ramp(steps: list[StepResult], path: Path, title: str) -> Path:
@@ -58,7 +70,8 @@ def plot_ramp(steps: list[StepResult], path: Path, title: str) -> Path:
     rows = step_rows(steps)
     x = list(range(1, len(rows) + 1))
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.2))
-    colors = ["tab:green" if r["decision"] == "pass" else "tab:red" for r in rows]
+    palette = {"pass": "tab:green", "insufficient": "tab:gray", "superseded": "tab:blue"}
+    colors = [palette.get(r["decision"], "tab:red") for r in rows]
     a1.bar(x, [r["share"] * 100 for r in rows], color=colors)
     a1.set_xlabel("step")
     a1.set_ylabel("challenger share (%)")
@@ -77,14 +90,25 @@ def plot_ramp(steps: list[StepResult], path: Path, title: str) -> Path:
     return path
 
 
-def markdown_report(title: str, reason: list[str] | None, rows: list[dict[str, Any]], plot: Path | str) -> str:
-    """The canary's summary in markdown: why it ended, a row per step (``step_rows``), the plot."""
+INCONCLUSIVE = ("**inconclusive**: not enough evidence to decide (no guardrail breached); the champion "
+                "stays, the challenger keeps its alias (`canary.on_inconclusive` says what follows)")
+
+
+def markdown_report(title: str, reason: list[str] | None, rows: list[dict[str, Any]], plot: Path | str,
+                    action: str | None = None) -> str:
+    """The canary's summary in markdown: why it ended (an ``inconclusive`` end said apart from a
+    rollback), a row per step (``step_rows``), the plot. A regression canary shows live MAE where
+    a classifier's shows live accuracy."""
+    regression = any("challenger_mae" in r for r in rows)
+    quality, chall, champ = ("MAE", "challenger_mae", "champion_mae") if regression else (
+        "accuracy", "challenger_accuracy", "champion_accuracy")
     lines = [
         f"# {title}",
         "",
         f"reason: {'; '.join(reason or []) or 'every step passed'}",
         "",
-        "| share | decision | challenger req | errors (chall/champ) | p99 ms (chall/champ) | JS | accuracy (chall/champ) |",
+        *([INCONCLUSIVE, ""] if action == "inconclusive" else []),
+        f"| share | decision | challenger req | errors (chall/champ) | p99 ms (chall/champ) | JS | {quality} (chall/champ) |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -92,7 +116,7 @@ def markdown_report(title: str, reason: list[str] | None, rows: list[dict[str, A
             f"| {r['share']:.0%} | {r['decision']} | {r['challenger_requests']} | "
             f"{r['challenger_error_rate']} / {r['champion_error_rate']} | "
             f"{r['challenger_p99_ms']} / {r['champion_p99_ms']} | {r['prediction_js']} | "
-            f"{r['challenger_accuracy']} / {r['champion_accuracy']} |"
+            f"{r.get(chall)} / {r.get(champ)} |"
         )
     lines += ["", f"plot: `{plot}`"]
     return "\n".join(lines)
@@ -106,4 +130,4 @@ def build_report(monitor: CanaryMonitor, steps: list[StepResult], result: Canary
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     png = plot_ramp(steps, Path(reports_dir) / "canary" / f"{stamp}-v{monitor.challenger}.png", title)
     rows = step_rows(steps)
-    return CanaryReport(title, rows, png, markdown_report(title, result.reason, rows, png))
+    return CanaryReport(title, rows, png, markdown_report(title, result.reason, rows, png, result.action))

@@ -26,14 +26,15 @@ class StepResult:
 @dataclass(frozen=True)
 class CanaryResult:
     """How a canary ended: ``promote`` (``noop`` when the challenger was the champion already),
-    ``rollback`` or ``superseded``; the champion after it; once the report is published, one
+    ``rollback`` (a guardrail breached), ``inconclusive`` (a step lacked evidence: too little
+    traffic or feedback; nothing moved, the challenger keeps its alias) or ``superseded``; the champion after it; once the report is published, one
     row per step (``report.step_rows``) and the ramp's plot."""
 
     action: str
     champion: str | None
     challenger: str
     previous: str | None = None  # the champion a promotion replaced
-    reason: list[str] | None = None  # what ended a rolled-back canary (None: every step passed)
+    reason: list[str] | None = None  # what ended a canary early (None: every step passed)
     ledger_id: int | None = None
     steps: list[dict[str, Any]] = field(default_factory=list)
     plot: str | None = None

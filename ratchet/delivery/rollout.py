@@ -61,7 +61,9 @@ def watch_step(
     window is complete (``window_s`` passed and the challenger served ``min_requests``) and a
     magnitude guardrail (p99 against the champion, prediction drift) fails on the whole
     window; ``pass`` when it is complete and nothing failed; ``insufficient`` at
-    ``max_window_s`` still short of ``min_requests``."""
+    ``max_window_s`` still short of ``min_requests`` (or, with ``require_feedback``, of
+    ``min_feedback`` labels on the challenger's answers over the canary): not enough evidence,
+    which ends the canary ``inconclusive``, not rolled back."""
     cfg = monitor.cfg
     t0 = clock()
     monitor.begin_step(share, admin.stats())
@@ -75,16 +77,43 @@ def watch_step(
             return StepResult(share, "superseded", elapsed, check.breaches, check.evidence)
         if check.breaches:
             return StepResult(share, "breach", elapsed, check.breaches, check.evidence)
-        if elapsed >= cfg.window_s and check.challenger_requests >= cfg.min_requests:
+        short = _short_of_evidence(cfg, check)
+        if elapsed >= cfg.window_s and not short:
             if check.end_of_step:
                 return StepResult(share, "breach", elapsed, check.end_of_step, check.evidence)
             return StepResult(share, "pass", elapsed, [], check.evidence)
         if elapsed >= cfg.max_window_s:
-            reason = (
-                f"not enough traffic: the challenger served {check.challenger_requests} requests in "
-                f"{elapsed:.0f} s, fewer than min_requests={cfg.min_requests}"
-            )
-            return StepResult(share, "insufficient", elapsed, [reason], check.evidence)
+            reasons = [f"not enough evidence in {elapsed:.0f} s: {why}" for why in short]
+            return StepResult(share, "insufficient", elapsed, reasons, check.evidence)
+
+
+def _short_of_evidence(cfg: CanaryConfig, check: Check) -> list[str]:
+    """What the step still lacks before it can pass: requests served by the challenger in the
+    step, and (``require_feedback``) labels on its answers over the canary."""
+    short = []
+    if check.challenger_requests < cfg.min_requests:
+        short.append(f"the challenger served {check.challenger_requests} requests, "
+                     f"fewer than min_requests={cfg.min_requests}")
+    feedback = int((check.evidence.get("canary") or {}).get("challenger_feedback") or 0)
+    if cfg.require_feedback and feedback < cfg.min_feedback:
+        short.append(f"the challenger got {feedback} labels, fewer than min_feedback={cfg.min_feedback}")
+    return short
+
+
+# how a canary ends after a step that did not pass
+ENDINGS = {"breach": "rollback", "insufficient": "inconclusive", "superseded": "superseded"}
+
+
+def stop(admin: AdminClient, registry, ledger: Ledger, monitor: CanaryMonitor, result: StepResult,
+         trigger: str, cfg: CanaryConfig, data_commit: str | None = None) -> CanaryResult:
+    """End the canary after a step that did not pass: ``rollback`` on a breach (the alias is
+    removed unless ``keep_challenger_on_rollback``), ``inconclusive`` when the step lacked
+    evidence (the challenger keeps its alias: nothing speaks against it), ``superseded`` when a
+    newer challenger took the alias. The share goes back to 0 and the champion stays in all three."""
+    action = ENDINGS.get(result.decision, "rollback")
+    keep = cfg.keep_challenger_on_rollback if action == "rollback" else True
+    return roll_back(admin, registry, ledger, monitor, result.breaches, result.evidence, trigger,
+                     keep_challenger=keep, data_commit=data_commit, action=action)
 
 
 def data_commit_of(registry, version: str) -> str | None:
@@ -127,7 +156,8 @@ def roll_back(
     action: str = "rollback",
 ) -> CanaryResult:
     """Challenger share to 0 first (tried three times), then the registry and the ledger.
-    ``action="superseded"``: a newer challenger holds the alias; this one is only tagged."""
+    ``action="superseded"``: a newer challenger holds the alias; this one is only tagged;
+    ``"inconclusive"``: the same, with the tag ``canary=inconclusive``."""
     errors = _share_to_zero(admin)
     removed = False
     if not keep_challenger and registry.alias("challenger") == monitor.challenger:

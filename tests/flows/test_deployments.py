@@ -22,6 +22,7 @@ ENTRY_FLOW = {
     "flows/promote.py:evaluate_flow": "evaluate",
     "flows/promote.py:promote_flow": "promote",
     "flows/promote.py:rollback_flow": "rollback",
+    "flows/score.py:score_flow": "score",
 }
 
 

@@ -10,7 +10,6 @@ environment names, and the data backend is lakeFS.
 from __future__ import annotations
 
 import inspect
-import os
 from pathlib import Path
 
 import pytest
@@ -43,9 +42,8 @@ def profile_env(profile: str, home: Path) -> dict[str, str]:
     env = {
         "RATCHET_HOME": str(home),
         "RATCHET_PROFILE": profile,
-        "RATCHET_CONFIG": os.pathsep.join(
-            str(ROOT / "configs" / f) for f in ("ratchet.yaml", "test.yaml", f"{profile}.yaml")
-        ),
+        # the test override; the built-in config and the profile's overlay come with the package
+        "RATCHET_CONFIG": str(ROOT / "configs" / "test.yaml"),
     }
     if profile == "cluster":
         env |= {
@@ -171,10 +169,10 @@ def test_unknown_profile_is_rejected(monkeypatch):
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_profile_overlays_are_valid_config(profile):
-    """configs/<profile>.yaml merges onto the shipped config and selects the profile's backend."""
-    cfg = load_config([ROOT / "configs" / "ratchet.yaml", ROOT / "configs" / f"{profile}.yaml"])
-    assert cfg.data.backend == PROFILE_DATA_BACKEND[profile]
-    assert (ROOT / Settings(profile=profile).profile_config).is_file()
+    """ratchet/configs/<profile>.yaml merges onto the built-in config and selects the profile's backend."""
+    overlay = Settings(profile=profile).profile_config
+    assert overlay.is_file() and overlay.is_relative_to(ROOT / "ratchet" / "configs")
+    assert load_config([overlay]).data.backend == PROFILE_DATA_BACKEND[profile]
 
 
 @pytest.mark.parametrize(

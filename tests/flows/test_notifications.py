@@ -1,0 +1,103 @@
+"""Notifications: Prefect automations post JSON through a Webhook block to a real HTTP receiver
+on 127.0.0.1 for ratchet's events and for a failed ratchet flow run. Real Prefect (test
+harness: its triggers and actions services), a real HTTP server; nothing stands in."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from ratchet.core.config import load_config
+from ratchet.core.files import free_port
+from tests.conftest import CONFIG_FILES
+
+
+class Receiver:
+    """An HTTP server collecting the JSON bodies POSTed to it."""
+
+    def __init__(self):
+        self.bodies: list[dict] = []
+        received = self.bodies
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - the http.server API
+                data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                received.append({"content_type": self.headers.get("Content-Type"), **json.loads(data)})
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait_for(self, notification: str, timeout: float = 90) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for body in self.bodies:
+                if body.get("notification") == notification:
+                    return body
+            time.sleep(0.3)
+        raise AssertionError(f"no {notification} notification; got {self.bodies}")
+
+
+@pytest.fixture
+def receiver_and_automations():
+    from deployments.notifications import apply_notifications
+
+    receiver = Receiver()
+    cfg = load_config([Path(f) for f in CONFIG_FILES],
+                      overrides={"notify": {"webhook_url": receiver.url, "block": "ratchet-notify-test"}})
+    automations = apply_notifications(cfg)
+    time.sleep(1.0)  # the triggers service loads new automations
+    yield cfg, receiver, automations
+    for a in automations:
+        a.delete()
+    receiver.server.shutdown()
+
+
+def test_events_and_a_failed_flow_run_post_json_to_the_webhook(receiver_and_automations, tmp_path, home):
+    from prefect import flow
+    from prefect.events import emit_event
+    from prefect.events.worker import EventsWorker
+
+    from flows.score import score_flow
+    from ratchet.delivery.approval import ApprovalRequest
+    from ratchet.runtime.context import load_context
+    from ratchet.runtime.options import RunOptions
+    from tasks.notify import announce_approval_request
+
+    cfg, receiver, automations = receiver_and_automations
+    assert len(automations) == 8
+    ctx = load_context(CONFIG_FILES, home=str(home))
+
+    @flow(name="notify-probe")
+    def probe() -> None:
+        announce_approval_request(ctx, ApprovalRequest(cfg.model_name, "7", "6", time.time(), "gate passed",
+                                                       "test", "fr-id", "http://ui/flow-runs/flow-run/fr-id"))
+
+    probe()
+    emit_event(event="ratchet.data.rejected",
+               resource={"prefect.resource.id": "ratchet.data.ratchet", "ratchet.repository": "ratchet",
+                         "ratchet.branch": "ingest/x", "ratchet.commit": "c0ffee"},
+               payload={"reason": "3 rows out of range"})
+    EventsWorker.drain_all()
+    with pytest.raises(Exception, match="no such file"):
+        score_flow(path=str(tmp_path / "missing.csv"), options=RunOptions(config_files=CONFIG_FILES, home=str(home)))
+
+    asked = receiver.wait_for("ratchet.model.approval_requested")
+    assert asked["content_type"] == "application/json"
+    assert (asked["model"], asked["champion"], asked["challenger"]) == (cfg.model_name, "6", "7")
+    assert asked["reason"] == "gate passed" and asked["flow_run_url"] == "http://ui/flow-runs/flow-run/fr-id"
+    rejected = receiver.wait_for("ratchet.data.rejected")
+    assert rejected["reason"] == "3 rows out of range" and rejected["commit"] == "c0ffee"
+    failed = receiver.wait_for("prefect.flow-run.Failed")
+    assert failed["flow"] == "score" and failed["model"] == cfg.model_name and failed["flow_run_id"]
+    assert "no such file" in (failed["reason"] or "")
