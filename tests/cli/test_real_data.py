@@ -6,14 +6,18 @@ of them may be rejected: they are all clean), a model is trained and promoted, a
 service answers a raw row. penguins_raw carries identifiers, free text, a date, rare
 categories and nulls; cars has a name column, a date and a regression target.
 
-Slow (a Prefect server per command): `pytest -m slow tests/cli/test_real_data.py`.
+The tool is the wheel alone, built from the repository and installed into a bare folder
+(`python -m ratchet_cli` with only that folder on PYTHONPATH for ratchet; dependencies from
+this venv). Slow: `pytest -m slow tests/cli/test_real_data.py`.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -21,7 +25,7 @@ import pandas as pd
 import pytest
 
 from ratchet.core.files import free_port
-from tests.cli.conftest import RATCHET
+from tests.cli.test_wheel import build_and_install
 
 pytestmark = pytest.mark.slow
 
@@ -45,8 +49,16 @@ def breast_cancer() -> tuple[pd.DataFrame, str]:
     return load_breast_cancer(as_frame=True).frame, "target"
 
 
-def _cli(project, *args: str, code: int = 0, timeout: float = 600) -> dict:
-    r = project.run(*args, "--json", timeout=timeout)
+@pytest.fixture(scope="module")
+def wheel_site(tmp_path_factory) -> Path:
+    return build_and_install(tmp_path_factory.mktemp("wheel"))
+
+
+TOOL = (sys.executable, "-m", "ratchet_cli")
+
+
+def _cli(project, site, *args: str, code: int = 0, timeout: float = 600) -> dict:
+    r = project.run(*args, "--json", cmd=TOOL, timeout=timeout, PYTHONPATH=str(site))
     assert r.returncode == code, (args, r.stdout[-2000:], r.stderr[-3000:])
     assert "Traceback" not in r.stderr, r.stderr[-3000:]
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -63,25 +75,27 @@ def _batches(project, frame: pd.DataFrame, n: int) -> list[str]:
 
 
 @pytest.mark.parametrize("load", [penguins_raw, cars, breast_cancer], ids=lambda f: f.__name__)
-def test_clean_real_batches_go_through_the_whole_loop(project, load):
+def test_clean_real_batches_go_through_the_whole_loop(project, wheel_site, load):
     frame, target = load()
     batches = _batches(project, frame, 4)
     (project.folder / "ratchet.yaml").write_text("train: {max_epochs: 8}\ntune: {trials: 2}\n")
 
-    init = _cli(project, "init", "--schema-from", batches[0], "--target", target)
-    statuses = [_cli(project, "ingest", b)["status"] for b in batches]
+    init = _cli(project, wheel_site, "init", "--schema-from", batches[0], "--target", target)
+    assert Path(init["config_files"][0]).is_relative_to(wheel_site)  # the built-in config of the wheel
+    statuses = [_cli(project, wheel_site, "ingest", b)["status"] for b in batches]
     assert statuses == ["published"] * len(batches)  # no clean batch rejected
-    again = _cli(project, "ingest", batches[1])
+    again = _cli(project, wheel_site, "ingest", batches[1])
     assert again["status"] == "duplicate"
 
-    trained = _cli(project, "train")
-    promoted = _cli(project, "promote")
+    trained = _cli(project, wheel_site, "train")
+    promoted = _cli(project, wheel_site, "promote")
     assert promoted["action"] == "promote", promoted
     assert promoted["champion"] == trained["model_version"]
 
     port = free_port()
-    server = subprocess.Popen([str(RATCHET), "serve", "--port", str(port)], cwd=project.folder,
-                              env=project.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = subprocess.Popen([*TOOL, "serve", "--port", str(port)], cwd=project.folder,
+                              env=project.env(PYTHONPATH=str(wheel_site)), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120
@@ -104,5 +118,5 @@ def test_clean_real_batches_go_through_the_whole_loop(project, load):
 
     if init.get("ignored"):  # identifiers and free text were set aside, with a reason each
         assert all(init["ignored"].values())
-    task = _cli(project, "status")
+    task = _cli(project, wheel_site, "status")
     assert task["champion"] == trained["model_version"]

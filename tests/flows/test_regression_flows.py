@@ -64,3 +64,19 @@ def test_diabetes_batches_train_promote_and_an_exact_copy_is_kept(home, tmp_path
     assert kept.evaluation.decision == "keep" and kept.outcome.action == "keep"
     assert ev["identical_predictions"] is True and ev["difference"] == 0 and ev["p_value"] == 1.0
     assert ctx.registry.alias("champion") == first.model_version
+
+    # a clearly better challenger is promoted: force a weak champion (one epoch at a tiny
+    # learning rate), then put the good model up against it
+    from ratchet.promotion.promote import promote
+
+    weak_overrides = {**OVERRIDES, "train": {**OVERRIDES["train"], "max_epochs": 1}, "tune": {"search_space": {
+        "learning_rate": {"type": "float", "low": 0.0001, "high": 0.0002, "log": True},
+        "batch_size": {"type": "categorical", "choices": [32]},
+    }}}
+    weak = train_flow(trials=1, options=RunOptions(config_files=CONFIG_FILES, home=str(home), overrides=weak_overrides))
+    assert weak.metrics["test_rmse"] > 1.2 * m["test_rmse"], (weak.metrics, m)
+    promote(ctx.registry, ctx.ledger, weak.model_version, trigger="test: force a weak champion")
+    ctx.registry.set_alias("challenger", first.model_version)
+    better = promote_flow(trigger="test", options=options)
+    assert better.evaluation.decision == "promote" and better.outcome.action == "promote", better.evaluation.reasons
+    assert ctx.registry.alias("champion") == first.model_version
