@@ -50,17 +50,32 @@ def _await_answer(timeout_s: int, poll_s: int) -> dict[str, Any] | None:
     return answer.model_dump(include={"approve", "comment", "who", "superseded_by"})
 
 
-def resume_paused_run(flow_run_id: str, answer: dict[str, Any]) -> None:
+def resume_paused_run(flow_run_id: str, answer: dict[str, Any], wait_s: float = 30.0) -> None:
     """Resume the paused run with ``answer`` (an ``ApprovalInput``); RuntimeError with the
-    server's reason when it does not take it (the run no longer waits)."""
+    server's reason when it does not take it (the run no longer waits). The request is
+    recorded just before the run pauses, so an answer that comes in between waits up to
+    ``wait_s`` for the pause instead of failing."""
+    import time
+
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.responses import SetStateStatus
 
+    run_input = ApprovalInput(**answer).model_dump(include={"approve", "comment", "who", "superseded_by"})
+    deadline = time.monotonic() + wait_s
     with get_client(sync_client=True) as client:
-        result = client.resume_flow_run(UUID(flow_run_id), run_input=ApprovalInput(**answer).model_dump(
-            include={"approve", "comment", "who", "superseded_by"}))
-    if result.status != SetStateStatus.ACCEPT:
-        raise RuntimeError(f"flow run {flow_run_id} did not resume: {getattr(result.details, 'reason', result.status)}")
+        while True:
+            state = client.read_flow_run(UUID(flow_run_id)).state
+            if state is not None and state.is_paused():
+                result = client.resume_flow_run(UUID(flow_run_id), run_input=run_input)
+                if result.status == SetStateStatus.ACCEPT:
+                    return
+            elif state is None or state.is_final() or time.monotonic() > deadline:
+                reason = getattr(state, "name", "unknown")
+                raise RuntimeError(f"flow run {flow_run_id} does not wait for an answer (its state: {reason})")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"flow run {flow_run_id} did not resume: "
+                                   f"{getattr(result.details, 'reason', result.status)}")
+            time.sleep(0.5)
 
 
 def _supersede(ctx: Context, pending: dict[str, Any] | None) -> str | None:
