@@ -22,48 +22,11 @@ import pytest
 from ratchet.core.config import load_config
 from ratchet.demo.stream import demo_traffic, make_demo_data
 from tests.conftest import CONFIG_FILES
+from tests.flows.stack import ROOT, Stack, flow_run_process, ready_health, start_load, train_runs
 from tests.serving.helpers import feature_rows
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-
-
-class Stack:
-    def __init__(self, home: Path):
-        self.home = home
-        self.env = {**os.environ, "RATCHET_HOME": str(home), "RATCHET_CONFIG": os.pathsep.join(CONFIG_FILES),
-                    "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-        self.env.pop("PREFECT_API_URL", None)  # the CLI finds the stack's server itself
-
-    def ratchet(self, *args: str, timeout: float = 600) -> dict:
-        r = subprocess.run([str(BIN / "ratchet"), *args, "--json"], env=self.env, cwd=ROOT,
-                           capture_output=True, text=True, timeout=timeout)
-        assert r.returncode == 0, f"ratchet {' '.join(args)}: {r.returncode}\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
-        return json.loads(r.stdout)
-
-    def popen(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen([str(BIN / "ratchet"), *args, "--json"], env=self.env, cwd=ROOT,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def wait(self, what: str, check, timeout: float = 600, every: float = 3.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = check()
-            if value:
-                return value
-            time.sleep(every)
-        logs = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted((self.home / "logs").glob("*.log")))
-        raise AssertionError(f"timed out waiting for {what}\n{logs}")
-
-
-def _load(url: str, rows: Path, stop: Path, out: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.loadgen", "--url", url, "--rows", str(rows), "--connections", "2",
-         "--rate", "40", "--duration", "1800", "--feedback", "0.5", "--stop-file", str(stop), "--out", str(out)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
 
 
 def test_ingest_alone_brings_a_better_champion_to_all_traffic_and_down_aborts_a_canary(tmp_path):
@@ -85,7 +48,7 @@ def test_ingest_alone_brings_a_better_champion_to_all_traffic_and_down_aborts_a_
         rows = tmp_path / "rows.jsonl"
         rows.write_text("\n".join(json.dumps({"row": r, "label": int(y)}) for f in frames
                                   for r, y in zip(feature_rows(f, data.target), f[data.target], strict=True)))
-        load = _load(service, rows, stop, out)
+        load = start_load(service, rows, stop, out)
 
         # 2. THE CHECK: one drifted batch with `ratchet ingest`, no other command
         t0 = time.time()
@@ -114,7 +77,7 @@ def test_ingest_alone_brings_a_better_champion_to_all_traffic_and_down_aborts_a_
 
         # 3. `ratchet down` during a canary: the champion stays, the share goes back to 0
         stop.unlink()
-        load = _load(service, rows, stop, tmp_path / "load-2.json")  # traffic for the canary
+        load = start_load(service, rows, stop, tmp_path / "load-2.json")  # traffic for the canary
         # a challenger as good as the champion (v2 registered again), and steps of a minute
         copy = subprocess.run(
             [sys.executable, "-c", "import sys; from ratchet.runtime.context import load_context; r = load_context().registry; "
@@ -142,42 +105,12 @@ def test_ingest_alone_brings_a_better_champion_to_all_traffic_and_down_aborts_a_
 
         # state survives down and up: the same champion at all traffic, the history kept
         up = stack.ratchet("up", timeout=300)
-        health = stack.wait("the service", lambda: _health(up["service_url"]))
+        health = stack.wait("the service", lambda: ready_health(up["service_url"]))
         assert health["champion"] == v2 and health["traffic"]["challenger_share"] == 0.0, health
         assert len(stack.ratchet("history")["entries"]) == len(history)
     finally:
         stop.touch()
         stack.ratchet("down", timeout=120)
-
-
-def _health(url: str) -> dict | None:
-    try:
-        health = httpx.get(f"{url}/health", timeout=5).json()
-    except httpx.HTTPError:
-        return None
-    return health if health.get("ready") else None
-
-
-def _train_runs(api: str) -> list[dict]:
-    deployments = httpx.post(f"{api}/deployments/filter", json={"limit": 100}, timeout=10).json()
-    ids = [d["id"] for d in deployments if d["name"] == "on-data"]
-    runs = httpx.post(f"{api}/flow_runs/filter", json={"flow_runs": {"deployment_id": {"any_": ids}}, "limit": 50},
-                      timeout=10).json()
-    return sorted(runs, key=lambda r: r["created"])
-
-
-def _flow_run_process(run_id: str) -> int | None:
-    """The process executing ``run_id`` (the runner starts it with the run's id in its environment)."""
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            environ = (proc / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if f"PREFECT__FLOW_RUN_ID={run_id}".encode() in environ:
-            return int(proc.name)
-    return None
 
 
 def test_a_training_run_killed_mid_training_is_run_again_and_registers_one_version(tmp_path):
@@ -189,14 +122,14 @@ def test_a_training_run_killed_mid_training_is_run_again_and_registers_one_versi
     try:
         stack.ratchet("ingest", data.clean[0])
         run = stack.wait("training under way", lambda: next(
-            (r for r in _train_runs(api) if r["state_type"] == "RUNNING"), None), every=1.0)
+            (r for r in train_runs(api) if r["state_type"] == "RUNNING"), None), every=1.0)
         # kill the process that runs it once the search has started (its study exists)
         stack.wait("the first trial", lambda: list((stack.home / "checkpoints").glob("*/*")), every=0.5)
-        pid = stack.wait("the flow run's process", lambda: _flow_run_process(run["id"]), every=0.5)
+        pid = stack.wait("the flow run's process", lambda: flow_run_process(run["id"]), every=0.5)
         os.kill(pid, 9)
 
         def rerun_done():
-            runs = _train_runs(api)
+            runs = train_runs(api)
             states = {r["id"]: r["state_type"] for r in runs}
             later = [r for r in runs if r["id"] != run["id"] and r["parameters"].get("trigger") == "crash recovery"]
             return (states, later) if states[run["id"]] == "CRASHED" and any(
