@@ -6,6 +6,7 @@ commands) can import them without pulling in a stage.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -28,6 +29,12 @@ def atomic_write(path: Path | str, data: bytes | str, *, fsync: bool = False) ->
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            Path(tmp).unlink(missing_ok=True)
+        if e.filename is None:  # a full disk fails the write, which names no file: name it
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -86,6 +86,13 @@ def window_label(window_start: float) -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(window_start))
 
 
+class ProfileNotWritten(Exception):
+    """A window's profile could not be written (disk full, read-only): logged once by the store."""
+
+
+NOT_WRITTEN = "not written"  # how a worker's result says so
+
+
 class _WindowStore:
     """Profiles merged per (version, window start) and persisted: the part of profiling that
     runs in the profiler thread, or in the worker process (``LiveProfiler(process=True)``)."""
@@ -96,6 +103,7 @@ class _WindowStore:
         self._views: dict[tuple[str, float], object] = {}
         self._fns = None
         self.written: dict[tuple[str, float], Path] = {}
+        self._failing: int | None = None  # the errno of the write failure logged, until one succeeds
 
     def add(self, key: tuple[str, float], frame: pd.DataFrame) -> Path:
         if self._fns is None:
@@ -114,10 +122,24 @@ class _WindowStore:
                 os.replace(path, aside)
         if prev is not None:
             view = merge(prev, view)
-        self._views[key] = view
-        atomic_write(path, serialize(view))
+        self._views[key] = view  # kept: the next write of this window carries these rows
+        try:
+            atomic_write(path, serialize(view))
+        except OSError as e:
+            self._write_failed(path, e)
+            raise ProfileNotWritten(f"{e.filename or path}: {e.strerror or e}") from e
+        if self._failing is not None:
+            log.warning("live profiles are written again under %s", self.root)
+            self._failing = None
         self.written[key] = path
         return path
+
+    def _write_failed(self, path: Path, e: OSError) -> None:
+        """A full or read-only disk: said once (per kind of failure), not at every flush."""
+        if self._failing != e.errno:
+            self._failing = e.errno
+            log.error("cannot write live profiles under %s (%s: %s): predictions go on; this window's "
+                      "profile stays in memory until a write succeeds", self.root, e.filename or path, e.strerror or e)
 
     def evict(self) -> None:
         """Keep in memory only the current and previous window of each version."""
@@ -335,6 +357,8 @@ class LiveProfiler:
                 for key, joined in batches:
                     try:
                         results.append((key, self._store.add(key, _build_frame(*joined)), None))
+                    except ProfileNotWritten as e:
+                        results.append((key, None, f"{NOT_WRITTEN}: {e}"))
                     except Exception as e:
                         log.exception("profiling %d rows of version %s failed", len(joined[2]), key[0])
                         results.append((key, None, f"{type(e).__name__}: {e}"))
@@ -350,7 +374,7 @@ class LiveProfiler:
                     if self.metrics is not None:
                         self.metrics.profile_rows.labels(key[0]).inc(n)
                 else:
-                    if self.process:
+                    if self.process and not error.startswith(NOT_WRITTEN):  # the worker logged that once
                         log.error("profiling %d rows of version %s failed: %s", n, key[0], error)
                     if self.metrics is not None:
                         self.metrics.profile_dropped.inc(n)
@@ -473,6 +497,8 @@ def _worker_main(argv: list[str]) -> int:
         for key, joined in batches:
             try:
                 results.append((key, str(store.add(key, _build_frame(*joined))), None))
+            except ProfileNotWritten as e:
+                results.append((key, None, f"{NOT_WRITTEN}: {e}"))
             except Exception as e:
                 log.exception("profiling %d rows of version %s failed", len(joined[2]), key[0])
                 results.append((key, None, f"{type(e).__name__}: {e}"))

@@ -139,7 +139,11 @@ class ServiceRoutes:
             traffic = Traffic.from_dict(merged)
         except ValueError as e:
             raise RequestError(422, str(e)) from None
-        await run_in_threadpool(rt.set_traffic, traffic)
+        try:
+            await run_in_threadpool(rt.set_traffic, traffic)
+        except OSError as e:  # a full or read-only home: the traffic stays as it was
+            raise RequestError(503, f"traffic not changed: cannot write {e.filename or rt.traffic_path}: "
+                               f"{e.strerror or e}") from None
         snap = rt.snapshot
         return {"traffic": _traffic_json(snap), **snap.versions()}
 
