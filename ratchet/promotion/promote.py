@@ -227,7 +227,8 @@ def rollback(
     target = str(to) if to is not None else registry.alias("previous")
     if target is None:
         raise PromotionError("nothing to roll back to: no 'previous' champion and no --to VERSION")
-    registry.version_info(target)  # raises when the version does not exist
+    if registry.version_info(target)["tags"].get("gc") == "artifacts_removed":  # raises when there is no such version
+        raise PromotionError(f"version {target} has no model any more: `ratchet gc` removed its artifacts")
     if target == current:
         raise PromotionError(f"version {target} is already the champion")
     moves: dict[str, str | None] = {"champion": target}
