@@ -3,9 +3,11 @@
 Three background processes, each with its log in ``<home>/logs``: the home's Prefect
 server (its database in the home folder; the one the commands start on first need and
 reuse, ``ratchet_cli.server``, started here when none runs), a runner that serves the
-deployments and their automations (``python -m deployments.serve``), and the
-inference service (``ratchet serve``). ``<home>/run/stack.json`` records their
-process ids and URLs (``ratchet.runtime.stack`` reads it).
+deployments and their automations (``python -m deployments.serve``, under
+``ratchet_cli.supervise``, which starts it again when it dies and records it in
+``<home>/run/runner.json``), and the inference service (``ratchet serve``).
+``<home>/run/stack.json`` records their process ids (the runner's supervisor under
+``runner``) and URLs (``ratchet.runtime.stack`` reads it).
 
 Prefect is started as a program, never imported here.
 """
@@ -27,7 +29,15 @@ import httpx
 from ratchet.core.files import free_port
 from ratchet.core.settings import Settings
 from ratchet.delivery import markers
-from ratchet.runtime.stack import alive, read_admin_token, read_stack, stack_file, token_file
+from ratchet.runtime.stack import (
+    alive,
+    read_admin_token,
+    read_runner,
+    read_stack,
+    runner_file,
+    stack_file,
+    token_file,
+)
 from ratchet_cli import server
 from ratchet_cli.server import spawn, stop_group
 
@@ -110,14 +120,16 @@ def up(
         env["RATCHET_CONFIG"] = os.pathsep.join(str(Path(f).resolve()) for f in config_files)
     procs: dict[str, subprocess.Popen] = {}
     try:
-        procs["runner"] = spawn([sys.executable, "-m", "deployments.serve"], env, logs / "runner.log")
+        runner_file(settings).unlink(missing_ok=True)  # the last stack's
+        procs["runner"] = spawn([sys.executable, "-m", "ratchet_cli.supervise", "--state", str(runner_file(settings)),
+                                 "--", sys.executable, "-m", "deployments.serve"], env, logs / "runner.log")
         serve_port = serve_port or free_port()
         procs["inference"] = spawn(
             [str(bin_dir / "ratchet"), "serve", "--port", str(serve_port)], env, logs / "inference.log"
         )
         service = f"http://127.0.0.1:{serve_port}"
         _wait_http(f"{service}/health", timeout, procs["inference"], "inference service", logs / "inference.log")
-        _wait_deployments(api, timeout, procs["runner"], logs / "runner.log")
+        _wait_deployments(settings, api, timeout, procs["runner"], logs / "runner.log")
     except BaseException:  # the Prefect server stays, for the next command
         for p in procs.values():
             stop_group(p.pid)
@@ -137,12 +149,15 @@ def up(
     return stack
 
 
-def _wait_deployments(api: str, timeout: float, runner: subprocess.Popen, log: Path) -> None:
-    """The runner registers deployments (and their automations) when it starts."""
+def _wait_deployments(settings: Settings, api: str, timeout: float, supervisor: subprocess.Popen, log: Path) -> None:
+    """The runner registers deployments (and their automations) when it starts; one that
+    exits before (its supervisor would start it again) fails ``up`` at once."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if runner.poll() is not None:
-            raise RuntimeError(f"deployment runner exited with code {runner.returncode}; see {log}")
+        runner = read_runner(settings)
+        if supervisor.poll() is not None or (runner and runner["restarts"]):
+            how = runner["last_exit"]["how"] if runner and runner["last_exit"] else f"code {supervisor.returncode}"
+            raise RuntimeError(f"deployment runner exited with {how}; see {log}")
         try:
             r = httpx.post(f"{api}/deployments/filter", json={"limit": 50}, timeout=5)
             if r.status_code == 200 and len(r.json()) >= 3:
@@ -153,6 +168,14 @@ def _wait_deployments(api: str, timeout: float, runner: subprocess.Popen, log: P
     raise RuntimeError(f"deployments were not registered within {timeout:.0f} s; see {log}")
 
 
+def _stop_orphaned_runner(settings: Settings) -> None:
+    """The runner its supervisor stops; still alive here only when the supervisor was killed."""
+    runner = read_runner(settings)
+    if runner and runner["alive"] and server._ours(runner):
+        stop_group(runner["pid"])
+    runner_file(settings).unlink(missing_ok=True)
+
+
 def down(settings: Settings, config_files: list[str] | None = None) -> dict[str, Any]:
     """Stop what ``up`` started: service first, then runner, then the home's Prefect server
     (also when only a command had started it). State stays on disk; a canary cut short is
@@ -161,6 +184,7 @@ def down(settings: Settings, config_files: list[str] | None = None) -> dict[str,
     stack = json.loads(path.read_text()) if path.exists() else None
     processes = stack["processes"] if stack else {}
     stopped = [name for name in ("inference", "runner") if name in processes and stop_group(processes[name]["pid"])]
+    _stop_orphaned_runner(settings)
     recorded = processes.get("prefect-server")
     if server.stop(settings) or (recorded and stop_group(recorded["pid"])):
         stopped.append("prefect-server")

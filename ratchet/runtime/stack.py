@@ -1,8 +1,9 @@
 """The files a running local stack leaves in the home, read by anyone who needs it.
 
 ``<home>/run/stack.json`` records the process ids and URLs of what ``ratchet up`` started
-(a Prefect server, a runner serving the deployments, the inference service; see
-``ratchet_cli.stack``); ``<home>/run/prefect-server.json`` the home's one Prefect server
+(a Prefect server, the supervisor of a runner serving the deployments, the inference service;
+see ``ratchet_cli.stack``); ``<home>/run/runner.json`` the runner the supervisor runs now;
+``<home>/run/prefect-server.json`` the home's one Prefect server
 (started by ``up`` or by the first command that needs Prefect, reused by the next ones;
 see ``ratchet_cli.server``); ``<home>/run/admin-token`` the service's admin token. Commands and
 tasks read them to talk to the running server and service.
@@ -31,6 +32,21 @@ def read_stack(settings: Settings) -> dict[str, Any] | None:
     if not any(alive(p["pid"]) for p in stack["processes"].values()):
         return None
     return stack
+
+
+def runner_file(settings: Settings) -> Path:
+    """Written by the runner's supervisor (``ratchet_cli.supervise``): the runner's current
+    process id, how often it was started again, and how the last one ended."""
+    return settings.root / "run" / "runner.json"
+
+
+def read_runner(settings: Settings) -> dict[str, Any] | None:
+    """The supervised runner as last recorded, with ``alive`` (its process lives), or None."""
+    try:
+        record = json.loads(runner_file(settings).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return {**record, "alive": alive(record["pid"])}
 
 
 def token_file(settings: Settings) -> Path:

@@ -83,3 +83,32 @@ def flow_run_process(run_id: str) -> int | None:
         if f"PREFECT__FLOW_RUN_ID={run_id}".encode() in environ:
             return int(proc.name)
     return None
+
+
+def runner_record(home: Path) -> dict | None:
+    """The deployment runner ``ratchet up``'s supervisor runs now (``<home>/run/runner.json``)."""
+    try:
+        return json.loads((home / "run" / "runner.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def gone(pid: int) -> bool:
+    """The process has exited (a zombie waiting to be reaped by init counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def demo_home(tmp_path: Path):
+    """The suite's config, the demo's batches and a ``Stack`` whose home has their schema."""
+    from ratchet.core.config import load_config
+    from ratchet.demo.stream import make_demo_data
+
+    cfg = load_config([Path(f) for f in CONFIG_FILES])
+    data = make_demo_data(cfg.demo, tmp_path / "incoming")
+    stack = Stack(tmp_path / "home")
+    stack.ratchet("init", "--schema-from", data.clean[0], "--target", data.target)
+    return cfg, data, stack
