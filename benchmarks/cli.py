@@ -1,17 +1,21 @@
 """How long the ``ratchet`` commands take as a user runs them (fresh processes, end to end),
 as ratios against a bare ``python -c "import ratchet"`` run in the same script.
 
-    python benchmarks/cli.py [--repeats 3] [--rows 4000] [--no-up]
+    python benchmarks/cli.py [--repeats 3] [--rows 4000] [--no-up] [--only ingest,status,train,up,big]
+                             [--big 100000,1000000,10000000]
 
 Rows: ``status``; ``ingest`` of a batch (``--rows``) with Prefect's temporary server per
 command (``RATCHET_PREFECT_SERVER=ephemeral``, what every command did before), with the home's
 persistent server cold (the first command starts it) and warm (it runs), and with ``ratchet up``
 running; ``train --trials 1`` and its overhead beyond the fit (the wall time less the
 ``tune_model`` task run's own time, read from the server); ``ratchet up`` with no server
-running and with the home's server running. Medians over ``--repeats`` runs.
+running and with the home's server running. Medians over ``--repeats`` runs. ``big``: one
+``ratchet ingest`` each of a CSV batch of ``--big`` rows (generated once into the temporary
+folder, a million rows at a time), its time and the peak RSS of the ingest process (``wait4``),
+per row; ingest reads, checks, profiles and writes a batch in chunks of ``data.chunk_rows``.
 
 Targets (issue 17): ingest <= 3 s end to end, status <= 1 s, train --trials 1 <= 3 s beyond
-its fit. Timings on a shared machine are noisy: the load average is printed with the table.
+its fit, peak RSS of a 10M-row ingest <= 1.5 GB. Timings on a shared machine are noisy: the load average is printed with the table.
 """
 
 from __future__ import annotations
@@ -48,6 +52,38 @@ class Bench:
             raise RuntimeError(f"{' '.join(args)}: exit {r.returncode}\n{r.stderr[-3000:]}")
         return seconds, r.stdout
 
+    def run_rss(self, *args: str) -> tuple[float, int]:
+        """(seconds, peak RSS in bytes) of one ``ratchet`` command, read from its own rusage."""
+        t0 = time.perf_counter()
+        p = subprocess.Popen([str(BIN / "ratchet"), *args], env={**self.env, "RATCHET_PREFECT_SERVER": "persistent"},
+                             cwd=self.home.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(p.pid, 0)
+        seconds = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        if p.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)}: exit {p.returncode}\n{p.stderr.read().decode()[-3000:]}")
+        return seconds, usage.ru_maxrss * 1024  # kilobytes on Linux
+
+    def big_batch(self, rows: int) -> str:
+        """A CSV of ``rows`` rows, written a million rows at a time."""
+        from ratchet.demo.synthetic import generate_batch
+
+        path = self.home.parent / f"big-{rows}.csv"
+        with open(path, "w") as fh:
+            for i, start in enumerate(range(0, rows, 1_000_000)):
+                generate_batch(0, min(1_000_000, rows - start), seed=7_000 + rows % 997 + i).to_csv(
+                    fh, index=False, header=i == 0)
+        return str(path)
+
+    def allow_big_files(self) -> None:
+        """The schema's max_file_mb raised for the big batches (a 10M-row CSV is about 480 MiB)."""
+        import yaml
+
+        path = self.home / "schema.yaml"
+        schema = yaml.safe_load(path.read_text())
+        schema["max_file_mb"] = 8192
+        path.write_text(yaml.safe_dump(schema, sort_keys=False))
+
     def batch(self) -> str:
         from ratchet.demo.synthetic import generate_batch, write_batch
 
@@ -82,7 +118,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rows", type=int, default=4000)
     ap.add_argument("--no-up", action="store_true", help="skip the rows that start `ratchet up`")
+    ap.add_argument("--only", default="ingest,status,train,up,big", help="which rows: ingest,status,train,up,big")
+    ap.add_argument("--big", default="100000,1000000,10000000", help="rows of the big batches")
     args = ap.parse_args()
+    only = set(args.only.split(","))
     n = args.repeats
     rows: list[tuple[str, float, str]] = []
     with tempfile.TemporaryDirectory(prefix="ratchet-bench-cli-") as tmp:
@@ -91,26 +130,39 @@ def main() -> None:
             baseline = median([b.run("-c", "import ratchet", cmd=(sys.executable,))[0] for _ in range(max(n, 5))])
             first = b.batch()
             b.run("init", "--schema-from", first, "--target", "default", "--json")
-            b.run("ingest", first, "--json", mode="ephemeral")  # databases created before timing
-            rows.append(("ingest, a temporary server per command (before)", median([b.ingest("ephemeral") for _ in range(n)]), ""))
-            cold = []
-            for _ in range(n):
-                b.run("down", "--json")
-                cold.append(b.ingest())
-            rows.append(("ingest, persistent server cold (first command)", median(cold), ""))
-            rows.append(("ingest, persistent server warm", median([b.ingest() for _ in range(n)]), "target <= 3 s"))
-            rows.append(("status", median([b.run("status", "--json")[0] for _ in range(max(n, 5))]), "target <= 1 s"))
-            rows.append(("history", median([b.run("history", "--json")[0] for _ in range(max(n, 5))]), ""))
+            # databases created before timing (and Prefect's temporary server tried, for its row)
+            b.run("ingest", first, "--json", mode="ephemeral" if "ingest" in only else "persistent")
+            if "ingest" in only:
+                rows.append(("ingest, a temporary server per command (before)", median([b.ingest("ephemeral") for _ in range(n)]), ""))
+                cold = []
+                for _ in range(n):
+                    b.run("down", "--json")
+                    cold.append(b.ingest())
+                rows.append(("ingest, persistent server cold (first command)", median(cold), ""))
+                rows.append(("ingest, persistent server warm", median([b.ingest() for _ in range(n)]), "target <= 3 s"))
+            if "status" in only:
+                rows.append(("status", median([b.run("status", "--json")[0] for _ in range(max(n, 5))]), "target <= 1 s"))
+                rows.append(("history", median([b.run("history", "--json")[0] for _ in range(max(n, 5))]), ""))
+            if "big" in only:
+                b.allow_big_files()
+                for size in (int(x) for x in args.big.split(",") if x):
+                    path = b.big_batch(size)
+                    seconds, rss = b.run_rss("ingest", path, "--json")
+                    Path(path).unlink()
+                    rows.append((f"ingest of {size:,} rows", seconds,
+                                 f"peak RSS {rss / 2**20:.0f} MiB, {rss / size:.0f} B/row, {seconds / size * 1e6:.1f} us/row"
+                                 + ("; target <= 1.5 GB" if size >= 10_000_000 else "")))
             walls, overheads = [], []
-            for _ in range(n):
+            for _ in range(n if "train" in only else 0):
                 b.batch()  # new data, so the run trains rather than finding the model it made
                 b.ingest()
                 wall = b.run("train", "--trials", "1", "--json")[0]
                 walls.append(wall)
                 overheads.append(wall - tune_seconds(b.server_api()))
-            rows.append(("train --trials 1", median(walls), ""))
-            rows.append(("  its overhead beyond the fit (tune_model task)", median(overheads), "target <= 3 s"))
-            if not args.no_up:
+            if walls:
+                rows.append(("train --trials 1", median(walls), ""))
+                rows.append(("  its overhead beyond the fit (tune_model task)", median(overheads), "target <= 3 s"))
+            if not args.no_up and "up" in only:
                 ups, warm_ups, stacked = [], [], []
                 for _ in range(n):
                     b.run("down", "--json")

@@ -22,6 +22,12 @@ from tasks.events import announce_model_event
 
 @flow(name="ingest", log_prints=True)
 def ingest_flow(path: str, options: RunOptions = RunOptions()) -> IngestResult:
+    """Audit one batch on a branch of its own; publish it to main only when it passes.
+
+    Args:
+        path: the CSV or Parquet batch to ingest (a path the runner can read)
+        options: config files, overrides and home (left at the default by deployments)
+    """
     ctx = options.context()
     audited = audit_batch(ctx, path)
     earlier = find_duplicate_batch(ctx, audited)
@@ -43,5 +49,5 @@ def ingest_flow(path: str, options: RunOptions = RunOptions()) -> IngestResult:
         record_concept_score(ctx, verdict)
         if verdict.detected:
             announce_model_event("ratchet.drift.detected", ctx.cfg.model_name, verdict.to_dict())
-    print(f"published {audited.batch_id}: {len(audited.frame)} rows, main at {main_commit[:12]}")
+    print(f"published {audited.batch_id}: {audited.rows} rows, main at {main_commit[:12]}")
     return IngestResult.of(audited, "published", branch, main_commit)

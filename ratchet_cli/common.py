@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import gc
 import json
 import logging
 import os
@@ -67,6 +69,9 @@ def run_flow(flow_fn, as_json: bool, *, needs_schema: bool = False, **params: An
     if needs_schema:
         ctx.schema  # noqa: B018 - FileNotFoundError naming `ratchet init` when there is none
     _short_prefect_console()
+    # the imports are done: their objects (Prefect, pandas, whylogs: millions) are kept out of
+    # every later collection, which otherwise walks them all, tenths of a second each time
+    gc.freeze()
     redirect = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
     with redirect:
         state = flow_fn(**params, options=options, return_state=True)
@@ -133,6 +138,15 @@ def user_error_types() -> tuple[type[BaseException], ...]:
         ValueError, LookupError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
         PermissionError, HomeError, ProfileError, DataRepoError,
     )
+
+
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EDQUOT})
+
+
+def is_disk_error(e: BaseException) -> bool:
+    """A full disk, a read-only one, a quota: the machine's state, not a bug; told in one line
+    naming the path (``describe_error``), with no traceback."""
+    return isinstance(e, OSError) and e.errno in DISK_ERRNOS
 
 
 def _where(title: str, loc: tuple) -> str:

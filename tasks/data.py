@@ -14,10 +14,10 @@ from ratchet.monitoring.concept import ConceptCheck
 from ratchet.runtime.context import Context
 
 
-@task(cache_policy=NO_CACHE, timeout_seconds=600)
+@task(cache_policy=NO_CACHE, timeout_seconds=3600)  # 10M rows: minutes (chunked, flat memory)
 def audit_batch(ctx: Context, path: str) -> ingest.AuditedBatch:
-    """Read, type, check and profile the batch (nothing is written yet)."""
-    return ingest.audit_batch(Path(path), ctx.schema)
+    """Read, type, check and profile the batch in chunks (nothing is written yet)."""
+    return ingest.audit_batch(Path(path), ctx.schema, ctx.cfg.data.chunk_rows)
 
 
 @task(cache_policy=NO_CACHE)

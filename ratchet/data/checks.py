@@ -27,19 +27,18 @@ only checked for presence and is kept as text.
 
 from __future__ import annotations
 
+import codecs
 import csv
-import io
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from ratchet.core.schema import ColumnSpec, Schema
 from ratchet.data.datetimes import parse_datetimes
-from ratchet.data.profiling import profile_frame
 
 CSV_SUFFIXES = (".csv",)
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -103,43 +102,64 @@ def _reject(rule: str, message: str, path: Path, column: str | None = None) -> B
 
 
 # ----------------------------------------------------------------------- reading
-def _read_csv(path: Path, raw: bytes) -> pd.DataFrame:
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise _reject(
-            "encoding",
-            f"file {path.name} is not valid UTF-8: byte 0x{raw[e.start]:02x} on line {line} "
-            f"(offset {e.start}); re-export it as UTF-8",
-            path,
-        ) from None
+def _encoding_error(path: Path) -> BatchRejected:
+    """The first byte of ``path`` that is not UTF-8, found in blocks (the file may be large)."""
+    offset, lines, pending = 0, 0, b""  # bytes of ``pending`` start at ``offset``
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(1 << 20)
+            data = pending + block
+            try:
+                _, used = codecs.utf_8_decode(data, "strict", not block)
+            except UnicodeDecodeError as e:
+                at = offset + e.start
+                line = lines + data[: e.start].count(b"\n") + 1
+                return _reject(
+                    "encoding",
+                    f"file {path.name} is not valid UTF-8: byte 0x{data[e.start]:02x} on line {line} "
+                    f"(offset {at}); re-export it as UTF-8",
+                    path,
+                )
+            lines += data[:used].count(b"\n")
+            offset, pending = offset + used, data[used:]
+            if not block:
+                raise AssertionError(f"{path} decodes as UTF-8")  # only called after a decode error
 
-    # Pre-scan with the csv module: pandas raises on rows with too many fields but
-    # silently pads rows with too few, so count the fields of every row here.
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+
+def _scan_csv(path: Path) -> None:
+    """Reject a CSV whose rows do not all have the header's fields, or whose header repeats a
+    name. Read with the csv module, row by row: pandas raises on rows with too many fields but
+    silently pads rows with too few."""
     header: list[str] | None = None
     ragged: list[tuple[int, int]] = []
+    n_ragged = 0
     try:
-        for row in reader:
-            if not row:  # blank line; pandas skips these too
-                continue
-            if header is None:
-                header = row
-            elif len(row) != len(header):
-                ragged.append((reader.line_num, len(row)))
-    except csv.Error as e:
-        raise _reject(
-            "malformed_csv", f"file {path.name} is not valid CSV: {e} (near line {reader.line_num})", path
-        ) from None
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            reader = csv.reader(fh, strict=True)
+            try:
+                for row in reader:
+                    if not row:  # blank line; pandas skips these too
+                        continue
+                    if header is None:
+                        header = row
+                    elif len(row) != len(header):
+                        n_ragged += 1
+                        if len(ragged) < _MAX_EXAMPLES:
+                            ragged.append((reader.line_num, len(row)))
+            except csv.Error as e:
+                raise _reject(
+                    "malformed_csv", f"file {path.name} is not valid CSV: {e} (near line {reader.line_num})", path
+                ) from None
+    except UnicodeDecodeError:
+        raise _encoding_error(path) from None
     if header is None:
         raise _reject("no_rows", f"file {path.name} has no header row and no data", path)
-    if ragged:
-        where = ", ".join(f"line {ln} has {k}" for ln, k in ragged[:_MAX_EXAMPLES])
+    if n_ragged:
+        where = ", ".join(f"line {ln} has {k}" for ln, k in ragged)
         raise _reject(
             "malformed_csv",
-            f"file {path.name}: {len(ragged)} row(s) do not have the header's {len(header)} fields "
-            f"({where}{', ...' if len(ragged) > _MAX_EXAMPLES else ''})",
+            f"file {path.name}: {n_ragged} row(s) do not have the header's {len(header)} fields "
+            f"({where}{', ...' if n_ragged > _MAX_EXAMPLES else ''})",
             path,
         )
     dup = sorted({h for h in header if header.count(h) > 1})
@@ -153,21 +173,43 @@ def _read_csv(path: Path, raw: bytes) -> pd.DataFrame:
             ],
             source=str(path),
         )
+
+
+def _csv_chunks(path: Path, chunk_rows: int | None) -> Iterator[pd.DataFrame]:
+    _scan_csv(path)
     try:
-        return pd.read_csv(
-            io.StringIO(text), dtype=str, keep_default_na=False, na_values=NA_TOKENS, skip_blank_lines=True
-        )
+        options = dict(dtype=str, keep_default_na=False, na_values=NA_TOKENS, skip_blank_lines=True,
+                       encoding="utf-8-sig")
+        if chunk_rows is None:
+            yield pd.read_csv(path, **options)
+            return
+        with pd.read_csv(path, chunksize=chunk_rows, **options) as reader:
+            yield from reader
     except (pd.errors.ParserError, ValueError) as e:
         raise _reject("malformed_csv", f"file {path.name} is not valid CSV: {e}", path) from None
 
 
-def read_batch(path: Path | str, schema: Schema) -> pd.DataFrame:
-    """Read a batch file (CSV or Parquet, by suffix); raise ``BatchRejected`` if the file is unusable.
+def _parquet_chunks(path: Path, chunk_rows: int | None) -> Iterator[pd.DataFrame]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-    CSV cells come back as strings (missing cells, and the tokens in ``NA_TOKENS``,
-    as NaN); Parquet columns keep their stored types. ``check_batch`` does the typing.
-    """
-    path = Path(path)
+    try:
+        pf = pq.ParquetFile(path)
+        if chunk_rows is None or pf.metadata.num_rows <= chunk_rows:
+            chunks = iter([pd.read_parquet(path)])
+        else:  # record batches under the file's schema (its pandas metadata: the same dtypes)
+            chunks = (pa.Table.from_batches([b], schema=pf.schema_arrow).to_pandas()
+                      for b in pf.iter_batches(batch_size=chunk_rows))
+        for df in chunks:
+            yield df.rename(columns=str).reset_index(drop=True)
+    except BatchRejected:
+        raise
+    except Exception as e:  # pyarrow raises several types for corrupt files
+        raise _reject("unreadable_file", f"file {path.name} is not a readable Parquet file: {e}", path) from None
+
+
+def _check_file(path: Path, schema: Schema) -> None:
+    """Reject a path that is no batch file: missing, not a file, an unknown suffix, empty, too large."""
     suffix = path.suffix.lower()
     if not path.exists():
         raise _reject("file_missing", f"file {path} does not exist", path)
@@ -190,23 +232,41 @@ def read_batch(path: Path | str, schema: Schema) -> pd.DataFrame:
             path,
         )
 
-    if suffix in CSV_SUFFIXES:
-        df = _read_csv(path, path.read_bytes())
-    else:
-        try:
-            df = pd.read_parquet(path)
-        except Exception as e:  # pyarrow raises several types for corrupt files
-            raise _reject(
-                "unreadable_file", f"file {path.name} is not a readable Parquet file: {e}", path
-            ) from None
-        df = df.rename(columns=str)
-    if len(df) == 0:
+
+def iter_batch(path: Path | str, schema: Schema, chunk_rows: int | None = None) -> Iterator[pd.DataFrame]:
+    """A batch file's rows in frames of at most ``chunk_rows`` rows (None: one frame), as
+    ``read_batch`` reads them; ``BatchRejected`` (raised before the first frame, or by the
+    reader of a corrupt file on the way) for a file that is unusable."""
+    path = Path(path)
+    _check_file(path, schema)
+    reader = _csv_chunks if path.suffix.lower() in CSV_SUFFIXES else _parquet_chunks
+    rows = 0
+    for df in reader(path, chunk_rows):
+        if len(df):
+            rows += len(df)
+            yield df
+    if not rows:
         raise _reject("no_rows", f"file {path.name} has a header but no data rows", path)
-    return df
+
+
+def read_batch(path: Path | str, schema: Schema) -> pd.DataFrame:
+    """Read a batch file (CSV or Parquet, by suffix); raise ``BatchRejected`` if the file is unusable.
+
+    CSV cells come back as strings (missing cells, and the tokens in ``NA_TOKENS``,
+    as NaN); Parquet columns keep their stored types. ``check_batch`` does the typing.
+    """
+    return next(iter_batch(path, schema))
 
 
 # ----------------------------------------------------------------------- coercion
+def _all_text(s: pd.Series) -> bool:
+    """Every non-null cell is a str (a CSV column): vectorized string methods apply."""
+    return s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty")
+
+
 def _strip(s: pd.Series) -> pd.Series:
+    if _all_text(s):
+        return s.str.strip()
     return s.map(lambda x: x.strip() if isinstance(x, str) else x)
 
 
@@ -254,14 +314,49 @@ def as_category_str(s: pd.Series) -> pd.Series:
             return str(int(x))
         return str(x).strip()
 
+    if _all_text(s):
+        return s.str.strip().where(s.notna(), np.nan).astype(object)
     return s.map(one).astype(object)
+
+
+def _shown(v: Any) -> str:
+    return repr(v) if isinstance(v, str) else str(v)
 
 
 def _examples(values: pd.Series) -> str:
     """Up to three distinct values: text quoted (``'abc'``), numbers bare (``-5.0``)."""
-    uniq = list(dict.fromkeys(repr(v) if isinstance(v, str) else str(v) for v in values))
+    uniq = list(dict.fromkeys(_shown(v) for v in values))
     shown = ", ".join(uniq[:_MAX_EXAMPLES])
     return shown + (", ..." if len(uniq) > _MAX_EXAMPLES else "")
+
+
+class _Tally:
+    """How many cells of a batch broke one rule, and the first distinct ones, summed over the
+    batch's chunks (``ordered``: the smallest values, or with ``reverse`` the largest, rather
+    than the first seen)."""
+
+    def __init__(self, ordered: bool = False, reverse: bool = False):
+        self.count, self.ordered, self.reverse = 0, ordered, reverse
+        self.values: list[Any] = []
+
+    def add(self, values: pd.Series) -> None:
+        self.count += len(values)
+        if not len(values):
+            return
+        if self.ordered:
+            new = np.unique(values.to_numpy())
+            new = new[::-1] if self.reverse else new
+            self.values = sorted({*self.values, *new[: _MAX_EXAMPLES + 1]}, reverse=self.reverse)
+            del self.values[_MAX_EXAMPLES + 1:]
+        elif len(self.values) <= _MAX_EXAMPLES:
+            for v in pd.unique(values.to_numpy(dtype=object)):
+                if len(self.values) > _MAX_EXAMPLES:
+                    break
+                if _shown(v) not in map(_shown, self.values):
+                    self.values.append(v)
+
+    def examples(self) -> str:
+        return _examples(pd.Series(self.values, dtype=object))
 
 
 def _share(k: int, n: int) -> str:
@@ -275,6 +370,8 @@ def over_limit(k: int, n: int, limit: float) -> bool:
     limit is 1 %, and with a limit of 0 one row is over it."""
     if n <= 0 or k / n <= limit:
         return False
+    from scipy import stats  # a second of imports, paid only by a batch over a limit
+
     return float(stats.binom.sf(k - 1, n, limit)) < SHARE_ALPHA
 
 
@@ -287,125 +384,291 @@ def _by_share(k: int, n: int, limit: float, name: str) -> tuple[str, str]:
     return "warning", f"{_share(k, n)} of the rows, within the {name} of {limit:.1%}: not rejected"
 
 
-def _parsed(s: pd.Series, parse, what: str, name: str, violations: list[Violation]) -> tuple[pd.Series, int]:
-    """``parse(s)`` (values, mask of bad cells), a dtype violation naming the bad cells, their count."""
-    values, bad = parse(s)
-    n_bad = int(bad.sum())
-    if n_bad:
-        violations.append(
-            Violation(name, "dtype", f"column {name!r}: {n_bad} value(s) are not {what}, e.g. {_examples(s[bad])}")
-        )
-    return values, n_bad
+def _over_share(column: str | None, rule: str, k: int, n: int, limit: float, message: str) -> Violation:
+    """A share over its limit: an error beyond sampling noise (``over_limit``), else a warning."""
+    if over_limit(k, n, limit):
+        return Violation(column, rule, message)
+    return Violation(column, rule, message + f" (not rejected: no more than chance in {n} rows)", "warning")
 
 
-def _coerce_feature(
-    s: pd.Series, spec: ColumnSpec, violations: list[Violation], unseen_limit: float = 0.0
-) -> tuple[pd.Series, int]:
-    """Typed column and the number of cells that failed to parse (they become null)."""
-    name = spec.name
-    if spec.role == "ignore":  # kept as text, whatever it holds; only its presence is checked
-        return as_category_str(s), 0
-    if spec.dtype == "datetime":
-        return _parsed(s, parse_datetimes, "ISO 8601 dates/times", name, violations)
-    if spec.dtype in ("float", "int"):
-        num, n_bad = _parsed(s, parse_numeric, "numbers", name, violations)
-        if spec.dtype == "int":
-            finite = num.notna() & np.isfinite(num)
-            frac = finite & (num != np.round(num))
-            if frac.any():
-                violations.append(
-                    Violation(
-                        name,
-                        "dtype",
-                        f"column {name!r}: {int(frac.sum())} value(s) are not whole numbers, "
-                        f"e.g. {_examples(s[frac])}",
-                    )
-                )
-            if finite.all():
-                return num.astype("int64"), n_bad
-            # int columns with nulls or infinities stay float64
-        return num, n_bad
-    if spec.dtype == "bool":
-        b, n_bad = _parsed(s, parse_bool, "booleans (true/false, yes/no, 1/0)", name, violations)
-        return (b.astype(bool) if b.notna().all() else b), n_bad
-    # category (a text column is ignored: see above)
-    cat = as_category_str(s)
-    allowed = set(spec.categories or [])
-    unknown = cat.notna() & ~cat.isin(allowed)
-    if unknown.any() and not spec.other_bucket:  # with an "other" bucket, no value is unseen
-        k = int(unknown.sum())
-        severity, share = _by_share(k, len(s), unseen_limit, "max_unseen_share")
-        violations.append(
-            Violation(
-                name,
-                "unknown_category",
-                f"column {name!r}: {k} value(s) are not among the "
-                f"{len(allowed)} known categories, e.g. {_examples(cat[unknown])} ({share})",
-                severity,
-            )
-        )
-    return cat, 0
+def _wider(a: str | None, b: str) -> str:
+    """The dtype of a column whose chunks are ``a`` and ``b`` (an int column with a null in one
+    chunk is float64 over the batch; bool with a null, ``boolean``)."""
+    if a is None or a == b:
+        return b
+    pair = {a, b}
+    if pair == {"int64", "float64"}:
+        return "float64"
+    if pair == {"bool", "boolean"}:
+        return "boolean"
+    return "object"
 
 
-def _coerce_number_target(s: pd.Series, name: str, violations: list[Violation]) -> pd.Series:
-    """A regression target: float64; a missing, non-numeric or infinite value is a violation."""
-    num, _ = parse_numeric(s)
-    missing, bad = s.isna(), s.notna() & ~np.isfinite(num)
-    if missing.any():
-        violations.append(
-            Violation(name, "missing_label", f"column {name!r}: {int(missing.sum())} row(s) have no target value")
-        )
-    if bad.any():
-        violations.append(
-            Violation(name, "bad_target", f"column {name!r}: {int(bad.sum())} target value(s) are not "
-                      f"finite numbers, e.g. {_examples(s[bad])}")
-        )
-    return num.where(np.isfinite(num)).astype("float64")
+class BatchAudit:
+    """``check_batch`` for a batch read in chunks (``iter_batch``): ``add`` types one chunk and
+    counts what is wrong with it, ``violations`` judges the whole batch. Counts, examples, the
+    whylogs profile (merged per chunk) and the row hashes (8 bytes a row, for duplicate rows
+    and the content digest) are all that is kept, so memory stays flat in the batch's size;
+    ``check_batch`` is the same with one chunk.
 
+    A column's dtype is decided per chunk (an int column with a null in one chunk is float64
+    there); ``dtype_widening`` says what a whole-batch frame would hold."""
 
-def _coerce_target(s: pd.Series, schema: Schema, violations: list[Violation]) -> pd.Series:
-    name = schema.target.name
-    if schema.target.is_regression:
-        return _coerce_number_target(s, name, violations)
-    classes = schema.target.classes
-    int_classes = all(isinstance(c, int) and not isinstance(c, bool) for c in classes)
-    missing = s.isna()
-    if int_classes:
-        num, _ = parse_numeric(s)
-        ok = num.notna() & np.isfinite(num) & (num == np.round(num))
-        labels = num.where(ok)
-        valid = ok & labels.isin([float(c) for c in classes])
-    else:
-        labels = as_category_str(s)
-        valid = labels.isin([str(c) for c in classes])
-    if missing.any():
-        violations.append(
-            Violation(name, "missing_label", f"column {name!r}: {int(missing.sum())} row(s) have no label")
-        )
-    unknown = ~missing & ~valid
-    if unknown.any():
-        violations.append(
-            Violation(
-                name,
-                "unknown_label",
-                f"column {name!r}: {int(unknown.sum())} label(s) are not among the schema classes "
-                f"{list(classes)}, e.g. {_examples(s[unknown])}",
-            )
-        )
-    present = labels[valid].unique()
-    if valid.any() and len(present) < 2:
-        only = present[0]
-        only = int(only) if int_classes else only
-        violations.append(
-            Violation(
-                name,
-                "single_class",
-                f"column {name!r}: every labelled row has class {only!r}; a batch needs at least two classes",
-            )
-        )
-    if int_classes and valid.all():
-        return labels.astype("int64")
-    return labels
+    def __init__(self, schema: Schema, profile: bool = True):
+        self.schema = schema
+        self.rows = 0
+        self.dtypes: dict[str, str] = {}  # each typed column's dtype over the chunks so far
+        self._profiling = profile
+        self.profile = None  # merged whylogs DatasetProfileView of the typed rows
+        self._hashes: list[np.ndarray] = []
+        self._header: list[Violation] | None = None  # violations of the columns themselves
+        self._present: list[str] = []
+        self._tallies: dict[tuple[str, str], _Tally] = {}
+        self._n_bad: dict[str, int] = {}
+        self._classes: set[Any] = set()  # valid labels seen
+        self._typed_columns = 0
+
+    # -- one chunk ------------------------------------------------------------
+    def _tally(self, column: str, rule: str, values: pd.Series, **kw: bool) -> None:
+        t = self._tallies.get((column, rule))
+        if t is None:
+            t = self._tallies[(column, rule)] = _Tally(**kw)
+        t.add(values)
+
+    def _columns(self, df: pd.DataFrame) -> list[Violation]:
+        """Violations of the columns (names, duplicates): the same for every chunk."""
+        schema, out = self.schema, []
+        for name in sorted(set(df.columns[df.columns.duplicated()])):
+            out.append(Violation(name, "duplicate_column", f"column {name!r} appears more than once in the batch"))
+        known = {c.name for c in schema.columns} | {schema.target.name}
+        self._extras = [c for c in df.columns[~df.columns.duplicated()] if c not in known]
+        self._present = [c for c in df.columns[~df.columns.duplicated()]]
+        return out
+
+    def add(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Type one chunk (see ``check_batch``) and count its violations; return the typed chunk."""
+        from ratchet.data.profiling import merge_profiles, profile_frame
+        from ratchet.data.rows import row_hashes
+
+        if not all(isinstance(c, str) for c in df.columns):
+            df = df.rename(columns=str)
+        if self._header is None:
+            self._header = self._columns(df)
+        df = df.loc[:, ~df.columns.duplicated()]
+        typed: dict[str, pd.Series] = {}
+        for spec in self.schema.columns:
+            if spec.name in df.columns:
+                typed[spec.name] = self._coerce_feature(df[spec.name], spec)
+        if self.schema.target.name in df.columns:
+            typed[self.schema.target.name] = self._coerce_target(df[self.schema.target.name])
+        out = pd.DataFrame(typed, index=df.index).reset_index(drop=True)
+        self.rows += len(out)
+        self._typed_columns = out.shape[1]
+        for c in out.columns:
+            self.dtypes[c] = _wider(self.dtypes.get(c), str(out[c].dtype))
+        if len(out) and out.shape[1]:
+            self._ranges(out)
+            if self._profiling:
+                view = profile_frame(out)
+                self.profile = view if self.profile is None else merge_profiles([self.profile, view])
+            self._hashes.append(row_hashes(out))
+        return out
+
+    def _parsed(self, s: pd.Series, parse, name: str) -> pd.Series:
+        values, bad = parse(s)
+        self._tally(name, "dtype", s[bad])
+        self._n_bad[name] = self._n_bad.get(name, 0) + int(bad.sum())
+        return values
+
+    def _coerce_feature(self, s: pd.Series, spec: ColumnSpec) -> pd.Series:
+        name = spec.name
+        if spec.role == "ignore":  # kept as text, whatever it holds; only its presence is checked
+            return as_category_str(s)
+        if spec.dtype == "datetime":
+            return self._parsed(s, parse_datetimes, name)
+        if spec.dtype in ("float", "int"):
+            num = self._parsed(s, parse_numeric, name)
+            if spec.dtype == "int":
+                finite = num.notna() & np.isfinite(num)
+                self._tally(name, "whole", s[finite & (num != np.round(num))])
+                if finite.all():
+                    return num.astype("int64")
+                # int columns with nulls or infinities stay float64
+            return num
+        if spec.dtype == "bool":
+            b = self._parsed(s, parse_bool, name)
+            return b.astype(bool) if b.notna().all() else b
+        # category (a text column is ignored: see above)
+        cat = as_category_str(s)
+        if not spec.other_bucket:  # with an "other" bucket, no value is unseen
+            self._tally(name, "unknown_category", cat[cat.notna() & ~cat.isin(set(spec.categories or []))])
+        return cat
+
+    def _coerce_target(self, s: pd.Series) -> pd.Series:
+        target = self.schema.target
+        name = target.name
+        if target.is_regression:
+            num, _ = parse_numeric(s)
+            missing, bad = s.isna(), s.notna() & ~np.isfinite(num)
+            self._tally(name, "missing_label", s[missing])
+            self._tally(name, "bad_target", s[bad])
+            return num.where(np.isfinite(num)).astype("float64")
+        classes = target.classes
+        int_classes = all(isinstance(c, int) and not isinstance(c, bool) for c in classes)
+        missing = s.isna()
+        if int_classes:
+            num, _ = parse_numeric(s)
+            ok = num.notna() & np.isfinite(num) & (num == np.round(num))
+            labels = num.where(ok)
+            valid = ok & labels.isin([float(c) for c in classes])
+        else:
+            labels = as_category_str(s)
+            valid = labels.isin([str(c) for c in classes])
+        self._tally(name, "missing_label", s[missing])
+        self._tally(name, "unknown_label", s[~missing & ~valid])
+        if len(self._classes) < 2:
+            self._classes.update(labels[valid].unique().tolist())
+        if int_classes and valid.all():
+            return labels.astype("int64")
+        return labels
+
+    def _ranges(self, out: pd.DataFrame) -> None:
+        """Values outside a numeric feature's min..max (their share is judged per batch)."""
+        for spec in self.schema.features:
+            if spec.name not in out or spec.dtype not in ("float", "int") or (spec.min is None and spec.max is None):
+                continue
+            values = out[spec.name]
+            finite = values[np.isfinite(values)]
+            if spec.min is not None:
+                self._tally(spec.name, "below", finite[finite < spec.min], ordered=True)
+            if spec.max is not None:
+                self._tally(spec.name, "above", finite[finite > spec.max], ordered=True, reverse=True)
+
+    # -- the whole batch ----------------------------------------------------
+    def hashes(self) -> np.ndarray:
+        """The uint64 hash of every row (``ratchet.data.rows.row_hashes``), in order."""
+        return np.concatenate(self._hashes) if self._hashes else np.zeros(0, dtype=np.uint64)
+
+    def digest(self) -> str:
+        from ratchet.data.rows import digest_of_hashes
+
+        names = [c.name for c in self.schema.columns if c.name in self._present]
+        names += [self.schema.target.name] if self.schema.target.name in self._present else []
+        return digest_of_hashes(names, self.hashes())
+
+    def _count(self, column: str, rule: str) -> tuple[int, str]:
+        t = self._tallies.get((column, rule))
+        return (t.count, t.examples()) if t is not None and t.count else (0, "")
+
+    def violations(self) -> list[Violation]:
+        """Everything wrong with the batch, in ``check_batch``'s order."""
+        schema, n = self.schema, self.rows
+        out = list(self._header or [])
+        for spec in schema.columns:
+            name = spec.name
+            if name not in self._present:
+                out.append(Violation(name, "missing_column", f"column {name!r} is in the schema but not in the batch"))
+                continue
+            k, ex = self._count(name, "dtype")
+            if k:
+                what = {"datetime": "ISO 8601 dates/times", "bool": "booleans (true/false, yes/no, 1/0)"}.get(spec.dtype, "numbers")
+                out.append(Violation(name, "dtype", f"column {name!r}: {k} value(s) are not {what}, e.g. {ex}"))
+            k, ex = self._count(name, "whole")
+            if k:
+                out.append(Violation(name, "dtype", f"column {name!r}: {k} value(s) are not whole numbers, e.g. {ex}"))
+            k, ex = self._count(name, "unknown_category")
+            if k:
+                severity, share = _by_share(k, n, schema.unseen_limit(spec), "max_unseen_share")
+                out.append(Violation(
+                    name, "unknown_category",
+                    f"column {name!r}: {k} value(s) are not among the {len(set(spec.categories or []))} known "
+                    f"categories, e.g. {ex} ({share})", severity))
+        out += self._target_violations()
+        if self._extras and not schema.allow_extra_columns:
+            out += [Violation(c, "extra_column", f"column {c!r} is not in the schema (allow_extra_columns is false)")
+                    for c in self._extras]
+        if n < schema.min_rows:
+            out.append(Violation(None, "min_rows", f"batch has {n} row(s); the schema's min_rows is {schema.min_rows}"))
+        if n == 0 or self._typed_columns == 0:
+            return out
+        hashes = self.hashes()
+        dup_rows = n - len(np.unique(hashes))
+        if dup_rows / n > schema.max_duplicate_share:
+            out.append(_over_share(
+                None, "duplicate_rows", dup_rows, n, schema.max_duplicate_share,
+                f"{dup_rows} of {n} rows ({dup_rows / n:.1%}) repeat an earlier row; "
+                f"the schema's max_duplicate_share is {schema.max_duplicate_share:.1%}"))
+        return out + self._profile_violations()
+
+    def _target_violations(self) -> list[Violation]:
+        target, out = self.schema.target, []
+        name = target.name
+        if name not in self._present:
+            return [Violation(name, "target_missing", f"target column {name!r} is not in the batch")]
+        k, _ = self._count(name, "missing_label")
+        if k:
+            what = "no target value" if target.is_regression else "no label"
+            out.append(Violation(name, "missing_label", f"column {name!r}: {k} row(s) have {what}"))
+        if target.is_regression:
+            k, ex = self._count(name, "bad_target")
+            if k:
+                out.append(Violation(name, "bad_target", f"column {name!r}: {k} target value(s) are not "
+                                                         f"finite numbers, e.g. {ex}"))
+            return out
+        k, ex = self._count(name, "unknown_label")
+        if k:
+            out.append(Violation(
+                name, "unknown_label",
+                f"column {name!r}: {k} label(s) are not among the schema classes {list(target.classes)}, e.g. {ex}"))
+        if len(self._classes) == 1:
+            only = next(iter(self._classes))
+            int_classes = all(isinstance(c, int) and not isinstance(c, bool) for c in target.classes)
+            only = int(only) if int_classes else only
+            out.append(Violation(
+                name, "single_class",
+                f"column {name!r}: every labelled row has class {only!r}; a batch needs at least two classes"))
+        return out
+
+    def _profile_violations(self) -> list[Violation]:
+        """Null share and infinities per feature, read from the whylogs profile; values out of range."""
+        violations: list[Violation] = []
+        n = self.rows
+        columns = self.profile.get_columns()
+        for spec in self.schema.features:
+            name = spec.name
+            if name not in columns:
+                continue
+            counts = columns[name].get_metric("counts")
+            # cells that failed to parse are null in the typed rows and already reported as dtype violations
+            nulls = int(counts.null.value) - self._n_bad.get(name, 0)
+            share = nulls / n
+            if share > spec.max_null_share:
+                violations.append(_over_share(
+                    name, "null_share", nulls, n, spec.max_null_share,
+                    f"column {name!r}: {nulls} of {n} values ({share:.1%}) are missing; "
+                    f"the schema allows {spec.max_null_share:.1%}"))
+            if spec.dtype not in ("float", "int"):
+                continue
+            n_inf = int(counts.inf.value)
+            if n_inf:
+                violations.append(Violation(name, "not_finite", f"column {name!r}: {n_inf} value(s) are infinite"))
+            below, below_ex = self._count(name, "below")
+            above, above_ex = self._count(name, "above")
+            if not below and not above:
+                continue
+            # judged on the column's share of rows outside min..max, below and above together
+            severity, share_text = _by_share(below + above, n, self.schema.out_of_range_limit(spec), "max_out_of_range_share")
+            if below:
+                violations.append(Violation(
+                    name, "out_of_range",
+                    f"column {name!r}: {below} value(s) below the minimum {spec.min:g}, e.g. {below_ex} ({share_text})",
+                    severity))
+            if above:
+                violations.append(Violation(
+                    name, "out_of_range",
+                    f"column {name!r}: {above} value(s) above the maximum {spec.max:g}, e.g. {above_ex} ({share_text})",
+                    severity))
+        return violations
 
 
 # ----------------------------------------------------------------------- checks
@@ -421,143 +684,12 @@ def check_batch(df: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, list[Vi
     fail to parse become null. Extra columns are dropped (and are a violation
     unless ``schema.allow_extra_columns``). The batch is acceptable iff no
     violation is ``fatal`` (warnings: unseen categories and out-of-range values under
-    their share limits).
+    their share limits). Duplicate rows are counted by their 64-bit row hashes
+    (``ratchet.data.rows``). ``BatchAudit`` does the same for a batch in chunks.
     """
-    violations: list[Violation] = []
-    if not all(isinstance(c, str) for c in df.columns):
-        df = df.rename(columns=str)
-    dup_mask = df.columns.duplicated()
-    for name in sorted(set(df.columns[dup_mask])):
-        violations.append(
-            Violation(name, "duplicate_column", f"column {name!r} appears more than once in the batch")
-        )
-    df = df.loc[:, ~dup_mask]
-    n = len(df)
-
-    typed: dict[str, pd.Series] = {}
-    n_bad: dict[str, int] = {}
-    for spec in schema.columns:
-        if spec.name not in df.columns:
-            violations.append(
-                Violation(
-                    spec.name, "missing_column", f"column {spec.name!r} is in the schema but not in the batch"
-                )
-            )
-            continue
-        typed[spec.name], n_bad[spec.name] = _coerce_feature(
-            df[spec.name], spec, violations, schema.unseen_limit(spec)
-        )
-
-    target = schema.target.name
-    if target not in df.columns:
-        violations.append(
-            Violation(target, "target_missing", f"target column {target!r} is not in the batch")
-        )
-    else:
-        typed[target] = _coerce_target(df[target], schema, violations)
-
-    known = {c.name for c in schema.columns} | {target}
-    extras = [c for c in df.columns if c not in known]
-    if extras and not schema.allow_extra_columns:
-        for c in extras:
-            violations.append(
-                Violation(
-                    c, "extra_column", f"column {c!r} is not in the schema (allow_extra_columns is false)"
-                )
-            )
-
-    out = pd.DataFrame(typed, index=df.index).reset_index(drop=True)
-    if n < schema.min_rows:
-        violations.append(
-            Violation(None, "min_rows", f"batch has {n} row(s); the schema's min_rows is {schema.min_rows}")
-        )
-    if n == 0 or out.shape[1] == 0:
-        return out, violations
-
-    dup_rows = int(out.duplicated().sum())
-    if dup_rows / n > schema.max_duplicate_share:
-        fatal = over_limit(dup_rows, n, schema.max_duplicate_share)
-        violations.append(
-            Violation(
-                None,
-                "duplicate_rows",
-                f"{dup_rows} of {n} rows ({dup_rows / n:.1%}) repeat an earlier row; "
-                f"the schema's max_duplicate_share is {schema.max_duplicate_share:.1%}"
-                + ("" if fatal else f" (not rejected: no more than chance in {n} rows)"),
-                "error" if fatal else "warning",
-            )
-        )
-
-    violations.extend(_profile_checks(out, schema, n_bad))
-    return out, violations
-
-
-def _profile_checks(out: pd.DataFrame, schema: Schema, n_bad: dict[str, int]) -> list[Violation]:
-    """Null share, infinities and min/max per feature, read from a whylogs profile of ``out``."""
-    violations: list[Violation] = []
-    n = len(out)
-    view = profile_frame(out)
-    columns = view.get_columns()
-    for spec in schema.features:
-        name = spec.name
-        if name not in columns:
-            continue
-        col = columns[name]
-        counts = col.get_metric("counts")
-        # cells that failed to parse are null in ``out`` and already reported as dtype violations
-        nulls = int(counts.null.value) - n_bad.get(name, 0)
-        share = nulls / n
-        if share > spec.max_null_share:
-            fatal = over_limit(nulls, n, spec.max_null_share)
-            violations.append(
-                Violation(
-                    name,
-                    "null_share",
-                    f"column {name!r}: {nulls} of {n} values ({share:.1%}) are missing; "
-                    f"the schema allows {spec.max_null_share:.1%}"
-                    + ("" if fatal else f" (not rejected: no more than chance in {n} rows)"),
-                    "error" if fatal else "warning",
-                )
-            )
-        if spec.dtype not in ("float", "int"):
-            continue
-        n_inf = int(counts.inf.value)
-        if n_inf:
-            violations.append(
-                Violation(name, "not_finite", f"column {name!r}: {n_inf} value(s) are infinite")
-            )
-        dist = col.get_metric("distribution")
-        if dist is None or dist.kll.value.is_empty():
-            continue
-        values = out[name]
-        finite = values[np.isfinite(values)]
-        below = finite[finite < spec.min] if spec.min is not None and dist.min < spec.min else finite[:0]
-        above = finite[finite > spec.max] if spec.max is not None and dist.max > spec.max else finite[:0]
-        if not len(below) and not len(above):
-            continue
-        # judged on the column's share of rows outside min..max, below and above together
-        severity, share = _by_share(len(below) + len(above), n, schema.out_of_range_limit(spec), "max_out_of_range_share")
-        if len(below):
-            violations.append(
-                Violation(
-                    name,
-                    "out_of_range",
-                    f"column {name!r}: {len(below)} value(s) below the minimum {spec.min:g}, "
-                    f"e.g. {_examples(below.sort_values())} ({share})",
-                    severity,
-                )
-            )
-        if len(above):
-            violations.append(
-                Violation(
-                    name,
-                    "out_of_range",
-                    f"column {name!r}: {len(above)} value(s) above the maximum {spec.max:g}, "
-                    f"e.g. {_examples(above.sort_values(ascending=False))} ({share})",
-                    severity,
-                )
-            )
-    return violations
+    audit = BatchAudit(schema)
+    typed = audit.add(df)
+    return typed, audit.violations()
 
 
 def validate_file(path: Path | str, schema: Schema) -> pd.DataFrame:

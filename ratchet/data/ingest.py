@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,20 +25,13 @@ import pandas as pd
 
 from ratchet.core.config import DataConfig, DriftConfig
 from ratchet.core.schema import Schema
-from ratchet.data.checks import BatchRejected, Violation, check_batch, read_batch
-from ratchet.data.profiling import (
-    deserialize_profile,
-    drift_report,
-    merge_profiles,
-    profile_frame,
-    serialize_profile,
-)
-from ratchet.data.repository.base import DataRepository
-from ratchet.data.rows import content_digest
+from ratchet.data.checks import BatchAudit, BatchRejected, Violation, iter_batch
+from ratchet.data.repository.base import DataRepoError, DataRepository
 
 PROFILE_PREFIX = "profiles/"
 REPORT_PREFIX = "reports/"
 REJECTED_PREFIX = "rejected/"
+CHUNK_ROWS = 200_000  # rows read, checked and profiled at a time (``data.chunk_rows``)
 DIGEST_CHARS = 12  # of the sha256 in a batch id: 48 bits, a collision needs ~16 million batches
 
 
@@ -62,6 +56,18 @@ class AuditedBatch:
     file_digest: str = ""  # sha256 of the file's bytes: what batch ids ended with before content digests
     concept: dict[str, Any] | None = None  # the champion's score on this batch (ratchet.monitoring.concept)
     metadata: dict[str, str] = field(default_factory=dict)  # extra commit metadata (the score, as strings)
+    rows: int | None = None  # typed rows (None: the file could not be read)
+    # a batch over one chunk (``frame`` is None): what ``typed_frames`` needs to read it again
+    schema: Schema | None = field(default=None, repr=False)
+    chunk_rows: int | None = None
+    dtypes: dict[str, str] = field(default_factory=dict)  # each column's dtype over the whole batch
+    first_chunk: pd.DataFrame | None = field(default=None, repr=False)  # its first typed rows
+
+    @property
+    def scoring_frame(self) -> pd.DataFrame | None:
+        """The typed rows to score the champion on: all of them, or the first chunk's of a batch
+        over one chunk (``data.chunk_rows`` rows: plenty for the concept test, in flat memory)."""
+        return self.frame if self.frame is not None else self.first_chunk
 
     @property
     def ok(self) -> bool:
@@ -71,7 +77,7 @@ class AuditedBatch:
         return {
             "batch_id": self.batch_id,
             "source": self.source,
-            "rows": None if self.frame is None else len(self.frame),
+            "rows": self.rows,
             "status": "passed" if self.ok else "rejected",
             "violations": [v.to_dict() for v in self.violations],
             "warnings": [v.to_dict() for v in self.warnings],
@@ -133,23 +139,61 @@ def batch_id_for(digest: str) -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + f"-{digest[:DIGEST_CHARS]}"
 
 
-def audit_batch(path: Path, schema: Schema) -> AuditedBatch:
-    """Read, type, check and profile a batch; collect every violation."""
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes, read in blocks; "missing" when it is no file."""
+    if not path.is_file():
+        return "missing"
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def audit_batch(path: Path, schema: Schema, chunk_rows: int | None = CHUNK_ROWS) -> AuditedBatch:
+    """Read, type, check and profile a batch; collect every violation.
+
+    The file is read in chunks of ``chunk_rows`` rows (``checks.BatchAudit``): a batch of one
+    chunk keeps its typed ``frame``; a larger one keeps only counts, its merged profile and
+    8 bytes a row of hashes (``frame`` is None; ``typed_frames`` reads it again to write it),
+    so memory stays flat in the batch's size. None: one chunk, however large."""
     path = Path(path)
-    file_digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
+    digest_of_file = file_digest(path)
+    audit = BatchAudit(schema)
+    typed, first, chunks = None, None, 0
     try:
-        raw = read_batch(path, schema)
+        for raw in iter_batch(path, schema, chunk_rows):
+            typed, chunks = audit.add(raw), chunks + 1
+            first = typed if first is None else first
+            del raw
     except BatchRejected as e:
-        return AuditedBatch(batch_id_for(file_digest), str(path), None, list(e.violations),
-                            digest=file_digest, file_digest=file_digest)
-    typed, violations = check_batch(raw, schema)
-    digest = content_digest(typed)
-    audited = AuditedBatch(batch_id_for(digest), str(path), typed, [v for v in violations if v.fatal],
-                           digest=digest, file_digest=file_digest,
-                           warnings=[v for v in violations if not v.fatal])
+        return AuditedBatch(batch_id_for(digest_of_file), str(path), None, list(e.violations),
+                            digest=digest_of_file, file_digest=digest_of_file)
+    violations = audit.violations()
+    digest = audit.digest()
+    audited = AuditedBatch(batch_id_for(digest), str(path), typed if chunks == 1 else None,
+                           [v for v in violations if v.fatal], digest=digest, file_digest=digest_of_file,
+                           warnings=[v for v in violations if not v.fatal], rows=audit.rows)
+    if chunks > 1:
+        audited.schema, audited.chunk_rows, audited.dtypes = schema, chunk_rows, audit.dtypes
+        audited.first_chunk = first
     if audited.ok:
-        audited.profile = serialize_profile(profile_frame(typed))
+        audited.profile = audit.profile.serialize()  # whylogs' .bin (profiling.serialize_profile)
     return audited
+
+
+def typed_frames(audited: AuditedBatch) -> Iterator[pd.DataFrame]:
+    """The typed rows of a batch audited in chunks, read again from its file chunk by chunk, in
+    the dtypes of the whole batch; ``DataRepoError`` when the file no longer holds the rows the
+    audit saw (their digest differs)."""
+    if audited.frame is not None:
+        yield audited.frame
+        return
+    audit = BatchAudit(audited.schema, profile=False)
+    for raw in iter_batch(Path(audited.source), audited.schema, audited.chunk_rows):
+        yield audit.add(raw).astype(audited.dtypes)
+    if audit.digest() != audited.digest:
+        raise DataRepoError(f"batch file {audited.source} changed while it was ingested; ingest it again")
 
 
 def reference_profile(repo: DataRepository, ref: str, last: int | None = None) -> Any | None:
@@ -159,6 +203,8 @@ def reference_profile(repo: DataRepository, ref: str, last: int | None = None) -
         paths = paths[-last:]
     if not paths:
         return None
+    from ratchet.data.profiling import deserialize_profile, merge_profiles  # whylogs: a second of imports
+
     return merge_profiles([deserialize_profile(repo.get_object(ref, p)) for p in paths])
 
 
@@ -191,6 +237,8 @@ def measure_drift(
     ref = reference_profile(repo, cfg.main_branch)
     if ref is None or audited.profile is None:
         return
+    from ratchet.data.profiling import deserialize_profile, drift_report
+
     report = drift_report(ref, deserialize_profile(audited.profile), drift, columns=schema.feature_names)
     audited.drift = report.to_dict()
     if cfg.drift_gate and report.detected:
@@ -206,11 +254,15 @@ def stage_batch(repo: DataRepository, audited: AuditedBatch, path: Path, cfg: Da
     branch = f"ingest-{audited.batch_id}"
     repo.create_branch(branch, cfg.main_branch)
     if audited.ok:
-        repo.write_dataframe(branch, f"{cfg.batch_prefix}{audited.batch_id}.parquet", audited.frame)
+        key = f"{cfg.batch_prefix}{audited.batch_id}.parquet"
+        if audited.frame is not None:
+            repo.write_dataframe(branch, key, audited.frame)
+        else:
+            repo.write_frames(branch, key, typed_frames(audited))
         repo.put_object(branch, f"{PROFILE_PREFIX}{audited.batch_id}.bin", audited.profile)
     elif Path(path).is_file():
         # keep the raw bytes of a rejected batch on its branch for inspection
-        repo.put_object(branch, f"{REJECTED_PREFIX}{audited.batch_id}{Path(path).suffix}", Path(path).read_bytes())
+        repo.put_file(branch, f"{REJECTED_PREFIX}{audited.batch_id}{Path(path).suffix}", Path(path))
     repo.put_object(
         branch, f"{REPORT_PREFIX}{audited.batch_id}.json", json.dumps(audited.report(), indent=2, default=str).encode()
     )
@@ -227,7 +279,7 @@ def commit_batch(repo: DataRepository, branch: str, audited: AuditedBatch) -> st
             "ratchet.digest": audited.digest,
             "ratchet.source": audited.source,
             "ratchet.status": status,
-            "ratchet.rows": str(0 if audited.frame is None else len(audited.frame)),
+            "ratchet.rows": str(audited.rows or 0),
             "ratchet.violations": json.dumps([v.to_dict() for v in audited.violations])[:4000],
             **audited.metadata,
         },

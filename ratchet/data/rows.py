@@ -32,9 +32,7 @@ def row_hashes(frame: pd.DataFrame) -> np.ndarray:
 
 def content_digest(frame: pd.DataFrame) -> str:
     """sha256 of the column names and the sorted row hashes: the rows as a multiset."""
-    h = hashlib.sha256("\x1f".join(sorted(map(str, frame.columns))).encode())
-    h.update(np.sort(row_hashes(frame)).tobytes())
-    return h.hexdigest()
+    return digest_of_hashes(list(frame.columns), row_hashes(frame))
 
 
 def unit_interval(frame: pd.DataFrame, seed: int) -> np.ndarray:
@@ -42,3 +40,10 @@ def unit_interval(frame: pd.DataFrame, seed: int) -> np.ndarray:
     ``hash_array`` on uint64): uniform across rows, fixed for a row and a seed."""
     mixed = pd.util.hash_array(row_hashes(frame) ^ np.uint64(seed % 2**64))
     return (mixed >> np.uint64(11)).astype(np.float64) / float(2**53)  # top 53 bits: exact in a float
+
+
+def digest_of_hashes(columns: list[str], hashes: np.ndarray) -> str:
+    """``content_digest`` from the column names and the rows' ``row_hashes`` (in any order)."""
+    h = hashlib.sha256("\x1f".join(sorted(map(str, columns))).encode())
+    h.update(np.sort(hashes).tobytes())
+    return h.hexdigest()

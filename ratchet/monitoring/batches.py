@@ -43,13 +43,14 @@ def score_batch(
 ) -> ConceptCheck | None:
     """Score a passed batch with the champion, test it, and attach the verdict to ``audited``
     (report and commit metadata); None when there is no champion or the batch failed."""
-    if not audited.ok or audited.frame is None or schema.target.name not in audited.frame:
+    frame = audited.scoring_frame  # a batch over one chunk: its first chunk's rows
+    if not audited.ok or frame is None or schema.target.name not in frame:
         return None
     base = champion_baseline(registry, schema)
     if base is None:
         return None
     history = [Sample(h.label, h.rows, h.error) for h in scored_history(repo, cfg.data.main_branch, base.version)]
-    sample = score_frame(registry.load_predictor(base.version), audited.frame, schema, audited.batch_id)
+    sample = score_frame(registry.load_predictor(base.version), frame, schema, audited.batch_id)
     verdict = check(history, sample, base, cfg.drift)
     audited.concept, audited.metadata = verdict.to_dict(), verdict.metadata()
     return verdict

@@ -134,3 +134,17 @@ def test_drift_html_with_whylogs_report(tmp_path, views):
     interactive = tmp_path / "drift.whylogs.html"
     assert "drift.whylogs.html" in path.read_text()
     assert interactive.exists() and "income" in interactive.read_text()
+
+
+def test_holm_adjusts_p_values_as_statsmodels_does():
+    """Drift reports adjust their features' p-values with ``holm`` (statsmodels' import avoided)."""
+    import numpy as np
+    from statsmodels.stats.multitest import multipletests
+
+    from ratchet.data.profiling import holm
+
+    rng = np.random.default_rng(3)
+    for m in (2, 3, 7, 12):
+        p = rng.uniform(0, 1, m) ** 3
+        np.testing.assert_allclose(holm(list(p)), multipletests(p, method="holm")[1], rtol=0, atol=1e-15)
+    assert holm([0.01, 0.01, 0.5]) == [0.03, 0.03, 0.5]

@@ -8,8 +8,11 @@ content digest. Refs are branch names, tag names or commit ids.
 from __future__ import annotations
 
 import io
+import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
@@ -134,6 +137,21 @@ class DataRepository(ABC):
         buf = io.BytesIO()
         df.to_parquet(buf, index=False)
         self.put_object(branch, path, buf.getvalue())
+
+    def write_frames(self, branch: str, path: str, frames: Iterable[pd.DataFrame]) -> int:
+        """Parquet of the frames' rows (one schema), written chunk by chunk to a temporary file
+        and staged with ``put_file``: memory holds one chunk whatever the rows. Returns the rows."""
+        from ratchet.data.repository.parquet import write_parquet
+
+        with tempfile.TemporaryDirectory(prefix="ratchet-frames-") as tmp:
+            file = Path(tmp) / "frames.parquet"
+            rows = write_parquet(file, frames)
+            self.put_file(branch, path, file)
+        return rows
+
+    def put_file(self, branch: str, path: str, file: Path) -> None:
+        """Stage a local file's bytes at ``path`` (backends that can stream it override this)."""
+        self.put_object(branch, path, Path(file).read_bytes())
 
     def read_dataframe(self, ref: str, path: str) -> pd.DataFrame:
         import pandas as pd

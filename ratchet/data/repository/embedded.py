@@ -56,11 +56,12 @@ import hashlib
 import heapq
 import json
 import os
+import shutil
 import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
@@ -233,9 +234,11 @@ class EmbeddedRepository(DataRepository):
                 fh.flush()
                 if self._fsync:
                     os.fsync(fh.fileno())
-        except BaseException:
+        except BaseException as e:
             with contextlib.suppress(OSError):
                 tmp.unlink()
+            if isinstance(e, OSError) and e.filename is None:  # a full disk names no file: name it
+                raise OSError(e.errno, e.strerror, str(target)) from e
             raise
         self._install(tmp, target)
 
@@ -245,9 +248,20 @@ class EmbeddedRepository(DataRepository):
     def _store(self, kind: str, data: bytes) -> str:
         digest = hashlib.sha256(data).hexdigest()
         path = self._cas_path(kind, digest)
-        if not path.exists():
+        if not self._touch(path):
             self._atomic_write(path, data)
         return digest
+
+    @staticmethod
+    def _touch(path: Path) -> bool:
+        """Mark an existing file as just written (``ratchet gc`` spares young files); False if none."""
+        try:
+            os.utime(path)
+        except FileNotFoundError:
+            return False
+        except OSError:  # a read-only file system, another user's file: it is there all the same
+            return path.exists()
+        return True
 
     def _write_tree(self, entries: dict[str, str]) -> str:
         digest = self._store("trees", _canonical(entries))
@@ -400,6 +414,8 @@ class EmbeddedRepository(DataRepository):
             os.write(fd, sep + _canonical(record) + b"\n")
             if self._fsync:
                 os.fsync(fd)
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, str(path)) from e
         finally:
             os.close(fd)
         if size == 0:
@@ -523,7 +539,10 @@ class EmbeddedRepository(DataRepository):
 
     def _stage(self, branch: str, path: str, digest: str) -> None:
         with self._locked():
-            self._append_staging(self._require_branch(branch)["staging"], {"p": path, "d": digest})
+            state = self._require_branch(branch)
+            if not self._cas_path("objects", digest).is_file():  # collected by `ratchet gc` since stored
+                raise DataRepoError(f"object {digest} for {path!r} vanished before it was staged; write it again")
+            self._append_staging(state["staging"], {"p": path, "d": digest})
 
     def put_object(self, branch: str, path: str, data: bytes) -> None:
         validate_path(path)
@@ -534,11 +553,27 @@ class EmbeddedRepository(DataRepository):
 
     def write_dataframe(self, branch: str, path: str, df: pd.DataFrame) -> None:
         """Parquet straight into the object store: no in-memory copy of the file."""
+        self._stage_written(branch, path, lambda tmp: df.to_parquet(tmp, index=False))
+
+    def write_frames(self, branch: str, path: str, frames: Iterable[pd.DataFrame]) -> int:
+        """Parquet chunk by chunk straight into the object store: memory holds one chunk."""
+        from ratchet.data.repository.parquet import write_parquet
+
+        rows: list[int] = []
+        self._stage_written(branch, path, lambda tmp: rows.append(write_parquet(tmp, frames)))
+        return rows[0]
+
+    def put_file(self, branch: str, path: str, file: Path) -> None:
+        """A local file copied into the object store, never read into memory whole."""
+        self._stage_written(branch, path, lambda tmp: shutil.copyfile(file, tmp))
+
+    def _stage_written(self, branch: str, path: str, write: Callable[[Path], Any]) -> None:
+        """Stage at ``path`` the object ``write(tmp)`` writes to a temporary file of the store."""
         validate_path(path)
         self._require_branch(branch)
         tmp = self._new_tmp()
         try:
-            df.to_parquet(tmp, index=False)
+            write(tmp)
             h = hashlib.sha256()
             with open(tmp, "rb") as fh:
                 for chunk in iter(lambda: fh.read(1 << 22), b""):
@@ -551,7 +586,7 @@ class EmbeddedRepository(DataRepository):
             raise
         digest = h.hexdigest()
         target = self._cas_path("objects", digest)
-        if target.exists():
+        if self._touch(target):
             tmp.unlink()
         else:
             self._install(tmp, target)
