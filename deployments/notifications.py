@@ -24,12 +24,14 @@ from ratchet.core.config import RatchetConfig
 FLOWS = ["ingest", "train", "evaluate", "promote", "rollback", "release", "canary", "monitor", "score", "demo"]
 
 # the JSON each ratchet event posts: its payload carries the model, versions, reason and link
+# (a key it lacks, e.g. the challenger of `ratchet rollback`'s event, is null: an undefined
+# value fails the whole message)
 MODEL_MESSAGE = """{
   "notification": "{{ event.event }}",
   "model": {{ (event.payload.model or event.resource['ratchet.model'] or '%(model)s')|tojson }},
-  "action": {{ event.payload.action|tojson }},
-  "champion": {{ event.payload.champion|tojson }},
-  "challenger": {{ event.payload.challenger|tojson }},
+  "action": {{ (event.payload.action or none)|tojson }},
+  "champion": {{ (event.payload.champion or none)|tojson }},
+  "challenger": {{ (event.payload.challenger or none)|tojson }},
   "reason": {{ (event.payload.reason or event.payload.kind or '')|tojson }},
   "flow_run_url": {{ (event.payload.flow_run_url or ((flow_run|ui_url) if flow_run else none))|tojson }},
   "flow_run_id": {{ (flow_run.id|string if flow_run else none)|tojson }},

@@ -13,6 +13,12 @@ from tasks.monitoring import measure_production_drift
 
 @flow(name="monitor", log_prints=True)
 def monitor_flow(lookback_s: float | None = None, options: RunOptions = RunOptions()) -> dict[str, Any]:
+    """Compare the champion's live traffic (and feedback) with its training data; announce drift.
+
+    Args:
+        lookback_s: only live profiles of the last this many seconds (default: every window kept)
+        options: config files, overrides and home (left at the default by deployments)
+    """
     ctx = options.context()
     result = measure_production_drift(ctx, lookback_s=lookback_s)
     if result["detected"]:

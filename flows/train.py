@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from prefect import flow
 
 from ratchet.runtime.options import RunOptions
@@ -25,8 +27,21 @@ def train_flow(
     trigger: str = "manual",
     skip_if_trained: bool = False,
     options: RunOptions = RunOptions(),
+    window: Literal["all", "last", "since_drift"] | None = None,
 ) -> TrainResult:
-    ctx = options.context()
+    """Tune on the data window, register the best model as challenger, announce it.
+
+    Args:
+        ref: the data branch, tag or commit to train on (default: main)
+        trials: Optuna trials (default: tune.trials)
+        window_batches: at most this many of the newest batches (default: train.window_batches)
+        trigger: why this run (kept with the version and in the ledger)
+        skip_if_trained: do nothing when a version already learnt this data, config and code
+        options: config files, overrides and home (left at the default by deployments)
+        window: which batches: all, the last window_batches, or since the latest drift onset
+            (default: train.window)
+    """
+    ctx = options.merged({"train": {"window": window}} if window else None).context()
     data = load_training_data(ctx, ref or ctx.cfg.data.main_branch, window_batches)
     if skip_if_trained and (existing := find_trained_model(ctx, data)):
         print(f"v{existing} already learnt data {data.data_commit[:12]} with this config and code: nothing to do")

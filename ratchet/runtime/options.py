@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ratchet.core.config import _deep_merge
 from ratchet.runtime.context import Context, load_context
 
 
@@ -33,3 +34,10 @@ class RunOptions(BaseModel):
     def at_home(self, home: str) -> RunOptions:
         """The same options, pinned to ``home`` (a subflow must not find another one)."""
         return self.model_copy(update={"home": home})
+
+    def merged(self, overrides: dict[str, Any] | None) -> RunOptions:
+        """The same options with ``overrides`` merged over their own (a flow parameter that
+        stands for a setting, e.g. the training window the UI's form offers); None: unchanged."""
+        if not overrides:
+            return self
+        return self.model_copy(update={"overrides": _deep_merge(dict(self.overrides or {}), overrides)})

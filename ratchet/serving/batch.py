@@ -5,7 +5,9 @@ Each chunk goes through the same function the MLflow pyfunc's ``predict`` runs
 (``RatchetPyfunc._frame``: the label and one probability column per class, or the number for
 regression), gets its row ids (the row's position in the input, from 0), the model version
 and the input's data commit, and is appended to one Parquet file; its predictions are
-profiled with whylogs and the profiles merged. The result is then committed to the data
+profiled with whylogs (up to ``PROFILE_ROWS`` evenly spaced rows of each chunk: whylogs checks
+every value's type in Python, which costs more than the model) and the profiles merged, on a
+thread that overlaps the model on the next chunk. The result is then committed to the data
 repository under ``predictions/`` (``commit_predictions``) and copied to ``--out``.
 
 Where predictions go in the repository: a branch of their own per run (``score/<id>``), cut
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 PREDICTIONS_BRANCH = "predictions"
 PREDICTIONS_PREFIX = "predictions/"
 CHUNK_ROWS = 100_000
+PROFILE_ROWS = 10_000  # profiled per chunk at most (evenly spaced): whylogs costs more than the model
 META_COLUMNS = ("row_id", "model_version", "data_commit")
 
 
@@ -186,6 +189,63 @@ def _check_columns(chunk: pd.DataFrame, features: list[str]) -> None:
         raise ScoringError(f"the input lacks the model's feature column(s): {', '.join(missing)}")
 
 
+def profile_sample(pred: pd.DataFrame, max_rows: int = PROFILE_ROWS) -> pd.DataFrame:
+    """The rows of a chunk's predictions that are profiled: all of them up to ``max_rows``, else
+    every k-th row (evenly spaced, at most ``max_rows``); a label column of strings as a
+    categorical (whylogs then profiles it as the same strings, without its per-value type checks)."""
+    if len(pred) > max_rows:
+        pred = pred.iloc[:: -(-len(pred) // max_rows)]
+    label = pred.get("prediction")
+    if label is not None and label.dtype == object and pd.api.types.infer_dtype(label, skipna=False) == "string":
+        pred = pred.assign(prediction=label.astype("category"))
+    return pred
+
+
+class _Sink:
+    """What happens to a chunk's predictions once predicted, on a thread of its own so that it
+    overlaps the model on the next chunk: the Arrow table (row ids, version, data commit), the
+    Parquet row group, the whylogs profile of a bounded sample merged into one view. At most
+    one chunk waits, so memory stays at about two chunks."""
+
+    def __init__(self, out_path: Path, version: str, data_commit: str, profile_rows: int | None):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.out_path, self.version, self.data_commit, self.profile_rows = out_path, version, data_commit, profile_rows
+        self.writer: pq.ParquetWriter | None = None
+        self.view = None
+        self.pending = None
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="ratchet-score-sink")
+
+    def _take(self, pred: pd.DataFrame, first_row: int) -> None:
+        from ratchet.data.profiling import merge_profiles, profile_frame
+
+        table = _table(pred, first_row, self.version, self.data_commit)
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.out_path, table.schema)
+        self.writer.write_table(table)
+        if self.profile_rows:
+            sample = profile_sample(pred, self.profile_rows)
+            view = profile_frame(sample)
+            self.view = view if self.view is None else merge_profiles([self.view, view])
+
+    def put(self, pred: pd.DataFrame, first_row: int) -> None:
+        self.wait()
+        self.pending = self.pool.submit(self._take, pred, first_row)
+
+    def wait(self) -> None:
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self.pool.shutdown(wait=True)
+            if self.writer is not None:
+                self.writer.close()
+
+
 def score_chunks(
     predictor,
     chunks: Iterator[pd.DataFrame],
@@ -194,47 +254,33 @@ def score_chunks(
     out_path: Path,
     *,
     profile: bool = True,
+    profile_rows: int = PROFILE_ROWS,
     progress: Callable[[int], None] | None = None,
     say: Callable[[str], None] = log.info,
 ) -> tuple[int, int, Any]:
-    """The scoring core: predict each chunk, append it to ``out_path`` (Parquet), profile it.
-    Returns (rows, chunks, merged whylogs profile or None)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from ratchet.data.profiling import merge_profiles, profile_frame
-
+    """The scoring core: predict each chunk, append it to ``out_path`` (Parquet), profile up to
+    ``profile_rows`` of its rows (``profile_sample``). Returns (rows, chunks, merged whylogs
+    profile or None); the profile's own counts are of the rows profiled."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    writer, rows, n_chunks, views, pending = None, 0, 0, [], None
+    rows, n_chunks = 0, 0
     features = list(predictor.schema.feature_names)
-    # the Parquet encoding of chunk i (pyarrow, GIL released) overlaps the model on chunk i+1;
-    # at most one chunk waits to be written, so memory stays at about two chunks
-    io = ThreadPoolExecutor(1, thread_name_prefix="ratchet-score-write")
+    sink = _Sink(out_path, version, data_commit, profile_rows if profile else None)
     try:
         for chunk in chunks:
             _check_columns(chunk, features)
             pred = predict_frame(predictor, chunk)
-            table = _table(pred, rows, version, data_commit)
-            if writer is None:
-                writer = pq.ParquetWriter(out_path, table.schema)
-            if pending is not None:
-                pending.result()
-            pending = io.submit(writer.write_table, table)
-            if profile:
-                views = [merge_profiles([*views, profile_frame(pred)])]  # one merged view kept
+            del chunk  # the next chunk is read while this one's predictions are written
+            sink.put(pred, rows)
             rows += len(pred)
             n_chunks += 1
             if progress is not None:
                 progress(rows)
             say(f"scored chunk {n_chunks}: {rows} rows so far")
-        if pending is not None:
-            pending.result()
     finally:
-        io.shutdown(wait=True)
-        if writer is not None:
-            writer.close()
-    if writer is None:
+        sink.close()
+    if sink.writer is None:
         raise ScoringError("the input has no rows")
-    return rows, n_chunks, (views[0] if views else None)
+    return rows, n_chunks, sink.view
 
 
 def score(repo, predictor, source: ScoringInput, work_dir: Path, chunk_rows: int = CHUNK_ROWS,
@@ -253,11 +299,13 @@ def score(repo, predictor, source: ScoringInput, work_dir: Path, chunk_rows: int
 
 def summarize(view, rows: int) -> dict[str, Any]:
     """Per prediction column, from the whylogs profile: count, nulls, mean (numbers) and the
-    most frequent values (the label)."""
-    out: dict[str, Any] = {"rows": rows, "columns": {}}
+    most frequent values (the label); ``profiled_rows``: how many of the ``rows`` the profile
+    saw (``profile_sample``)."""
+    out: dict[str, Any] = {"rows": rows, "profiled_rows": 0, "columns": {}}
     if view is None:
         return out
     frame = view.to_pandas()
+    out["profiled_rows"] = int(frame["counts/n"].max()) if len(frame) else 0
     for col, r in frame.iterrows():
         entry = {"count": _num(r.get("counts/n")), "nulls": _num(r.get("counts/null"))}
         if _num(r.get("distribution/mean")) is not None:
@@ -343,6 +391,8 @@ def summary_markdown(result: ScoreResult) -> str:
         f"- input: {result.input['kind']} `{result.input.get('ref') or result.input['paths'][0]}`, "
         f"data commit `{result.data_commit}`",
         f"- rows: {result.rows} in {result.chunks} chunk(s), {result.seconds:.2f} s ({result.rows_per_s:.0f} rows/s)",
+        f"- profile (whylogs): {result.summary.get('profiled_rows', 0)} of the rows, at most {PROFILE_ROWS} "
+        "per chunk, evenly spaced",
         f"- repository: `{result.repo_path}` on `{result.repo_branch}` at `{result.repo_commit[:12]}`",
         f"- out: `{result.out}`" if result.out else "- out: none",
         "",

@@ -80,3 +80,29 @@ def test_history_shows_the_inconclusive_end_apart(quiet_world, cli):
     assert actions[-1] == "inconclusive"
     text = cli("--home", str(home), "history").output
     assert "inconclusive" in text.splitlines()[-1] and "rollback" not in text
+
+
+def test_the_cli_canary_says_it_promoted_and_announces_it(quiet_world, cli, tmp_path, monkeypatch):
+    """Steps that need no requests pass on the quiet service: `ratchet canary` promotes, says
+    so, and sends ``ratchet.model.promoted`` (no release around it would)."""
+    import json
+    from datetime import UTC, datetime
+
+    from tests.events import recorded_events
+
+    monkeypatch.delenv("RATCHET_ADMIN_TOKEN", raising=False)
+    ctx, home, server, (v1, v2) = quiet_world
+    ctx.registry.set_alias("challenger", v2)
+    lenient = tmp_path / "no-requests-needed.yaml"
+    lenient.write_text("canary:\n  window_s: 0.2\n  poll_s: 0.2\n  min_requests: 0\n")
+    configs = [a for f in (*CONFIG_FILES, lenient) for a in ("--config", str(f))]
+    since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # events of earlier tests are on the same server
+    r = cli(*configs, "--home", str(home), "canary", "--service-url", server.url)
+    assert r.exit_code == 0, r.output
+    assert f"promoted version {v2} to champion (was {v1}; canary 5% pass" in r.output, r.output
+    assert ctx.registry.aliases()["champion"] == v2
+    (event,) = recorded_events("ratchet.model.promoted", lambda e: e["occurred"] >= since
+                               and e["payload"].get("champion") == v2)
+    assert event["payload"]["challenger"] == v2 and event["payload"]["action"] == "promote", event
+    back = cli(*configs, "--home", str(home), "rollback", "--json")
+    assert back.exit_code == 0 and json.loads(back.stdout)["champion"] == v1, back.output

@@ -18,11 +18,12 @@ def test_a_flow_run_of_every_deployment_is_accepted_with_typed_described_paramet
 
     cfg = load_config([Path(f) for f in CONFIG_FILES])
     deployments = build_deployments(cfg)
+    schemas = {}
     with get_client(sync_client=True) as client:
         for d in deployments:
             deployment_id = d.apply()
             schema = client.read_deployment(deployment_id).parameter_openapi_schema
-            props = schema["properties"]
+            props = schemas[d.flow_name] = schema["properties"]
             assert "options" in props, d.name
             untyped = [k for k, v in props.items() if not ({"type", "anyOf", "allOf", "$ref", "enum"} & set(v))]
             assert not untyped, f"{d.flow_name}/{d.name}: untyped parameters {untyped}"
@@ -32,3 +33,8 @@ def test_a_flow_run_of_every_deployment_is_accepted_with_typed_described_paramet
         score = client.read_deployment_by_name("score/manual").parameter_openapi_schema["properties"]
     described = {k for k, v in score.items() if v.get("description")}
     assert {"path", "ref", "version", "out", "chunk_rows"} <= described, score
+    undescribed = {flow: [k for k, v in props.items() if not v.get("description")] for flow, props in schemas.items()}
+    assert not any(undescribed.values()), undescribed
+    # a choice is an enum: the form shows a select
+    window = schemas["train"]["window"]
+    assert [s["enum"] for s in window["anyOf"] if "enum" in s] == [["all", "last", "since_drift"]], window

@@ -72,6 +72,7 @@ def test_events_and_a_failed_flow_run_post_json_to_the_webhook(receiver_and_auto
     from ratchet.delivery.approval import ApprovalRequest
     from ratchet.runtime.context import load_context
     from ratchet.runtime.options import RunOptions
+    from tasks.events import emit_model_event
     from tasks.notify import announce_approval_request
 
     cfg, receiver, automations = receiver_and_automations
@@ -88,6 +89,9 @@ def test_events_and_a_failed_flow_run_post_json_to_the_webhook(receiver_and_auto
                resource={"prefect.resource.id": "ratchet.data.ratchet", "ratchet.repository": "ratchet",
                          "ratchet.branch": "ingest/x", "ratchet.commit": "c0ffee"},
                payload={"reason": "3 rows out of range"})
+    # what `ratchet rollback` sends: no challenger in its payload (the message says null)
+    emit_model_event("ratchet.model.rolled_back", cfg.model_name, {"action": "rollback", "champion": "5",
+                                                                  "previous": "6", "reason": "cli"})
     EventsWorker.drain_all()
     with pytest.raises(Exception, match="no such file"):
         score_flow(path=str(tmp_path / "missing.csv"), options=RunOptions(config_files=CONFIG_FILES, home=str(home)))
@@ -98,6 +102,8 @@ def test_events_and_a_failed_flow_run_post_json_to_the_webhook(receiver_and_auto
     assert asked["reason"] == "gate passed" and asked["flow_run_url"] == "http://ui/flow-runs/flow-run/fr-id"
     rejected = receiver.wait_for("ratchet.data.rejected")
     assert rejected["reason"] == "3 rows out of range" and rejected["commit"] == "c0ffee"
+    back = receiver.wait_for("ratchet.model.rolled_back")
+    assert (back["champion"], back["challenger"], back["reason"]) == ("5", None, "cli"), back
     failed = receiver.wait_for("prefect.flow-run.Failed")
     assert failed["flow"] == "score" and failed["model"] == cfg.model_name and failed["flow_run_id"]
     assert "no such file" in (failed["reason"] or "")
