@@ -10,6 +10,7 @@ No logic here: which flow runs on which event, debounce windows and cool-downs
   One run at a time; a run asked for meanwhile waits its turn.
 - ``release/on-challenger``: on ``ratchet.model.registered``: the gate, then the rollout.
 - ``monitor/scheduled``: every ``loop.monitor_interval_s``.
+- ``gc/scheduled``: retention (``ratchet gc``) on the cron ``retention.schedule`` (daily).
 - ``ingest/manual``, ``evaluate/manual``, ``promote/manual``, ``rollback/manual``,
   ``score/manual`` (batch scoring of a file or a data commit): for the UI and CI.
 """
@@ -25,6 +26,7 @@ def build_deployments(cfg: RatchetConfig) -> list:
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.events import DeploymentEventTrigger
 
+    from flows.gc import gc_flow
     from flows.ingest import ingest_flow
     from flows.monitor import monitor_flow
     from flows.promote import evaluate_flow, promote_flow, rollback_flow
@@ -92,6 +94,7 @@ def build_deployments(cfg: RatchetConfig) -> list:
             name="scheduled", interval=loop.monitor_interval_s, concurrency_limit=skip_if_running,
             parameters={"lookback_s": loop.monitor_interval_s},
         ),
+        gc_flow.to_deployment(name="scheduled", cron=cfg.retention.schedule, concurrency_limit=skip_if_running),
         ingest_flow.to_deployment(name="manual"),
         evaluate_flow.to_deployment(name="manual"),
         promote_flow.to_deployment(name="manual", concurrency_limit=one_at_a_time),

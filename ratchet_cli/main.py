@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 import typer
 
 from ratchet.core.settings import Settings
+from ratchet_cli.backup import register as _register_backup
 from ratchet_cli.common import (
     EXIT_REJECTED,
     OPTS,
@@ -29,6 +30,7 @@ from ratchet_cli.common import (
     emit,
     fail,
     home_settings,
+    is_disk_error,
     prefect_home,
     report_user_error,
     run_flow,
@@ -217,6 +219,15 @@ def canary(
     if not ok:
         fail(f"canary failed: {result}", as_json)
     steps = ", ".join(f"{s['share']:.0%} {s['decision']}" for s in result["steps"])
+    if result["action"] == "promote":  # no release around it announces the promotion: say it here
+        from ratchet.delivery.notify import message
+
+        model = ctx_from_options().cfg.model_name
+        result["event_sent"] = _notify_orchestrator("ratchet.model.promoted", model, message(
+            model, "promote", result["champion"], result["challenger"], f"canary passed ({steps})", None))
+        emit(result, as_json, f"promoted version {result['champion']} to champion (was {result.get('previous')}; "
+             f"canary {steps})")
+        return
     emit(result, as_json, f"{result['action']} ({steps}): champion is version {result['champion']}")
 
 
@@ -314,22 +325,43 @@ def status(as_json: JsonOpt = False) -> None:
             k: drift.get(k) for k in ("checked_at", "champion", "detected", "drifted_share", "drifted_features")
         },
         "pending_approval": _pending_approval(ctx.settings.root),
+        "runner": _runner_status(ctx.settings),
     }
     human = (
         f"champion {out['champion']}  challenger {out['challenger']}  previous {out['previous']}\n"
         f"traffic {out['traffic']}\ndata main {out['data'][:12]}\n"
         f"drift {'none checked yet' if drift is None else out['drift']}"
         + ("" if out["pending_approval"] is None else f"\npending approval: version {out['pending_approval']['version']}")
+        + ("" if out["runner"] is None else f"\nrunner pid {out['runner']['pid']} "
+           f"{'alive' if out['runner']['alive'] else 'not running'}, restarts {out['runner']['restarts']}")
     )
     emit(out, as_json, human)
 
 
+def _runner_status(settings) -> dict | None:
+    """The stack's deployment runner (``ratchet up``'s supervisor records it), or None."""
+    from ratchet.runtime.stack import read_runner
+
+    runner = read_runner(settings)
+    return None if runner is None else {k: runner.get(k) for k in ("pid", "alive", "restarts", "started_at", "last_exit")}
+
+
 @app.command()
-def history(limit: Annotated[int | None, typer.Option(help="last N entries")] = None, as_json: JsonOpt = False) -> None:
+def history(
+    limit: Annotated[int | None, typer.Option(help="last N entries")] = None,
+    verify: Annotated[bool, typer.Option("--verify", help="check the ledger's hash chain; exit 1 naming the first bad entry")] = False,
+    as_json: JsonOpt = False,
+) -> None:
     """The promotion ledger: every alias move and traffic change."""
     from dataclasses import asdict
 
     ctx = ctx_from_options()
+    if verify:
+        check = ctx.ledger.verify()
+        if not check.ok:
+            fail(f"ledger entry {check.bad_id}: {check.reason}", as_json, **check.to_dict())
+        emit(check.to_dict(), as_json, f"ledger intact: {check.entries} entries")
+        return
     entries = [asdict(e) for e in ctx.ledger.history(limit)]
     lines = [
         f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(e['ts']))}  {e['action']:<12} "
@@ -353,6 +385,20 @@ def lineage(version: str, as_json: JsonOpt = False) -> None:
         out, as_json,
         "\n".join(f"{k}: {v}" for k, v in out.items() if k not in ("params", "metrics", "data_profile")),
     )
+
+
+@app.command()
+def gc(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="report what would be freed; remove nothing")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Retention: rejected ingest branches, unreachable data, old versions' artifacts and
+    checkpoints, old live profiles (config: retention). Never what a branch, tag, alias or
+    ledger entry reaches. Runs without Prefect (the gc/scheduled deployment runs the same)."""
+    from ratchet.runtime.gc import describe, run_gc
+
+    out = run_gc(ctx_from_options(), dry_run=dry_run).to_dict()
+    emit(out, as_json, describe(out))
 
 
 @app.command()
@@ -512,6 +558,7 @@ def _mount_data_app() -> None:
 
 
 _mount_data_app()
+_register_backup(app)  # `ratchet backup`, `ratchet restore` (ratchet_cli/backup.py)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -523,6 +570,11 @@ def main(argv: list[str] | None = None) -> None:
         app(args=args, prog_name="ratchet")
     except user_error_types() as e:  # evaluated only when something was raised
         if debug_enabled():
+            raise
+        report_user_error(e, as_json="--json" in args)
+        sys.exit(1)
+    except OSError as e:  # a full or read-only disk: one line naming the path
+        if debug_enabled() or not is_disk_error(e):
             raise
         report_user_error(e, as_json="--json" in args)
         sys.exit(1)

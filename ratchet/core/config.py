@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from ratchet.core.schema import Strict as _Strict
 from ratchet.core.settings import CONFIG_DIR, Settings
@@ -34,6 +34,7 @@ class DataConfig(_Strict):
     main_branch: str = "main"
     batch_prefix: str = "batches/"
     drift_gate: bool = False  # reject a batch whose drift against main exceeds the threshold
+    chunk_rows: int = Field(200_000, ge=1, description="rows an ingest reads, checks and profiles at a time")
     # schema inference (``ratchet init --schema-from``, ``ratchet.data.infer``): written into the schema
     max_categories: int = Field(50, ge=1, description="a text column keeps its most frequent values, the rest: other")
     range_margin: float = Field(0.5, ge=0, description="numeric min/max: the sample's range widened by this x span")
@@ -253,7 +254,36 @@ class LoopConfig(_Strict):
     drift_cooldown_s: int = Field(300, ge=0)  # at most one drift-triggered retraining per window
     monitor_interval_s: int = Field(300, ge=1)  # the monitoring flow's schedule
     crash_retry_cooldown_s: int = Field(300, ge=0)  # a crashed training run is run again, at most once per window
+    # the runner's flow runs send a heartbeat this often (Prefect's minimum: 30 s); a run silent
+    # for heartbeat_timeout_s (its runner died) is marked Crashed (deployments/heartbeats.py)
+    heartbeat_s: int = Field(30, ge=30)
+    heartbeat_timeout_s: int = Field(90, ge=10)
     work_pool: str = "ratchet-process"
+
+    @model_validator(mode="after")
+    def _timeout_outlasts_heartbeat(self) -> LoopConfig:
+        if self.heartbeat_timeout_s <= self.heartbeat_s:
+            raise ValueError(f"heartbeat_timeout_s ({self.heartbeat_timeout_s}) must exceed heartbeat_s "
+                             f"({self.heartbeat_s}): a live run would be marked Crashed between two heartbeats")
+        return self
+
+
+class RetentionConfig(_Strict):
+    """``ratchet gc`` and its scheduled deployment (``gc/scheduled``): what is kept (``ratchet.runtime.gc``)."""
+
+    schedule: str = Field("0 3 * * *", description="cron (UTC) of the gc/scheduled deployment")
+    rejected_branch_age_days: float = Field(30, ge=0)  # older rejected ingest branches go (reports kept)
+    keep_versions: int = Field(5, ge=1)  # newest versions whose artifacts stay, besides aliases and ledger champions
+    keep_ledger_versions: Literal["champions", "all"] = "champions"  # ledger versions kept: champions, or every one named
+    profile_age_days: float = Field(30, ge=0)  # live profile windows older than this go
+    grace_minutes: float = Field(60, ge=0)  # repository files younger than this stay (writes in flight)
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        if len(v.split()) != 5:
+            raise ValueError(f"not a cron expression of 5 fields: {v!r}")
+        return v
 
 
 class DemoConfig(_Strict):
@@ -283,11 +313,12 @@ class RatchetConfig(_Strict):
     notify: NotifyConfig = NotifyConfig()
     drift: DriftConfig = DriftConfig()
     loop: LoopConfig = LoopConfig()
+    retention: RetentionConfig = RetentionConfig()
     demo: DemoConfig = DemoConfig()
 
     def digest(self) -> str:
         """Stable hash of everything that shapes a model, tagged on each version."""
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        payload = json.dumps(self.model_dump(mode="json", exclude={"retention"}), sort_keys=True)  # gc shapes no model
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -357,7 +388,7 @@ def merge_config_files(layers: Sequence[Path | str], overrides: dict[str, Any] |
         if not f.is_file():
             raise FileNotFoundError(f"config file not found: {f}" + (" (a folder)" if f.is_dir() else ""))
         try:
-            data = yaml.safe_load(f.read_text()) or {}
+            data = yaml.load(f.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}  # libyaml: 10x
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark is not None else ""

@@ -23,6 +23,7 @@ ENTRY_FLOW = {
     "flows/promote.py:promote_flow": "promote",
     "flows/promote.py:rollback_flow": "rollback",
     "flows/score.py:score_flow": "score",
+    "flows/gc.py:gc_flow": "gc",
 }
 
 
