@@ -33,6 +33,34 @@ if TYPE_CHECKING:  # the model stack (torch, Lightning) loads only where a model
     from ratchet.training.model.fit import Predictor
 
 ALIASES = ("champion", "challenger", "previous")
+_CREATED: set[str] = set()  # SQLite tracking databases this process knows are created
+
+
+def ensure_sqlite_store(tracking_uri: str, artifact_root: str) -> None:
+    """Create (migrate) a local SQLite tracking database once, under a file lock.
+
+    MLflow creates its tables on first use by running alembic. Two processes doing it at
+    once (the service's reload and an ingest's training, right after ``ratchet up``) leave
+    ``table _alembic_tmp_... already exists`` and a database no one can use. So the first
+    process creates it under ``<db>.lock`` and leaves ``<db>.ready``; the others wait on the
+    lock, or skip it once the marker is there. Other stores (Postgres, a server) migrate
+    themselves or are migrated by their operator."""
+    if not tracking_uri.startswith("sqlite:///") or tracking_uri in _CREATED:
+        return
+    db = Path(unquote(tracking_uri[len("sqlite:///"):]))
+    ready = db.with_name(db.name + ".ready")
+    if not ready.exists():
+        import fcntl
+
+        db.parent.mkdir(parents=True, exist_ok=True)
+        with open(db.with_name(db.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not ready.exists():
+                from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+                SqlAlchemyStore(tracking_uri, artifact_root)  # creates or upgrades the tables
+                ready.touch()
+    _CREATED.add(tracking_uri)
 
 
 @cache
@@ -81,12 +109,18 @@ class Registry:
     def client(self) -> MlflowClient:
         from mlflow import MlflowClient
 
+        self._ensure_store()
         return MlflowClient(tracking_uri=self.settings.tracking_uri, registry_uri=self.settings.tracking_uri)
+
+    def _ensure_store(self) -> None:
+        if self.settings.tracking_uri.startswith("sqlite:///"):  # artifact_root may need a cluster's settings
+            ensure_sqlite_store(self.settings.tracking_uri, self.settings.artifact_root)
 
     def use_stores(self) -> None:
         """Point the mlflow module's globals (``models:/`` URIs, runs) at this home."""
         import mlflow
 
+        self._ensure_store()
         mlflow.set_tracking_uri(self.settings.tracking_uri)
         mlflow.set_registry_uri(self.settings.tracking_uri)
 
@@ -174,6 +208,8 @@ class Registry:
         try:
             with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=10)) as db:
                 columns = {row[1] for row in db.execute("PRAGMA table_info(registered_model_aliases)")}
+                if not columns:  # no such table: a database another process is still creating, so no
+                    return {}    # alias yet (asking MLflow would run its migrations a second time, at once)
                 if not {"name", "alias", "version"} <= columns:
                     return None  # an older or unmigrated schema: leave it to MLflow
                 where = "name = ? AND workspace = 'default'" if "workspace" in columns else "name = ?"
