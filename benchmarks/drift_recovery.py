@@ -1,7 +1,7 @@
 """Recovery from drift through the flows (no stack): ingest, train, gate on a drifting stream.
 
     python -m benchmarks.drift_recovery [--batches 9] [--drift-at 6] [--rows 400] [--seed 0]
-                                        [--streams concept,feature,both,gradual,none]
+                                        [--streams concept,feature,both,gradual,none,agrawal]
                                         [--min-window-rows 0]
 
 Streams (river's STAGGER generator, ``river.datasets.synth``: size, colour and shape as strings,
@@ -13,6 +13,8 @@ plus a numeric ``weight`` that no rule reads, so features carry strings and numb
   both      both at once
   gradual   concept drift over four batches: a growing share of each batch follows the new rule
   none      no drift: every alarm is a false one
+  agrawal   pure concept drift on river's Agrawal loan stream (nine features, three of them strings):
+            classification function 2 (salary bands by age) becomes 8 (disposable income)
 
 For each stream and each batch from ``drift_at`` on, after ingest -> train -> promote: accuracy on
 a fresh holdout of the newest rule for ratchet's champion and for a model retrained on all data
@@ -76,6 +78,34 @@ def holdout(kind: str, rows: int, seed: int) -> pd.DataFrame:
                          feature_drift=kind in ("feature", "both"))
 
 
+EDUCATION = ("none", "school", "college", "bachelor", "master")  # Agrawal's elevel 0..4, as strings
+AGRAWAL_KEYS = ("salary", "commission", "age", "elevel", "car", "zipcode", "hvalue", "hyears", "loan")
+AGRAWAL_OLD, AGRAWAL_NEW = 2, 8  # classification functions: salary bands by age, then disposable income
+
+
+def agrawal_frame(rows: int, seed: int, function: int) -> pd.DataFrame:
+    """``rows`` rows of river's Agrawal loan features (six numbers; education, car maker and zip code
+    as strings), labelled by Agrawal's classification ``function``. The features depend on
+    ``seed`` alone, so changing ``function`` changes only the labelling rule (functions 2 and 8
+    label about half the rows positive each and agree on half of them: no profile sees the switch,
+    the stale champion is at chance)."""
+    from river.datasets import synth
+
+    xs = [x for x, _ in synth.Agrawal(classification_function=0, seed=seed).take(rows)]
+    rule = synth.Agrawal(classification_function=function)._classification_functions[function]
+    df = pd.DataFrame(xs)
+    df[TARGET] = np.array([rule(*(x[k] for k in AGRAWAL_KEYS)) for x in xs], dtype=int)
+    df["elevel"] = df["elevel"].map(dict(enumerate(EDUCATION)))
+    df["car"] = df["car"].map(lambda c: f"maker-{c:02d}")
+    df["zipcode"] = df["zipcode"].map(lambda z: f"zip-{z}")
+    return df
+
+
+def agrawal_stream(batches: int, rows: int, drift_at: int, seed: int) -> list[pd.DataFrame]:
+    """Pure concept drift on Agrawal: function 2 before ``drift_at``, function 8 from there on."""
+    return [agrawal_frame(rows, seed * 1000 + i, AGRAWAL_NEW if i >= drift_at else AGRAWAL_OLD) for i in range(batches)]
+
+
 def accuracy(predictor, df: pd.DataFrame) -> float:
     proba = predictor.predict_proba(df.drop(columns=[TARGET]))
     return float((np.asarray(proba).argmax(axis=1) == df[TARGET].to_numpy()).mean())
@@ -101,7 +131,10 @@ def run_stream(kind: str, batches: int, rows: int, drift_at: int, seed: int, roo
     from ratchet.core.schema import dump_schema
     from ratchet.data.infer import infer_schema
 
-    frames, test = stream(kind, batches, rows, drift_at, seed), holdout(kind, 2000, seed)
+    if kind == "agrawal":
+        frames, test = agrawal_stream(batches, rows, drift_at, seed), agrawal_frame(2000, seed * 1000 + 999, AGRAWAL_NEW)
+    else:
+        frames, test = stream(kind, batches, rows, drift_at, seed), holdout(kind, 2000, seed)
     opts = {"ratchet": _options(root / f"{kind}-ratchet", "since_drift"), "all data": _options(root / f"{kind}-all", "all")}
     for o in opts.values():
         dump_schema(infer_schema(frames[0], TARGET), o.context().settings.schema_path)
@@ -165,14 +198,17 @@ def main() -> None:
     ap.add_argument("--drift-at", type=int, default=6)
     ap.add_argument("--rows", type=int, default=400)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--streams", default="concept,feature,both,gradual,none")
+    ap.add_argument("--streams", default="concept,feature,both,gradual,none,agrawal")
     ap.add_argument("--min-window-rows", type=int, default=0, help="train.min_window_rows (thin evidence)")
     args = ap.parse_args()
     global MIN_WINDOW_ROWS
     MIN_WINDOW_ROWS = args.min_window_rows
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/drift_recovery.py`
     from prefect.testing.utilities import prefect_test_harness
 
-    with tempfile.TemporaryDirectory() as tmp, prefect_test_harness():
+    with tempfile.TemporaryDirectory() as tmp, prefect_test_harness(server_startup_timeout=180):
         results = [
             run_stream(k, args.batches if k != "none" else 16, args.rows,
                        args.drift_at if k != "none" else 16, args.seed, Path(tmp))
