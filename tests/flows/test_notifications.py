@@ -38,11 +38,12 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def wait_for(self, notification: str, timeout: float = 90) -> dict:
+    def wait_for(self, notification: str, timeout: float = 90, **fields) -> dict:
+        """The first message ``notification`` (whose ``fields`` have the values given)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for body in self.bodies:
-                if body.get("notification") == notification:
+                if body.get("notification") == notification and all(body.get(k) == v for k, v in fields.items()):
                     return body
             time.sleep(0.3)
         raise AssertionError(f"no {notification} notification; got {self.bodies}")
