@@ -63,6 +63,17 @@ def ready_health(url: str) -> dict | None:
     return health if health.get("ready") else None
 
 
+def challenger_decided(status: dict, history: list[dict]) -> bool:
+    """No challenger, or the ledger holds a decision on it: a challenger the gate kept out
+    keeps its alias (``record_keep`` leaves it, for `ratchet status` to show), so the alias
+    alone does not say the loop is still busy with it."""
+    challenger = status.get("challenger")
+    return challenger is None or any(
+        challenger in (e.get("to_version"), e.get("from_version")) and e["action"] not in ("traffic", "approval_requested")
+        for e in history
+    )
+
+
 def train_runs(api: str) -> list[dict]:
     deployments = httpx.post(f"{api}/deployments/filter", json={"limit": 100}, timeout=10).json()
     ids = [d["id"] for d in deployments if d["name"] == "on-data"]

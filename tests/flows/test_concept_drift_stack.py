@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from benchmarks.drift_recovery import AGRAWAL_NEW, TARGET, agrawal_frame, agrawal_stream
-from tests.flows.stack import Stack, start_load, train_runs
+from tests.flows.stack import Stack, challenger_decided, start_load, train_runs
 from tests.serving.helpers import feature_rows
 
 pytestmark = pytest.mark.slow
@@ -48,7 +48,7 @@ def test_a_pure_concept_drift_brings_a_new_champion_to_all_traffic_within_three_
             s = stack.ratchet("status")
             runs = train_runs(api)
             busy = not runs or any(r["state_type"] not in ("COMPLETED", "FAILED", "CANCELLED", "CRASHED") for r in runs)
-            return None if busy or s["challenger"] is not None else s["champion"]
+            return None if busy or not challenger_decided(s, stack.ratchet("history")["entries"]) else s["champion"]
 
         v1 = stack.wait("a first champion and a quiet loop", settled)
 
@@ -62,7 +62,8 @@ def test_a_pure_concept_drift_brings_a_new_champion_to_all_traffic_within_three_
         def recovered():
             s = stack.ratchet("status")
             health = httpx.get(f"{service}/health", timeout=5).json()
-            done = s["champion"] not in (None, v1) and health["champion"] == s["champion"] and s["challenger"] is None
+            done = s["champion"] not in (None, v1) and health["champion"] == s["champion"] \
+                and challenger_decided(s, stack.ratchet("history")["entries"])
             if not done or health["traffic"]["challenger_share"] != 0.0:
                 return None
             rule = stack.ratchet("lineage", s["champion"])["data_window_rule"]
