@@ -18,10 +18,12 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ratchet.core.files import atomic_write_json
-from ratchet.promotion.ledger import Entry, Ledger
+
+if TYPE_CHECKING:  # the ledger brings SQLAlchemy: `ratchet status` reads a request without it
+    from ratchet.promotion.ledger import Ledger
 
 MARKER = "approval.json"
 DECISIONS = {"approved": "approved", "rejected": "rejected", "timeout": "approval_timeout",
@@ -91,6 +93,8 @@ def request(registry, ledger: Ledger, root: Path, version: str, champion: str | 
             evidence: dict[str, Any], reason: str = "gate passed", flow_run_id: str | None = None,
             flow_run_url: str | None = None) -> ApprovalRequest:
     """Record that ``version`` waits for a person: the ledger, the version's tag, the marker."""
+    from ratchet.promotion.ledger import Entry
+
     entry = ledger.append(Entry(
         action="approval_requested", trigger=trigger, model=registry.model_name, from_version=champion,
         to_version=version, data_commit=evidence.get("data_commit"),
@@ -121,6 +125,8 @@ def settle(registry, ledger: Ledger, root: Path, req: ApprovalRequest, answer: d
     who, comment = answer.get("who") or None, answer.get("comment") or None
     newer = answer.get("superseded_by") or (registry.alias("challenger") if decision == "superseded" else None)
     kept = "" if decision == "approved" else "; the champion is kept"
+    from ratchet.promotion.ledger import Entry
+
     entry = ledger.append(Entry(
         action=DECISIONS[decision], trigger=req.trigger, model=req.model, from_version=req.champion,
         to_version=req.version, traffic=None,

@@ -26,7 +26,7 @@ try:
     main(sys.argv[1:])
 except SystemExit as e:
     assert not e.code, e.code
-heavy = ("torch", "lightning", "pytorch_lightning", "mlflow", "prefect", "optuna")
+heavy = ("torch", "lightning", "pytorch_lightning", "mlflow", "prefect", "optuna", "pandas", "sqlalchemy")
 print("IMPORTED " + " ".join(m for m in heavy if m in sys.modules))
 """
 
@@ -43,6 +43,7 @@ def test_read_only_commands_never_load_the_model_stack_or_prefect(project):
     assert init.exit_code == 0, init.output
     status = _imported(project, "status", "--json")
     assert not status & {"torch", "lightning", "pytorch_lightning", "prefect", "optuna"}, status
+    assert not status & {"pandas", "sqlalchemy"}, status  # a branch resolved and a marker read need neither
     assert "mlflow" not in status, status  # the aliases come from the tracking database itself
     history = _imported(project, "history", "--json")
     assert not history & {"torch", "lightning", "pytorch_lightning", "prefect", "mlflow"}, history

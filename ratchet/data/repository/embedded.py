@@ -63,10 +63,8 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
-
-import pandas as pd
 
 from ratchet.data.repository.base import (
     BranchExists,
@@ -91,6 +89,9 @@ from ratchet.data.repository.semantics import (
     validate_path,
     validate_tag_name,
 )
+
+if TYPE_CHECKING:  # pandas on first read: `ratchet status` resolves a branch without it
+    import pandas as pd
 
 FORMAT_VERSION = 2
 MARKER = "ratchet-repo.json"
@@ -594,6 +595,8 @@ class EmbeddedRepository(DataRepository):
 
     def read_dataframe(self, ref: str, path: str) -> pd.DataFrame:
         """Parquet read from the object file itself (pyarrow reads files faster than bytes)."""
+        import pandas as pd
+
         return pd.read_parquet(self._object_file(ref, path))
 
     def _object_file(self, ref: str, path: str) -> Path:
