@@ -27,23 +27,27 @@ from typing import Any
 
 import pandas as pd
 
+from ratchet.core.imports import without_sklearn
+
 # whylogs posts anonymous usage stats (hashed host name, versions, installed libraries) to
 # stats.whylogs.com from a thread on first use, and joins that thread at exit (3 s timeout
 # when offline). Opt out unless the user already chose: the variable is read when
 # whylogs.api.usage_stats is first imported, so set it before importing whylogs.
 os.environ.setdefault("WHYLOGS_NO_ANALYTICS", "1")
 
-import whylogs as why
-from scipy import stats
-from whylogs.api import usage_stats as _whylogs_usage_stats
-from whylogs.core import DatasetProfileView
-from whylogs.core.view.column_profile_view import ColumnProfileView
-from whylogs.viz.drift.column_drift_algorithms import (
-    ColumnDriftAlgorithm,
-    DriftAlgorithmScore,
-    calculate_drift_scores,
-)
-from whylogs.viz.utils.frequent_items_calculations import get_frequent_stats
+
+with without_sklearn():  # whylogs imports it (0.8 s) for embedding metrics ratchet never uses
+    import whylogs as why
+    from scipy import stats
+    from whylogs.api import usage_stats as _whylogs_usage_stats
+    from whylogs.core import DatasetProfileView
+    from whylogs.core.view.column_profile_view import ColumnProfileView
+    from whylogs.viz.drift.column_drift_algorithms import (
+        ColumnDriftAlgorithm,
+        DriftAlgorithmScore,
+        calculate_drift_scores,
+    )
+    from whylogs.viz.utils.frequent_items_calculations import get_frequent_stats
 
 from ratchet.core.config import DriftConfig
 

@@ -1,0 +1,28 @@
+"""Imports kept from pulling in what ratchet never uses."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+
+SKLEARN = ("sklearn", "sklearn.cluster", "sklearn.decomposition", "sklearn.metrics.pairwise")
+
+
+@contextlib.contextmanager
+def without_sklearn() -> Iterator[None]:
+    """scikit-learn hidden from the imports made inside: whylogs imports it when it is
+    installed (0.8 s of a 2-core ``ratchet ingest``), for its experimental embedding metrics
+    alone, and falls back to stubs when the import fails. A scikit-learn imported already
+    stays as it is, and one imported later is the real one."""
+    hidden = [m for m in SKLEARN if m not in sys.modules]
+    if "sklearn" not in hidden:
+        yield
+        return
+    sys.modules.update(dict.fromkeys(hidden))  # None: `import sklearn...` raises ImportError
+    try:
+        yield
+    finally:
+        for m in hidden:
+            if m in sys.modules and sys.modules[m] is None:
+                del sys.modules[m]
