@@ -7,11 +7,13 @@ from prefect import flow
 from ratchet.runtime.gc import GcResult
 from ratchet.runtime.options import RunOptions
 from tasks.gc import (
+    prune_flow_runs,
     prune_profiles,
     prune_rejected_branches,
     prune_repository,
     prune_versions,
     publish_gc_report,
+    trim_logs,
 )
 
 
@@ -19,7 +21,7 @@ from tasks.gc import (
 def gc_flow(dry_run: bool = False, options: RunOptions = RunOptions()) -> GcResult:
     """Retention (``ratchet gc``): rejected branches first (the repository part then frees what
     they alone reached), then unreachable data, old versions' artifacts and checkpoints, old
-    live profiles. Nothing a branch, tag, alias or ledger entry reaches is removed.
+    live profiles, old flow runs of this server, long logs. Nothing a branch, tag, alias or ledger entry reaches is removed.
 
     Args:
         dry_run: report the bytes each part would free; remove nothing
@@ -28,7 +30,8 @@ def gc_flow(dry_run: bool = False, options: RunOptions = RunOptions()) -> GcResu
     ctx = options.context()
     branches = prune_rejected_branches(ctx, dry_run)
     repository = prune_repository(ctx, dry_run, branches.items if dry_run else [])
-    result = GcResult(dry_run, [branches, repository, prune_versions(ctx, dry_run), prune_profiles(ctx, dry_run)])
+    result = GcResult(dry_run, [branches, repository, prune_versions(ctx, dry_run), prune_profiles(ctx, dry_run),
+                                prune_flow_runs(ctx, dry_run), trim_logs(ctx, dry_run)])
     publish_gc_report(result)
     print(f"{'would free' if dry_run else 'freed'} {result.bytes_freed} bytes")
     return result

@@ -393,11 +393,13 @@ def gc(
     as_json: JsonOpt = False,
 ) -> None:
     """Retention: rejected ingest branches, unreachable data, old versions' artifacts and
-    checkpoints, old live profiles (config: retention). Never what a branch, tag, alias or
-    ledger entry reaches. Runs without Prefect (the gc/scheduled deployment runs the same)."""
+    checkpoints, old live profiles, old Prefect flow runs, long logs (config: retention).
+    Never what a branch, tag, alias or ledger entry reaches. Runs without Prefect (then its
+    flow runs are skipped; the gc/scheduled deployment runs the same)."""
     from ratchet.runtime.gc import describe, run_gc
 
-    out = run_gc(ctx_from_options(), dry_run=dry_run).to_dict()
+    api_url = os.environ.get("PREFECT_API_URL") if use_running_prefect() else None  # none: flow runs skipped
+    out = run_gc(ctx_from_options(), dry_run=dry_run, api_url=api_url).to_dict()
     emit(out, as_json, describe(out))
 
 

@@ -35,6 +35,19 @@ def prune_profiles(ctx: Context, dry_run: bool) -> Reclaimed:
     return gc.prune_profiles(ctx, dry_run)
 
 
+@task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
+def prune_flow_runs(ctx: Context, dry_run: bool) -> Reclaimed:
+    """Flow runs of this server that ended before ``flow_run_age_days`` ago, with their logs."""
+    from prefect.settings import PREFECT_API_URL
+
+    return gc.prune_flow_runs(ctx, PREFECT_API_URL.value(), dry_run)
+
+
+@task(cache_policy=NO_CACHE)
+def trim_logs(ctx: Context, dry_run: bool) -> Reclaimed:
+    return gc.trim_logs(ctx, dry_run)
+
+
 @task(cache_policy=NO_CACHE)
 def publish_gc_report(result: gc.GcResult) -> str:
     text = gc.describe(result.to_dict())

@@ -277,6 +277,8 @@ class RetentionConfig(_Strict):
     keep_ledger_versions: Literal["champions", "all"] = "champions"  # ledger versions kept: champions, or every one named
     profile_age_days: float = Field(30, ge=0)  # live profile windows older than this go
     grace_minutes: float = Field(60, ge=0)  # repository files younger than this stay (writes in flight)
+    flow_run_age_days: float = Field(30, ge=0)  # Prefect flow runs that ended longer ago go, with their logs
+    log_max_mb: float = Field(50, gt=0)  # a stack process log over this keeps its newest half
 
     @field_validator("schedule")
     @classmethod

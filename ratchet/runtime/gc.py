@@ -10,11 +10,18 @@ Four parts, in this order (config: ``retention``):
    previous, nor a champion in the ledger (``keep_ledger_versions: all``: nor named by any
    ledger entry), beyond the newest ``keep_versions`` (``ratchet.training.retention``);
 4. ``profiles``: live profile windows (``<home>/serving/profiles/<version>/<start>.bin``)
-   that started more than ``profile_age_days`` ago.
+   that started more than ``profile_age_days`` ago;
+5. ``flow_runs``: Prefect flow runs that ended more than ``flow_run_age_days`` ago, with their
+   task runs, states and logs (the Prefect server's ``bulk_delete``; skipped with no server).
+   Prefect's own vacuum service could do it, but it refuses a retention under an hour, and a
+   soak in compressed time needs minutes; its events are left to that service (``server_env``);
+6. ``logs``: the stack's process logs (``<home>/logs/*.log``) over ``log_max_mb``, cut in place
+   to their newest half (the processes append, so they keep writing at the new end).
 
 Nothing reachable from a branch, tag, alias or ledger entry is removed. Each part reports the
 bytes it freed; a dry run reports what it would free and removes nothing. Plain Python: the
-command works with no Prefect server (a full disk is when it is needed most).
+command works with no Prefect server (a full disk is when it is needed most); the Prefect
+part talks to the server's REST API over HTTP when one is named.
 """
 
 from __future__ import annotations
@@ -119,12 +126,76 @@ def prune_profiles(ctx: Context, dry_run: bool = False, now: float | None = None
     return out
 
 
-def run_gc(ctx: Context, dry_run: bool = False) -> GcResult:
-    """Every part, in order (what the ``gc`` flow's tasks do one by one)."""
+TERMINAL = ["COMPLETED", "FAILED", "CANCELLED", "CRASHED"]
+BULK = 50  # the most flow runs Prefect's bulk_delete takes at once
+
+
+def prune_flow_runs(ctx: Context, api_url: str | None, dry_run: bool = False, now: float | None = None) -> Reclaimed:
+    """Terminal flow runs that ended before ``flow_run_age_days`` ago, deleted by the Prefect
+    server at ``api_url`` (their task runs, states and logs go with them). The database reuses
+    the pages it frees, so the part frees no bytes to count: it bounds the growth."""
+    out = Reclaimed("flow_runs", dry_run)
+    if not api_url:
+        out.skipped = "no Prefect server running"
+        return out
+    import httpx
+
+    cutoff = (time.time() if now is None else now) - ctx.cfg.retention.flow_run_age_days * DAY_S
+    before = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(cutoff))
+    flt = {"end_time": {"before_": before}, "state": {"type": {"any_": TERMINAL}}}
+    api = api_url.rstrip("/")
+    with httpx.Client(timeout=60) as client:
+        if dry_run:
+            n = client.post(f"{api}/flow_runs/count", json={"flow_runs": flt}).raise_for_status().json()
+            out.counts = {"flow runs": int(n)} if n else {}
+            return out
+        while True:
+            deleted = client.post(f"{api}/flow_runs/bulk_delete", json={"flow_runs": flt, "limit": BULK})
+            ids = deleted.raise_for_status().json().get("deleted", [])
+            for _ in ids:
+                out.add("flow runs", 0)
+            if len(ids) < BULK:
+                return out
+
+
+def trim_logs(ctx: Context, dry_run: bool = False) -> Reclaimed:
+    """Each ``<home>/logs/*.log`` over ``log_max_mb`` keeps its newest half, from a line start."""
+    out = Reclaimed("logs", dry_run)
+    limit = int(ctx.cfg.retention.log_max_mb * 2**20)
+    for log in sorted((Path(ctx.settings.root) / "logs").glob("*.log")):
+        try:
+            size = log.stat().st_size
+        except FileNotFoundError:
+            continue
+        if size <= limit:
+            continue
+        keep = _tail(log, limit // 2)
+        if not dry_run:
+            # rewritten in place, not replaced: the process holds it open in append mode and
+            # goes on writing at the new end; a line written meanwhile may be lost, not the log
+            with open(log, "r+b") as f:
+                f.write(keep)
+                f.truncate(len(keep))
+        out.add("logs", size - len(keep), log.name)
+    return out
+
+
+def _tail(path: Path, nbytes: int) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(-nbytes, 2)
+        data = f.read()
+    cut = data.find(b"\n")
+    return data[cut + 1:] if 0 <= cut < len(data) - 1 else data
+
+
+def run_gc(ctx: Context, dry_run: bool = False, api_url: str | None = None) -> GcResult:
+    """Every part, in order (what the ``gc`` flow's tasks do one by one); ``api_url``: the
+    Prefect server whose old flow runs go (None: that part is skipped)."""
     t0 = time.perf_counter()
     branches = prune_rejected_branches(ctx, dry_run)
     parts = [branches, prune_repository(ctx, dry_run, branches.items if dry_run else None),
-             prune_versions(ctx, dry_run), prune_profiles(ctx, dry_run)]
+             prune_versions(ctx, dry_run), prune_profiles(ctx, dry_run),
+             prune_flow_runs(ctx, api_url, dry_run), trim_logs(ctx, dry_run)]
     return GcResult(dry_run, parts, time.perf_counter() - t0)
 
 
