@@ -8,7 +8,7 @@
 - continuous traffic with feedback (the load generator posts labels back) from the first
   champion on, whose rows follow the rule of the moment;
 - ``ratchet gc`` every ``--gc-every`` batches, as its scheduled deployment would, with the
-  retention windows compressed from days to minutes (``SOAK_YAML``, ``PREFECT_ENV``).
+  retention windows compressed from days to a tenth of the run (``SOAK_YAML``, ``prefect_env``).
 
 Each ``--sample-every`` seconds it records the RSS and open descriptors of the service, the
 runner (its own, and with the flow runs it spawns) and the Prefect server; the disk use of
@@ -17,8 +17,9 @@ the home by part; and the non-2xx responses of that interval. At the end it chec
 - memory and descriptors are flat: growth under 10 % after warm-up (the median of the last
   third of the samples against the median of the first third after warm-up; descriptors may
   also grow by up to 16, the connections of the moment);
-- disk grows with the data kept, not with time: what is not the data repository grows by
-  under 10 % over the last half, once GC runs;
+- disk grows with the data kept, not with time: what is not kept with the data (the
+  repository, the batch reports, the ledger) grows by under 10 % over the last half, once
+  GC runs;
 - 0 non-2xx;
 - exactly one champion at every ledger entry (replayed: each entry names the champion of
   its moment, and the replay ends on the registry's champion);
@@ -61,15 +62,27 @@ loop:
   drift_cooldown_s: 10
   monitor_interval_s: 10
   crash_retry_cooldown_s: 10
-retention:                  # months of retention, compressed to minutes
-  rejected_branch_age_days: 0.002
-  profile_age_days: 0.007
-  grace_minutes: 2
-  flow_run_age_days: 0.004
+retention:                  # months of retention, compressed to a tenth of the run
+  rejected_branch_age_days: {days}
+  profile_age_days: {days}
+  grace_minutes: {grace}
+  flow_run_age_days: {days}
   log_max_mb: 0.25
 """
-# the Prefect server's own event vacuum (on by default, 7 days, hourly), compressed likewise
-PREFECT_ENV = {"PREFECT_SERVER_EVENTS_RETENTION_PERIOD": "PT6M", "PREFECT_SERVER_SERVICES_DB_VACUUM_LOOP_SECONDS": "60"}
+
+
+def retention_s(minutes: float) -> float:
+    """The compressed retention window: a tenth of the run, at least 30 s."""
+    return max(30.0, minutes * 6.0)
+
+
+def prefect_env(minutes: float) -> dict[str, str]:
+    """The Prefect server's own event vacuum (on by default: 7 days, hourly), compressed likewise."""
+    window = int(retention_s(minutes))
+    return {"PREFECT_SERVER_EVENTS_RETENTION_PERIOD": f"PT{window}S",
+            "PREFECT_SERVER_SERVICES_DB_VACUUM_LOOP_SECONDS": str(max(15, window // 4))}
+
+
 FLAT = 0.10  # the growth allowed after warm-up
 FD_SLACK = 16  # descriptors come and go with connections: a leak is more than this, and more than FLAT
 
@@ -234,7 +247,9 @@ def verdicts(samples: list[dict], history: list[dict], status: dict, versions: l
             if kind == "fds" and ends is not None:  # a few sockets more is not a leak
                 ok = ok or ends[1] - ends[0] <= FD_SLACK
             out[f"{kind} {name} flat"] = {"ok": ok, "value": None if g is None else f"{g:+.1%}"}
-    data_parts = {"data"}
+    # kept with the data, one per batch or decision: the repository, the batches' audit
+    # reports, the ledger (compressed windows and GC bound the rest)
+    data_parts = {"data", "reports", "ledger.db"}
     rest = [sum(v for k, v in s["disk"].items() if k not in data_parts) for s in samples]
     half = rest[len(rest) // 2:]
     g = (half[-1] - half[0]) / half[0] if half and half[0] else None
@@ -259,10 +274,10 @@ def verdicts(samples: list[dict], history: list[dict], status: dict, versions: l
 
 # ----------------------------------------------------------------------- the run
 class Soak:
-    def __init__(self, home: Path, configs: list[Path]):
+    def __init__(self, home: Path, configs: list[Path], minutes: float):
         self.home = home
         self.env = {**os.environ, "RATCHET_HOME": str(home), "RATCHET_CONFIG": os.pathsep.join(map(str, configs)),
-                    "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **PREFECT_ENV}
+                    "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **prefect_env(minutes)}
         self.env.pop("PREFECT_API_URL", None)
         self.env.pop("RATCHET_PREFECT_SERVER", None)  # the stack's own server, not a temporary one
 
@@ -294,8 +309,9 @@ def run(args: argparse.Namespace) -> int:
     work = Path(args.out or tempfile.mkdtemp(prefix="ratchet-soak-"))
     work.mkdir(parents=True, exist_ok=True)
     override = work / "soak.yaml"
-    override.write_text(SOAK_YAML)
-    soak = Soak(work / "home", [*CONFIGS, override])
+    window = retention_s(args.minutes)
+    override.write_text(SOAK_YAML.format(days=window / 86400, grace=min(2.0, window / 120)))
+    soak = Soak(work / "home", [*CONFIGS, override], args.minutes)
     n = max(2, int(args.minutes * 60 / args.batch_every))
     schedule = plan(n, args.episode, args.bad_every)
     incoming = work / "incoming"
