@@ -12,9 +12,11 @@ def main() -> None:
     from deployments import build_deployments
     from deployments.heartbeats import apply_heartbeat_automation, tag_served
     from deployments.notifications import apply_notifications
+    from deployments.warm import fork_flow_runs
     from ratchet.core.config import load_config
 
     cfg = load_config()
+    fork_flow_runs()  # each flow run a fork of a warm process, not a fresh interpreter
     apply_notifications(cfg)  # the webhook automations, when notify names a webhook
     apply_heartbeat_automation(cfg)  # a run whose runner died (no heartbeat) is marked Crashed
     serve(*tag_served(build_deployments(cfg)), heartbeat_seconds=cfg.loop.heartbeat_s)

@@ -24,6 +24,7 @@ class _Opts:
     home: str | None = None
     overrides: dict[str, Any] | None = None
     debug: bool = False
+    argv: list[str] | None = None  # the command line ``main`` was given (None: invoked in-process)
 
 
 OPTS = _Opts()
@@ -86,14 +87,37 @@ def prefect_home() -> None:
     of a flow. Without a ``PREFECT_API_URL`` (the user's, or a test harness's in this process)
     the home's server is used, started now when none answers (``ratchet_cli.server``)."""
     settings = home_settings().ensure()
+    from ratchet_cli import warm
+
+    code = warm.forward(settings, OPTS.argv)  # the whole command, in a fork of the warm process
+    if code is not None:
+        raise SystemExit(code)
     apply_prefect_env(settings)
     if prefect_api_configured():
+        refresh_prefect_settings()
         return
     from ratchet_cli.server import connect
 
     url = connect(settings)
     if url:
         os.environ["PREFECT_API_URL"] = url
+        warm.ensure_started(settings)  # for the commands after this one
+    refresh_prefect_settings()
+
+
+def refresh_prefect_settings() -> None:
+    """Prefect reads its settings from the environment when first imported; in a warm child
+    (``ratchet_cli.warm``) it was imported before this command's environment was set, so
+    make the settings anew from the environment now. Nothing to do anywhere else."""
+    if "prefect.context" not in sys.modules or os.environ.get("RATCHET_WARM") != "child":
+        return  # elsewhere a settings context may be a test harness's: left as it is
+    from prefect.context import SettingsContext, get_settings_context
+    from prefect.settings import Settings as PrefectSettings
+
+    current = get_settings_context()
+    if current.settings == (fresh := PrefectSettings()):
+        return
+    SettingsContext(profile=current.profile, settings=fresh).__enter__()  # for the rest of this process
 
 
 def prefect_api_configured() -> bool:

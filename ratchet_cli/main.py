@@ -568,6 +568,7 @@ def main(argv: list[str] | None = None) -> None:
     config key, an unknown column, no schema, a bad home) told in one line on stderr and exit
     code 1; ``--debug`` or ``RATCHET_DEBUG=1`` shows the traceback instead."""
     args = sys.argv[1:] if argv is None else argv
+    OPTS.argv = list(args)  # what a warm process is sent (ratchet_cli.warm)
     try:
         app(args=args, prog_name="ratchet")
     except user_error_types() as e:  # evaluated only when something was raised

@@ -38,7 +38,7 @@ from ratchet.runtime.stack import (
     stack_file,
     token_file,
 )
-from ratchet_cli import server
+from ratchet_cli import server, warm
 from ratchet_cli.server import spawn, stop_group
 
 
@@ -108,6 +108,7 @@ def up(
     logs = settings.root / "logs"
     prefect = server.ensure(settings, port=prefect_port, timeout=timeout)
     api = prefect["api_url"]
+    warm.ensure_started(settings)  # the commands run against this stack start warm (ratchet_cli/warm.py)
     env = {
         **os.environ,
         **settings.prefect_env(),
@@ -188,6 +189,8 @@ def down(settings: Settings, config_files: list[str] | None = None) -> dict[str,
     recorded = processes.get("prefect-server")
     if server.stop(settings) or (recorded and stop_group(recorded["pid"])):
         stopped.append("prefect-server")
+    if warm.stop(settings):
+        stopped.append("warm")
     if stack is None:
         return {"stopped": stopped}
     path.unlink()
