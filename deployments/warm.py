@@ -10,6 +10,7 @@ from typing import Any
 RUNNER_PRELOAD = (
     "prefect", "pandas", "pyarrow.parquet", "ratchet.data.profiling", "flows.ingest", "flows.train", "flows.promote",
     "flows.release", "flows.canary", "flows.monitor", "flows.score", "flows.gc", "torch", "lightning", "mlflow.pyfunc",
+    "optuna", "mlflow.store.tracking.sqlalchemy_store", "mlflow.store.model_registry.sqlalchemy_store",
 )
 
 

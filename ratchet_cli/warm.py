@@ -43,7 +43,8 @@ PROJECT = ("ratchet", "ratchet_cli", "flows", "tasks", "deployments")
 # imported once by the warm process (a missing optional one is skipped)
 PRELOAD = (
     "prefect", "pandas", "pyarrow.parquet", "ratchet_cli.main", "ratchet.data.profiling", "flows.ingest",
-    "flows.train", "flows.promote", "flows.score", "torch", "lightning", "mlflow.pyfunc",
+    "flows.train", "flows.promote", "flows.score", "torch", "lightning", "mlflow.pyfunc", "optuna",
+    "mlflow.store.tracking.sqlalchemy_store", "mlflow.store.model_registry.sqlalchemy_store",
 )
 HEADER = struct.Struct("!I")
 
@@ -172,6 +173,10 @@ def serve(home: str) -> None:
     for name in chosen or PRELOAD:
         with contextlib.suppress(ImportError):
             __import__(name)
+    with contextlib.suppress(Exception):  # MLflow's schema check reads its migration scripts (0.4 s) on first use
+        from mlflow.store.db.utils import _get_latest_schema_revision
+
+        _get_latest_schema_revision()
     loaded_at = time.time()
     path = Path(socket_path(settings))
     path.parent.mkdir(parents=True, exist_ok=True)
