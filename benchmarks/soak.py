@@ -287,7 +287,8 @@ class Soak:
         if check and r.returncode != 0:
             raise SystemExit(f"ratchet {' '.join(args)} exited {r.returncode}: {r.stderr.strip()[-800:]}")
         try:
-            return r.returncode, json.loads(r.stdout or "{}")
+            out = json.loads(r.stdout or "{}")
+            return r.returncode, out if r.returncode == 0 else {**out, "stderr": r.stderr[-800:]}
         except ValueError:
             return r.returncode, {"output": r.stdout[-800:], "error": r.stderr[-800:]}
 
@@ -325,6 +326,7 @@ def run(args: argparse.Namespace) -> int:
 
     samples: list[dict] = []
     rejected = gc_runs = 0
+    gc_failures: list[str] = []
     t0 = time.monotonic()
     next_batch = next_sample = t0
     i, seg, load, load_out, drifted_now = 0, 0, None, None, None
@@ -337,7 +339,13 @@ def run(args: argparse.Namespace) -> int:
                 code, _ = soak.ratchet("ingest", str(path), check=bad is None)
                 rejected += int(bad is not None and code != 0)
                 if has_gc and i and i % args.gc_every == 0:
-                    gc_runs += int(soak.ratchet("gc", check=False)[0] == 0)
+                    code, out = soak.ratchet("gc", check=False)
+                    gc_runs += 1
+                    if code != 0:
+                        gc_failures.append(f"batch {i}: exit {code}: {out.get('error')} {out.get('stderr')}"[-600:])
+                    else:  # a part that had to stop early says why (the next collection goes on)
+                        gc_failures += [f"batch {i}: {name} {part['skipped']}" for name, part in out["parts"].items()
+                                        if part["skipped"] and "no Prefect server" not in part["skipped"]]
                 i += 1
                 next_batch = t0 + i * args.batch_every
             if load is not None and load.poll() is None and drifted_now != schedule[min(i, n) - 1][0]:
@@ -378,7 +386,10 @@ def run(args: argparse.Namespace) -> int:
     expected_bad = sum(1 for d, b in schedule[:i] if b)
     v = verdicts(samples, history.get("entries", []), status, versions, rejected, expected_bad,
                  args.min_retrains, gc_runs > 0)
-    report = {"minutes": args.minutes, "batches": i, "gc_runs": gc_runs, "samples": samples, "verdicts": v}
+    v["every gc ran through"] = {"ok": gc_runs > 0 and not gc_failures,
+                                 "value": f"{gc_runs - len(gc_failures)} of {gc_runs}" + (f"; {gc_failures[:2]}" if gc_failures else "")}
+    report = {"minutes": args.minutes, "batches": i, "gc_runs": gc_runs, "gc_failures": gc_failures,
+              "samples": samples, "verdicts": v}
     (work / "soak.json").write_text(json.dumps(report, indent=2))
     plot(samples, work / "soak.png")
     print("\nverdict                                  ok     value")

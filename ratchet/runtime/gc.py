@@ -127,7 +127,7 @@ def prune_profiles(ctx: Context, dry_run: bool = False, now: float | None = None
 
 
 TERMINAL = ["COMPLETED", "FAILED", "CANCELLED", "CRASHED"]
-BULK = 50  # the most flow runs Prefect's bulk_delete takes at once
+BULK = 20  # flow runs per bulk_delete (Prefect takes 50 at most): short transactions on a busy server
 
 
 def prune_flow_runs(ctx: Context, api_url: str | None, dry_run: bool = False, now: float | None = None) -> Reclaimed:
@@ -150,12 +150,33 @@ def prune_flow_runs(ctx: Context, api_url: str | None, dry_run: bool = False, no
             out.counts = {"flow runs": int(n)} if n else {}
             return out
         while True:
-            deleted = client.post(f"{api}/flow_runs/bulk_delete", json={"flow_runs": flt, "limit": BULK})
-            ids = deleted.raise_for_status().json().get("deleted", [])
+            try:
+                ids = _bulk_delete(client, api, flt)
+            except httpx.HTTPError as e:
+                # a busy server (SQLite locked by the runs of the moment): what is deleted stays
+                # deleted, the rest waits for the next collection; the other parts are not lost
+                out.skipped = f"stopped after {out.counts.get('flow runs', 0)} flow runs: {type(e).__name__}: {e}"
+                return out
             for _ in ids:
                 out.add("flow runs", 0)
             if len(ids) < BULK:
                 return out
+
+
+def _bulk_delete(client, api: str, flt: dict[str, Any], attempts: int = 4) -> list[str]:
+    """One batch through ``bulk_delete``, retried with backoff on a server error or timeout."""
+    import httpx
+
+    for attempt in range(attempts):
+        try:
+            r = client.post(f"{api}/flow_runs/bulk_delete", json={"flow_runs": flt, "limit": BULK})
+            if r.status_code < 500 or attempt == attempts - 1:
+                return r.raise_for_status().json().get("deleted", [])
+        except httpx.TransportError:
+            if attempt == attempts - 1:
+                raise
+        time.sleep(0.5 * 2**attempt)
+    return []
 
 
 def trim_logs(ctx: Context, dry_run: bool = False) -> Reclaimed:
