@@ -106,6 +106,7 @@ def test_two_nodes_train_one_model_and_the_agent_leaves_when_released(nodes, dat
     assert "fit 0: done" in text and "released by node 0" in text
 
 
+@pytest.mark.slow  # 16 s; the two-node fit above keeps the default run's coverage of the agent
 def test_a_node_killed_mid_fit_fails_the_fit_on_node_0_naming_it(nodes, data, tmp_path):
     _, started = nodes
     tc, schema, train, val = data

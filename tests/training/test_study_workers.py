@@ -8,12 +8,14 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from ratchet.training.model.pruning import make_storage
 from tests.training.study_worker import run_worker
 
 
+@pytest.mark.slow  # 19 s; tests/postgres/test_optuna.py shares a study between two processes in 5 s
 def test_two_processes_share_one_study(tmp_path: Path):
     storage, study_name, target = f"sqlite:///{tmp_path / 'optuna.db'}", "shared-study", 4
     # Separate processes, forked from a fresh forkserver that imports the training
