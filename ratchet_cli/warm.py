@@ -277,10 +277,8 @@ def _child(conn: socket.socket, request: dict[str, Any], fds: list[int]) -> None
         os.environ.clear()
         os.environ.update(request["env"])
         os.environ[WARM_ENV] = "child"
-        from ratchet_cli.common import refresh_prefect_settings
-        from ratchet_cli.main import main
+        from ratchet_cli.main import main  # its prefect_home() makes Prefect's settings anew
 
-        refresh_prefect_settings()  # again once the command has pointed Prefect at the home
         sys.argv = ["ratchet", *request["argv"]]
         main(request["argv"])
         code = 0
