@@ -15,6 +15,7 @@ from tasks.training import (
     load_training_data,
     publish_training_summary,
     register_model,
+    supersede_waiting_runs,
     tune_model,
 )
 
@@ -42,6 +43,7 @@ def train_flow(
             (default: train.window)
     """
     ctx = options.merged({"train": {"window": window}} if window else None).context()
+    supersede_waiting_runs()  # first: the data is read after the runs it supersedes were asked for
     data = load_training_data(ctx, ref or ctx.cfg.data.main_branch, window_batches)
     if skip_if_trained and (existing := find_trained_model(ctx, data)):
         print(f"v{existing} already learnt data {data.data_commit[:12]} with this config and code: nothing to do")
