@@ -163,8 +163,9 @@ def prune_flow_runs(ctx: Context, api_url: str | None, dry_run: bool = False, no
                 return out
 
 
-def _bulk_delete(client, api: str, flt: dict[str, Any], attempts: int = 4) -> list[str]:
-    """One batch through ``bulk_delete``, retried with backoff on a server error or timeout."""
+def _bulk_delete(client, api: str, flt: dict[str, Any], attempts: int = 6) -> list[str]:
+    """One batch through ``bulk_delete``, retried with backoff on a server error or timeout
+    (0.5 s doubling: about 15 s in all, what a server busy with a burst of runs needs to answer)."""
     import httpx
 
     for attempt in range(attempts):

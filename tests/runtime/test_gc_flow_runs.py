@@ -54,5 +54,5 @@ def test_a_busy_prefect_server_is_retried_and_a_down_one_stops_this_part_alone(h
     finally:
         server.shutdown()
     assert stopped.counts == {"flow runs": gc.BULK} and "stopped after 20 flow runs" in stopped.skipped
-    assert "503" in stopped.skipped and len(calls) == 1 + 4
+    assert "503" in stopped.skipped and len(calls) == 1 + 6
     assert gc.prune_flow_runs(ctx, None).skipped == "no Prefect server running"
