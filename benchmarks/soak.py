@@ -24,7 +24,9 @@ the home by part; and the non-2xx responses of that interval. At the end it chec
 - exactly one champion at every ledger entry (replayed: each entry names the champion of
   its moment, and the replay ends on the registry's champion);
 - no batch trained twice (no two versions trained on the same data commit);
-- at least ``--min-retrains`` retrains.
+- at least ``--min-retrains`` retrains;
+- the training queue bounded: batches come faster than training, and each training that
+  starts supersedes the runs asked for before it, so at most ``MAX_WAITING`` wait at any sample.
 
 It prints the series and the verdicts, writes ``soak.json`` and ``soak.png`` in ``--out``,
 and exits 1 when a verdict fails.
@@ -85,6 +87,10 @@ def prefect_env(minutes: float) -> dict[str, str]:
 
 FLAT = 0.10  # the growth allowed after warm-up
 FD_SLACK = 16  # descriptors come and go with connections: a leak is more than this, and more than FLAT
+# batches come faster than training here (a batch / 12 s, a training ~70 s): the runs asked for
+# during one training wait, and the next one to start supersedes them. A queue that grows with
+# time (171 waiting after 34 min, before runs superseded each other) is more than this.
+MAX_WAITING = 10
 
 
 # ----------------------------------------------------------------------- the stream
@@ -164,6 +170,17 @@ def disk_by_part(home: Path) -> dict[str, int]:
     for child in sorted(home.iterdir()):
         parts[child.name] = path_bytes(child)
     return parts
+
+
+def waiting_trainings(api: str) -> int | None:
+    """Training runs scheduled and not started: asked for, waiting their turn."""
+    import httpx
+
+    flt = {"flows": {"name": {"any_": ["train"]}}, "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}}
+    try:
+        return int(httpx.post(f"{api}/flow_runs/count", json=flt, timeout=10).raise_for_status().json())
+    except (httpx.HTTPError, ValueError):
+        return None
 
 
 def sample(home: Path, t: float, non_2xx: int, requests: int) -> dict[str, Any]:
@@ -268,6 +285,9 @@ def verdicts(samples: list[dict], history: list[dict], status: dict, versions: l
     twice = sorted({c for c in commits if commits.count(c) > 1})
     out["no batch trained twice"] = {"ok": not twice, "value": f"{len(commits)} versions, repeated commits: {twice}"}
     out[f"at least {min_retrains} retrains"] = {"ok": len(versions) >= min_retrains, "value": len(versions)}
+    waiting = [s.get("waiting_trainings") for s in samples if s.get("waiting_trainings") is not None]
+    out["training queue bounded"] = {"ok": bool(waiting) and max(waiting) <= MAX_WAITING,
+                                     "value": f"at most {max(waiting, default=None)} waiting (limit {MAX_WAITING})"}
     out["bad batches rejected"] = {"ok": rejected == expected_bad, "value": f"{rejected} of {expected_bad}"}
     return out
 
@@ -319,7 +339,7 @@ def run(args: argparse.Namespace) -> int:
     first = make_batch(0, args.rows, args.seed, False, None, incoming)
     soak.ratchet("init", "--schema-from", str(first), "--target", "default")
     _, up = soak.ratchet("up", timeout=300)
-    url = up["service_url"]
+    url, api = up["service_url"], up["prefect_api_url"]
     has_gc = subprocess.run([str(BIN / "ratchet"), "gc", "--help"], env=soak.env, capture_output=True).returncode == 0
     print(f"soak: {args.minutes} min, {n} batches (a batch / {args.batch_every} s), home {soak.home}; "
           f"gc {f'every {args.gc_every} batches' if has_gc else 'not available'}", flush=True)
@@ -363,7 +383,7 @@ def run(args: argparse.Namespace) -> int:
                     p.unlink()
                 s = sample(soak.home, now - t0, sum(r["non_2xx"] for r in results),
                            sum(r["requests"] for r in results))
-                s["batches"], s["rejected"] = i, rejected
+                s["batches"], s["rejected"], s["waiting_trainings"] = i, rejected, waiting_trainings(api)
                 samples.append(s)
                 print(json.dumps(s), flush=True)
                 next_sample = now + args.sample_every
@@ -406,7 +426,7 @@ def plot(samples: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     t = [s["t"] / 60 for s in samples]
-    fig, axes = plt.subplots(4, 1, figsize=(9, 11), sharex=True)
+    fig, axes = plt.subplots(5, 1, figsize=(9, 13), sharex=True)
     for name in sorted({k for s in samples for k in s["rss_mib"]}):
         axes[0].plot(t, [s["rss_mib"].get(name) for s in samples], label=name)
     axes[0].set_ylabel("RSS (MiB)")
@@ -418,7 +438,9 @@ def plot(samples: list[dict], path: Path) -> None:
     axes[2].set_ylabel("home disk (MiB)")
     axes[3].bar(t, [s["non_2xx"] for s in samples], width=0.1, color="tab:red")
     axes[3].set_ylabel("non-2xx / interval")
-    axes[3].set_xlabel("minutes")
+    axes[4].step(t, [s.get("waiting_trainings") for s in samples], where="post")
+    axes[4].set_ylabel("waiting trainings")
+    axes[4].set_xlabel("minutes")
     for ax in axes[:3]:
         ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
