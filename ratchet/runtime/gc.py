@@ -8,7 +8,8 @@ Four parts, in this order (config: ``retention``):
    every branch and tag, and the data commits named by the ledger and by registered versions;
 3. ``versions``: artifacts and checkpoints of versions neither champion, challenger nor
    previous, nor a champion in the ledger (``keep_ledger_versions: all``: nor named by any
-   ledger entry), beyond the newest ``keep_versions`` (``ratchet.training.retention``);
+   ledger entry), beyond the newest ``keep_versions`` (``ratchet.training.retention``); a
+   champion of the ledger kept for that alone keeps its model, not its checkpoints;
 4. ``profiles``: live profile windows (``<home>/serving/profiles/<version>/<start>.bin``)
    that started more than ``profile_age_days`` ago;
 5. ``flow_runs``: Prefect flow runs that ended more than ``flow_run_age_days`` ago, with their

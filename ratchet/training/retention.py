@@ -9,6 +9,11 @@ when no kept version came from that study), then is tagged ``gc=artifacts_remove
 registry row stays, with its tags, run, metrics and lineage. An artifact location that a kept
 version also uses (a version registered from another's source) is left alone.
 
+A champion of the ledger that is neither aliased nor among the newest keeps its model (what the
+ledger traces and a rollback loads), not its checkpoints: they only resumed a search that ended
+when it was registered. So checkpoints are bounded by ``keep`` and the aliases, while the
+ledger's champions grow by one model per promotion.
+
 A crash between the deletion and the tag leaves an untagged version without artifacts: the
 next run deletes nothing more and tags it.
 """
@@ -24,6 +29,7 @@ from ratchet.training.registry import ALIASES, Registry
 
 GC_TAG = "gc"
 REMOVED = "artifacts_removed"
+LEDGER = "a champion in the ledger"
 
 
 @dataclass(frozen=True)
@@ -74,7 +80,7 @@ def retained(versions: list[VersionFiles], keep: int, protect: set[str], aliases
         if held:
             why[v.version] = "alias " + ",".join(held)
         elif v.version in protect:
-            why[v.version] = "a champion in the ledger"
+            why[v.version] = LEDGER
         elif i < keep:
             why[v.version] = f"among the newest {keep}"
     return why
@@ -111,13 +117,19 @@ def prune_versions(registry: Registry, checkpoints_dir: Path, keep: int, protect
     out.kept.update({f"v{v.version}": why[v.version] for v in versions if v.version in why and not v.removed})
     kept = [v for v in versions if v.version in why]
     kept_uris = {v.artifacts for v in kept if v.artifacts}
-    kept_studies = {v.study for v in kept if v.study}
+    kept_studies = {v.study for v in kept if v.study and why[v.version] != LEDGER}
+
+    def drop_checkpoints(v: VersionFiles) -> int:
+        if v.study and v.study not in kept_studies and "/" not in v.study and v.study not in (".", ".."):
+            return remove_path(Path(checkpoints_dir) / v.study, dry_run)
+        return 0
+
     for v in versions:
+        if why.get(v.version) == LEDGER and (nbytes := drop_checkpoints(v)):
+            out.add("checkpoints", nbytes)
         if v.version in why or v.removed:
             continue
-        nbytes = 0
-        if v.study and v.study not in kept_studies and "/" not in v.study and v.study not in (".", ".."):
-            nbytes += remove_path(Path(checkpoints_dir) / v.study, dry_run)
+        nbytes = drop_checkpoints(v)
         if v.artifacts in kept_uris:  # registered from a kept version's model: it stays loadable, untagged
             out.kept[f"v{v.version}"] = "its model is a kept version's"
             if nbytes:

@@ -3,7 +3,8 @@
 Seven versions of one small fitted model, each logged in its own MLflow run with its own
 checkpoint folder; v6 is registered from v3's model. Ledger: v1, v3, v4 were made champion
 (v4 now, v3 previous), v2 was evaluated and kept out; v5 is the challenger; v7 the newest.
-With ``keep_versions: 1`` only v2 loses its artifacts (v6's model is v3's: it stays loadable).
+With ``keep_versions: 1`` only v2 loses its artifacts (v6's model is v3's: it stays loadable);
+v1, a champion of the ledger only, keeps its model and loses its checkpoints.
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ def test_only_versions_nothing_keeps_lose_artifacts_and_checkpoints(world):
     assert info["tags"]["gc"] == "artifacts_removed" and _artifacts(ctx, "2") == 0
     assert lineage(ctx.repo, ctx.registry, "2")["data_commit"] == info["tags"]["data_commit"]  # the row stays
     studies = {p.name for p in ctx.settings.checkpoints_dir.iterdir()}
-    assert studies == {"study-1", "study-3", "study-4", "study-5", "study-7"}
+    assert studies == {"study-3", "study-4", "study-5", "study-7"}
+    assert out["counts"]["checkpoints"] == 2  # v6's and the ledger champion v1's
     rows = ctx.repo.read_dataframe("main", ctx.repo.list_objects("main", ctx.cfg.data.batch_prefix)[0]).head(20)
     assert len(ctx.registry.load_predictor("champion").predict(rows)) == 20  # the champion still serves
     for v in ("1", "3", "5", "6", "7"):
