@@ -18,8 +18,13 @@ the home by part; and the non-2xx responses of that interval. At the end it chec
   third of the samples against the median of the first third after warm-up; descriptors may
   also grow by up to 16, the connections of the moment);
 - disk grows with the data kept, not with time: what is not kept with the data (the
-  repository, the batch reports, the ledger) grows by under 10 % over the last half, once
-  GC runs;
+  repository, the batch reports, the ledger) nor with the versions (the registry) grows by
+  under 10 % over the last half, once GC runs; its SQLite databases count by their content,
+  their files' growth (free pages and the WAL: a high-water mark, see ``databases``) is shown
+  beside it;
+- the registry grows with the versions, not with time: its bytes per registered version grow
+  by under 10 % over the last half (each version keeps a record; GC bounds the models and
+  checkpoints to the aliases, the newest ``keep_versions`` and the ledger's champions);
 - 0 non-2xx;
 - exactly one champion at every ledger entry (replayed: each entry names the champion of
   its moment, and the replay ends on the registry's champion);
@@ -65,6 +70,7 @@ loop:
   monitor_interval_s: 10
   crash_retry_cooldown_s: 10
 retention:                  # months of retention, compressed to a tenth of the run
+  keep_versions: {keep}
   rejected_branch_age_days: {days}
   profile_age_days: {days}
   grace_minutes: {grace}
@@ -76,6 +82,11 @@ retention:                  # months of retention, compressed to a tenth of the 
 def retention_s(minutes: float) -> float:
     """The compressed retention window: a tenth of the run, at least 30 s."""
     return max(30.0, minutes * 6.0)
+
+
+def keep_versions(minutes: float) -> int:
+    """The newest versions kept: a tenth of the run's retrains (about one a minute), 1 to 5."""
+    return max(1, min(5, round(minutes / 12)))
 
 
 def prefect_env(minutes: float) -> dict[str, str]:
@@ -91,6 +102,10 @@ FD_SLACK = 16  # descriptors come and go with connections: a leak is more than t
 # during one training wait, and the next one to start supersedes them. A queue that grows with
 # time (171 waiting after 34 min, before runs superseded each other) is more than this.
 MAX_WAITING = 10
+
+
+DATA_PARTS = {"data", "reports", "ledger.db"}  # parts of the home kept with the data (the verdicts)
+REGISTRY_PARTS = ("mlflow.db", "mlartifacts", "optuna.db")  # kept with the versions (with their -wal, -shm)
 
 
 # ----------------------------------------------------------------------- the stream
@@ -183,6 +198,40 @@ def waiting_trainings(api: str) -> int | None:
         return None
 
 
+def databases(home: Path) -> dict[str, dict[str, int]]:
+    """Each SQLite database of the home: ``file`` (with its WAL and shared memory) and ``live``,
+    the bytes its content takes (its pages less the free ones, as a reader sees it). SQLite
+    reuses the pages deleted rows free, and its WAL file keeps the size of its largest burst:
+    both are a high-water mark that a database of bounded content reaches and stays at, while
+    ``live`` grows only with what is kept."""
+    import contextlib
+    import sqlite3
+
+    out = {}
+    for db in sorted([*home.glob("*.db"), *home.glob("*/*.db")]):
+        files = sum(p.stat().st_size for p in (db, Path(f"{db}-wal"), Path(f"{db}-shm")) if p.exists())
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as c:
+                pages, free, size = (c.execute(f"pragma {p}").fetchone()[0]
+                                     for p in ("page_count", "freelist_count", "page_size"))
+        except sqlite3.Error:
+            continue
+        out[str(db.relative_to(home))] = {"file": files, "live": (pages - free) * size}
+    return out
+
+
+def registered(home: Path) -> int | None:
+    """Model versions in the registry (MLflow's database, read only)."""
+    import contextlib
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{home / 'mlflow.db'}?mode=ro", uri=True, timeout=5)) as c:
+            return int(c.execute("select count(*) from model_versions").fetchone()[0])
+    except sqlite3.Error:
+        return None
+
+
 def sample(home: Path, t: float, non_2xx: int, requests: int) -> dict[str, Any]:
     stack = json.loads((home / "run" / "stack.json").read_text())
     procs = {name: p["pid"] for name, p in stack["processes"].items()}
@@ -198,7 +247,7 @@ def sample(home: Path, t: float, non_2xx: int, requests: int) -> dict[str, Any]:
     if runner is not None:  # with the flow runs it has spawned at this moment
         kids = [rss_mib(c) or 0.0 for c in children(runner)]
         row["rss_mib"]["runner+runs"] = (row["rss_mib"]["runner"] or 0.0) + sum(kids)
-    row["disk"] = disk_by_part(home)
+    row["disk"], row["databases"], row["versions"] = disk_by_part(home), databases(home), registered(home)
     return row
 
 
@@ -264,17 +313,37 @@ def verdicts(samples: list[dict], history: list[dict], status: dict, versions: l
             if kind == "fds" and ends is not None:  # a few sockets more is not a leak
                 ok = ok or ends[1] - ends[0] <= FD_SLACK
             out[f"{kind} {name} flat"] = {"ok": ok, "value": None if g is None else f"{g:+.1%}"}
-    # kept with the data, one per batch or decision: the repository, the batches' audit
-    # reports, the ledger (compressed windows and GC bound the rest)
-    data_parts = {"data", "reports", "ledger.db"}
-    rest = [sum(v for k, v in s["disk"].items() if k not in data_parts) for s in samples]
-    half = rest[len(rest) // 2:]
-    g = (half[-1] - half[0]) / half[0] if half and half[0] else None
+    # Kept with the data, one per batch or decision: the repository, the batches' audit reports,
+    # the ledger. Kept with the versions, one record per version (its run, metrics, plots and
+    # study) and a model per champion of the ledger: the registry, judged per version. GC and
+    # the compressed windows bound the rest. Databases count by their content; their files'
+    # high-water mark (free pages, the WAL) is shown beside it.
+    def part(name: str) -> str:
+        if name in DATA_PARTS:
+            return "data"
+        return "registry" if name.startswith(REGISTRY_PARTS) else "rest"
+
+    def bytes_of(s: dict, group: str, live: bool = True) -> int:
+        dbs = [d for name, d in s.get("databases", {}).items() if part(Path(name).parts[0]) == group]
+        files = sum(v for k, v in s["disk"].items() if part(k) == group)
+        return files - sum(d["file"] for d in dbs) + sum(d["live"] for d in dbs) if live else files
+
+    def last_half(values: list[float | None]) -> float | None:
+        half = values[len(values) // 2:]
+        return (half[-1] - half[0]) / half[0] if half and half[0] and half[-1] is not None else None
+
+    g, g_files = last_half([bytes_of(s, "rest") for s in samples]), last_half([bytes_of(s, "rest", False) for s in samples])
     data_g = [s["disk"].get("data", 0) for s in samples]
     out["disk grows with data, not time"] = {
         "ok": g is not None and g < FLAT and gc_ran,
-        "value": None if g is None else f"non-data {g:+.1%} over the last half; data {data_g[0]} -> {data_g[-1]} B"
-                                        + ("" if gc_ran else "; gc never ran")}
+        "value": None if g is None else f"the rest {g:+.1%} over the last half (its database files {g_files:+.1%}); "
+                                        f"data {data_g[0]} -> {data_g[-1]} B" + ("" if gc_ran else "; gc never ran")}
+    per_version = [bytes_of(s, "registry") / s["versions"] if s.get("versions") else None for s in samples]
+    g = last_half(per_version)
+    out["registry grows with versions, not time"] = {
+        "ok": g is not None and g < FLAT,
+        "value": None if g is None else f"bytes per version {g:+.1%} over the last half; "
+                                        f"{samples[len(samples) // 2].get('versions')} -> {samples[-1].get('versions')} versions"}
     non_2xx = sum(s["non_2xx"] for s in samples)
     out["0 non-2xx"] = {"ok": non_2xx == 0, "value": f"{non_2xx} of {sum(s['requests'] for s in samples)}"}
     last, bad = replay_champions(history)
@@ -331,7 +400,8 @@ def run(args: argparse.Namespace) -> int:
     work.mkdir(parents=True, exist_ok=True)
     override = work / "soak.yaml"
     window = retention_s(args.minutes)
-    override.write_text(SOAK_YAML.format(days=window / 86400, grace=min(2.0, window / 120)))
+    override.write_text(SOAK_YAML.format(days=window / 86400, grace=min(2.0, window / 120),
+                                        keep=keep_versions(args.minutes)))
     soak = Soak(work / "home", [*CONFIGS, override], args.minutes)
     n = max(2, int(args.minutes * 60 / args.batch_every))
     schedule = plan(n, args.episode, args.bad_every)

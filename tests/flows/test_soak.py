@@ -20,7 +20,7 @@ def test_five_minutes_of_the_loop_keep_every_verdict(tmp_path):
     out = tmp_path / "soak"
     r = subprocess.run(
         [sys.executable, "benchmarks/soak.py", "--minutes", "5", "--batch-every", "10", "--sample-every", "15",
-         "--gc-every", "10", "--episode", "12", "--bad-every", "7", "--min-retrains", "3", "--out", str(out)],
+         "--gc-every", "5", "--episode", "12", "--bad-every", "7", "--min-retrains", "3", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=1500,
     )
     report = json.loads((out / "soak.json").read_text())
