@@ -7,7 +7,9 @@ No logic here: which flow runs on which event, debounce windows and cool-downs
   ``loop.debounce_s`` give one run, scheduled after the window), and on
   ``ratchet.drift.detected`` (at most once per ``loop.drift_cooldown_s``), and when one
   of its runs crashed (at most once per ``loop.crash_retry_cooldown_s``).
-  One run at a time; a run asked for meanwhile waits its turn.
+  One run at a time; a run asked for meanwhile waits its turn, and the run that starts
+  cancels the due runs waiting behind it that would train the same thing (it reads the
+  newer data): data faster than training queues no more than one training's worth.
 - ``release/on-challenger``: on ``ratchet.model.registered``: the gate, then the rollout.
 - ``monitor/scheduled``: every ``loop.monitor_interval_s``.
 - ``gc/scheduled``: retention (``ratchet gc``) on the cron ``retention.schedule`` (daily).
