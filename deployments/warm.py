@@ -29,9 +29,10 @@ def fork_flow_runs(preload: tuple[str, ...] = RUNNER_PRELOAD) -> None:
 
     import prefect.flow_engine as engine
 
-    chosen = [m.strip() for m in os.environ.get("RATCHET_WARM_PRELOAD", "").split(",") if m.strip()]
+    from ratchet.core.imports import warm_preload
+
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(chosen or list(preload))
+    context.set_forkserver_preload(warm_preload(preload))
 
     class _Forkserver:
         """``multiprocessing`` as the flow engine sees it: the forkserver context for any name."""

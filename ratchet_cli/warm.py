@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ratchet.core.imports import warm_preload
 from ratchet.core.settings import Settings
 from ratchet.runtime.stack import alive
 
@@ -168,9 +169,7 @@ def serve(home: str) -> None:
     """Import everything, then fork a child per command received."""
     settings = Settings(home=home)
     t0 = time.monotonic()
-    # RATCHET_WARM_PRELOAD (comma-separated modules) trims the list: less memory, a faster start
-    chosen = [m.strip() for m in os.environ.get("RATCHET_WARM_PRELOAD", "").split(",") if m.strip()]
-    for name in chosen or PRELOAD:
+    for name in warm_preload(PRELOAD):
         with contextlib.suppress(ImportError):
             __import__(name)
     with contextlib.suppress(Exception):  # MLflow's schema check reads its migration scripts (0.4 s) on first use

@@ -29,3 +29,12 @@ def test_an_imported_sklearn_is_left_alone():
             "assert sys.modules['sklearn'] is not None and sklearn.decomposition.PCA; print('ok')")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
+
+
+def test_warm_preload_is_trimmed_by_its_variable(monkeypatch):
+    from ratchet.core.imports import warm_preload
+
+    monkeypatch.delenv("RATCHET_WARM_PRELOAD", raising=False)
+    assert warm_preload(("pandas", "torch")) == ["pandas", "torch"]
+    monkeypatch.setenv("RATCHET_WARM_PRELOAD", " pandas, ,mlflow ")
+    assert warm_preload(("pandas", "torch")) == ["pandas", "mlflow"]
