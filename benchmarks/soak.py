@@ -416,6 +416,7 @@ def run(args: argparse.Namespace) -> int:
 
     samples: list[dict] = []
     rejected = gc_runs = 0
+    gc_freed: dict[str, int] = {}  # bytes per part, over every collection
     gc_failures: list[str] = []
     t0 = time.monotonic()
     next_batch = next_sample = t0
@@ -434,6 +435,8 @@ def run(args: argparse.Namespace) -> int:
                     if code != 0:
                         gc_failures.append(f"batch {i}: exit {code}: {out.get('error')} {out.get('stderr')}"[-600:])
                     else:  # a part that had to stop early says why (the next collection goes on)
+                        for name, part in out["parts"].items():
+                            gc_freed[name] = gc_freed.get(name, 0) + part["bytes"]
                         gc_failures += [f"batch {i}: {name} {part['skipped']}" for name, part in out["parts"].items()
                                         if part["skipped"] and "no Prefect server" not in part["skipped"]]
                 i += 1
@@ -478,7 +481,9 @@ def run(args: argparse.Namespace) -> int:
                  args.min_retrains, gc_runs > 0)
     v["every gc ran through"] = {"ok": gc_runs > 0 and not gc_failures,
                                  "value": f"{gc_runs - len(gc_failures)} of {gc_runs}" + (f"; {gc_failures[:2]}" if gc_failures else "")}
-    report = {"minutes": args.minutes, "batches": i, "gc_runs": gc_runs, "gc_failures": gc_failures,
+    print(f"gc freed {sum(gc_freed.values()) / 2**20:.1f} MiB in {gc_runs} runs: "
+          + ", ".join(f"{k} {b / 2**20:.2f}" for k, b in gc_freed.items()))
+    report = {"minutes": args.minutes, "batches": i, "gc_runs": gc_runs, "gc_failures": gc_failures, "gc_freed": gc_freed,
               "samples": samples, "verdicts": v}
     (work / "soak.json").write_text(json.dumps(report, indent=2))
     plot(samples, work / "soak.png")
