@@ -251,6 +251,13 @@ def sample(home: Path, t: float, non_2xx: int, requests: int) -> dict[str, Any]:
     return row
 
 
+def responses(results: list[dict]) -> tuple[int, int]:
+    """(non-2xx, all) of the service's answers in the load generator's results: predictions
+    and the feedback posted back."""
+    non_2xx = sum(r["non_2xx"] + r["feedback_non_2xx"] for r in results)
+    return non_2xx, sum(r["requests"] + sum(r["feedback_statuses"].values()) for r in results)
+
+
 def serving(url: str) -> bool:
     """The service holds a champion: traffic before the first one would only count 503s."""
     import httpx
@@ -382,9 +389,11 @@ class Soak:
             return r.returncode, {"output": r.stdout[-800:], "error": r.stderr[-800:]}
 
     def load(self, url: str, rows: Path, seconds: float, out: Path, seed: int) -> subprocess.Popen:
+        """A segment of traffic; ``<out>.stop`` ends it early, its responses counted (``--out``)."""
         return subprocess.Popen(
             [sys.executable, "-m", "benchmarks.loadgen", "--url", url, "--rows", str(rows), "--connections", "2",
-             "--rate", "20", "--duration", str(seconds), "--feedback", "0.5", "--seed", str(seed), "--out", str(out)],
+             "--rate", "20", "--duration", str(seconds), "--feedback", "0.5", "--seed", str(seed), "--out", str(out),
+             "--stop-file", f"{out}.stop"],
             cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def versions(self) -> list[dict]:
@@ -442,7 +451,7 @@ def run(args: argparse.Namespace) -> int:
                 i += 1
                 next_batch = t0 + i * args.batch_every
             if load is not None and load.poll() is None and drifted_now != schedule[min(i, n) - 1][0]:
-                load.terminate()  # the rule changed: traffic follows it from now on
+                Path(f"{load_out}.stop").touch()  # the rule changed: traffic follows it from now on
             if (load is None or load.poll() is not None) and (load is not None or serving(url)):
                 drifted_now = schedule[min(i, n) - 1][0]
                 rows = traffic_rows(400, args.seed + seg, drifted_now, work / f"traffic-{seg % 2}.jsonl")
@@ -454,8 +463,7 @@ def run(args: argparse.Namespace) -> int:
                 results = [json.loads(p.read_text()) for p in done]
                 for p in done:
                     p.unlink()
-                s = sample(soak.home, now - t0, sum(r["non_2xx"] for r in results),
-                           sum(r["requests"] for r in results))
+                s = sample(soak.home, now - t0, *responses(results))
                 s["batches"], s["rejected"], s["waiting_trainings"] = i, rejected, waiting_trainings(api)
                 samples.append(s)
                 print(json.dumps(s), flush=True)
@@ -464,10 +472,9 @@ def run(args: argparse.Namespace) -> int:
         if load is not None:
             load.wait(timeout=args.sample_every + 30)
         # the last segment's responses count too
-        for p in sorted(work.glob("load-*.json")):
-            r = json.loads(p.read_text())
-            samples[-1]["non_2xx"] += r["non_2xx"]
-            samples[-1]["requests"] += r["requests"]
+        non_2xx, requests = responses([json.loads(p.read_text()) for p in sorted(work.glob("load-*.json"))])
+        samples[-1]["non_2xx"] += non_2xx
+        samples[-1]["requests"] += requests
         _, history = soak.ratchet("history")
         _, status = soak.ratchet("status")
         versions = soak.versions()
