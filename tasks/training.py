@@ -50,7 +50,6 @@ def publish_training_summary(ctx: Context, trained: search.TrainedModel, version
     )
 
 
-
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
 def supersede_waiting_runs() -> list[str]:
     """Cancel the runs of this run's deployment that wait for its slot and would train the same
