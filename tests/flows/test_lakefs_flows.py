@@ -14,7 +14,7 @@ import json
 import os
 import tarfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +34,7 @@ class LakeFSWorld:
     """A home whose data repository is on lakeFS; ``server`` is the stand-in or None (a real one)."""
 
     home: Path
+    cli: Callable  # `ratchet ARGS...` in-process (typer's runner), with this world's environment
     repo: LakeFSRepository  # the same repository, seen directly (not through ratchet's config)
     server: LakeFSStandin | None
     published: dict
@@ -71,11 +72,12 @@ def lakefs_world(request, tmp_path_factory, demo_data) -> Iterator[LakeFSWorld]:
         env["LAKEFS_STORAGE_NAMESPACE"] = f"{env['LAKEFS_STORAGE_NAMESPACE'].rstrip('/')}/{name}"
         for k, v in env.items():
             mp.setenv(k, v)
-        # JSON is YAML: the lakeFS backend, and GC that collects a rejected branch at once
+        # JSON is YAML: the lakeFS backend, GC that collects a rejected branch at once, a short fit
         override = tmp / "lakefs.yaml"
         override.write_text(json.dumps({
             "data": {"backend": "lakefs", "repository": name},
             "retention": {"rejected_branch_age_days": 0, "grace_minutes": 0},
+            "train": {"max_epochs": 1, "checkpointing": False},  # what is tested here is the data path
         }))
         mp.setenv("RATCHET_CONFIG", os.pathsep.join([*CONFIG_FILES, str(override)]))
         home = tmp / "home"
@@ -99,10 +101,8 @@ def lakefs_world(request, tmp_path_factory, demo_data) -> Iterator[LakeFSWorld]:
         pd.read_csv(demo_data.clean[1]).drop(columns=["income"]).to_csv(bad, index=False)
         r = cli("ingest", str(bad), "--json")
         assert r.exit_code == 2, r.output
-        world = LakeFSWorld(home, repo, server, published, json.loads(r.stdout))
-        world.cli = cli  # type: ignore[attr-defined]
         try:
-            yield world
+            yield LakeFSWorld(home, cli, repo, server, published, json.loads(r.stdout))
         finally:
             if server is not None:
                 server.stop()
