@@ -164,3 +164,19 @@ def test_vendored_document_has_every_call_of_the_pinned_sdk() -> None:
         for p, m in re.findall(r"call_api\(\s*'([^']+)', '([A-Z]+)'", f.read_text())
     }
     assert len(calls) > 100 and calls == in_doc
+
+
+def test_standin_enforces_lakefs_name_rules(lakefs_standin: LakeFSStandin) -> None:
+    """Rules the document does not state but lakeFS's server enforces (``pkg/validator``,
+    ``graveler.ValidateTagID``): what the backend's own checks must keep it from sending."""
+    repo = standin_repository(lakefs_standin)
+    base = f"/repositories/{repo.repository_id}"
+    assert _raw(lakefs_standin, "POST", f"{base}/branches", {"name": "score/x", "source": "main"}) == (
+        400, {"message": "branch id: invalid value: validation error"})
+    assert _raw(lakefs_standin, "POST", f"{base}/tags", {"id": "models/v1", "ref": "main"}) == (
+        400, {"message": "tag id: invalid value: validation error"})
+    assert _raw(lakefs_standin, "POST", f"{base}/tags", {"id": "v1..2", "ref": "main"})[0] == 400
+    assert _raw(lakefs_standin, "POST", f"{base}/tags", {"id": "v1.2", "ref": "main"})[0] == 201
+    assert _raw(lakefs_standin, "DELETE", f"{base}/branches/main") == (
+        400, {"message": "cannot delete repository default branch"})
+    assert lakefs_standin.violations == []  # all of these are on the contract
