@@ -10,7 +10,7 @@ every value's type in Python, which costs more than the model) and the profiles 
 thread that overlaps the model on the next chunk. The result is then committed to the data
 repository under ``predictions/`` (``commit_predictions``) and copied to ``--out``.
 
-Where predictions go in the repository: a branch of their own per run (``score/<id>``), cut
+Where predictions go in the repository: a branch of their own per run (``score-<id>``), cut
 from the long-lived ``predictions`` branch (itself cut from main the first time) and merged
 back into it. Not onto main: main's commits are the training data, and on lakeFS every merge
 into main is relayed as ``ratchet.data.published``, which would retrain on nothing new. A run
@@ -336,7 +336,7 @@ def commit_predictions(repo, main_branch: str, scored: Scored) -> tuple[str, str
     if not repo.branch_exists(PREDICTIONS_BRANCH):
         repo.create_branch(PREDICTIONS_BRANCH, main_branch)
     stem = scored.local_path.stem
-    run_branch = f"score/{stem}"
+    run_branch = f"score-{stem}"  # lakeFS branch ids are ^\w[-\w]*$: no "/"
     repo.create_branch(run_branch, PREDICTIONS_BRANCH)
     base = f"{PREDICTIONS_PREFIX}{stem}/"
     repo.put_object(run_branch, base + "predictions.parquet", scored.local_path.read_bytes())

@@ -2,7 +2,9 @@
 
 ``repo`` runs each test against the embedded backend, the lakeFS backend
 talking to the in-process lakeFS stand-in, and (marked ``lakefs``, only when
-``LAKEFS_ENDPOINT`` is set) a real lakeFS server.
+``LAKEFS_ENDPOINT`` is set) a real lakeFS server. A test that used the stand-in
+fails if any request or answer was off lakeFS's OpenAPI document
+(``lakefs_contract``), even where the backend turned the 400 into another error.
 """
 
 from __future__ import annotations
@@ -26,10 +28,19 @@ BACKENDS = [
 
 
 @pytest.fixture(scope="session")
-def lakefs_standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LakeFSStandin]:
+def lakefs_standin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LakeFSStandin]:
     standin = LakeFSStandin(tmp_path_factory.mktemp("lakefs-standin")).start()
     yield standin
     standin.stop()
+
+
+@pytest.fixture
+def lakefs_standin(lakefs_standin_server: LakeFSStandin) -> Iterator[LakeFSStandin]:
+    """The session's stand-in; the test fails on any exchange off lakeFS's API document."""
+    lakefs_standin_server.take_violations()
+    yield lakefs_standin_server
+    off = lakefs_standin_server.take_violations()
+    assert not off, "exchanges off lakeFS's OpenAPI document:\n" + "\n".join(off)
 
 
 def _real_lakefs_repository() -> Iterator[DataRepository]:

@@ -1,14 +1,26 @@
 """A small HTTP stand-in for the lakeFS API, for tests only.
 
-It serves, under ``/api/v1``, exactly the endpoints the lakeFS backend calls,
-with the paths, methods, query parameters, JSON bodies and status codes of the
-lakeFS OpenAPI contract (as generated into ``lakefs_sdk/api`` and
-``lakefs_sdk/models``) and lakeFS's error mapping (404 not found, 409 already
-exists or conflict, 400 invalid value / dirty branch / no changes, 401 bad
-credentials; errors carry ``{"message": ...}``). Repository semantics come from
-``EmbeddedRepository`` so they are defined in one place; lakeFS rules that are
-stricter than the embedded backend's (branch ids ``^\\w[-\\w]*$``, repository
-ids) are enforced here, as the real server does.
+It serves, under ``/api/v1``, exactly the endpoints the lakeFS backend calls.
+Every request and every answer is checked against lakeFS's own OpenAPI document,
+vendored in ``tests/data/lakefs/`` (``lakefs_contract``): a request off the
+contract gets the 400 lakeFS's request validator gives, an answer off it a 500,
+and both are kept in ``violations`` for the tests to fail on.
+
+Repository semantics come from ``EmbeddedRepository``, so they are defined in one
+place; the rules of the lakeFS server that matter to ratchet and that the embedded
+backend is looser about are enforced here as lakeFS enforces them (the Go source of
+the same release: ``pkg/validator``, ``pkg/graveler/validate.go``, ``pkg/api``):
+
+* a storage namespace serves one repository: a second ``POST /repositories`` on it is
+  400 "failed to create repository: ... storage namespace already in use";
+* repository ids ``^[a-z0-9][a-z0-9-]{2,62}$``, branch ids ``^\\w[-\\w]*$``, tag ids by
+  ``ValidateTagID`` (no '/', '..', '@{', control characters ...): 400 "... invalid value";
+* errors carry lakeFS's body ``{"message": ...}`` and its status mapping (404 not found,
+  409 not unique, a merge conflict's 409 with an empty ``MergeResult``, 400 invalid value / "no changes" /
+  "uncommitted changes (dirty branch)" / "cannot delete repository default branch",
+  401 bad credentials);
+* listings paginate as lakeFS does (``after`` exclusive, ``amount`` up to 1000,
+  ``pagination.has_more`` / ``next_offset``).
 
 Not covered (the backend never calls them): presigned uploads, multipart form
 uploads, imports, auth management, hooks, ref expressions like ``main~1``.
@@ -39,12 +51,27 @@ from ratchet.data.repository.base import (
 )
 from ratchet.data.repository.embedded import EmbeddedRepository
 from ratchet.data.repository.lakefs import LakeFSRepository
-from ratchet.data.repository.semantics import InvalidName, validate_tag_name
+from ratchet.data.repository.semantics import InvalidName
+from tests.data.lakefs_contract import ContractRequest, ContractResponse, request_errors, response_errors
 
 _BRANCH_ID = re.compile(r"^\w[-\w]*$")
 _REPO_ID = re.compile(r"^[a-z0-9][a-z0-9-]{2,62}$")
+_NAMESPACE = re.compile(r"^(s3|gs|https?|mem|local|transient)://.*$")
 _DEFAULT_PER_PAGE = 100
 _MAX_PER_PAGE = 1000
+
+
+def _valid_tag_id(tag: str) -> bool:
+    """lakeFS's ``graveler.ValidateTagID`` (git-check-ref-format, less '~'): stricter than the
+    embedded backend's tags, which may hold '/'."""
+    return (
+        bool(tag)
+        and tag != "@"
+        and not tag.endswith((".", ".lock"))
+        and not any(s in tag for s in ("..", "/", "@{"))
+        and not any(c in tag for c in "^:?*[\\")
+        and all(ord(c) > 0x20 and ord(c) != 0x7F for c in tag)
+    )
 
 
 class ApiError(Exception):
@@ -83,6 +110,8 @@ class LakeFSStandin:
         self.access_key_id = access_key_id
         self.secret_access_key = secret_access_key
         self._repos: dict[str, tuple[EmbeddedRepository, dict[str, Any]]] = {}
+        self._namespaces: set[str] = set()  # lakeFS leaves its marker in a namespace: used once
+        self.violations: list[str] = []  # requests and answers off lakeFS's OpenAPI document
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -112,11 +141,21 @@ class LakeFSStandin:
             self._server.server_close()
             self._server = None
 
+    def take_violations(self) -> list[str]:
+        """Contract violations seen since the last call (and forget them)."""
+        with self._lock:
+            out, self.violations = self.violations, []
+        return out
+
+    def _violation(self, what: str) -> None:
+        with self._lock:
+            self.violations.append(what)
+
     # --------------------------------------------------------------- helpers
     def repo(self, name: str) -> tuple[EmbeddedRepository, dict[str, Any]]:
         with self._lock:
             if name not in self._repos:
-                raise ApiError(404, f"repository not found: {name}")
+                raise ApiError(404, "repository not found")
             return self._repos[name]
 
     @staticmethod
@@ -150,7 +189,7 @@ class LakeFSStandin:
     @staticmethod
     def _branch_head(repo: EmbeddedRepository, branch: str) -> str:
         if not repo.branch_exists(branch):
-            raise ApiError(404, f"branch '{branch}' not found")
+            raise ApiError(404, "branch not found")
         return repo.resolve(branch)
 
     # ---------------------------------------------------------------- routes
@@ -181,7 +220,7 @@ class LakeFSStandin:
             case ("POST", ["branches"]):
                 bname, source = j["name"], j["source"]
                 if not _BRANCH_ID.match(bname):
-                    raise ApiError(400, f"branch id: invalid value: validation error: {bname}")
+                    raise ApiError(400, "branch id: invalid value: validation error")
                 if repo.branch_exists(bname):
                     raise ApiError(409, "branch already exists: not unique")
                 commit_id = repo.create_branch(bname, source)
@@ -303,7 +342,8 @@ class LakeFSStandin:
                 return 200, {"pagination": pag, "results": page}, None
             case ("POST", ["tags"]):
                 tag, ref = j["id"], j["ref"]
-                validate_tag_name(tag)
+                if not _valid_tag_id(tag):
+                    raise ApiError(400, "tag id: invalid value: validation error")
                 if tag in repo.list_tags():
                     raise ApiError(409, "tag already exists: not unique")
                 return 201, {"id": tag, "commit_id": repo.create_tag(tag, ref)}, None
@@ -318,14 +358,19 @@ class LakeFSStandin:
         name = j.get("name", "")
         if not _REPO_ID.match(name):
             raise ApiError(400, f"repository id: invalid value: {name}")
-        if not j.get("storage_namespace"):
-            raise ApiError(400, "storage_namespace: required value")
+        namespace = str(j.get("storage_namespace") or "")
+        if not _NAMESPACE.match(namespace):
+            raise ApiError(400, "storage_namespace: invalid value")
         default_branch = j.get("default_branch") or "main"
         if not _BRANCH_ID.match(default_branch):
             raise ApiError(400, f"default branch: invalid value: {default_branch}")
         with self._lock:
             if name in self._repos:
                 raise ApiError(409, "repository already exists: not unique")
+            if namespace.rstrip("/") in self._namespaces:
+                raise ApiError(400, f"failed to create repository: found lakeFS objects in the storage "
+                                    f"(:{namespace}) key(_lakefs/dummy): storage namespace already in use")
+            self._namespaces.add(namespace.rstrip("/"))
             repo = EmbeddedRepository.open_or_init(self.root / name, main_branch=default_branch)
             meta = {
                 "id": name,
@@ -344,6 +389,8 @@ class LakeFSStandin:
             raise ApiError(400, "invalid merge strategy")
         dest_head = self._branch_head(repo, dest)
         source = repo.resolve(source_ref)
+        if repo.uncommitted(dest):
+            raise ApiError(400, "uncommitted changes (dirty branch)")
         if repo.merge_base(source, dest_head) == source and not j.get("allow_empty"):
             raise ApiError(400, "no changes")
         try:
@@ -355,7 +402,9 @@ class LakeFSStandin:
                 strategy=strategy,  # type: ignore[arg-type]
             )
         except MergeConflict:
-            raise ApiError(409, "conflict found") from None
+            # lakeFS's MergeIntoBranch answers a conflict with 409 and an empty MergeResult,
+            # not an Error body (the document says so; the backend finds the paths itself)
+            return 409, {"reference": ""}, None
         return 200, {"reference": ref}, None
 
 
@@ -401,33 +450,49 @@ class _Handler(BaseHTTPRequestHandler):
         # split before unquoting: path parameters are quoted with safe='' by the SDK
         parts = [unquote(s) for s in url.path.strip("/").split("/")]
         q = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        host, port = self.server.server_address[:2]
+        contract = ContractRequest.of(f"http://{host}:{port}", method, self.path, self.headers, body)
         try:
+            off = request_errors(contract)
+            if off:  # lakeFS validates requests against the same document and answers 400
+                self.app._violation(f"request {method} {self.path}: {'; '.join(off)}")
+                raise ApiError(400, f"request does not match lakeFS's API: {off[0]}")
             if not self._authorized():
                 raise ApiError(401, "error authenticating request")
             status, payload, ctype = self.app.dispatch(method, parts, q, self.headers, body)
         except ApiError as e:
             status, payload, ctype = e.status, {"message": e.message}, None
-        except (RefNotFound, ObjectNotFound) as e:
-            status, payload, ctype = 404, {"message": f"not found: {e}"}, None
-        except BranchExists as e:
-            status, payload, ctype = 409, {"message": f"not unique: {e}"}, None
+        except RefNotFound:
+            status, payload, ctype = 404, {"message": "not found"}, None
+        except ObjectNotFound:
+            status, payload, ctype = 404, {"message": "object not found"}, None
+        except BranchExists:
+            status, payload, ctype = 409, {"message": "branch already exists: not unique"}, None
         except NothingToCommit:
             status, payload, ctype = 400, {"message": "commit: no changes"}, None
         except (InvalidName, DataRepoError, KeyError, ValueError) as e:
             status, payload, ctype = 400, {"message": f"invalid value: {e}"}, None
         except Exception as e:  # never kill the server thread
             status, payload, ctype = 500, {"message": f"internal error: {e!r}"}, None
-        self._send(status, payload, ctype)
+        data, ctype = self._encode(payload, ctype)
+        off = response_errors(contract, ContractResponse(status, data, ctype or ""))
+        if off:
+            self.app._violation(f"answer {status} to {method} {self.path}: {'; '.join(off)}")
+            status, payload = 500, {"message": f"the stand-in's answer is off lakeFS's API: {off[0]}"}
+            data, ctype = self._encode(payload, None)
+        self._send(status, data, ctype)
 
-    def _send(self, status: int, payload: Any, ctype: str | None) -> None:
+    @staticmethod
+    def _encode(payload: Any, ctype: str | None) -> tuple[bytes, str | None]:
         if payload is None:
-            data = b""
-        elif isinstance(payload, bytes | bytearray):
-            data = bytes(payload)
-        elif isinstance(payload, str) and ctype:
-            data = payload.encode()
-        else:
-            data, ctype = json.dumps(payload).encode(), "application/json"
+            return b"", ctype
+        if isinstance(payload, bytes | bytearray):
+            return bytes(payload), ctype
+        if isinstance(payload, str) and ctype:
+            return payload.encode(), ctype
+        return json.dumps(payload).encode(), "application/json"
+
+    def _send(self, status: int, data: bytes, ctype: str | None) -> None:
         self.send_response(status)
         if data or ctype:
             self.send_header("Content-Type", ctype or "application/json")
@@ -447,12 +512,14 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def standin_repository(standin: LakeFSStandin, main_branch: str = "main") -> LakeFSRepository:
-    """A fresh lakeFS-backend repository on the stand-in."""
+    """A fresh lakeFS-backend repository on the stand-in, on a storage namespace of its own
+    (lakeFS refuses a second repository on a namespace already used)."""
     import lakefs
 
     client = lakefs.Client(
         host=standin.endpoint, username=standin.access_key_id, password=standin.secret_access_key
     )
-    repo = LakeFSRepository(f"t-{uuid.uuid4().hex[:12]}", client, main_branch=main_branch)
-    repo.ensure_exists("local://standin")
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    repo = LakeFSRepository(name, client, main_branch=main_branch)
+    repo.ensure_exists(f"local://standin/{name}")
     return repo

@@ -10,8 +10,9 @@ goes.
 
 Semantics match the embedded backend:
 
-* lakeFS branch ids are ``^\\w[-\\w]*$``: unlike the embedded backend, no
-  '/' in branch names (refused here with ``InvalidName``).
+* lakeFS branch ids are ``^\\w[-\\w]*$`` and tag ids allow no '/' either:
+  unlike the embedded backend, no '/' in branch or tag names (refused here with
+  ``InvalidName`` before any request).
 * ``merge`` of a source that is already an ancestor of the destination is a
   no-op returning the destination head (lakeFS would answer "no changes");
   otherwise it always creates a merge commit (``allow_empty``), even when the
@@ -113,6 +114,13 @@ def _lakefs_branch_name(name: str) -> str:
     return name
 
 
+def _lakefs_tag_name(name: str) -> str:
+    validate_tag_name(name)
+    if "/" in name:
+        raise InvalidName(f"invalid tag name {name!r}: lakeFS tag names cannot contain '/'")
+    return name
+
+
 class LakeFSRepository(DataRepository):
     """One lakeFS repository seen through the ``DataRepository`` interface."""
 
@@ -188,7 +196,7 @@ class LakeFSRepository(DataRepository):
             return False
 
     def create_tag(self, name: str, ref: str) -> str:
-        validate_tag_name(name)
+        _lakefs_tag_name(name)
         with _mapped(f"create tag {name!r} at {ref!r}"):
             created = self._sdk.tags_api.create_tag(
                 self.repository_id, lakefs_sdk.TagCreation(id=name, ref=ref)
