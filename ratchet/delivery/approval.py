@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ratchet.core.files import atomic_write_json
+from ratchet.training.versions import VersionMarks
 
 if TYPE_CHECKING:  # the ledger brings SQLAlchemy: `ratchet status` reads a request without it
     from ratchet.promotion.ledger import Ledger
@@ -82,12 +83,6 @@ def _clear(root: Path, request: ApprovalRequest) -> None:
         (Path(root) / MARKER).unlink(missing_ok=True)
 
 
-def _tag(registry, version: str, tags: dict[str, str | None]) -> None:
-    for k, v in tags.items():
-        if v:
-            registry.client.set_model_version_tag(registry.model_name, version, k, str(v)[:5000])
-
-
 # ----------------------------------------------------------------------- request and answer
 def request(registry, ledger: Ledger, root: Path, version: str, champion: str | None, trigger: str,
             evidence: dict[str, Any], reason: str = "gate passed", flow_run_id: str | None = None,
@@ -102,7 +97,7 @@ def request(registry, ledger: Ledger, root: Path, version: str, champion: str | 
     ))
     req = ApprovalRequest(registry.model_name, str(version), champion, entry.ts, reason, trigger,
                           flow_run_id, flow_run_url, entry.id)
-    _tag(registry, req.version, {"approval": "pending"})
+    registry.mark(req.version, VersionMarks(approval="pending"))
     atomic_write_json(Path(root) / MARKER, req.to_dict())
     return req
 
@@ -135,7 +130,7 @@ def settle(registry, ledger: Ledger, root: Path, req: ApprovalRequest, answer: d
                   "waited_s": round(time.time() - req.since, 3), "flow_run_url": req.flow_run_url,
                   "summary": f"{decision}{f' by {who}' if who else ''}{kept}"},
     ))
-    _tag(registry, req.version, {"approval": decision, "approval_by": who, "approval_comment": comment})
+    registry.mark(req.version, VersionMarks(approval=decision, approval_by=who, approval_comment=comment))
     _clear(root, req)
     return ApprovalDecision(decision, req.version, req.champion, who, comment, newer, entry.id)
 

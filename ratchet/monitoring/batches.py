@@ -16,6 +16,7 @@ from ratchet.data.ingest import AuditedBatch
 from ratchet.data.repository.base import DataRepository
 from ratchet.monitoring.concept import Baseline, ConceptCheck, Sample, baseline_from, check, score_frame
 from ratchet.training.registry import Registry
+from ratchet.training.versions import VersionMarks
 
 
 def champion_baseline(registry: Registry, schema: Schema) -> Baseline | None:
@@ -58,11 +59,10 @@ def score_batch(
 
 def record_on_champion(registry: Registry, verdict: ConceptCheck) -> None:
     """The newest verdict on the champion's registry version (and its onset, once found)."""
-    tags = {"concept_last_batch": verdict.label, "concept_last_score": f"{verdict.score:.4f}"}
-    if verdict.detected:
-        tags["concept_onset"] = verdict.onset
-    for k, v in tags.items():
-        registry.client.set_model_version_tag(registry.model_name, verdict.champion, k, v)
+    registry.mark(verdict.champion, VersionMarks(
+        concept_last_batch=verdict.label, concept_last_score=verdict.score,
+        concept_onset=verdict.onset if verdict.detected else None,
+    ))
 
 
 def live_concept_onset(registry: Registry) -> float | None:
@@ -71,5 +71,4 @@ def live_concept_onset(registry: Registry) -> float | None:
     champion = registry.alias("champion")
     if champion is None:
         return None
-    value = registry.version_info(champion)["tags"].get("concept_live_onset")
-    return float(value) if value else None
+    return registry.marks(champion).concept_live_onset

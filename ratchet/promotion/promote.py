@@ -85,10 +85,10 @@ def evaluate_challenger(
     if challenger is None:
         raise PromotionError("no challenger: train one first (`ratchet train`)")
     champion = registry.alias("champion")
-    tags = registry.version_info(challenger)["tags"]
+    lineage = registry.lineage(challenger)
     # held-out rows since the drift onset when the window reaches further back: the data a stale champion now meets
-    holdout = int(tags.get("holdout_batches") or 0) or None
-    data = training_data(repo, tags["data_commit"], cfg, holdout or int(tags.get("window_batches") or 0) or None)
+    holdout = lineage.holdout_batches
+    data = training_data(repo, lineage.data_commit, cfg, lineage.scored_batches)
     regression = schema.target.is_regression
     y = target_values(data.test[schema.target.name], schema.target)
     chall_proba, chall_s = _timed_proba(registry.load_predictor(challenger), data.test, regression)
@@ -227,7 +227,7 @@ def rollback(
     target = str(to) if to is not None else registry.alias("previous")
     if target is None:
         raise PromotionError("nothing to roll back to: no 'previous' champion and no --to VERSION")
-    if registry.version_info(target)["tags"].get("gc") == "artifacts_removed":  # raises when there is no such version
+    if registry.marks(target).artifacts_removed:  # raises when there is no such version
         raise PromotionError(f"version {target} has no model any more: `ratchet gc` removed its artifacts")
     if target == current:
         raise PromotionError(f"version {target} is already the champion")
