@@ -25,8 +25,10 @@ import pandas as pd
 
 from ratchet.core.config import DataConfig, DriftConfig
 from ratchet.core.schema import Schema
-from ratchet.data.checks import BatchAudit, BatchRejected, Violation, iter_batch
+from ratchet.data.checks import BatchAudit
+from ratchet.data.reading import iter_batch
 from ratchet.data.repository.base import DataRepoError, DataRepository
+from ratchet.data.violations import BatchRejected, Violation
 
 PROFILE_PREFIX = "profiles/"
 REPORT_PREFIX = "reports/"
