@@ -48,6 +48,20 @@ class ApprovalRequest:
 
 
 @dataclass(frozen=True)
+class ApprovalAnswer:
+    """A person's answer to a request (``ratchet approve``/``reject``, or the Prefect UI's form),
+    or ratchet's own when a newer challenger supersedes the request (``superseded_by``)."""
+
+    approve: bool
+    comment: str = ""
+    who: str = ""
+    superseded_by: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class ApprovalDecision:
     decision: str  # approved | rejected | timeout | superseded
     version: str
@@ -102,23 +116,22 @@ def request(registry, ledger: Ledger, root: Path, version: str, champion: str | 
     return req
 
 
-def decide(registry, answer: dict[str, Any] | None, req: ApprovalRequest) -> str:
+def decide(registry, answer: ApprovalAnswer | None, req: ApprovalRequest) -> str:
     """The decision an answer means: ``timeout`` without one, ``superseded`` when a newer
     challenger took the alias (or the answer says so), else approved or rejected."""
     if answer is None:
         return "timeout"
-    if answer.get("superseded_by") or registry.alias("challenger") != req.version:
+    if answer.superseded_by or registry.alias("challenger") != req.version:
         return "superseded"
-    return "approved" if answer.get("approve") else "rejected"
+    return "approved" if answer.approve else "rejected"
 
 
-def settle(registry, ledger: Ledger, root: Path, req: ApprovalRequest, answer: dict[str, Any] | None
+def settle(registry, ledger: Ledger, root: Path, req: ApprovalRequest, answer: ApprovalAnswer | None
            ) -> ApprovalDecision:
     """Record the answer (None: the timeout passed) in the ledger and the version's tags."""
     decision = decide(registry, answer, req)
-    answer = answer or {}
-    who, comment = answer.get("who") or None, answer.get("comment") or None
-    newer = answer.get("superseded_by") or (registry.alias("challenger") if decision == "superseded" else None)
+    who, comment = (answer.who or None, answer.comment or None) if answer else (None, None)
+    newer = (answer and answer.superseded_by) or (registry.alias("challenger") if decision == "superseded" else None)
     kept = "" if decision == "approved" else "; the champion is kept"
     from ratchet.promotion.ledger import Entry
 
