@@ -37,8 +37,8 @@ def ingest_flow(path: str, options: RunOptions = RunOptions()) -> IngestResult:
         emit_data_event(ctx, "duplicate", ctx.cfg.data.main_branch, earlier.commit, duplicate.to_dict())
         print(describe(duplicate.to_dict()))
         return duplicate
-    measure_batch_drift(ctx, audited)
-    verdict = score_batch_concept(ctx, audited)  # labels changed meaning? (features alone cannot say)
+    audited = measure_batch_drift(ctx, audited)
+    audited, verdict = score_batch_concept(ctx, audited)  # labels changed meaning? (features alone cannot say)
     branch = stage_batch(ctx, audited, path)
     commit = commit_batch(ctx, branch, audited)
     if not audited.ok:

@@ -25,13 +25,13 @@ def find_duplicate_batch(ctx: Context, audited: ingest.AuditedBatch) -> ingest.D
 
 
 @task
-def measure_batch_drift(ctx: Context, audited: ingest.AuditedBatch) -> dict | None:
-    ingest.measure_drift(ctx.repo, audited, ctx.cfg.data, ctx.cfg.drift, ctx.schema)
-    return audited.drift
+def measure_batch_drift(ctx: Context, audited: ingest.AuditedBatch) -> ingest.AuditedBatch:
+    """The batch with its drift from main (and a violation, with ``data.drift_gate``)."""
+    return ingest.measure_drift(ctx.repo, audited, ctx.cfg.data, ctx.cfg.drift, ctx.schema)
 
 
 @task(**ONCE_MORE)
-def score_batch_concept(ctx: Context, audited: ingest.AuditedBatch) -> ConceptCheck | None:
+def score_batch_concept(ctx: Context, audited: ingest.AuditedBatch) -> batches.ScoredBatch:
     """The champion's score on the labelled batch, tested against its held-out score (concept drift)."""
     return batches.score_batch(ctx.repo, ctx.registry, ctx.schema, ctx.cfg, audited)
 

@@ -10,6 +10,9 @@ needs no state of its own.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import NamedTuple
+
 from ratchet.core.config import RatchetConfig
 from ratchet.core.schema import Schema
 from ratchet.data.ingest import AuditedBatch
@@ -39,22 +42,28 @@ def scored_history(repo: DataRepository, ref: str, champion: str) -> list[Concep
     return out[::-1]
 
 
+class ScoredBatch(NamedTuple):
+    """A batch with the champion's score attached (report and commit metadata), and the verdict."""
+
+    audited: AuditedBatch
+    verdict: ConceptCheck | None
+
+
 def score_batch(
     repo: DataRepository, registry: Registry, schema: Schema, cfg: RatchetConfig, audited: AuditedBatch
-) -> ConceptCheck | None:
-    """Score a passed batch with the champion, test it, and attach the verdict to ``audited``
-    (report and commit metadata); None when there is no champion or the batch failed."""
+) -> ScoredBatch:
+    """Score a passed batch with the champion and test it; the batch comes back unchanged, with
+    no verdict, when there is no champion, no label or the batch failed."""
     frame = audited.scoring_frame  # a batch over one chunk: its first chunk's rows
     if not audited.ok or frame is None or schema.target.name not in frame:
-        return None
+        return ScoredBatch(audited, None)
     base = champion_baseline(registry, schema)
     if base is None:
-        return None
+        return ScoredBatch(audited, None)
     history = [Sample(h.label, h.rows, h.error) for h in scored_history(repo, cfg.data.main_branch, base.version)]
     sample = score_frame(registry.load_predictor(base.version), frame, schema, audited.batch_id)
     verdict = check(history, sample, base, cfg.drift)
-    audited.concept, audited.metadata = verdict.to_dict(), verdict.metadata()
-    return verdict
+    return ScoredBatch(replace(audited, concept=verdict.to_dict(), metadata=verdict.metadata()), verdict)
 
 
 def record_on_champion(registry: Registry, verdict: ConceptCheck) -> None:
