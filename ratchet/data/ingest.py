@@ -17,7 +17,6 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +24,13 @@ import pandas as pd
 
 from ratchet.core.config import DataConfig, DriftConfig
 from ratchet.core.schema import Schema
+from ratchet.data.batch_ref import PROFILE_PREFIX, BatchRef
 from ratchet.data.checks import BatchAudit
 from ratchet.data.reading import iter_batch
 from ratchet.data.repository.base import DataRepoError, DataRepository
 from ratchet.data.violations import BatchRejected, Violation
 
-PROFILE_PREFIX = "profiles/"
-REPORT_PREFIX = "reports/"
-REJECTED_PREFIX = "rejected/"
 CHUNK_ROWS = 200_000  # rows read, checked and profiled at a time (``data.chunk_rows``)
-DIGEST_CHARS = 12  # of the sha256 in a batch id: 48 bits, a collision needs ~16 million batches
 
 
 class IngestRejected(Exception):
@@ -142,7 +138,7 @@ def describe(result: dict[str, Any]) -> str:
 
 
 def batch_id_for(digest: str) -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + f"-{digest[:DIGEST_CHARS]}"
+    return BatchRef.new(digest).batch_id
 
 
 def file_digest(path: Path) -> str:
@@ -220,11 +216,11 @@ def find_duplicate(repo: DataRepository, audited: AuditedBatch, cfg: DataConfig)
     content digests end with the file's digest, so that one is looked for too."""
     if not audited.ok:
         return None
-    ends = tuple(f"-{d[:DIGEST_CHARS]}.parquet" for d in (audited.digest, audited.file_digest))
-    held = [p for p in repo.list_objects(cfg.main_branch, cfg.batch_prefix) if p.endswith(ends)]
+    held = [p for p in repo.list_objects(cfg.main_branch, cfg.batch_prefix) if p.endswith(".parquet")
+            and any(BatchRef.from_path(p).named_by(d) for d in (audited.digest, audited.file_digest))]
     if not held:
         return None
-    batch_id = held[0].rsplit("/", 1)[-1].removesuffix(".parquet")
+    batch_id = BatchRef.from_path(held[0]).batch_id
     return Duplicate(batch_id, held[0], publishing_commit(repo, cfg.main_branch, batch_id))
 
 
@@ -259,22 +255,20 @@ def measure_drift(
 
 def stage_batch(repo: DataRepository, audited: AuditedBatch, path: Path, cfg: DataConfig) -> str:
     """Create the ingest branch and write the batch, its profile and report to it."""
-    # lakeFS branch names allow no "/" (^\w[-\w]*$), so not ingest/<...> as in git
-    branch = f"ingest-{audited.batch_id}"
+    ref = BatchRef(audited.batch_id)
+    branch = ref.branch
     repo.create_branch(branch, cfg.main_branch)
     if audited.ok:
-        key = f"{cfg.batch_prefix}{audited.batch_id}.parquet"
+        key = ref.data_key(cfg.batch_prefix)
         if audited.frame is not None:
             repo.write_dataframe(branch, key, audited.frame)
         else:
             repo.write_frames(branch, key, typed_frames(audited))
-        repo.put_object(branch, f"{PROFILE_PREFIX}{audited.batch_id}.bin", audited.profile)
+        repo.put_object(branch, ref.profile_key, audited.profile)
     elif Path(path).is_file():
         # keep the raw bytes of a rejected batch on its branch for inspection
-        repo.put_file(branch, f"{REJECTED_PREFIX}{audited.batch_id}{Path(path).suffix}", Path(path))
-    repo.put_object(
-        branch, f"{REPORT_PREFIX}{audited.batch_id}.json", json.dumps(audited.report(), indent=2, default=str).encode()
-    )
+        repo.put_file(branch, ref.rejected_key(Path(path).suffix), Path(path))
+    repo.put_object(branch, ref.report_key, json.dumps(audited.report(), indent=2, default=str).encode())
     return branch
 
 

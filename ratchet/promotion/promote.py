@@ -79,7 +79,7 @@ def evaluate_challenger(
     # imported here: promote and rollback must not wait for the model stack
     from ratchet.promotion.gate import decide, decide_regression
     from ratchet.training.model.preprocess import target_values
-    from ratchet.training.window import training_data
+    from ratchet.training.window import held_out_rows
 
     challenger = registry.alias("challenger")
     if challenger is None:
@@ -88,13 +88,13 @@ def evaluate_challenger(
     lineage = registry.lineage(challenger)
     # held-out rows since the drift onset when the window reaches further back: the data a stale champion now meets
     holdout = lineage.holdout_batches
-    data = training_data(repo, lineage.data_commit, cfg, lineage.scored_batches)
+    data = held_out_rows(repo, lineage.data_commit, cfg, lineage.scored_batches)
     regression = schema.target.is_regression
-    y = target_values(data.test[schema.target.name], schema.target)
-    chall_proba, chall_s = _timed_proba(registry.load_predictor(challenger), data.test, regression)
+    y = target_values(data.rows[schema.target.name], schema.target)
+    chall_proba, chall_s = _timed_proba(registry.load_predictor(challenger), data.rows, regression)
     champ_proba, champ_s = (None, None)
     if champion is not None:
-        champ_proba, champ_s = _timed_proba(registry.load_predictor(champion), data.test, regression)
+        champ_proba, champ_s = _timed_proba(registry.load_predictor(champion), data.rows, regression)
     if regression:
         gate = decide_regression(
             y, champ_proba, chall_proba, cfg.gate, challenger_latency_s=chall_s, champion_latency_s=champ_s
@@ -107,7 +107,7 @@ def evaluate_challenger(
     if champion is not None and cfg.gate.slices:  # not worse on any slice of the same rows
         from ratchet.promotion.slices import score_slices, with_slices
 
-        sliced = score_slices(data.test, y, champ_proba, chall_proba, cfg.gate, regression=regression)
+        sliced = score_slices(data.rows, y, champ_proba, chall_proba, cfg.gate, regression=regression)
         gate = with_slices(gate, sliced)
     evidence = dict(gate.evidence)
     evidence.update({"data_commit": data.data_commit, "data_window": data.window, "test_rows": len(y),
