@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from ratchet.core import events as ev
 from ratchet.core.config import RatchetConfig
 
 
@@ -47,8 +48,8 @@ def build_deployments(cfg: RatchetConfig) -> list:
             triggers=[
                 DeploymentEventTrigger(
                     name="retrain on published data",
-                    expect={"ratchet.data.published"},
-                    match={"prefect.resource.id": "ratchet.data.*"},
+                    expect={ev.DATA_PUBLISHED},
+                    match={"prefect.resource.id": ev.ANY_DATA},
                     posture="Reactive",
                     threshold=1,
                     within=loop.debounce_s,
@@ -57,8 +58,8 @@ def build_deployments(cfg: RatchetConfig) -> list:
                 ),
                 DeploymentEventTrigger(
                     name="retrain on drift",
-                    expect={"ratchet.drift.detected"},
-                    match={"prefect.resource.id": "ratchet.model.*"},
+                    expect={ev.DRIFT_DETECTED},
+                    match={"prefect.resource.id": ev.ANY_MODEL},
                     posture="Reactive",
                     threshold=1,
                     within=loop.drift_cooldown_s,
@@ -83,8 +84,8 @@ def build_deployments(cfg: RatchetConfig) -> list:
             triggers=[
                 DeploymentEventTrigger(
                     name="release a new challenger",
-                    expect={"ratchet.model.registered"},
-                    match={"prefect.resource.id": "ratchet.model.*"},
+                    expect={ev.MODEL_REGISTERED},
+                    match={"prefect.resource.id": ev.ANY_MODEL},
                     posture="Reactive",
                     threshold=1,
                     within=0,

@@ -19,6 +19,7 @@ that name) and creates the automations, replacing ones of the same name. They ar
 
 from __future__ import annotations
 
+from ratchet.core import events as ev
 from ratchet.core.config import RatchetConfig
 
 FLOWS = ["ingest", "train", "evaluate", "promote", "rollback", "release", "canary", "monitor", "score", "demo"]
@@ -62,19 +63,16 @@ FAILED_MESSAGE = """{
 
 # name, events, match on the resource, match on a related resource, template
 NOTIFICATIONS = [
-    ("ratchet: data rejected", ["ratchet.data.rejected"], {"prefect.resource.id": "ratchet.data.*"}, None, DATA_MESSAGE),
-    ("ratchet: drift detected", ["ratchet.drift.detected"], {"prefect.resource.id": "ratchet.model.*"}, None,
+    ("ratchet: data rejected", [ev.DATA_REJECTED], {"prefect.resource.id": ev.ANY_DATA}, None, DATA_MESSAGE),
+    ("ratchet: drift detected", [ev.DRIFT_DETECTED], {"prefect.resource.id": ev.ANY_MODEL}, None, MODEL_MESSAGE),
+    ("ratchet: challenger promoted", [ev.MODEL_PROMOTED], {"prefect.resource.id": ev.ANY_MODEL}, None, MODEL_MESSAGE),
+    ("ratchet: challenger kept", [ev.MODEL_KEPT], {"prefect.resource.id": ev.ANY_MODEL}, None, MODEL_MESSAGE),
+    ("ratchet: canary rolled back", [ev.MODEL_ROLLED_BACK], {"prefect.resource.id": ev.ANY_MODEL}, None,
      MODEL_MESSAGE),
-    ("ratchet: challenger promoted", ["ratchet.model.promoted"], {"prefect.resource.id": "ratchet.model.*"}, None,
+    ("ratchet: canary inconclusive", [ev.MODEL_CANARY_INCONCLUSIVE], {"prefect.resource.id": ev.ANY_MODEL}, None,
      MODEL_MESSAGE),
-    ("ratchet: challenger kept", ["ratchet.model.kept"], {"prefect.resource.id": "ratchet.model.*"}, None,
+    ("ratchet: approval requested", [ev.MODEL_APPROVAL_REQUESTED], {"prefect.resource.id": ev.ANY_MODEL}, None,
      MODEL_MESSAGE),
-    ("ratchet: canary rolled back", ["ratchet.model.rolled_back"], {"prefect.resource.id": "ratchet.model.*"}, None,
-     MODEL_MESSAGE),
-    ("ratchet: canary inconclusive", ["ratchet.model.canary_inconclusive"],
-     {"prefect.resource.id": "ratchet.model.*"}, None, MODEL_MESSAGE),
-    ("ratchet: approval requested", ["ratchet.model.approval_requested"],
-     {"prefect.resource.id": "ratchet.model.*"}, None, MODEL_MESSAGE),
     ("ratchet: flow run failed", ["prefect.flow-run.Failed", "prefect.flow-run.Crashed"],
      {"prefect.resource.id": "prefect.flow-run.*"}, {"prefect.resource.role": "flow", "prefect.resource.name": FLOWS},
      FAILED_MESSAGE),

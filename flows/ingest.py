@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prefect import flow
 
+from ratchet.core.events import DRIFT_DETECTED
 from ratchet.data.ingest import IngestRejected, IngestResult, describe, rejection_message
 from ratchet.runtime.options import RunOptions
 from tasks.data import (
@@ -36,8 +37,8 @@ def ingest_flow(path: str, options: RunOptions = RunOptions()) -> IngestResult:
         emit_data_event(ctx, "duplicate", ctx.cfg.data.main_branch, earlier.commit, duplicate.to_dict())
         print(describe(duplicate.to_dict()))
         return duplicate
-    measure_batch_drift(ctx, audited)
-    verdict = score_batch_concept(ctx, audited)  # labels changed meaning? (features alone cannot say)
+    audited = measure_batch_drift(ctx, audited)
+    audited, verdict = score_batch_concept(ctx, audited)  # labels changed meaning? (features alone cannot say)
     branch = stage_batch(ctx, audited, path)
     commit = commit_batch(ctx, branch, audited)
     if not audited.ok:
@@ -48,6 +49,6 @@ def ingest_flow(path: str, options: RunOptions = RunOptions()) -> IngestResult:
     if verdict is not None:
         record_concept_score(ctx, verdict)
         if verdict.detected:
-            announce_model_event("ratchet.drift.detected", ctx.cfg.model_name, verdict.to_dict())
+            announce_model_event(DRIFT_DETECTED, ctx.cfg.model_name, verdict.to_dict())
     print(f"published {audited.batch_id}: {audited.rows} rows, main at {main_commit[:12]}")
     return IngestResult.of(audited, "published", branch, main_commit)

@@ -6,6 +6,7 @@ from typing import Any
 
 from prefect import flow
 
+from ratchet.core.events import DRIFT_DETECTED
 from ratchet.runtime.options import RunOptions
 from tasks.events import announce_model_event
 from tasks.monitoring import measure_production_drift
@@ -23,7 +24,7 @@ def monitor_flow(lookback_s: float | None = None, options: RunOptions = RunOptio
     result = measure_production_drift(ctx, lookback_s=lookback_s)
     if result["detected"]:
         announce_model_event(
-            "ratchet.drift.detected", ctx.cfg.model_name,
+            DRIFT_DETECTED, ctx.cfg.model_name,
             {k: result.get(k) for k in ("champion", "kind", "onset", "drifted_features", "drifted_share", "live_accuracy", "reason")},
         )
     print(f"drift detected: {result['detected']} ({result.get('reason') or result.get('drifted_features')})")

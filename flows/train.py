@@ -6,6 +6,7 @@ from typing import Literal
 
 from prefect import flow
 
+from ratchet.core.events import MODEL_REGISTERED
 from ratchet.runtime.options import RunOptions
 from ratchet.training.result import TrainResult
 from ratchet.training.summary import headline
@@ -52,7 +53,7 @@ def train_flow(
     version = register_model(ctx, trained, data)
     publish_training_summary(ctx, trained, version)
     announce_model_event(
-        "ratchet.model.registered", ctx.cfg.model_name,
+        MODEL_REGISTERED, ctx.cfg.model_name,
         {"version": version, "data_commit": trained.data_commit, "trigger": trigger},
     )
     print(f"registered {ctx.cfg.model_name} v{version} (challenger), {headline(trained.metrics)}")

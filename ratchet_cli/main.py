@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
+from ratchet.core.events import MODEL_PROMOTED, MODEL_ROLLED_BACK
 from ratchet.core.settings import Settings
 from ratchet_cli.backup import register as _register_backup
 from ratchet_cli.common import (
@@ -223,7 +224,7 @@ def canary(
         from ratchet.delivery.notify import message
 
         model = ctx_from_options().cfg.model_name
-        result["event_sent"] = _notify_orchestrator("ratchet.model.promoted", model, message(
+        result["event_sent"] = _notify_orchestrator(MODEL_PROMOTED, model, message(
             model, "promote", result["champion"], result["challenger"], f"canary passed ({steps})", None))
         emit(result, as_json, f"promoted version {result['champion']} to champion (was {result.get('previous')}; "
              f"canary {steps})")
@@ -249,7 +250,7 @@ def rollback(
     except Exception as e:  # MLflow raises its own error for an unknown version
         fail(f"rollback failed: {e}", as_json)
     out["seconds"] = round(time.perf_counter() - t0, 3)
-    out["event_sent"] = _notify_orchestrator("ratchet.model.rolled_back", ctx.cfg.model_name, out)
+    out["event_sent"] = _notify_orchestrator(MODEL_ROLLED_BACK, ctx.cfg.model_name, out)
     emit(out, as_json, f"rolled back: champion is version {out['champion']} (was {out['previous']})")
 
 
@@ -258,7 +259,7 @@ def _notify_orchestrator(event: str, model: str, payload: dict[str, Any]) -> boo
     if not use_running_prefect():
         return False
     try:
-        from tasks.events import emit_model_event
+        from ratchet_prefect.events import emit_model_event
 
         emit_model_event(event, model, payload)
         return True
@@ -508,7 +509,7 @@ def _answer_approval(approve: bool, version: str | None, comment: str, who: str 
     """Resume the release run that waits for approval with the answer, through the Prefect API."""
     import getpass
 
-    from ratchet.delivery.approval import check_answerable
+    from ratchet.delivery.approval import ApprovalAnswer, check_answerable
 
     ctx = ctx_from_options()
     try:
@@ -516,16 +517,16 @@ def _answer_approval(approve: bool, version: str | None, comment: str, who: str 
     except LookupError as e:
         fail(str(e), as_json)
     prefect_home()
-    from tasks.approval import resume_paused_run
+    from ratchet_prefect.approval import resume_paused_run
 
-    answer = {"approve": approve, "comment": comment, "who": who or getpass.getuser()}
+    answer = ApprovalAnswer(approve=approve, comment=comment, who=who or getpass.getuser())
     try:
         resume_paused_run(pending["flow_run_id"], answer)
     except Exception as e:  # the run no longer waits, or no Prefect server answers
         fail(f"could not resume the release of version {pending['version']}: {e}", as_json)
     verb = "approved" if approve else "rejected"
-    emit({**answer, "decision": verb, "version": pending["version"], "flow_run_id": pending["flow_run_id"],
-          "flow_run_url": pending.get("flow_run_url")}, as_json,
+    emit({"approve": approve, "comment": comment, "who": answer.who, "decision": verb, "version": pending["version"],
+          "flow_run_id": pending["flow_run_id"], "flow_run_url": pending.get("flow_run_url")}, as_json,
          f"{verb} version {pending['version']}: its release resumes ({pending.get('flow_run_url') or pending['flow_run_id']})")
 
 

@@ -7,9 +7,7 @@ as a value of its own.
 
 from __future__ import annotations
 
-from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
 
 from ratchet.delivery import markers, rollout, service
 from ratchet.delivery.admin import AdminClient
@@ -17,39 +15,25 @@ from ratchet.delivery.monitor import CanaryMonitor
 from ratchet.delivery.report import CanaryReport, build_report
 from ratchet.delivery.results import CanaryResult, StepResult
 from ratchet.runtime.context import Context
-from ratchet.runtime.stack import read_admin_token, read_stack
+from ratchet.runtime.stack import read_stack
+from ratchet_prefect.options import SERVICE_CALL, STORE_BUSY, task
+from ratchet_prefect.secrets import admin_token
 
 
-def _secret_block(name: str) -> str | None:
-    """The value of the Prefect Secret block ``name``; None when there is no such block."""
-    from prefect.blocks.system import Secret
-
-    try:
-        return str(Secret.load(name).get())
-    except ValueError:  # no such block
-        return None
-
-
-def _admin_token(ctx: Context) -> str | None:
-    return service.resolve_admin_token(
-        lambda: _secret_block(ctx.cfg.canary.admin_token_block), lambda: read_admin_token(ctx.settings)
-    )
-
-
-@task(cache_policy=NO_CACHE)
+@task
 def find_service(ctx: Context, service_url: str | None = None) -> str | None:
     """The URL of a ready inference service for the release's canary, or None to promote
     directly (``canary.on_release``: auto, always or never)."""
     return service.service_for_release(ctx.cfg, service_url, lambda: read_stack(ctx.settings), say=print)
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+@task(**SERVICE_CALL)
 def connect_service(ctx: Context, service_url: str | None = None) -> AdminClient:
     url = service.resolve_service_url(ctx.cfg, service_url, lambda: read_stack(ctx.settings))
-    return service.connect(url, _admin_token(ctx), ctx.cfg.canary.request_timeout_s)
+    return service.connect(url, admin_token(ctx), ctx.cfg.canary.request_timeout_s)
 
 
-@task(cache_policy=NO_CACHE)
+@task
 def start_canary(ctx: Context, admin: AdminClient, challenger: str | None = None, trigger: str = "manual") -> CanaryMonitor:
     """The service loads the registry's aliases and must then serve exactly them, share 0.
     A marker in the service's state folder says a canary runs until it ends."""
@@ -59,12 +43,12 @@ def start_canary(ctx: Context, admin: AdminClient, challenger: str | None = None
     return monitor
 
 
-@task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=1)
+@task(**SERVICE_CALL)
 def set_traffic_share(admin: AdminClient, share: float) -> dict:
     return admin.set_traffic(share)
 
 
-@task(cache_policy=NO_CACHE)
+@task
 def analyze_step(ctx: Context, admin: AdminClient, monitor: CanaryMonitor, share: float) -> StepResult:
     """One analysis window at ``share``: guardrails checked at every poll of /stats."""
     result = rollout.watch_step(admin, monitor, share)
@@ -72,13 +56,13 @@ def analyze_step(ctx: Context, admin: AdminClient, monitor: CanaryMonitor, share
     return result
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
+@task(**STORE_BUSY)
 def record_step(ctx: Context, monitor: CanaryMonitor, result: StepResult, trigger: str) -> int:
     commit = rollout.data_commit_of(ctx.registry, monitor.challenger)
     return int(rollout.record_step(ctx.ledger, ctx.cfg.model_name, monitor, result, trigger, commit).id)
 
 
-@task(cache_policy=NO_CACHE)
+@task
 def stop_canary(
     ctx: Context, admin: AdminClient, monitor: CanaryMonitor, result: StepResult, trigger: str
 ) -> CanaryResult:
@@ -90,7 +74,7 @@ def stop_canary(
     return outcome
 
 
-@task(cache_policy=NO_CACHE)
+@task
 def promote_canary(
     ctx: Context, admin: AdminClient, monitor: CanaryMonitor, steps: list[StepResult], trigger: str,
     gate: dict | None = None,
@@ -101,7 +85,7 @@ def promote_canary(
     return outcome
 
 
-@task(cache_policy=NO_CACHE)
+@task
 def publish_canary_report(
     ctx: Context, monitor: CanaryMonitor, steps: list[StepResult], outcome: CanaryResult
 ) -> CanaryReport:
@@ -112,6 +96,6 @@ def publish_canary_report(
     return report
 
 
-@task(cache_policy=NO_CACHE)
+@task
 def close_service(admin: AdminClient) -> None:
     admin.close()

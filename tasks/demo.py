@@ -4,21 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import task
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 
 from ratchet.demo.report import inline_report, write_report
 from ratchet.demo.stream import DemoData, make_demo_data
 from ratchet.runtime.context import Context
+from ratchet_prefect.options import task
 
 
-@task(cache_policy=NO_CACHE)
+@task
 def generate_demo_data(ctx: Context, run_dir: str) -> DemoData:
     return make_demo_data(ctx.cfg.demo, Path(run_dir) / "incoming")
 
 
-@task(cache_policy=NO_CACHE)
+@task
 def write_demo_report(
     ctx: Context, run: str, run_dir: str, data: DemoData, traffic: dict, drift: dict, started: float
 ) -> dict:

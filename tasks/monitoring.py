@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import time
 
-from prefect import task
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 
 from ratchet.monitoring.drift import drift_markdown, production_drift
 from ratchet.runtime.context import Context
 from ratchet.runtime.stack import read_stack
+from ratchet_prefect.options import ONCE_MORE, task
 
 
-@task(cache_policy=NO_CACHE, retries=1)
+@task(**ONCE_MORE)
 def measure_production_drift(ctx: Context, since: float | None = None, lookback_s: float | None = None) -> dict:
     """Live profiles written since ``since`` (or in the last ``lookback_s`` seconds)."""
     stack = read_stack(ctx.settings)

@@ -2,32 +2,31 @@
 
 from __future__ import annotations
 
-from prefect import task
 from prefect.artifacts import create_table_artifact
-from prefect.cache_policies import NO_CACHE
 
 from ratchet.promotion import promote as promotion
 from ratchet.promotion.ledger import ledger_rows
 from ratchet.runtime.context import Context
+from ratchet_prefect.options import ONCE_MORE, task
 
 
-@task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
+@task(**ONCE_MORE)
 def evaluate_challenger(ctx: Context) -> promotion.Evaluation:
     return promotion.evaluate_challenger(ctx.registry, ctx.repo, ctx.schema, ctx.cfg)
 
 
-@task(cache_policy=NO_CACHE)
+@task
 def promote_challenger(ctx: Context, result: promotion.Evaluation, trigger: str) -> promotion.Outcome:
     """Move ``champion`` to the challenger when the gate said promote; else record the keep."""
     return promotion.settle(ctx.registry, ctx.ledger, result, trigger)
 
 
-@task(cache_policy=NO_CACHE)
+@task
 def rollback_champion(ctx: Context, to: str | None, trigger: str) -> promotion.Outcome:
     return promotion.rollback(ctx.registry, ctx.ledger, to, trigger=trigger)
 
 
-@task(cache_policy=NO_CACHE)
+@task
 def publish_ledger(ctx: Context, limit: int = 50) -> str:
     rows = ledger_rows(ctx.ledger.history(limit))
     return str(create_table_artifact(rows, key="promotion-ledger", description="promotion ledger"))

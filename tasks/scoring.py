@@ -3,27 +3,26 @@ version); predictions committed to the data repository, copied to ``--out``, pro
 
 from __future__ import annotations
 
-from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
-from prefect.cache_policies import NO_CACHE
 
 from ratchet.runtime.context import Context
 from ratchet.serving import batch
 from ratchet.serving.batch import Scored, ScoreResult, ScoringInput
+from ratchet_prefect.options import ONCE_MORE, task
 
 
-@task(cache_policy=NO_CACHE)
+@task
 def find_scoring_input(ctx: Context, path: str | None, ref: str | None) -> ScoringInput:
     return batch.resolve_input(ctx.repo, ctx.cfg.data.batch_prefix, path, ref)
 
 
-@task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
+@task(**ONCE_MORE)
 def load_scoring_model(ctx: Context, version: str | None):
     """The named version, else the champion (the predictor carries its version)."""
     return ctx.registry.load_predictor(version or "champion")
 
 
-@task(cache_policy=NO_CACHE)
+@task
 def score_rows(ctx: Context, predictor, source: ScoringInput, chunk_rows: int) -> Scored:
     """Chunk by chunk; a progress artifact (percent of the rows, when known) and a log line per chunk."""
     artifact = create_progress_artifact(0.0, key="score-progress", description=f"scoring {source.kind} input")
@@ -34,17 +33,17 @@ def score_rows(ctx: Context, predictor, source: ScoringInput, chunk_rows: int) -
     return scored
 
 
-@task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
+@task(**ONCE_MORE)
 def commit_predictions(ctx: Context, scored: Scored) -> tuple[str, str, str]:
     return batch.commit_predictions(ctx.repo, ctx.cfg.data.main_branch, scored)
 
 
-@task(cache_policy=NO_CACHE)
+@task
 def write_predictions(scored: Scored, out: str | None) -> str | None:
     return batch.export(scored, out)
 
 
-@task(cache_policy=NO_CACHE)
+@task
 def publish_scoring_summary(scored: Scored, commit: tuple[str, str, str], out: str | None) -> ScoreResult:
     """The run's result, and its summary (the whylogs profile of the predictions) as a markdown artifact."""
     result = batch.result_of(scored, commit, out)

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import pandas as pd
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from ratchet.demo.traffic import BackgroundServer, send_traffic
 from ratchet.runtime.context import Context
 from ratchet.serving.app import create_app
 from ratchet.training.registry import RegistryProvider
+from ratchet_prefect.options import ONCE_MORE, task
 
 
-@task(cache_policy=NO_CACHE, retries=1)
+@task(**ONCE_MORE)
 def start_service(ctx: Context) -> BackgroundServer:
     app = create_app(
         RegistryProvider(ctx.registry), ctx.cfg.serving, ctx.settings.serving_dir,
@@ -21,7 +20,7 @@ def start_service(ctx: Context) -> BackgroundServer:
     return BackgroundServer(app, host=ctx.cfg.serving.host).start()
 
 
-@task(cache_policy=NO_CACHE)
+@task
 def send_requests(ctx: Context, server: BackgroundServer, frame: pd.DataFrame) -> dict:
     """Single-row requests with their true labels posted back as feedback; then the
     service's pending live profiles are written, so monitoring sees this traffic."""
@@ -31,6 +30,6 @@ def send_requests(ctx: Context, server: BackgroundServer, frame: pd.DataFrame) -
     return stats
 
 
-@task(cache_policy=NO_CACHE)
+@task
 def stop_service(server: BackgroundServer) -> None:
     server.stop()

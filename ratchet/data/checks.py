@@ -1,14 +1,9 @@
 """Validate a new data batch against the schema before it can reach main.
 
-Two steps, both driven only by the ``Schema`` (no column is named in code):
-
-* ``read_batch(path, schema)`` reads a CSV or Parquet file and raises
-  ``BatchRejected`` for problems with the file itself (missing, empty, too
-  large, not UTF-8, malformed CSV, no data rows, unsupported suffix). CSV cells
-  are read as strings, so a stray ``abc`` in a numeric column is reported by
-  ``check_batch`` rather than silently turning the column into text.
-* ``check_batch(df, schema)`` coerces each column to the schema's type and
-  returns the typed frame plus every violation it found. Structure (columns,
+Two steps, both driven only by the ``Schema`` (no column is named in code): reading the
+file (``ratchet.data.reading``: ``read_batch``, ``iter_batch``), then the audit here:
+``check_batch(df, schema)`` (or ``BatchAudit`` chunk by chunk) types each column
+(``ratchet.data.coercion``) and returns the typed frame plus every violation it found. Structure (columns,
   types, categories, labels, duplicate rows) is checked with pandas; nulls,
   infinities and ranges are read from a whylogs profile of the typed batch.
 
@@ -27,10 +22,6 @@ only checked for presence and is kept as text.
 
 from __future__ import annotations
 
-import codecs
-import csv
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,285 +29,17 @@ import numpy as np
 import pandas as pd
 
 from ratchet.core.schema import ColumnSpec, Schema
+from ratchet.data.coercion import as_category_str, parse_bool, parse_numeric
 from ratchet.data.datetimes import parse_datetimes
+from ratchet.data.reading import read_batch
+from ratchet.data.violations import BatchRejected, Violation
 
-CSV_SUFFIXES = (".csv",)
-PARQUET_SUFFIXES = (".parquet", ".pq")
+__all__ = ["BatchAudit", "BatchRejected", "Violation", "check_batch", "over_limit", "validate_file"]
 
-# Cells read as missing in CSV files. Deliberately shorter than pandas' default
-# list: "None", "n/a"-like words and "-" can be real category values.
-NA_TOKENS = ["", "NA", "N/A", "NaN", "nan", "NULL", "null"]
-
-TRUE_WORDS = frozenset({"true", "t", "yes", "y", "1", "1.0"})
-FALSE_WORDS = frozenset({"false", "f", "no", "n", "0", "0.0"})
 _MAX_EXAMPLES = 3
 # a share limit (nulls, duplicates, unseen categories, out-of-range values) is passed when a batch
 # of its size drawn at the limit's rate would hold as many offending rows with probability under this
 SHARE_ALPHA = 0.001
-_BAD = object()  # marks a cell that failed to parse
-
-
-@dataclass
-class Violation:
-    """One finding about a batch. ``column`` is None for file- and row-level rules.
-
-    ``severity`` ``error`` rejects the batch; ``warning`` (unseen categories or out-of-range
-    values under their share limit) is reported and rejects nothing. ``to_dict`` keeps the
-    three keys of the report's lists (``violations`` holds errors, ``warnings`` the rest)."""
-
-    column: str | None
-    rule: str
-    message: str
-    severity: str = "error"
-
-    @property
-    def fatal(self) -> bool:
-        return self.severity == "error"
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        del d["severity"]
-        return d
-
-    def __str__(self) -> str:
-        return f"[{self.rule}] {self.message}" if self.fatal else f"[{self.rule}, {self.severity}] {self.message}"
-
-
-class BatchRejected(Exception):
-    def __init__(self, violations: list[Violation], source: str | None = None):
-        if not violations:
-            raise ValueError("BatchRejected needs at least one violation")
-        self.violations = list(violations)
-        self.source = source
-        head = f"batch {source} rejected" if source else "batch rejected"
-        lines = "\n".join(f"  - {v}" for v in self.violations)
-        super().__init__(f"{head}: {len(self.violations)} violation(s)\n{lines}")
-
-    @property
-    def rules(self) -> list[str]:
-        return [v.rule for v in self.violations]
-
-
-def _reject(rule: str, message: str, path: Path, column: str | None = None) -> BatchRejected:
-    return BatchRejected([Violation(column, rule, message)], source=str(path))
-
-
-# ----------------------------------------------------------------------- reading
-def _encoding_error(path: Path) -> BatchRejected:
-    """The first byte of ``path`` that is not UTF-8, found in blocks (the file may be large)."""
-    offset, lines, pending = 0, 0, b""  # bytes of ``pending`` start at ``offset``
-    with open(path, "rb") as fh:
-        while True:
-            block = fh.read(1 << 20)
-            data = pending + block
-            try:
-                _, used = codecs.utf_8_decode(data, "strict", not block)
-            except UnicodeDecodeError as e:
-                at = offset + e.start
-                line = lines + data[: e.start].count(b"\n") + 1
-                return _reject(
-                    "encoding",
-                    f"file {path.name} is not valid UTF-8: byte 0x{data[e.start]:02x} on line {line} "
-                    f"(offset {at}); re-export it as UTF-8",
-                    path,
-                )
-            lines += data[:used].count(b"\n")
-            offset, pending = offset + used, data[used:]
-            if not block:
-                raise AssertionError(f"{path} decodes as UTF-8")  # only called after a decode error
-
-
-def _scan_csv(path: Path) -> None:
-    """Reject a CSV whose rows do not all have the header's fields, or whose header repeats a
-    name. Read with the csv module, row by row: pandas raises on rows with too many fields but
-    silently pads rows with too few."""
-    header: list[str] | None = None
-    ragged: list[tuple[int, int]] = []
-    n_ragged = 0
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as fh:
-            reader = csv.reader(fh, strict=True)
-            try:
-                for row in reader:
-                    if not row:  # blank line; pandas skips these too
-                        continue
-                    if header is None:
-                        header = row
-                    elif len(row) != len(header):
-                        n_ragged += 1
-                        if len(ragged) < _MAX_EXAMPLES:
-                            ragged.append((reader.line_num, len(row)))
-            except csv.Error as e:
-                raise _reject(
-                    "malformed_csv", f"file {path.name} is not valid CSV: {e} (near line {reader.line_num})", path
-                ) from None
-    except UnicodeDecodeError:
-        raise _encoding_error(path) from None
-    if header is None:
-        raise _reject("no_rows", f"file {path.name} has no header row and no data", path)
-    if n_ragged:
-        where = ", ".join(f"line {ln} has {k}" for ln, k in ragged)
-        raise _reject(
-            "malformed_csv",
-            f"file {path.name}: {n_ragged} row(s) do not have the header's {len(header)} fields "
-            f"({where}{', ...' if n_ragged > _MAX_EXAMPLES else ''})",
-            path,
-        )
-    dup = sorted({h for h in header if header.count(h) > 1})
-    if dup:
-        raise BatchRejected(
-            [
-                Violation(
-                    h, "duplicate_column", f"column {h!r} appears {header.count(h)} times in the header"
-                )
-                for h in dup
-            ],
-            source=str(path),
-        )
-
-
-def _csv_chunks(path: Path, chunk_rows: int | None) -> Iterator[pd.DataFrame]:
-    _scan_csv(path)
-    try:
-        options = dict(dtype=str, keep_default_na=False, na_values=NA_TOKENS, skip_blank_lines=True,
-                       encoding="utf-8-sig")
-        if chunk_rows is None:
-            yield pd.read_csv(path, **options)
-            return
-        with pd.read_csv(path, chunksize=chunk_rows, **options) as reader:
-            yield from reader
-    except (pd.errors.ParserError, ValueError) as e:
-        raise _reject("malformed_csv", f"file {path.name} is not valid CSV: {e}", path) from None
-
-
-def _parquet_chunks(path: Path, chunk_rows: int | None) -> Iterator[pd.DataFrame]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        pf = pq.ParquetFile(path)
-        if chunk_rows is None or pf.metadata.num_rows <= chunk_rows:
-            chunks = iter([pd.read_parquet(path)])
-        else:  # record batches under the file's schema (its pandas metadata: the same dtypes)
-            chunks = (pa.Table.from_batches([b], schema=pf.schema_arrow).to_pandas()
-                      for b in pf.iter_batches(batch_size=chunk_rows))
-        for df in chunks:
-            yield df.rename(columns=str).reset_index(drop=True)
-    except BatchRejected:
-        raise
-    except Exception as e:  # pyarrow raises several types for corrupt files
-        raise _reject("unreadable_file", f"file {path.name} is not a readable Parquet file: {e}", path) from None
-
-
-def _check_file(path: Path, schema: Schema) -> None:
-    """Reject a path that is no batch file: missing, not a file, an unknown suffix, empty, too large."""
-    suffix = path.suffix.lower()
-    if not path.exists():
-        raise _reject("file_missing", f"file {path} does not exist", path)
-    if not path.is_file():
-        raise _reject("file_missing", f"{path} is not a file", path)
-    if suffix not in CSV_SUFFIXES + PARQUET_SUFFIXES:
-        raise _reject(
-            "unsupported_format",
-            f"file {path.name}: unsupported suffix {suffix or '(none)'!r}; use .csv or .parquet",
-            path,
-        )
-    size = path.stat().st_size
-    if size == 0:
-        raise _reject("file_empty", f"file {path.name} is empty (0 bytes)", path)
-    limit = schema.max_file_mb * 1024 * 1024
-    if size > limit:
-        raise _reject(
-            "file_too_large",
-            f"file {path.name} is {size / 2**20:.2f} MiB, over the schema's max_file_mb of {schema.max_file_mb} MiB",
-            path,
-        )
-
-
-def iter_batch(path: Path | str, schema: Schema, chunk_rows: int | None = None) -> Iterator[pd.DataFrame]:
-    """A batch file's rows in frames of at most ``chunk_rows`` rows (None: one frame), as
-    ``read_batch`` reads them; ``BatchRejected`` (raised before the first frame, or by the
-    reader of a corrupt file on the way) for a file that is unusable."""
-    path = Path(path)
-    _check_file(path, schema)
-    reader = _csv_chunks if path.suffix.lower() in CSV_SUFFIXES else _parquet_chunks
-    rows = 0
-    for df in reader(path, chunk_rows):
-        if len(df):
-            rows += len(df)
-            yield df
-    if not rows:
-        raise _reject("no_rows", f"file {path.name} has a header but no data rows", path)
-
-
-def read_batch(path: Path | str, schema: Schema) -> pd.DataFrame:
-    """Read a batch file (CSV or Parquet, by suffix); raise ``BatchRejected`` if the file is unusable.
-
-    CSV cells come back as strings (missing cells, and the tokens in ``NA_TOKENS``,
-    as NaN); Parquet columns keep their stored types. ``check_batch`` does the typing.
-    """
-    return next(iter_batch(path, schema))
-
-
-# ----------------------------------------------------------------------- coercion
-def _all_text(s: pd.Series) -> bool:
-    """Every non-null cell is a str (a CSV column): vectorized string methods apply."""
-    return s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty")
-
-
-def _strip(s: pd.Series) -> pd.Series:
-    if _all_text(s):
-        return s.str.strip()
-    return s.map(lambda x: x.strip() if isinstance(x, str) else x)
-
-
-def parse_numeric(s: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """(float values, mask of non-null cells that are not numbers)."""
-    if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
-        num = s.astype("float64")
-    else:
-        num = pd.to_numeric(_strip(s), errors="coerce").astype("float64")
-    return num, s.notna() & num.isna()
-
-
-def parse_bool(s: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """(nullable boolean values, mask of non-null cells that are not booleans).
-
-    Accepted: booleans, 0/1, and (any case) true/false, t/f, yes/no, y/n.
-    """
-    if pd.api.types.is_bool_dtype(s):
-        return s.astype("boolean"), pd.Series(False, index=s.index)
-
-    def one(x: Any) -> Any:
-        if x is None or (isinstance(x, float) and np.isnan(x)) or x is pd.NA:
-            return pd.NA
-        if isinstance(x, bool | np.bool_):
-            return bool(x)
-        key = str(x).strip().lower()
-        if key in TRUE_WORDS:
-            return True
-        if key in FALSE_WORDS:
-            return False
-        return _BAD
-
-    mapped = s.map(one)
-    bad = mapped.map(lambda x: x is _BAD).astype(bool)
-    return mapped.where(~bad, pd.NA).astype("boolean"), bad
-
-
-def as_category_str(s: pd.Series) -> pd.Series:
-    """Category values as stripped strings (integral floats without ``.0``); nulls stay NaN."""
-
-    def one(x: Any) -> Any:
-        if x is None or x is pd.NA or (isinstance(x, float) and np.isnan(x)):
-            return np.nan
-        if isinstance(x, float | np.floating) and float(x).is_integer():
-            return str(int(x))
-        return str(x).strip()
-
-    if _all_text(s):
-        return s.str.strip().where(s.notna(), np.nan).astype(object)
-    return s.map(one).astype(object)
 
 
 def _shown(v: Any) -> str:

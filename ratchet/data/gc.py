@@ -37,6 +37,7 @@ from urllib.parse import unquote
 
 from ratchet.core.files import atomic_write
 from ratchet.core.reclaim import Reclaimed
+from ratchet.data.batch_ref import BRANCH_PREFIX, BatchRef
 from ratchet.data.repository.base import DataRepoError, DataRepository
 from ratchet.data.repository.embedded import EmbeddedRepository
 
@@ -59,24 +60,22 @@ def rejected_branches(repo: DataRepository, older_than: float) -> list[RejectedB
     (unix seconds). A branch of an ingest still running (no commit yet) is never one."""
     out = []
     for name, head in repo.list_branches().items():
-        if not name.startswith("ingest-"):
+        if not name.startswith(BRANCH_PREFIX):
             continue
         try:
             commit = repo.get_commit(head)
         except DataRepoError:
             continue
         if commit.metadata.get("ratchet.status") == "rejected" and commit.created_at < older_than:
-            batch_id = commit.metadata.get("ratchet.batch_id") or name.removeprefix("ingest-")
+            batch_id = commit.metadata.get("ratchet.batch_id") or name.removeprefix(BRANCH_PREFIX)
             out.append(RejectedBranch(name, head, batch_id, commit.created_at))
     return out
 
 
 def keep_report(repo: DataRepository, branch: RejectedBranch, folder: Path) -> Path:
     """The branch's audit report (and where it came from) as ``folder/<batch id>.json``."""
-    from ratchet.data.ingest import REPORT_PREFIX  # not at import: ingest pulls in whylogs (seconds)
-
     try:
-        report: Any = json.loads(repo.get_object(branch.commit, f"{REPORT_PREFIX}{branch.batch_id}.json"))
+        report: Any = json.loads(repo.get_object(branch.commit, BatchRef(branch.batch_id).report_key))
     except (DataRepoError, ValueError):
         report = None
     doc = {"batch_id": branch.batch_id, "branch": branch.name, "commit": branch.commit,

@@ -76,14 +76,10 @@ import numpy as np
 import pandas as pd
 
 from ratchet.core.schema import ColumnSpec, Schema, TargetSpec, Task
-from ratchet.data.checks import (
-    BatchRejected,
-    as_category_str,
-    parse_bool,
-    parse_numeric,
-    read_batch,
-)
+from ratchet.data.coercion import as_category_str, parse_bool, parse_numeric
 from ratchet.data.datetimes import parse_datetimes
+from ratchet.data.reading import read_batch
+from ratchet.data.violations import BatchRejected
 
 _INT_RE = re.compile(r"^[+-]?\d+$")
 _ISO_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}")

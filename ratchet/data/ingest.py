@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +24,13 @@ import pandas as pd
 
 from ratchet.core.config import DataConfig, DriftConfig
 from ratchet.core.schema import Schema
-from ratchet.data.checks import BatchAudit, BatchRejected, Violation, iter_batch
+from ratchet.data.batch_ref import PROFILE_PREFIX, BatchRef
+from ratchet.data.checks import BatchAudit
+from ratchet.data.reading import iter_batch
 from ratchet.data.repository.base import DataRepoError, DataRepository
+from ratchet.data.violations import BatchRejected, Violation
 
-PROFILE_PREFIX = "profiles/"
-REPORT_PREFIX = "reports/"
-REJECTED_PREFIX = "rejected/"
 CHUNK_ROWS = 200_000  # rows read, checked and profiled at a time (``data.chunk_rows``)
-DIGEST_CHARS = 12  # of the sha256 in a batch id: 48 bits, a collision needs ~16 million batches
 
 
 class IngestRejected(Exception):
@@ -43,24 +41,28 @@ class IngestRejected(Exception):
         self.report = report
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)  # eq=False: compared (and hashed) by identity; it holds a frame
 class AuditedBatch:
+    """A batch as its audit found it. Frozen: a later step (drift, the champion's score) returns
+    a new value (``dataclasses.replace``) rather than changing this one, so no step depends on
+    the order in which others ran on a shared object."""
+
     batch_id: str
     source: str
     frame: pd.DataFrame | None
-    violations: list[Violation] = field(default_factory=list)
+    violations: tuple[Violation, ...] = ()
     profile: bytes | None = None
-    warnings: list[Violation] = field(default_factory=list)  # reported, reject nothing (checks.py)
+    warnings: tuple[Violation, ...] = ()  # reported, reject nothing (checks.py)
     drift: dict[str, Any] | None = None
     digest: str = ""  # sha256 of the typed rows (of the file's bytes when it could not be read)
     file_digest: str = ""  # sha256 of the file's bytes: what batch ids ended with before content digests
     concept: dict[str, Any] | None = None  # the champion's score on this batch (ratchet.monitoring.concept)
-    metadata: dict[str, str] = field(default_factory=dict)  # extra commit metadata (the score, as strings)
+    metadata: Mapping[str, str] = field(default_factory=dict)  # extra commit metadata (the score, as strings)
     rows: int | None = None  # typed rows (None: the file could not be read)
     # a batch over one chunk (``frame`` is None): what ``typed_frames`` needs to read it again
     schema: Schema | None = field(default=None, repr=False)
     chunk_rows: int | None = None
-    dtypes: dict[str, str] = field(default_factory=dict)  # each column's dtype over the whole batch
+    dtypes: Mapping[str, str] = field(default_factory=dict)  # each column's dtype over the whole batch
     first_chunk: pd.DataFrame | None = field(default=None, repr=False)  # its first typed rows
 
     @property
@@ -136,7 +138,7 @@ def describe(result: dict[str, Any]) -> str:
 
 
 def batch_id_for(digest: str) -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + f"-{digest[:DIGEST_CHARS]}"
+    return BatchRef.new(digest).batch_id
 
 
 def file_digest(path: Path) -> str:
@@ -167,19 +169,19 @@ def audit_batch(path: Path, schema: Schema, chunk_rows: int | None = CHUNK_ROWS)
             first = typed if first is None else first
             del raw
     except BatchRejected as e:
-        return AuditedBatch(batch_id_for(digest_of_file), str(path), None, list(e.violations),
+        return AuditedBatch(batch_id_for(digest_of_file), str(path), None, tuple(e.violations),
                             digest=digest_of_file, file_digest=digest_of_file)
     violations = audit.violations()
     digest = audit.digest()
-    audited = AuditedBatch(batch_id_for(digest), str(path), typed if chunks == 1 else None,
-                           [v for v in violations if v.fatal], digest=digest, file_digest=digest_of_file,
-                           warnings=[v for v in violations if not v.fatal], rows=audit.rows)
-    if chunks > 1:
-        audited.schema, audited.chunk_rows, audited.dtypes = schema, chunk_rows, audit.dtypes
-        audited.first_chunk = first
-    if audited.ok:
-        audited.profile = audit.profile.serialize()  # whylogs' .bin (profiling.serialize_profile)
-    return audited
+    errors = tuple(v for v in violations if v.fatal)
+    # a batch over one chunk keeps what ``typed_frames`` needs to read it again
+    again = dict(schema=schema, chunk_rows=chunk_rows, dtypes=audit.dtypes, first_chunk=first) if chunks > 1 else {}
+    return AuditedBatch(
+        batch_id_for(digest), str(path), typed if chunks == 1 else None, errors, digest=digest,
+        file_digest=digest_of_file, warnings=tuple(v for v in violations if not v.fatal), rows=audit.rows,
+        profile=None if errors else audit.profile.serialize(),  # whylogs' .bin (profiling.serialize_profile)
+        **again,
+    )
 
 
 def typed_frames(audited: AuditedBatch) -> Iterator[pd.DataFrame]:
@@ -214,11 +216,11 @@ def find_duplicate(repo: DataRepository, audited: AuditedBatch, cfg: DataConfig)
     content digests end with the file's digest, so that one is looked for too."""
     if not audited.ok:
         return None
-    ends = tuple(f"-{d[:DIGEST_CHARS]}.parquet" for d in (audited.digest, audited.file_digest))
-    held = [p for p in repo.list_objects(cfg.main_branch, cfg.batch_prefix) if p.endswith(ends)]
+    held = [p for p in repo.list_objects(cfg.main_branch, cfg.batch_prefix) if p.endswith(".parquet")
+            and any(BatchRef.from_path(p).named_by(d) for d in (audited.digest, audited.file_digest))]
     if not held:
         return None
-    batch_id = held[0].rsplit("/", 1)[-1].removesuffix(".parquet")
+    batch_id = BatchRef.from_path(held[0]).batch_id
     return Duplicate(batch_id, held[0], publishing_commit(repo, cfg.main_branch, batch_id))
 
 
@@ -233,39 +235,40 @@ def publishing_commit(repo: DataRepository, branch: str, batch_id: str) -> str:
 
 def measure_drift(
     repo: DataRepository, audited: AuditedBatch, cfg: DataConfig, drift: DriftConfig, schema: Schema
-) -> None:
+) -> AuditedBatch:
+    """``audited`` with its drift from main's profile (and, with ``data.drift_gate``, a violation
+    when it drifts); unchanged when there is nothing to compare."""
     ref = reference_profile(repo, cfg.main_branch)
     if ref is None or audited.profile is None:
-        return
+        return audited
     from ratchet.data.profiling import deserialize_profile, drift_report
 
     report = drift_report(ref, deserialize_profile(audited.profile), drift, columns=schema.feature_names)
-    audited.drift = report.to_dict()
+    violations = audited.violations
     if cfg.drift_gate and report.detected:
         drifted = [k for k, v in report.features.items() if v["drifted"]]
-        audited.violations.append(
-            Violation(None, "drift", f"batch drifts from main on {len(drifted)} feature(s): {', '.join(drifted)}")
+        violations += (
+            Violation(None, "drift", f"batch drifts from main on {len(drifted)} feature(s): {', '.join(drifted)}"),
         )
+    return replace(audited, drift=report.to_dict(), violations=violations)
 
 
 def stage_batch(repo: DataRepository, audited: AuditedBatch, path: Path, cfg: DataConfig) -> str:
     """Create the ingest branch and write the batch, its profile and report to it."""
-    # lakeFS branch names allow no "/" (^\w[-\w]*$), so not ingest/<...> as in git
-    branch = f"ingest-{audited.batch_id}"
+    ref = BatchRef(audited.batch_id)
+    branch = ref.branch
     repo.create_branch(branch, cfg.main_branch)
     if audited.ok:
-        key = f"{cfg.batch_prefix}{audited.batch_id}.parquet"
+        key = ref.data_key(cfg.batch_prefix)
         if audited.frame is not None:
             repo.write_dataframe(branch, key, audited.frame)
         else:
             repo.write_frames(branch, key, typed_frames(audited))
-        repo.put_object(branch, f"{PROFILE_PREFIX}{audited.batch_id}.bin", audited.profile)
+        repo.put_object(branch, ref.profile_key, audited.profile)
     elif Path(path).is_file():
         # keep the raw bytes of a rejected batch on its branch for inspection
-        repo.put_file(branch, f"{REJECTED_PREFIX}{audited.batch_id}{Path(path).suffix}", Path(path))
-    repo.put_object(
-        branch, f"{REPORT_PREFIX}{audited.batch_id}.json", json.dumps(audited.report(), indent=2, default=str).encode()
-    )
+        repo.put_file(branch, ref.rejected_key(Path(path).suffix), Path(path))
+    repo.put_object(branch, ref.report_key, json.dumps(audited.report(), indent=2, default=str).encode())
     return branch
 
 

@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 from fastapi import FastAPI, HTTPException, Query, Request
 
+from ratchet.core.events import DATA_PUBLISHED, data_resource
+
 RELAYED = {"post-merge", "post-commit"}
 
 
@@ -30,13 +32,8 @@ def lakefs_event_to_prefect(body: dict[str, Any], main_branch: str) -> dict[str,
     return {
         "id": str(uuid.uuid4()),
         "occurred": body.get("event_time") or datetime.now(UTC).isoformat(),
-        "event": "ratchet.data.published",
-        "resource": {
-            "prefect.resource.id": f"ratchet.data.{repo}",
-            "ratchet.repository": repo,
-            "ratchet.branch": body["branch_id"],
-            "ratchet.commit": body["commit_id"],
-        },
+        "event": DATA_PUBLISHED,
+        "resource": data_resource(repo, body["branch_id"], body["commit_id"]),
         "related": [],
         "payload": {
             "source": "lakefs",

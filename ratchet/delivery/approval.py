@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ratchet.core.files import atomic_write_json
+from ratchet.training.versions import VersionMarks
 
 if TYPE_CHECKING:  # the ledger brings SQLAlchemy: `ratchet status` reads a request without it
     from ratchet.promotion.ledger import Ledger
@@ -41,6 +42,20 @@ class ApprovalRequest:
     flow_run_id: str | None = None
     flow_run_url: str | None = None
     ledger_id: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ApprovalAnswer:
+    """A person's answer to a request (``ratchet approve``/``reject``, or the Prefect UI's form),
+    or ratchet's own when a newer challenger supersedes the request (``superseded_by``)."""
+
+    approve: bool
+    comment: str = ""
+    who: str = ""
+    superseded_by: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,12 +97,6 @@ def _clear(root: Path, request: ApprovalRequest) -> None:
         (Path(root) / MARKER).unlink(missing_ok=True)
 
 
-def _tag(registry, version: str, tags: dict[str, str | None]) -> None:
-    for k, v in tags.items():
-        if v:
-            registry.client.set_model_version_tag(registry.model_name, version, k, str(v)[:5000])
-
-
 # ----------------------------------------------------------------------- request and answer
 def request(registry, ledger: Ledger, root: Path, version: str, champion: str | None, trigger: str,
             evidence: dict[str, Any], reason: str = "gate passed", flow_run_id: str | None = None,
@@ -102,28 +111,27 @@ def request(registry, ledger: Ledger, root: Path, version: str, champion: str | 
     ))
     req = ApprovalRequest(registry.model_name, str(version), champion, entry.ts, reason, trigger,
                           flow_run_id, flow_run_url, entry.id)
-    _tag(registry, req.version, {"approval": "pending"})
+    registry.mark(req.version, VersionMarks(approval="pending"))
     atomic_write_json(Path(root) / MARKER, req.to_dict())
     return req
 
 
-def decide(registry, answer: dict[str, Any] | None, req: ApprovalRequest) -> str:
+def decide(registry, answer: ApprovalAnswer | None, req: ApprovalRequest) -> str:
     """The decision an answer means: ``timeout`` without one, ``superseded`` when a newer
     challenger took the alias (or the answer says so), else approved or rejected."""
     if answer is None:
         return "timeout"
-    if answer.get("superseded_by") or registry.alias("challenger") != req.version:
+    if answer.superseded_by or registry.alias("challenger") != req.version:
         return "superseded"
-    return "approved" if answer.get("approve") else "rejected"
+    return "approved" if answer.approve else "rejected"
 
 
-def settle(registry, ledger: Ledger, root: Path, req: ApprovalRequest, answer: dict[str, Any] | None
+def settle(registry, ledger: Ledger, root: Path, req: ApprovalRequest, answer: ApprovalAnswer | None
            ) -> ApprovalDecision:
     """Record the answer (None: the timeout passed) in the ledger and the version's tags."""
     decision = decide(registry, answer, req)
-    answer = answer or {}
-    who, comment = answer.get("who") or None, answer.get("comment") or None
-    newer = answer.get("superseded_by") or (registry.alias("challenger") if decision == "superseded" else None)
+    who, comment = (answer.who or None, answer.comment or None) if answer else (None, None)
+    newer = (answer and answer.superseded_by) or (registry.alias("challenger") if decision == "superseded" else None)
     kept = "" if decision == "approved" else "; the champion is kept"
     from ratchet.promotion.ledger import Entry
 
@@ -135,7 +143,7 @@ def settle(registry, ledger: Ledger, root: Path, req: ApprovalRequest, answer: d
                   "waited_s": round(time.time() - req.since, 3), "flow_run_url": req.flow_run_url,
                   "summary": f"{decision}{f' by {who}' if who else ''}{kept}"},
     ))
-    _tag(registry, req.version, {"approval": decision, "approval_by": who, "approval_comment": comment})
+    registry.mark(req.version, VersionMarks(approval=decision, approval_by=who, approval_comment=comment))
     _clear(root, req)
     return ApprovalDecision(decision, req.version, req.champion, who, comment, newer, entry.id)
 

@@ -8,16 +8,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from ratchet.core.events import (
+    MODEL_APPROVAL_REQUESTED,
+    MODEL_CANARY_INCONCLUSIVE,
+    MODEL_KEPT,
+    MODEL_PROMOTED,
+    MODEL_ROLLED_BACK,
+)
+
 # a release's final action -> the event announcing it (a canary's own ends are announced by it)
 RELEASE_EVENTS = {
-    "promote": "ratchet.model.promoted",
-    "keep": "ratchet.model.kept",
-    "rejected": "ratchet.model.kept",
-    "approval_timeout": "ratchet.model.kept",
-    "approval_superseded": "ratchet.model.kept",
+    "promote": MODEL_PROMOTED,
+    "keep": MODEL_KEPT,
+    "rejected": MODEL_KEPT,
+    "approval_timeout": MODEL_KEPT,
+    "approval_superseded": MODEL_KEPT,
 }
-CANARY_EVENTS = {"rollback": "ratchet.model.rolled_back", "inconclusive": "ratchet.model.canary_inconclusive"}
-APPROVAL_REQUESTED = "ratchet.model.approval_requested"
+CANARY_EVENTS = {"rollback": MODEL_ROLLED_BACK, "inconclusive": MODEL_CANARY_INCONCLUSIVE}
 
 
 def message(model: str, action: str, champion: str | None, challenger: str | None, reason: Any,
@@ -50,5 +57,5 @@ def canary_event(model: str, result: dict[str, Any], flow_run_url: str | None) -
 
 
 def approval_event(model: str, request: dict[str, Any]) -> tuple[str, dict]:
-    return APPROVAL_REQUESTED, message(model, "approval_requested", request.get("champion"), request.get("version"),
+    return MODEL_APPROVAL_REQUESTED, message(model, "approval_requested", request.get("champion"), request.get("version"),
                                        request.get("reason"), request.get("flow_run_url"))

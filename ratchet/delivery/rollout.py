@@ -14,6 +14,7 @@ from ratchet.delivery.admin import AdminClient, CanaryError
 from ratchet.delivery.monitor import CanaryMonitor, Check
 from ratchet.delivery.results import CanaryResult, StepResult
 from ratchet.promotion.ledger import Entry, Ledger
+from ratchet.training.versions import VersionMarks
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ def data_commit_of(registry, version: str) -> str | None:
     """The data commit ``version`` was trained on (its registry tag), for the ledger; None when
     the registry cannot say."""
     try:
-        return registry.version_info(version)["tags"].get("data_commit")
+        return registry.lineage(version).data_commit or None
     except Exception:
         return None
 
@@ -164,9 +165,7 @@ def roll_back(
         registry.delete_alias("challenger")
         removed = True
     try:
-        registry.client.set_model_version_tag(
-            registry.model_name, monitor.challenger, "canary", "rolled_back" if action == "rollback" else action
-        )
+        registry.mark(monitor.challenger, VersionMarks(canary="rolled_back" if action == "rollback" else action))
     except Exception as e:  # a tag is a courtesy; the ledger is the record
         log.warning("could not tag version %s: %s", monitor.challenger, e)
     entry = ledger.append(

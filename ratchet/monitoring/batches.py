@@ -10,12 +10,16 @@ needs no state of its own.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import NamedTuple
+
 from ratchet.core.config import RatchetConfig
 from ratchet.core.schema import Schema
 from ratchet.data.ingest import AuditedBatch
 from ratchet.data.repository.base import DataRepository
 from ratchet.monitoring.concept import Baseline, ConceptCheck, Sample, baseline_from, check, score_frame
 from ratchet.training.registry import Registry
+from ratchet.training.versions import VersionMarks
 
 
 def champion_baseline(registry: Registry, schema: Schema) -> Baseline | None:
@@ -38,31 +42,36 @@ def scored_history(repo: DataRepository, ref: str, champion: str) -> list[Concep
     return out[::-1]
 
 
+class ScoredBatch(NamedTuple):
+    """A batch with the champion's score attached (report and commit metadata), and the verdict."""
+
+    audited: AuditedBatch
+    verdict: ConceptCheck | None
+
+
 def score_batch(
     repo: DataRepository, registry: Registry, schema: Schema, cfg: RatchetConfig, audited: AuditedBatch
-) -> ConceptCheck | None:
-    """Score a passed batch with the champion, test it, and attach the verdict to ``audited``
-    (report and commit metadata); None when there is no champion or the batch failed."""
+) -> ScoredBatch:
+    """Score a passed batch with the champion and test it; the batch comes back unchanged, with
+    no verdict, when there is no champion, no label or the batch failed."""
     frame = audited.scoring_frame  # a batch over one chunk: its first chunk's rows
     if not audited.ok or frame is None or schema.target.name not in frame:
-        return None
+        return ScoredBatch(audited, None)
     base = champion_baseline(registry, schema)
     if base is None:
-        return None
+        return ScoredBatch(audited, None)
     history = [Sample(h.label, h.rows, h.error) for h in scored_history(repo, cfg.data.main_branch, base.version)]
     sample = score_frame(registry.load_predictor(base.version), frame, schema, audited.batch_id)
     verdict = check(history, sample, base, cfg.drift)
-    audited.concept, audited.metadata = verdict.to_dict(), verdict.metadata()
-    return verdict
+    return ScoredBatch(replace(audited, concept=verdict.to_dict(), metadata=verdict.metadata()), verdict)
 
 
 def record_on_champion(registry: Registry, verdict: ConceptCheck) -> None:
     """The newest verdict on the champion's registry version (and its onset, once found)."""
-    tags = {"concept_last_batch": verdict.label, "concept_last_score": f"{verdict.score:.4f}"}
-    if verdict.detected:
-        tags["concept_onset"] = verdict.onset
-    for k, v in tags.items():
-        registry.client.set_model_version_tag(registry.model_name, verdict.champion, k, v)
+    registry.mark(verdict.champion, VersionMarks(
+        concept_last_batch=verdict.label, concept_last_score=verdict.score,
+        concept_onset=verdict.onset if verdict.detected else None,
+    ))
 
 
 def live_concept_onset(registry: Registry) -> float | None:
@@ -71,5 +80,4 @@ def live_concept_onset(registry: Registry) -> float | None:
     champion = registry.alias("champion")
     if champion is None:
         return None
-    value = registry.version_info(champion)["tags"].get("concept_live_onset")
-    return float(value) if value else None
+    return registry.marks(champion).concept_live_onset

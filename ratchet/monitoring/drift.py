@@ -20,6 +20,7 @@ from ratchet.monitoring.batches import champion_baseline
 from ratchet.monitoring.concept import Baseline, ConceptCheck, Sample, check, spent_alpha
 from ratchet.serving.profiler import safe_name
 from ratchet.training.registry import Registry
+from ratchet.training.versions import VersionMarks
 
 MIN_FEEDBACK = 30  # live accuracy is judged only on at least this many labelled predictions
 
@@ -132,8 +133,8 @@ def production_drift(
     if champion is None:
         result["reason"] = "no champion"
     else:
-        tags = registry.version_info(champion)["tags"]
-        ref = reference_profile(repo, tags["data_commit"], int(tags.get("window_batches") or 0) or None)
+        lineage = registry.lineage(champion)
+        ref = reference_profile(repo, lineage.data_commit, lineage.window_batches)
         live = live_profile(serving_dir, champion, since)
         if ref is None or live is None:
             result["reason"] = "no live traffic profiled yet" if live is None else "no training profile"
@@ -161,9 +162,7 @@ def production_drift(
                         f"{1 - verdict.baseline_error:.3f} (p={verdict.p_value:.2g} < {verdict.alpha:.2g}); "
                         f"changed from window {verdict.onset}"
                     )
-                    registry.client.set_model_version_tag(
-                        registry.model_name, champion, "concept_live_onset", f"{window_start(verdict.onset):.3f}"
-                    )
+                    registry.mark(champion, VersionMarks(concept_live_onset=window_start(verdict.onset)))
         if stats and stats.get("feedback", 0) >= MIN_FEEDBACK and stats.get("live_accuracy") is not None:
             result["live_accuracy"] = stats["live_accuracy"]
             result["feedback"] = stats["feedback"]

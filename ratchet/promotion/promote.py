@@ -79,22 +79,22 @@ def evaluate_challenger(
     # imported here: promote and rollback must not wait for the model stack
     from ratchet.promotion.gate import decide, decide_regression
     from ratchet.training.model.preprocess import target_values
-    from ratchet.training.window import training_data
+    from ratchet.training.window import held_out_rows
 
     challenger = registry.alias("challenger")
     if challenger is None:
         raise PromotionError("no challenger: train one first (`ratchet train`)")
     champion = registry.alias("champion")
-    tags = registry.version_info(challenger)["tags"]
+    lineage = registry.lineage(challenger)
     # held-out rows since the drift onset when the window reaches further back: the data a stale champion now meets
-    holdout = int(tags.get("holdout_batches") or 0) or None
-    data = training_data(repo, tags["data_commit"], cfg, holdout or int(tags.get("window_batches") or 0) or None)
+    holdout = lineage.holdout_batches
+    data = held_out_rows(repo, lineage.data_commit, cfg, lineage.scored_batches)
     regression = schema.target.is_regression
-    y = target_values(data.test[schema.target.name], schema.target)
-    chall_proba, chall_s = _timed_proba(registry.load_predictor(challenger), data.test, regression)
+    y = target_values(data.rows[schema.target.name], schema.target)
+    chall_proba, chall_s = _timed_proba(registry.load_predictor(challenger), data.rows, regression)
     champ_proba, champ_s = (None, None)
     if champion is not None:
-        champ_proba, champ_s = _timed_proba(registry.load_predictor(champion), data.test, regression)
+        champ_proba, champ_s = _timed_proba(registry.load_predictor(champion), data.rows, regression)
     if regression:
         gate = decide_regression(
             y, champ_proba, chall_proba, cfg.gate, challenger_latency_s=chall_s, champion_latency_s=champ_s
@@ -107,7 +107,7 @@ def evaluate_challenger(
     if champion is not None and cfg.gate.slices:  # not worse on any slice of the same rows
         from ratchet.promotion.slices import score_slices, with_slices
 
-        sliced = score_slices(data.test, y, champ_proba, chall_proba, cfg.gate, regression=regression)
+        sliced = score_slices(data.rows, y, champ_proba, chall_proba, cfg.gate, regression=regression)
         gate = with_slices(gate, sliced)
     evidence = dict(gate.evidence)
     evidence.update({"data_commit": data.data_commit, "data_window": data.window, "test_rows": len(y),
@@ -227,7 +227,7 @@ def rollback(
     target = str(to) if to is not None else registry.alias("previous")
     if target is None:
         raise PromotionError("nothing to roll back to: no 'previous' champion and no --to VERSION")
-    if registry.version_info(target)["tags"].get("gc") == "artifacts_removed":  # raises when there is no such version
+    if registry.marks(target).artifacts_removed:  # raises when there is no such version
         raise PromotionError(f"version {target} has no model any more: `ratchet gc` removed its artifacts")
     if target == current:
         raise PromotionError(f"version {target} is already the champion")

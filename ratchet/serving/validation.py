@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ratchet.core.schema import ColumnSpec, Schema
-from ratchet.data.checks import FALSE_WORDS, TRUE_WORDS
+from ratchet.data.coercion import FALSE_WORDS, TRUE_WORDS
 from ratchet.data.datetimes import parse_datetime
 
 MAX_REPORTED_ERRORS = 20

@@ -14,33 +14,38 @@ def lineage(repo: DataRepository, registry: Registry, version: str) -> dict[str,
         info = registry.version_info(version)
     except Exception as e:  # MLflow's RestException for an unknown version
         raise LookupError(f"no version {version} of {registry.model_name}: {e}") from e
-    tags = info["tags"]
-    commit = repo.get_commit(tags["data_commit"])
+    made = registry.lineage(version)
+    commit = repo.get_commit(made.data_commit)
     run = registry.client.get_run(info["run_id"])
     return {
         "model": registry.model_name,
         "version": version,
         "aliases": info["aliases"],
-        "data_commit": tags["data_commit"],
+        "data_commit": made.data_commit,
         "data_commit_message": commit.message,
-        "data_window_batches": tags.get("window_batches"),
-        "data_window_rule": tags.get("window_rule"),
-        "code_version": tags.get("code_version"),
-        "config_hash": tags.get("config_hash"),
+        # the output keeps the registry's strings, as `ratchet lineage --json` always printed them
+        "data_window_batches": _text(made.window_batches),
+        "data_window_rule": made.window_rule,
+        "code_version": made.code_version,
+        "config_hash": made.config_hash,
         "mlflow_run": info["run_id"],
-        "optuna_study": tags.get("optuna_study"),
-        "optuna_trial": tags.get("optuna_trial"),
-        "data_profile": profile_summary(repo, tags["data_commit"], tags.get("window_batches")),
+        "optuna_study": made.optuna_study,
+        "optuna_trial": _text(made.optuna_trial),
+        "data_profile": profile_summary(repo, made.data_commit, made.window_batches),
         "params": run.data.params,
         "metrics": run.data.metrics,
     }
 
 
-def profile_summary(repo: DataRepository, commit: str, window: str | None) -> dict[str, dict[str, float]]:
+def _text(value: int | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def profile_summary(repo: DataRepository, commit: str, window_batches: int | None) -> dict[str, dict[str, float]]:
     """Per column of the training window's whylogs profile: rows, nulls, mean, min, max."""
     from ratchet.data.ingest import reference_profile
 
-    view = reference_profile(repo, commit, int(window) if window else None)
+    view = reference_profile(repo, commit, window_batches)
     if view is None:
         return {}
     df = view.to_pandas()

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from ratchet.core.settings import Settings
+from ratchet.training.versions import VersionLineage, VersionMarks
 
 if TYPE_CHECKING:  # the model stack (torch, Lightning) loads only where a model is touched,
     # so an emergency rollback does not wait for it; MLflow and pandas where they are used
@@ -165,6 +166,19 @@ class Registry:
             if all(mv.tags.get(k) == str(v) for k, v in tags.items()):
                 return str(mv.version)
         return None
+
+    def lineage(self, version: str) -> VersionLineage:
+        """Where ``version`` came from (its registration tags); MLflow's error when there is no such version."""
+        return VersionLineage.from_tags(self.client.get_model_version(self.model_name, str(version)).tags)
+
+    def marks(self, version: str) -> VersionMarks:
+        """What later stages wrote on ``version`` (approval, canary, gc, concept drift)."""
+        return VersionMarks.from_tags(self.client.get_model_version(self.model_name, str(version)).tags)
+
+    def mark(self, version: str, marks: VersionMarks) -> None:
+        """Write the fields set in ``marks`` on ``version``."""
+        for key, value in marks.to_tags().items():
+            self.client.set_model_version_tag(self.model_name, str(version), key, value)
 
     def version_info(self, version: str) -> dict[str, Any]:
         mv = self.client.get_model_version(self.model_name, str(version))

@@ -26,9 +26,8 @@ from urllib.parse import unquote
 
 from ratchet.core.reclaim import Reclaimed, path_bytes, remove_path
 from ratchet.training.registry import ALIASES, Registry
+from ratchet.training.versions import VersionLineage, VersionMarks
 
-GC_TAG = "gc"
-REMOVED = "artifacts_removed"
 LEDGER = "a champion in the ledger"
 
 
@@ -60,8 +59,9 @@ def registered_versions(registry: Registry) -> list[VersionFiles]:
             uri = registry.client.get_model_version_download_uri(registry.model_name, mv.version)
         except MlflowException:
             uri = None
-        out.append(VersionFiles(str(mv.version), uri, mv.tags.get("optuna_study"), tuple(mv.aliases),
-                                mv.tags.get(GC_TAG) == REMOVED, mv.tags.get("data_commit")))
+        lineage = VersionLineage.from_tags(mv.tags)
+        out.append(VersionFiles(str(mv.version), uri, lineage.optuna_study, tuple(mv.aliases),
+                                VersionMarks.from_tags(mv.tags).artifacts_removed, lineage.data_commit or None))
     return out
 
 
@@ -138,7 +138,7 @@ def prune_versions(registry: Registry, checkpoints_dir: Path, keep: int, protect
         if v.artifacts:
             nbytes += _remove_artifacts(v.artifacts, dry_run)
         if not dry_run:
-            registry.client.set_model_version_tag(registry.model_name, v.version, GC_TAG, REMOVED)
+            registry.mark(v.version, VersionMarks(artifacts_removed=True))
         out.add("versions", nbytes, v.version)
     return out
 

@@ -25,6 +25,7 @@ from ratchet.training.model.fit import Predictor
 from ratchet.training.model.preprocess import encode_target, regression_target
 from ratchet.training.model.tune import log_history, study_figures, trials_table, tune
 from ratchet.training.registry import Registry, code_version
+from ratchet.training.versions import VersionLineage
 from ratchet.training.window import TrainingData
 
 
@@ -51,8 +52,14 @@ class TrainedModel:
     window_rule: str = "all"
     holdout_batches: int | None = None  # the newest batches the gate scores (since the drift onset)
 
-
-_TAGGED_METRICS = ("test_accuracy", "test_rmse", "test_r2")  # on each registered version
+    @property
+    def lineage(self) -> VersionLineage:
+        """What its registered version records."""
+        return VersionLineage(
+            data_commit=self.data_commit, window_batches=self.window_batches, window_rule=self.window_rule,
+            holdout_batches=self.holdout_batches, code_version=code_version(), config_hash=self.config_hash,
+            optuna_study=self.study_name, optuna_trial=self.best_trial, run_id=self.run_id, test_metrics=self.metrics,
+        )
 
 
 def study_name_for(data: TrainingData, cfg: RatchetConfig) -> str:
@@ -80,11 +87,15 @@ def already_trained(data: TrainingData, cfg: RatchetConfig, registry: Registry) 
     Retraining on unchanged inputs would give the same (seeded) model again, so a
     queued run whose data has not moved since, or a drift alarm on data already
     learnt, costs one registry query instead of a search."""
-    return registry.find_version(
-        data_commit=data.data_commit,
-        window_batches=str(len(data.batches)),
-        config_hash=cfg.digest(),
-        code_version=code_version(),
+    return registry.find_version(**_lineage(data, cfg).identity())
+
+
+def _lineage(data: TrainingData, cfg: RatchetConfig, **more: Any) -> VersionLineage:
+    """What a training on ``data`` records before it has a run, a study or a trial."""
+    return VersionLineage(
+        data_commit=data.data_commit, window_batches=len(data.batches), window_rule=data.rule,
+        data_window=data.window, holdout_batches=data.holdout_batches, config_hash=cfg.digest(),
+        code_version=code_version(), **more,
     )
 
 
@@ -103,16 +114,7 @@ def tune_on_commit(
     registry.activate()
     study = study_name_for(data, cfg)
     with mlflow.start_run(run_name=f"train-{data.data_commit[:10]}") as run:
-        lineage = {
-            "data_commit": data.data_commit,
-            "data_window": data.window,
-            "window_batches": len(data.batches),
-            "config_hash": cfg.digest(),
-            "code_version": code_version(),
-            "optuna_study": study,
-            "trigger": trigger,
-        }
-        mlflow.set_tags(lineage)
+        mlflow.set_tags(_lineage(data, cfg, optuna_study=study, trigger=trigger).run_tags())
         mlflow.log_params({"trials": trials or cfg.tune.trials, "rows_train": len(data.train)})
         mlflow.log_dict(cfg.model_dump(mode="json"), "config.json")
         mlflow.log_dict({"batches": data.batches}, "data_batches.json")
@@ -165,18 +167,7 @@ def register_trained(trained: TrainedModel, registry: Registry, example) -> str:
             uri = registry.log_predictor(trained.predictor, example)
         existing = registry.register(
             uri,
-            tags={
-                "run_id": trained.run_id,
-                "data_commit": trained.data_commit,
-                "window_batches": str(trained.window_batches),
-                "window_rule": trained.window_rule,
-                **({"holdout_batches": str(trained.holdout_batches)} if trained.holdout_batches else {}),
-                "code_version": code_version(),
-                "config_hash": trained.config_hash,
-                "optuna_study": trained.study_name,
-                "optuna_trial": str(trained.best_trial),
-                **{k: f"{trained.metrics[k]:.4f}" for k in _TAGGED_METRICS if k in trained.metrics},
-            },
+            tags=trained.lineage.to_tags(),
         )
     registry.set_alias("challenger", existing)
     return existing

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ratchet.core.config import RatchetConfig
+from ratchet.data.batch_ref import BatchRef
 from ratchet.data.repository.base import DataRepository, ObjectNotFound
 from ratchet.data.rows import unit_interval
 
@@ -30,7 +31,24 @@ class TrainingData:
 
     @property
     def window(self) -> str:
-        return f"{len(self.batches)} batch(es): {self.batches[0]} .. {self.batches[-1]} ({self.rule})"
+        return window_label(self.batches, self.rule)
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """The held-out rows of the newest batches at a commit: what the gate scores both models on."""
+
+    data_commit: str
+    batches: list[str]
+    rows: pd.DataFrame
+
+    @property
+    def window(self) -> str:
+        return window_label(self.batches, f"last {len(self.batches)}")
+
+
+def window_label(batches: list[str], rule: str) -> str:
+    return f"{len(batches)} batch(es): {batches[0]} .. {batches[-1]} ({rule})"
 
 
 def batch_paths(repo: DataRepository, ref: str, prefix: str) -> list[str]:
@@ -38,17 +56,19 @@ def batch_paths(repo: DataRepository, ref: str, prefix: str) -> list[str]:
     return [p for p in repo.list_objects(ref, prefix) if p.endswith(".parquet")]
 
 
-def load_window(
-    repo: DataRepository, ref: str, prefix: str, window_batches: int | None
-) -> tuple[str, list[str], pd.DataFrame]:
+def published_batches(repo: DataRepository, ref: str, prefix: str) -> tuple[str, list[str]]:
+    """(the commit ``ref`` names now, its batch files oldest first): resolved and listed once, so
+    the window's choice and its read see the same data. A run asked for by an automation passes
+    no ref, so it reads main as it is when the run starts: the latest data wins."""
     commit = repo.resolve(ref)
     paths = batch_paths(repo, commit, prefix)
     if not paths:
         raise LookupError(f"no data at {ref} ({commit[:12]}): ingest a batch first (`ratchet ingest FILE`)")
-    if window_batches:
-        paths = paths[-window_batches:]
-    frames = [repo.read_dataframe(commit, p) for p in paths]
-    return commit, paths, pd.concat(frames, ignore_index=True)
+    return commit, paths
+
+
+def _read(repo: DataRepository, commit: str, paths: list[str]) -> pd.DataFrame:
+    return pd.concat([repo.read_dataframe(commit, p) for p in paths], ignore_index=True)
 
 
 def drift_onset(repo: DataRepository, commit: str, paths: list[str], cfg: RatchetConfig) -> int:
@@ -60,13 +80,11 @@ def drift_onset(repo: DataRepository, commit: str, paths: list[str], cfg: Ratche
     test and thresholds of ``cfg.drift``; the first batch that drifts from the window ends it.
     No drift anywhere gives every batch. Drift in P(label | features) alone leaves no trace in
     the profiles: ``concept_onset`` and ``live_onset`` find that one."""
-    from ratchet.data.ingest import PROFILE_PREFIX
     from ratchet.data.profiling import deserialize_profile, drift_report, merge_profiles
 
     def profile(path: str):
-        batch_id = path.rsplit("/", 1)[-1].removesuffix(".parquet")
         try:
-            return deserialize_profile(repo.get_object(commit, f"{PROFILE_PREFIX}{batch_id}.bin"))
+            return deserialize_profile(repo.get_object(commit, BatchRef.from_path(path).profile_key))
         except ObjectNotFound:  # a batch written without `ratchet ingest` has no profile
             return None
 
@@ -85,15 +103,11 @@ def drift_onset(repo: DataRepository, commit: str, paths: list[str], cfg: Ratche
     return len(window)
 
 
-def _batch_id(path: str) -> str:
-    return path.rsplit("/", 1)[-1].removesuffix(".parquet")
-
-
 def concept_onset(repo: DataRepository, commit: str, paths: list[str]) -> int | None:
     """How many of the newest batches in ``paths`` came at or after the latest concept-drift onset
     found at ingest (the champion's score on a labelled batch, ``ratchet.concept.onset`` in the
     batch's commit metadata); None when no batch in ``paths`` was found to start one."""
-    index = {_batch_id(p): i for i, p in enumerate(paths)}
+    index = {BatchRef.from_path(p).batch_id: i for i, p in enumerate(paths)}
     onsets = [
         index[c.metadata["ratchet.concept.onset"]]
         for c in repo.log(commit)
@@ -107,19 +121,14 @@ def live_onset(paths: list[str], since: float | None) -> int | None:
     feedback window where the champion's accuracy changed; batch ids begin with their UTC time)."""
     if since is None:
         return None
-    from datetime import UTC, datetime
-
-    def at(path: str) -> float:
-        return datetime.strptime(_batch_id(path)[:22], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC).timestamp()
-
-    n = sum(1 for p in paths if at(p) >= since)
+    n = sum(1 for p in paths if BatchRef.from_path(p).published_at >= since)
     return n or None
 
 
 def _rows(repo: DataRepository, commit: str, paths: list[str]) -> list[int]:
     """Rows per batch, from the commit metadata ingest wrote (the frame itself when absent)."""
     known = {c.metadata.get("ratchet.batch_id"): c.metadata.get("ratchet.rows") for c in repo.log(commit)}
-    return [int(known.get(_batch_id(p)) or len(repo.read_dataframe(commit, p))) for p in paths]
+    return [int(known.get(BatchRef.from_path(p).batch_id) or len(repo.read_dataframe(commit, p))) for p in paths]
 
 
 def _since_drift(repo: DataRepository, commit: str, paths: list[str], cfg: RatchetConfig,
@@ -154,7 +163,8 @@ def _since_drift(repo: DataRepository, commit: str, paths: list[str], cfg: Ratch
 
 
 def _choose_window(
-    repo: DataRepository, ref: str, cfg: RatchetConfig, window_batches: int | None, live_since: float | None = None
+    repo: DataRepository, commit: str, paths: list[str], cfg: RatchetConfig, window_batches: int | None,
+    live_since: float | None = None,
 ) -> tuple[int | None, str, int | None]:
     """(last K batches or None for all, the rule in words, the newest batches the gate scores)."""
     if window_batches is not None:
@@ -163,13 +173,7 @@ def _choose_window(
     if rule == "last":
         return k, f"last {k}", None
     if rule == "since_drift":
-        commit = repo.resolve(ref)
-        paths = batch_paths(repo, commit, cfg.data.batch_prefix)
-        if k:
-            paths = paths[-k:]
-        if not paths:
-            return None, "all", None
-        return _since_drift(repo, commit, paths, cfg, live_since)
+        return _since_drift(repo, commit, paths[-k:] if k else paths, cfg, live_since)
     return None, "all", None
 
 
@@ -183,13 +187,33 @@ def split_frame(
     always land together and a batch added later moves no earlier row between splits. The
     fractions hold in expectation (each split's size is binomial), not to the row; a split by
     rank could hit them exactly but would move rows near the cut whenever rows are added."""
-    u = unit_interval(df, seed)
-    test, val = u < test_fraction, (u >= test_fraction) & (u < test_fraction + val_fraction)
+    test, val = _sides(df, val_fraction, test_fraction, seed)
     parts = (df[~test & ~val], df[val], df[test])
     if min(len(p) for p in parts) == 0:
         raise ValueError(f"too few rows ({len(df)}) to split into train/validation/test")
     train, val_df, test_df = (p.reset_index(drop=True) for p in parts)
     return train, val_df, test_df
+
+
+def _sides(df: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int) -> tuple[pd.Series, pd.Series]:
+    """(held-out rows, validation rows) as masks: each row's side follows from its own hash."""
+    u = unit_interval(df, seed)
+    return u < test_fraction, (u >= test_fraction) & (u < test_fraction + val_fraction)
+
+
+def held_out_rows(repo: DataRepository, commit: str, cfg: RatchetConfig, newest: int | None) -> HeldOut:
+    """The held-out rows of the newest ``newest`` batches at ``commit`` (None: all), as the
+    training's split put them aside: what the gate scores champion and challenger on. Each
+    batch is read and cut to its held-out rows in turn (a row's side depends on that row
+    alone), so no training or validation frame of the window is built."""
+    commit, paths = published_batches(repo, commit, cfg.data.batch_prefix)
+    paths = paths[-newest:] if newest else paths
+    parts = []
+    for path in paths:
+        df = repo.read_dataframe(commit, path)
+        test, _ = _sides(df, cfg.train.val_fraction, cfg.train.test_fraction, cfg.train.seed)
+        parts.append(df[test])
+    return HeldOut(commit, paths, pd.concat(parts, ignore_index=True))
 
 
 def training_data(
@@ -199,9 +223,10 @@ def training_data(
     """The window of batches at ``ref``: the last ``window_batches`` when given, else by
     ``cfg.train.window`` (all, last K, or since the latest drift onset; ``live_since``: when
     the live monitor saw the champion's accuracy change, one more source of onsets)."""
-    ref = repo.resolve(ref)  # one commit for the window choice and the read
-    window, rule, holdout = _choose_window(repo, ref, cfg, window_batches, live_since)
-    commit, paths, df = load_window(repo, ref, cfg.data.batch_prefix, window)
-    train, val, test = split_frame(df, cfg.train.val_fraction, cfg.train.test_fraction, cfg.train.seed)
+    commit, paths = published_batches(repo, ref, cfg.data.batch_prefix)
+    window, rule, holdout = _choose_window(repo, commit, paths, cfg, window_batches, live_since)
+    paths = paths[-window:] if window else paths
+    train, val, test = split_frame(_read(repo, commit, paths), cfg.train.val_fraction, cfg.train.test_fraction,
+                                   cfg.train.seed)
     holdout = holdout if holdout is not None and holdout < len(paths) else None
     return TrainingData(commit, paths, train, val, test, rule, holdout)

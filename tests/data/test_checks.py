@@ -3,14 +3,9 @@ import pandas as pd
 import pytest
 
 from ratchet.core.schema import ColumnSpec, Schema, TargetSpec
-from ratchet.data.checks import (
-    BatchRejected,
-    Violation,
-    check_batch,
-    read_batch,
-    validate_file,
-)
+from ratchet.data.checks import BatchRejected, Violation, check_batch, validate_file
 from ratchet.data.infer import infer_schema
+from ratchet.data.reading import read_batch
 from ratchet.demo.synthetic import DEMO_TARGET, generate_batch, write_batch
 
 SEED = 11

@@ -16,6 +16,7 @@ import pytest
 
 from ratchet.core.schema import dump_schema
 from ratchet.data import ingest
+from ratchet.data.batch_ref import REJECTED_PREFIX
 from ratchet.data.infer import infer_schema
 from ratchet.data.repository.embedded import EmbeddedRepository
 from ratchet.demo.synthetic import DEMO_TARGET, generate_batch, write_batch
@@ -128,7 +129,7 @@ def test_gc_through_the_cli_frees_rejected_branches_and_garbage_and_keeps_every_
     # everything main and the tag reach is whole; the tagged rejected batch keeps its raw bytes
     assert _every_ref_intact(repo, ["main"]) == main_commits
     assert _every_ref_intact(repo, ["inspect-this"]) >= 2
-    assert any(p.startswith(ingest.REJECTED_PREFIX) for p in repo.list_objects("inspect-this"))
+    assert any(p.startswith(REJECTED_PREFIX) for p in repo.list_objects("inspect-this"))
     for kind, digests in garbage.items():
         assert not any(repo._cas_path(kind, d).exists() for d in digests), kind
     from ratchet.runtime.gc import run_gc

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -69,7 +71,7 @@ def test_a_batch_published_under_a_file_digest_is_found_by_it(repo, batch, schem
     """Batch ids written before content digests end with the sha256 of the file's bytes."""
     path = write_batch(batch, tmp_path / "old.csv")
     audited = ingest.audit_batch(path, schema)
-    audited.batch_id = ingest.batch_id_for(audited.file_digest)  # as the earlier code named it
+    audited = replace(audited, batch_id=ingest.batch_id_for(audited.file_digest))  # as the earlier code named it
     published = _publish(repo, audited, path)
     dup = ingest.find_duplicate(repo, ingest.audit_batch(path, schema), CFG)
     assert dup is not None and dup.batch_id == audited.batch_id and dup.commit == published

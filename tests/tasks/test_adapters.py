@@ -13,16 +13,40 @@ from tests.events import recorded_events
 MAX_STATEMENTS = 4  # beyond this a task is doing the core's work
 
 
+def _is_task(node: ast.AST) -> bool:
+    return isinstance(node, ast.FunctionDef) and any(
+        (isinstance(d, ast.Call) and getattr(d.func, "id", None) == "task") or getattr(d, "id", None) == "task"
+        for d in node.decorator_list
+    )
+
+
 def _tasks() -> list[tuple[str, ast.FunctionDef]]:
     out = []
     for f in sorted((ROOT / "tasks").glob("*.py")):
         for node in ast.parse(f.read_text()).body:
-            if isinstance(node, ast.FunctionDef) and any(
-                (isinstance(d, ast.Call) and getattr(d.func, "id", None) == "task") or getattr(d, "id", None) == "task"
-                for d in node.decorator_list
-            ):
+            if _is_task(node):
                 out.append((f"{f.stem}.{node.name}", node))
     return out
+
+
+def test_tasks_holds_nothing_but_tasks():
+    """Prefect client code that is not a task (pausing, superseding, secrets, events) lives in
+    ratchet_prefect/, where the command line can use it too; logic lives in ratchet/."""
+    others = [
+        f"{f.stem}.{node.name}"
+        for f in sorted((ROOT / "tasks").glob("*.py"))
+        for node in ast.parse(f.read_text()).body
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and not _is_task(node)
+    ]
+    assert not others, f"not tasks, in tasks/: {others}"
+
+
+def test_tasks_take_their_defaults_from_one_place():
+    """Every task is ratchet_prefect.options.task (no cache, by default) with a named retry policy."""
+    for f in sorted((ROOT / "tasks").glob("*.py")):
+        text = f.read_text()
+        assert "from prefect import task" not in text and "NO_CACHE" not in text, f.name
+        assert "retries=" not in text, f"{f.name}: name the retry policy (ratchet_prefect.options)"
 
 
 def test_there_are_tasks_to_check():

@@ -8,7 +8,8 @@ from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.states import Running, Scheduled
 
-from tasks.training import _supersede, supersede_waiting_runs
+from ratchet_prefect.runs import supersede
+from tasks.training import supersede_waiting_runs
 
 TRIGGERED = {"skip_if_trained": True}
 
@@ -44,14 +45,14 @@ def test_a_starting_run_cancels_the_due_runs_it_makes_redundant_and_no_other():
         other_ref = _run(client, dep, "manual", ref="v1")  # trains something else
         elsewhere = _run(client, other_dep, "data published")
 
-        cancelled = _supersede(client, str(me.id))
+        cancelled = supersede(client, str(me.id))
 
         assert sorted(cancelled) == sorted([same.name, drift.name])
         assert [_state(client, r) for r in (same, drift)] == ["CANCELLED", "CANCELLED"]
         assert [_state(client, r) for r in (me, debouncing, other_ref, elsewhere)] == [
             "RUNNING", "SCHEDULED", "SCHEDULED", "SCHEDULED"]
         assert "superseded by" in client.read_flow_run(same.id).state.message
-        assert _supersede(client, str(me.id)) == []  # nothing left to cancel
+        assert supersede(client, str(me.id)) == []  # nothing left to cancel
 
 
 def test_a_run_outside_a_deployment_supersedes_nothing():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 import pytest
 
@@ -41,6 +43,20 @@ def test_since_drift_trains_on_the_batches_after_the_onset_only(drifted_home):
     assert len(data.train) + len(data.val) + len(data.test) == 2 * 600
 
 
+def test_the_gate_reads_the_same_held_out_rows_the_training_put_aside(drifted_home):
+    """held_out_rows reads batch by batch and keeps only the held-out side: the same rows, in the
+    same order, as the whole window's split, without building its train and validation frames."""
+    from ratchet.training.window import held_out_rows
+
+    ctx = load_context(CONFIG_FILES, home=str(drifted_home))
+    for newest in (2, None):
+        data = _window(drifted_home, window="last", window_batches=newest) if newest else _window(drifted_home, window="all")
+        held = held_out_rows(ctx.repo, data.data_commit, ctx.cfg, newest)
+        assert held.batches == data.batches and held.data_commit == data.data_commit
+        pd.testing.assert_frame_equal(held.rows, data.test)
+        assert held.window == data.window.replace(f"({data.rule})", f"(last {len(data.batches)})")
+
+
 def test_since_drift_is_capped_by_window_batches_and_last_k_is_still_there(drifted_home):
     capped = _window(drifted_home, window="since_drift", window_batches=1)
     assert len(capped.batches) == 1
@@ -76,7 +92,7 @@ def _concept_home(home, onset_at: int | None, batches: int = 6, rows: int = 300)
         error = 0.3 if onset_at is not None and i >= onset_at else 0.02
         verdict = check(history, Sample(audited.batch_id, rows, error), base, ctx.cfg.drift)
         history.append(Sample(audited.batch_id, rows, error))
-        audited.metadata = verdict.metadata()
+        audited = replace(audited, metadata=verdict.metadata())
         branch = ingest.stage_batch(ctx.repo, audited, path, ctx.cfg.data)
         ingest.commit_batch(ctx.repo, branch, audited)
         ingest.publish_batch(ctx.repo, branch, audited, ctx.cfg.data)

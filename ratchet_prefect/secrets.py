@@ -1,0 +1,25 @@
+"""Secrets kept in Prefect Secret blocks (a webhook's URL, the service's admin token)."""
+
+from __future__ import annotations
+
+from ratchet.delivery import service
+from ratchet.runtime.context import Context
+from ratchet.runtime.stack import read_admin_token
+
+
+def secret_block(name: str) -> str | None:
+    """The value of the Prefect Secret block ``name``; None when there is no such block."""
+    from prefect.blocks.system import Secret
+
+    try:
+        return str(Secret.load(name).get())
+    except ValueError:  # no such block
+        return None
+
+
+def admin_token(ctx: Context) -> str | None:
+    """The inference service's admin token: ``RATCHET_ADMIN_TOKEN``, else the Secret block named by
+    ``canary.admin_token_block``, else the running stack's token file."""
+    return service.resolve_admin_token(
+        lambda: secret_block(ctx.cfg.canary.admin_token_block), lambda: read_admin_token(ctx.settings)
+    )
