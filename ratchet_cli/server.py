@@ -34,8 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from ratchet.core.files import free_port
+from ratchet.core.files import proc_start as _proc_start
 from ratchet.core.settings import Settings
 from ratchet.runtime.stack import alive, prefect_api_url, read_server_record, server_file
+from ratchet_cli import idle
 
 MODE_ENV = "RATCHET_PREFECT_SERVER"
 MODES = ("persistent", "ephemeral")
@@ -139,7 +141,7 @@ def _start(settings: Settings, port: int, timeout: float) -> dict[str, Any]:
     log = settings.root / "logs" / "prefect-server.log"
     cmd = [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
            "--port", str(port), "--no-ui", "--analytics-off"]
-    proc = spawn(cmd, server_env(settings), log)
+    proc = spawn(idle.wrap(settings.root, cmd), server_env(settings), log)  # stops when idle
     api = f"http://127.0.0.1:{port}/api"
     deadline = time.monotonic() + timeout
     try:
@@ -180,15 +182,6 @@ def _ours(record: dict[str, Any]) -> bool:
         return False
     started = record.get("proc_start")
     return started is None or _proc_start(record["pid"]) in (None, started)
-
-
-def _proc_start(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (Linux), else None."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
 
 
 def _reusable_port(record: dict[str, Any] | None) -> int | None:
