@@ -172,7 +172,7 @@ def run_wrapped(root: Path, limit: float, cmd: list[str], record: Path, lock: Pa
     """Run ``cmd`` in this process group; stop it once the home is idle for ``limit``
     seconds. SIGTERM (``ratchet down``'s, to the whole group) ends it as before: this exits
     when the child has."""
-    child = subprocess.Popen(cmd)
+    child = subprocess.Popen(cmd, preexec_fn=_die_with_parent if sys.platform == "linux" else None)  # noqa: PLW1509 - one thread here
     signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGTERM))
     started = time.time()
     announce(root, limit)
@@ -198,6 +198,14 @@ def run_wrapped(root: Path, limit: float, cmd: list[str], record: Path, lock: Pa
                 child.wait()
             limit_file(root, os.getpid()).unlink(missing_ok=True)
             return 0
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when this watcher dies, even by SIGKILL, so no server outlives
+    the record of it (Linux's ``PR_SET_PDEATHSIG``; Python has no wrapper of its own)."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
 
 
 @contextlib.contextmanager

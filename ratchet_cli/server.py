@@ -7,7 +7,8 @@ database in ``<home>/prefect``, the one ``ratchet up``'s server and the temporar
 so every run stays in the same history), records it in ``<home>/run/prefect-server.json``
 and leaves it running; later commands, and ``ratchet up``, reuse it. ``ratchet down`` stops it.
 A record whose process is gone, is another process now, or does not answer ``/api/health``
-is replaced (on the same port when it is free).
+is replaced (on the same port when it is free). It stops by itself after
+``RATCHET_IDLE_TIMEOUT`` without a command (``ratchet_cli.idle`` runs it and watches).
 
 Not for everyone: a ``PREFECT_API_URL`` already set (by the user, a worker, or Prefect's test
 harness in this process) is used as it is, the ``cluster`` profile always names its server,

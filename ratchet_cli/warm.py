@@ -16,7 +16,8 @@ function in a subprocess of their caller; this serves commands from other proces
 Nothing depends on it: with no warm process, one still preloading, one whose project code
 changed on disk since it started (it refuses and exits, so an edited file is never served
 stale), another Python, or ``RATCHET_WARM=0``, the command runs in its own process as
-before. ``ratchet down`` stops it; a dead one is replaced by the next command that starts
+before. ``ratchet down`` stops it, and it stops by itself after ``RATCHET_IDLE_TIMEOUT``
+without a command (``ratchet_cli.idle``); a dead one is replaced by the next command that starts
 the server or finds it. Only the standard library at module level: ``forward`` runs before
 any heavy import.
 """
