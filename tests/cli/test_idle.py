@@ -169,3 +169,25 @@ def test_an_ingest_leaves_nothing_running_after_the_idle_timeout_and_the_next_in
     finally:
         server.stop(settings)
         warm.stop(settings)
+
+
+@pytest.mark.slow
+def test_a_stack_started_by_up_stays_past_the_idle_timeout_until_down(project):
+    """`ratchet up` with a 3 s idle timeout: nothing of its stack stops while it runs; `ratchet
+    down` stops all of it. Slow: a whole stack (about a minute)."""
+    env = {"RATCHET_PREFECT_SERVER": "persistent", "RATCHET_IDLE_TIMEOUT": "3"}
+    init = project.run("init", "--schema-from", "sample.csv", "--target", "target")
+    assert init.returncode == 0, init.stderr
+    try:
+        up = project.run("up", "--json", timeout=300, **env)
+        assert up.returncode == 0, up.stderr
+        time.sleep(15)  # five timeouts
+        shown = json.loads(project.run("status", "--json").stdout)["background"]
+        assert {p["name"] for p in shown} == {"prefect-server", "warm", "runner", "inference"}, shown
+        assert all(p["stops_after_idle_s"] is None for p in shown), shown  # until `ratchet down`
+        assert "idle for" not in (project.home / "logs" / "prefect-server.log").read_text()
+    finally:
+        down = project.run("down", "--json", timeout=120, **env)
+    assert set(json.loads(down.stdout)["stopped"]) == {"inference", "runner", "prefect-server", "warm"}, down.stderr
+    for p in shown:
+        _wait_gone(p["pid"], 60)
