@@ -223,10 +223,11 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 # ------------------------------------------------------------------ what a home runs
-def processes(root: Path) -> list[dict[str, Any]]:
+def processes(root: Path, rss: dict[int, int] | None = None) -> list[dict[str, Any]]:
     """The home's background processes that live: name, pid, resident memory of its process
     group in MB, idle seconds, and the idle timeout it stops after (None: until ``ratchet
-    down``)."""
+    down``). ``rss``: ``rss_by_group()`` when read once for several homes."""
+    rss = rss_by_group() if rss is None else rss
     found: list[tuple[str, dict[str, Any]]] = []
     for name, file in (("prefect-server", "prefect-server.json"), ("warm", "warm.json")):
         with contextlib.suppress(OSError, ValueError):
@@ -243,7 +244,7 @@ def processes(root: Path) -> list[dict[str, Any]]:
         started = float(record.get("started_at") or 0)
         limit = _read_float(limit_file(root, pid))
         out.append({
-            "name": name, "pid": pid, "rss_mb": round(group_rss(pid) / 2**20, 1),
+            "name": name, "pid": pid, "rss_mb": round(rss.get(pid, 0) / 2**20, 1),
             "idle_s": round(idle_seconds(root, started), 1),
             "stops_after_idle_s": None if in_stack or not limit else limit,
         })
@@ -263,18 +264,28 @@ def _duration(seconds: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
-def group_rss(pgid: int) -> int:
-    """Resident bytes of every process in the group ``pgid`` (a server and its workers, the
-    warm process and the commands it runs)."""
-    total = 0
+def rss_by_group() -> dict[int, int]:
+    """Resident bytes per process group, summed over its members (a server and its workers,
+    the warm process and the commands it runs), from one pass over ``/proc``."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    totals: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) == pgid:  # fields from the state on: state ppid pgrp ... rss is the 24th
-            total += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
-    return total
+        pgid = int(fields[2])  # fields from the state on: state ppid pgrp ...; rss is the 24th of the line
+        totals[pgid] = totals.get(pgid, 0) + int(fields[21]) * page
+    return totals
+
+
+def others(root: Path) -> list[dict[str, Any]]:
+    """The other registered homes with background processes: home, count, memory in MB."""
+    from ratchet_cli import homes
+
+    rss = rss_by_group()
+    found = [(h, processes(h, rss)) for h in homes.registered() if h.resolve() != root.resolve()]
+    return [{"home": str(h), "processes": len(p), "rss_mb": round(sum(x["rss_mb"] for x in p), 1)} for h, p in found if p]
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -335,6 +335,7 @@ def status(
         "pending_approval": _pending_approval(ctx.settings.root),
         "runner": _runner_status(ctx.settings),
         "background": idle.processes(ctx.settings.root),
+        "other_homes": idle.others(ctx.settings.root),
     }
     human = (
         f"champion {out['champion']}  challenger {out['challenger']}  previous {out['previous']}\n"
@@ -344,6 +345,8 @@ def status(
         + ("" if out["runner"] is None else f"\nrunner pid {out['runner']['pid']} "
            f"{'alive' if out['runner']['alive'] else 'not running'}, restarts {out['runner']['restarts']}")
         + "".join(f"\n{line}" for line in idle.describe(out["background"]) or ["background: none running"])
+        + ("" if not out["other_homes"] else f"\nother homes: {len(out['other_homes'])} with background processes, "
+           f"{sum(h['rss_mb'] for h in out['other_homes']):.0f} MB (`ratchet status --all`)")
     )
     emit(out, as_json, human)
 
@@ -352,7 +355,8 @@ def _status_all(as_json: bool) -> None:
     """Every registered home's background processes (``ratchet_cli.homes``)."""
     from ratchet_cli import homes, idle
 
-    found = [{"home": str(h), "background": procs} for h in homes.registered() if (procs := idle.processes(h))]
+    rss = idle.rss_by_group()
+    found = [{"home": str(h), "background": procs} for h in homes.registered() if (procs := idle.processes(h, rss))]
     total = sum(p["rss_mb"] for f in found for p in f["background"])
     lines = [f"{f['home']}\n" + "\n".join(f"  {line}" for line in idle.describe(f["background"])) for f in found]
     emit({"homes": found, "rss_mb": round(total, 1)}, as_json,

@@ -135,6 +135,9 @@ def test_down_all_stops_the_background_processes_of_every_registered_home(tmp_pa
     listed = json.loads(project.run("status", "--all", "--json", XDG_STATE_HOME=str(tmp_path / "state")).stdout)
     assert {p["pid"] for h in listed["homes"] for p in h["background"]} == set(pids)
     assert all(p["stops_after_idle_s"] is None for h in listed["homes"] for p in h["background"])  # 0: never
+    here = json.loads(project.run("--home", str(tmp_path / "a"), "status", "--json", XDG_STATE_HOME=str(tmp_path / "state")).stdout)
+    assert [p["pid"] for p in here["background"]] == pids[:1]
+    assert [(h["home"], h["processes"]) for h in here["other_homes"]] == [(str((tmp_path / "b").resolve()), 1)]
 
     down = project.run("down", "--all", "--json", XDG_STATE_HOME=str(tmp_path / "state"))
     assert down.returncode == 0, down.stderr
