@@ -87,7 +87,9 @@ def prefect_home() -> None:
     of a flow. Without a ``PREFECT_API_URL`` (the user's, or a test harness's in this process)
     the home's server is used, started now when none answers (``ratchet_cli.server``)."""
     settings = home_settings().ensure()
-    from ratchet_cli import warm
+    from ratchet_cli import idle, warm
+
+    idle.hold(settings.root)  # the home's background processes stay while this command runs
 
     code = warm.forward(settings, OPTS.argv)  # the whole command, in a fork of the warm process
     if code is not None:
@@ -141,6 +143,9 @@ def use_running_prefect() -> bool:
 
     url = running_api_url(home_settings())
     if url:
+        from ratchet_cli.idle import hold
+
+        hold(home_settings().root)  # a relay uses it for as long as it runs
         os.environ["PREFECT_API_URL"] = url
     return url is not None
 

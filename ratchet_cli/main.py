@@ -306,10 +306,18 @@ def relay(
 
 
 @app.command()
-def status(as_json: JsonOpt = False) -> None:
-    """Champion, challenger, traffic split, main's data commit and the last drift check."""
+def status(
+    as_json: JsonOpt = False,
+    all_homes: Annotated[bool, typer.Option("--all", help="only the background processes of every home of this user")] = False,
+) -> None:
+    """Champion, challenger, traffic split, main's data commit, the last drift check, and the
+    home's background processes (memory, idle time)."""
     from ratchet.serving.routing import read_traffic
+    from ratchet_cli import idle
 
+    if all_homes:
+        _status_all(as_json)
+        return
     ctx = ctx_from_options()
     aliases = ctx.registry.aliases()
     drift_file = ctx.settings.root / "drift.json"
@@ -327,6 +335,8 @@ def status(as_json: JsonOpt = False) -> None:
         },
         "pending_approval": _pending_approval(ctx.settings.root),
         "runner": _runner_status(ctx.settings),
+        "background": idle.processes(ctx.settings.root),
+        "other_homes": idle.others(ctx.settings.root),
     }
     human = (
         f"champion {out['champion']}  challenger {out['challenger']}  previous {out['previous']}\n"
@@ -335,8 +345,23 @@ def status(as_json: JsonOpt = False) -> None:
         + ("" if out["pending_approval"] is None else f"\npending approval: version {out['pending_approval']['version']}")
         + ("" if out["runner"] is None else f"\nrunner pid {out['runner']['pid']} "
            f"{'alive' if out['runner']['alive'] else 'not running'}, restarts {out['runner']['restarts']}")
+        + "".join(f"\n{line}" for line in idle.describe(out["background"]) or ["background: none running"])
+        + ("" if not out["other_homes"] else f"\nother homes: {len(out['other_homes'])} with background processes, "
+           f"{sum(h['rss_mb'] for h in out['other_homes']):.0f} MB (`ratchet status --all`)")
     )
     emit(out, as_json, human)
+
+
+def _status_all(as_json: bool) -> None:
+    """Every registered home's background processes (``ratchet_cli.homes``)."""
+    from ratchet_cli import homes, idle
+
+    rss = idle.rss_by_group()
+    found = [{"home": str(h), "background": procs} for h in homes.registered() if (procs := idle.processes(h, rss))]
+    total = sum(p["rss_mb"] for f in found for p in f["background"])
+    lines = [f"{f['home']}\n" + "\n".join(f"  {line}" for line in idle.describe(f["background"])) for f in found]
+    emit({"homes": found, "rss_mb": round(total, 1)}, as_json,
+         "\n".join(lines + [f"{len(found)} home(s), {total:.0f} MB"]) if found else "no background processes")
 
 
 def _runner_status(settings) -> dict | None:
@@ -433,10 +458,21 @@ def _found_config_files() -> list[str] | None:
 
 
 @app.command()
-def down(as_json: JsonOpt = False) -> None:
-    """Stop everything "ratchet up" started; champion, traffic, ledger and history stay."""
+def down(
+    as_json: JsonOpt = False,
+    all_homes: Annotated[bool, typer.Option("--all", help="stop the background processes of every home of this user")] = False,
+) -> None:
+    """Stop everything "ratchet up" started, and the home's Prefect server and warm process;
+    champion, traffic, ledger and history stay."""
     from ratchet_cli.stack import down as stack_down
 
+    if all_homes:
+        from ratchet_cli.homes import registered
+
+        stopped = {str(h): s for h in registered() if (s := stack_down(Settings(home=h))["stopped"])}
+        emit({"homes": stopped}, as_json, "\n".join(f"{h}: stopped {', '.join(s)}" for h, s in stopped.items())
+             or "nothing was running")
+        return
     out = stack_down(home_settings(), OPTS.config)
     emit(out, as_json, f"stopped: {', '.join(out['stopped']) or 'nothing was running'}")
 

@@ -7,7 +7,8 @@ database in ``<home>/prefect``, the one ``ratchet up``'s server and the temporar
 so every run stays in the same history), records it in ``<home>/run/prefect-server.json``
 and leaves it running; later commands, and ``ratchet up``, reuse it. ``ratchet down`` stops it.
 A record whose process is gone, is another process now, or does not answer ``/api/health``
-is replaced (on the same port when it is free).
+is replaced (on the same port when it is free). It stops by itself after
+``RATCHET_IDLE_TIMEOUT`` without a command (``ratchet_cli.idle`` runs it and watches).
 
 Not for everyone: a ``PREFECT_API_URL`` already set (by the user, a worker, or Prefect's test
 harness in this process) is used as it is, the ``cluster`` profile always names its server,
@@ -34,8 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from ratchet.core.files import free_port
+from ratchet.core.files import proc_start as _proc_start
 from ratchet.core.settings import Settings
 from ratchet.runtime.stack import alive, prefect_api_url, read_server_record, server_file
+from ratchet_cli import idle
 
 MODE_ENV = "RATCHET_PREFECT_SERVER"
 MODES = ("persistent", "ephemeral")
@@ -139,7 +142,7 @@ def _start(settings: Settings, port: int, timeout: float) -> dict[str, Any]:
     log = settings.root / "logs" / "prefect-server.log"
     cmd = [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
            "--port", str(port), "--no-ui", "--analytics-off"]
-    proc = spawn(cmd, server_env(settings), log)
+    proc = spawn(idle.wrap(settings.root, cmd), server_env(settings), log)  # stops when idle
     api = f"http://127.0.0.1:{port}/api"
     deadline = time.monotonic() + timeout
     try:
@@ -180,15 +183,6 @@ def _ours(record: dict[str, Any]) -> bool:
         return False
     started = record.get("proc_start")
     return started is None or _proc_start(record["pid"]) in (None, started)
-
-
-def _proc_start(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (Linux), else None."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
 
 
 def _reusable_port(record: dict[str, Any] | None) -> int | None:

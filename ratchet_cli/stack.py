@@ -38,7 +38,7 @@ from ratchet.runtime.stack import (
     stack_file,
     token_file,
 )
-from ratchet_cli import server, warm
+from ratchet_cli import idle, server, warm
 from ratchet_cli.server import spawn, stop_group
 
 
@@ -103,6 +103,7 @@ def up(
         prefect_port = prefect_port or urlsplit(running["prefect_api_url"]).port
         serve_port = serve_port or urlsplit(running["service_url"]).port
     settings.ensure()
+    idle.hold(settings.root)  # until the stack's record is written, then the stack keeps them
     _abort_interrupted_canary(settings, config_files, "found at `ratchet up`: the stack had stopped during a canary")
     bin_dir = Path(sys.executable).parent
     logs = settings.root / "logs"

@@ -16,7 +16,8 @@ function in a subprocess of their caller; this serves commands from other proces
 Nothing depends on it: with no warm process, one still preloading, one whose project code
 changed on disk since it started (it refuses and exits, so an edited file is never served
 stale), another Python, or ``RATCHET_WARM=0``, the command runs in its own process as
-before. ``ratchet down`` stops it; a dead one is replaced by the next command that starts
+before. ``ratchet down`` stops it, and it stops by itself after ``RATCHET_IDLE_TIMEOUT``
+without a command (``ratchet_cli.idle``); a dead one is replaced by the next command that starts
 the server or finds it. Only the standard library at module level: ``forward`` runs before
 any heavy import.
 """
@@ -38,6 +39,7 @@ from typing import Any
 from ratchet.core.imports import warm_preload
 from ratchet.core.settings import Settings
 from ratchet.runtime.stack import alive
+from ratchet_cli import idle
 
 WARM_ENV = "RATCHET_WARM"  # "0": never; "child": this process is a warm child (never forwards again)
 PROJECT = ("ratchet", "ratchet_cli", "flows", "tasks", "deployments")
@@ -168,6 +170,8 @@ def stop(settings: Settings) -> bool:
 def serve(home: str) -> None:
     """Import everything, then fork a child per command received."""
     settings = Settings(home=home)
+    limit = idle.timeout()
+    idle.announce(settings.root, limit)
     t0 = time.monotonic()
     for name in warm_preload(PRELOAD):
         with contextlib.suppress(ImportError):
@@ -186,9 +190,16 @@ def serve(home: str) -> None:
     server.listen(16)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     signal.signal(signal.SIGTERM, lambda *_: (path.unlink(missing_ok=True), os._exit(0)))
-    _log(f"ready in {time.monotonic() - t0:.1f} s, pid {os.getpid()}, {path}")
+    server.settimeout(idle.poll_interval(limit))  # accept() wakes up to check for idleness
+    _log(f"ready in {time.monotonic() - t0:.1f} s, pid {os.getpid()}, {path}, idle timeout {limit:g} s")
     while True:
-        conn, _ = server.accept()
+        try:
+            conn, _ = server.accept()
+        except TimeoutError:
+            if idle.expired(settings.root, loaded_at, limit):
+                _stop_idle(settings, path, limit)
+            continue
+        conn.settimeout(None)
         try:
             request, fds = _receive(conn)
         except (OSError, ValueError) as e:
@@ -220,6 +231,19 @@ def serve(home: str) -> None:
             conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
         conn.close()
         _log(f"pid {pid}: ratchet {' '.join(request['argv'])}")
+
+
+def _stop_idle(settings: Settings, path: Path, limit: float) -> None:
+    """No command for ``limit`` seconds: go, as when the code changed (the next command that
+    needs Prefect starts a fresh one). A command connecting meanwhile gets no reply and runs
+    itself."""
+    _log(f"idle for {limit:g} s: stopping")
+    path.unlink(missing_ok=True)
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        if json.loads(record_file(settings).read_text())["pid"] == os.getpid():
+            record_file(settings).unlink()
+    idle.limit_file(settings.root, os.getpid()).unlink(missing_ok=True)
+    os._exit(0)
 
 
 def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:

@@ -21,6 +21,8 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # a CLI command run by a test uses Prefect's temporary server, never leaves one running
     os.environ.setdefault("RATCHET_PREFECT_SERVER", "ephemeral")
+    # the per-user registry of homes (ratchet_cli.homes): the suite's homes never join the user's
+    os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="ratchet-state-")
     os.environ["RATCHET_CONFIG"] = os.pathsep.join(CONFIG_FILES)
 
 

@@ -45,6 +45,27 @@ def atomic_write_json(path: Path | str, obj: Any, *, fsync: bool = False) -> Pat
     return atomic_write(path, json.dumps(obj, default=str) + "\n", fsync=fsync)
 
 
+def alive(pid: int) -> bool:
+    """A process ``pid`` exists (one of another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def proc_start(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux), else None: with the id, it
+    tells a process from a later one given the same id."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port free on ``host`` now (``""``: on every interface, for peers on other nodes)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

@@ -12,10 +12,10 @@ tasks read them to talk to the running server and service.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from ratchet.core.files import alive  # noqa: F401 - where the stack's readers find it
 from ratchet.core.settings import Settings
 
 
@@ -89,12 +89,3 @@ def prefect_api_url(settings: Settings) -> str | None:
     server = read_server(settings)
     return server["api_url"] if server else None
 
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
