@@ -129,7 +129,7 @@ def run_stream(kind: str, batches: int, rows: int, drift_at: int, seed: int, roo
     from flows.promote import promote_flow
     from flows.train import train_flow
     from ratchet.core.schema import dump_schema
-    from ratchet.data.infer import infer_schema
+    from ratchet.data.schema_inference import infer_schema
 
     if kind == "agrawal":
         frames, test = agrawal_stream(batches, rows, drift_at, seed), agrawal_frame(2000, seed * 1000 + 999, AGRAWAL_NEW)
@@ -178,7 +178,7 @@ def run_stream(kind: str, batches: int, rows: int, drift_at: int, seed: int, roo
 def live_false_alarms(options, seed: int, windows: int = 30, per_window: int = 100) -> int:
     """The live monitor's sequential test over ``windows`` feedback windows of unchanged traffic
     (fresh rows of the same regime, labelled, scored by the real champion): 1 if it ever fires."""
-    from ratchet.monitoring.batches import champion_baseline
+    from ratchet.monitoring.batch_scores import champion_baseline
     from ratchet.monitoring.drift import live_concept
 
     ctx = options.context()

@@ -26,7 +26,7 @@ def prepare(home: Path) -> None:
 
     from ratchet.core.schema import dump_schema
     from ratchet.data import ingest
-    from ratchet.data.infer import infer_schema
+    from ratchet.data.schema_inference import infer_schema
     from ratchet.demo.synthetic import DEMO_TARGET, generate_batch, write_batch
     from ratchet.promotion import promote as promotion
     from ratchet.runtime.context import load_context

@@ -3,7 +3,7 @@
 A real ratchet model (ColumnTransformer + Lightning MLP, fitted on the synthetic stream) saved
 as the MLflow pyfunc ``ratchet train`` logs. Two measurements:
 
-* **throughput**: rows/s of ``ratchet.serving.batch.score_chunks`` (chunks of ``--chunk-rows``,
+* **throughput**: rows/s of ``ratchet.serving.scoring.score_chunks`` (chunks of ``--chunk-rows``,
   predictions written to Parquet with row ids, version and data commit; with and without the
   whylogs profile of the predictions, as ``ratchet score`` runs it) against
   ``mlflow.pyfunc.load_model(...).predict(frame)`` on the whole frame in memory (nothing
@@ -37,7 +37,7 @@ def build_model(where: Path) -> Path:
     import mlflow.pyfunc
 
     from ratchet.core.config import TrainConfig
-    from ratchet.data.infer import infer_schema
+    from ratchet.data.schema_inference import infer_schema
     from ratchet.demo.synthetic import DEMO_TARGET, generate_batch
     from ratchet.training.model.fit import fit
     from ratchet.training.model.pyfunc import RatchetPyfunc
@@ -74,7 +74,7 @@ def chunks_of(df, n: int):
 def throughput(model_dir: Path, rows: int, chunk_rows: int, repeats: int, work: Path) -> dict:
     import torch
 
-    from ratchet.serving.batch import score_chunks
+    from ratchet.serving.scoring import score_chunks
 
     torch.set_num_threads(1)  # as the service runs (serving.torch_threads); steadier on a shared machine
     pyfunc, predictor = load(model_dir)
@@ -112,7 +112,7 @@ def child(mode: str, path: str, model_dir: str, chunk_rows: int) -> None:
     """One memory case in this fresh process: print the peak RSS (MiB) and the rows scored."""
     import pandas as pd
 
-    from ratchet.serving.batch import ScoringInput, iter_chunks, score_chunks
+    from ratchet.serving.scoring import ScoringInput, iter_chunks, score_chunks
 
     pyfunc, predictor = load(Path(model_dir))
     base = _peak_mib()

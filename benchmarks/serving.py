@@ -96,7 +96,7 @@ def build_home(home: Path) -> tuple[object, list[dict], list[int], dict]:
     import torch
 
     from ratchet.core.config import TrainConfig
-    from ratchet.data.infer import infer_schema
+    from ratchet.data.schema_inference import infer_schema
     from ratchet.demo.synthetic import DEMO_TARGET, generate_batch
     from ratchet.runtime.context import load_context
     from ratchet.training.model.fit import fit

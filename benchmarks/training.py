@@ -243,7 +243,7 @@ def part_tune(args) -> None:
         import mlflow
 
         from ratchet.core.config import load_config
-        from ratchet.data.infer import infer_schema
+        from ratchet.data.schema_inference import infer_schema
         from ratchet.demo.synthetic import DEMO_TARGET, generate_batch
         from ratchet.training.model.tune import tune
         from ratchet.training.window import split_frame

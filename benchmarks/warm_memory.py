@@ -8,7 +8,7 @@ Anonymous memory is what the process costs the machine (file-backed pages of sha
 are shared with every other process of the same venv and dropped under pressure). Which
 commands need what: ``ingest`` imports Prefect, pandas, whylogs (``ratchet.data.profiling``)
 and its flow; once a champion exists it also scores each labelled batch with it
-(``ratchet.monitoring.batches``), which loads the predictor: torch, Lightning (imported by
+(``ratchet.monitoring.batch_scores``), which loads the predictor: torch, Lightning (imported by
 ``ratchet.training.model``) and MLflow's stores. ``train``, ``evaluate``, ``promote`` and
 ``score`` import all of it. Import times on a shared machine are noisy: the load average is
 printed with the table.

@@ -7,7 +7,7 @@ from __future__ import annotations
 from prefect import flow
 
 from ratchet.runtime.options import RunOptions
-from ratchet.serving.batch import CHUNK_ROWS, ScoreResult
+from ratchet.serving.scoring import CHUNK_ROWS, ScoreResult
 from tasks.scoring import (
     commit_predictions,
     find_scoring_input,

@@ -312,7 +312,7 @@ def status(
 ) -> None:
     """Champion, challenger, traffic split, main's data commit, the last drift check, and the
     home's background processes (memory, idle time)."""
-    from ratchet.serving.routing import read_traffic
+    from ratchet.serving.traffic_split import read_traffic
     from ratchet_cli import idle
 
     if all_homes:

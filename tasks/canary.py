@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from ratchet.delivery import markers, rollout, service
 from ratchet.delivery.admin import AdminClient
-from ratchet.delivery.monitor import CanaryMonitor
+from ratchet.delivery.guardrails import CanaryMonitor
 from ratchet.delivery.report import CanaryReport, build_report
 from ratchet.delivery.results import CanaryResult, StepResult
 from ratchet.runtime.context import Context

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ratchet.data import ingest
-from ratchet.monitoring import batches
+from ratchet.monitoring import batch_scores
 from ratchet.monitoring.concept import ConceptCheck
 from ratchet.runtime.context import Context
 from ratchet_prefect import events
@@ -31,15 +31,15 @@ def measure_batch_drift(ctx: Context, audited: ingest.AuditedBatch) -> ingest.Au
 
 
 @task(**ONCE_MORE)
-def score_batch_concept(ctx: Context, audited: ingest.AuditedBatch) -> batches.ScoredBatch:
+def score_batch_concept(ctx: Context, audited: ingest.AuditedBatch) -> batch_scores.ScoredBatch:
     """The champion's score on the labelled batch, tested against its held-out score (concept drift)."""
-    return batches.score_batch(ctx.repo, ctx.registry, ctx.schema, ctx.cfg, audited)
+    return batch_scores.score_batch(ctx.repo, ctx.registry, ctx.schema, ctx.cfg, audited)
 
 
 @task(**STORE_BUSY)
 def record_concept_score(ctx: Context, verdict: ConceptCheck) -> None:
     """The verdict on the champion's registry version (tags ``concept_last_batch``, ``concept_onset``)."""
-    batches.record_on_champion(ctx.registry, verdict)
+    batch_scores.record_on_champion(ctx.registry, verdict)
 
 
 @task(**STORE_BUSY)

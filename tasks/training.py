@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect.artifacts import create_markdown_artifact
 
-from ratchet.monitoring.batches import live_concept_onset
+from ratchet.monitoring.batch_scores import live_concept_onset
 from ratchet.runtime.context import Context
 from ratchet.training import search, summary
 from ratchet.training.window import TrainingData, training_data

@@ -35,7 +35,7 @@ class DataConfig(_Strict):
     batch_prefix: str = "batches/"
     drift_gate: bool = False  # reject a batch whose drift against main exceeds the threshold
     chunk_rows: int = Field(200_000, ge=1, description="rows an ingest reads, checks and profiles at a time")
-    # schema inference (``ratchet init --schema-from``, ``ratchet.data.infer``): written into the schema
+    # schema inference (``ratchet init --schema-from``, ``ratchet.data.schema_inference``): written into the schema
     max_categories: int = Field(50, ge=1, description="a text column keeps its most frequent values, the rest: other")
     range_margin: float = Field(0.5, ge=0, description="numeric min/max: the sample's range widened by this x span")
     max_out_of_range_share: float = Field(

@@ -1,7 +1,7 @@
 """The schema of the user's table: what a batch must look like to reach main.
 
 A pydantic model written to ``<home>/schema.yaml`` by ``ratchet init`` (inference lives in
-``ratchet.data.infer``) and reviewed by a person.
+``ratchet.data.schema_inference``) and reviewed by a person.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from ratchet.core.files import atomic_write_json
 from ratchet.promotion.ledger import Entry, Ledger
 
 if TYPE_CHECKING:
-    from ratchet.delivery.monitor import CanaryMonitor
+    from ratchet.delivery.guardrails import CanaryMonitor
 
 MARKER = "canary.json"
 
@@ -40,7 +40,7 @@ def abort_interrupted(state_dir: Path, ledger: Ledger, model: str, reason: str) 
     ``abort`` in the ledger. The aliases are not touched: the champion stays the champion (a
     promotion that had started is all-or-nothing), and the challenger keeps its alias, so
     ``ratchet canary`` can run it again. Call it with the service stopped."""
-    from ratchet.serving.routing import TRAFFIC_FILE, Traffic, read_traffic, write_traffic
+    from ratchet.serving.traffic_split import TRAFFIC_FILE, Traffic, read_traffic, write_traffic
 
     path = Path(state_dir) / MARKER
     if not path.exists():

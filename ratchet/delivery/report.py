@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ratchet.delivery.results import CanaryResult, StepResult
 
 if TYPE_CHECKING:
-    from ratchet.delivery.monitor import CanaryMonitor
+    from ratchet.delivery.guardrails import CanaryMonitor
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 from ratchet.core.config import CanaryConfig
 from ratchet.delivery.admin import AdminClient, CanaryError
-from ratchet.delivery.monitor import CanaryMonitor, Check
+from ratchet.delivery.guardrails import CanaryMonitor, Check
 from ratchet.delivery.results import CanaryResult, StepResult
 from ratchet.promotion.ledger import Entry, Ledger
 from ratchet.training.versions import VersionMarks

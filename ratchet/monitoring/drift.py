@@ -16,7 +16,7 @@ from ratchet.core.schema import Schema
 from ratchet.data.ingest import reference_profile
 from ratchet.data.profiling import deserialize_profile, drift_html, drift_report, merge_profiles
 from ratchet.data.repository.base import DataRepository
-from ratchet.monitoring.batches import champion_baseline
+from ratchet.monitoring.batch_scores import champion_baseline
 from ratchet.monitoring.concept import Baseline, ConceptCheck, Sample, check, spent_alpha
 from ratchet.serving.profiler import safe_name
 from ratchet.training.registry import Registry

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ratchet.core.schema import dump_schema, load_schema
-from ratchet.data.infer import infer_schema, read_table
+from ratchet.data.schema_inference import infer_schema, read_table
 from ratchet.runtime.context import Context
 
 
@@ -26,7 +26,7 @@ def init_home(
     ``ignore`` / ``feature``: columns to ignore / keep as features whatever inference says
     (``--ignore COL,...`` / ``--feature COL,...``); ``task`` overrides the target's task.
     The result's ``ignored`` maps each column the model will not see to the reason, all
-    found in one pass (``ratchet.data.infer``)."""
+    found in one pass (``ratchet.data.schema_inference``)."""
     if not schema_from and (ignore or feature or task):
         raise ValueError("--ignore, --feature and --task apply when inferring a schema: add --schema-from FILE")
     ctx.settings.ensure()

@@ -16,7 +16,7 @@ __all__ = ["ALIASES", "LoadedModel", "ModelProvider", "create_app"]
 
 
 def __getattr__(name: str) -> Any:
-    # on first use: model_api imports pandas, and `ratchet status` reads routing.py alone
+    # on first use: model_api imports pandas, and `ratchet status` reads traffic_split.py alone
     if name == "create_app":
         from ratchet.serving.app import create_app
 

@@ -32,8 +32,8 @@ from starlette.responses import JSONResponse, Response
 
 from ratchet.core.config import ServingConfig
 from ratchet.serving.middleware import Auth, client_error_response, model_error_response, read_json_body
-from ratchet.serving.routing import selects_challenger
 from ratchet.serving.state import ModelFailure, ServingRuntime, Slot, Snapshot
+from ratchet.serving.traffic_split import selects_challenger
 from ratchet.serving.validation import PredictRequest, RequestError, ValidatedBatch, parse_predict_body
 
 try:  # a tenth of the stdlib encoder's time for the /predict answer

@@ -25,8 +25,8 @@ from ratchet.serving.middleware import (
     read_json_body,
     request_id_of,
 )
-from ratchet.serving.routing import Traffic
 from ratchet.serving.state import ModelFailure, ServingRuntime, Snapshot
+from ratchet.serving.traffic_split import Traffic
 from ratchet.serving.validation import RequestError
 
 log = logging.getLogger(__name__)

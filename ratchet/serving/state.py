@@ -29,7 +29,7 @@ from ratchet.serving.feedback import FeedbackStore
 from ratchet.serving.metrics import ServingMetrics
 from ratchet.serving.model_api import ALIASES, LoadedModel, ModelProvider
 from ratchet.serving.profiler import LiveProfiler
-from ratchet.serving.routing import TRAFFIC_FILE, Traffic, read_traffic, write_traffic
+from ratchet.serving.traffic_split import TRAFFIC_FILE, Traffic, read_traffic, write_traffic
 from ratchet.serving.validation import RequestError, RowValidator, ValidatedBatch
 
 log = logging.getLogger(__name__)

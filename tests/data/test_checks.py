@@ -4,8 +4,8 @@ import pytest
 
 from ratchet.core.schema import ColumnSpec, Schema, TargetSpec
 from ratchet.data.checks import BatchRejected, Violation, check_batch, validate_file
-from ratchet.data.infer import infer_schema
 from ratchet.data.reading import read_batch
+from ratchet.data.schema_inference import infer_schema
 from ratchet.demo.synthetic import DEMO_TARGET, generate_batch, write_batch
 
 SEED = 11

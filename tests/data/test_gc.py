@@ -17,8 +17,8 @@ import pytest
 from ratchet.core.schema import dump_schema
 from ratchet.data import ingest
 from ratchet.data.batch_ref import REJECTED_PREFIX
-from ratchet.data.infer import infer_schema
 from ratchet.data.repository.embedded import EmbeddedRepository
+from ratchet.data.schema_inference import infer_schema
 from ratchet.demo.synthetic import DEMO_TARGET, generate_batch, write_batch
 from ratchet.runtime.context import load_context
 from tests.conftest import CONFIG_FILES

@@ -4,7 +4,7 @@ import pytest
 
 from ratchet.core.schema import dump_schema, load_schema
 from ratchet.data.checks import check_batch
-from ratchet.data.infer import infer_schema, read_table
+from ratchet.data.schema_inference import infer_schema, read_table
 from ratchet.demo.synthetic import DEMO_TARGET, generate_batch, write_batch
 
 SEED = 11

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from ratchet.core.schema import Schema, dump_schema, load_schema
-from ratchet.data.infer import infer_schema, read_table
 from ratchet.data.ingest import audit_batch
+from ratchet.data.schema_inference import infer_schema, read_table
 
 
 def _penguins() -> pd.DataFrame:

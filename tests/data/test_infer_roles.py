@@ -10,7 +10,7 @@ import pytest
 
 from ratchet.core.schema import ColumnSpec, Schema, TargetSpec, load_schema
 from ratchet.data.checks import BatchRejected, check_batch, over_limit, validate_file
-from ratchet.data.infer import infer_schema
+from ratchet.data.schema_inference import infer_schema
 from ratchet.runtime.home import init_home
 
 N = 300

@@ -8,7 +8,7 @@ import pytest
 from sklearn.datasets import load_diabetes
 
 from ratchet.data.checks import check_batch
-from ratchet.data.infer import infer_schema
+from ratchet.data.schema_inference import infer_schema
 
 
 @pytest.fixture(scope="module")

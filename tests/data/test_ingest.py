@@ -9,9 +9,9 @@ import pytest
 
 from ratchet.core.config import DataConfig
 from ratchet.data import ingest
-from ratchet.data.infer import infer_schema
 from ratchet.data.repository.base import DataRepository
 from ratchet.data.rows import content_digest, row_hashes
+from ratchet.data.schema_inference import infer_schema
 from ratchet.demo.synthetic import DEMO_TARGET, generate_batch, write_batch
 
 CFG = DataConfig()

@@ -9,9 +9,9 @@ import pytest
 
 from ratchet.core.config import DataConfig
 from ratchet.data import ingest
-from ratchet.data.infer import infer_schema
 from ratchet.data.profiling import deserialize_profile, profile_rows
 from ratchet.data.repository.embedded import EmbeddedRepository
+from ratchet.data.schema_inference import infer_schema
 from ratchet.demo.synthetic import DEMO_TARGET, generate_batch, write_batch
 
 CFG = DataConfig()

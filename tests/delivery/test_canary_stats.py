@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ratchet.core.config import CanaryConfig
-from ratchet.delivery.monitor import CanaryMonitor
+from ratchet.delivery.guardrails import CanaryMonitor
 from ratchet.delivery.rollout import watch_step
 from ratchet.delivery.sequential import AccuracyMSPRT, ErrorSPRT
 from ratchet.delivery.stats import js_distance, quantile_ms

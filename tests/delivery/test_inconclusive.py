@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from ratchet.delivery.monitor import CanaryMonitor
+from ratchet.delivery.guardrails import CanaryMonitor
 from ratchet.delivery.report import markdown_report
 from ratchet.delivery.rollout import ENDINGS, watch_step
 from tests.delivery.test_canary_stats import CFG, Clock, Script, _read, _version

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 from ratchet.delivery.markers import MARKER, abort_interrupted, clear_running, mark_running
 from ratchet.promotion.ledger import Ledger
-from ratchet.serving.routing import TRAFFIC_FILE, Traffic, read_traffic, write_traffic
+from ratchet.serving.traffic_split import TRAFFIC_FILE, Traffic, read_traffic, write_traffic
 
 
 def test_marker_then_abort_sets_share_zero_and_records_it(tmp_path):

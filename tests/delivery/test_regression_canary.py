@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ratchet.core.config import CanaryConfig
-from ratchet.delivery.monitor import CanaryMonitor
+from ratchet.delivery.guardrails import CanaryMonitor
 from ratchet.delivery.report import markdown_report, step_rows
 from ratchet.delivery.results import StepResult
 from ratchet.delivery.rollout import watch_step

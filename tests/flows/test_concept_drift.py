@@ -16,7 +16,7 @@ def test_a_challenger_trained_after_the_onset_replaces_the_stale_champion(home, 
     from flows.promote import promote_flow
     from flows.train import train_flow
     from ratchet.core.schema import dump_schema
-    from ratchet.data.infer import infer_schema
+    from ratchet.data.schema_inference import infer_schema
     from ratchet.runtime.options import RunOptions
 
     options = RunOptions(config_files=CONFIG_FILES, home=str(home))

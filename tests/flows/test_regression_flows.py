@@ -7,7 +7,7 @@ import numpy as np
 from sklearn.datasets import load_diabetes
 
 from ratchet.core.schema import dump_schema
-from ratchet.data.infer import infer_schema
+from ratchet.data.schema_inference import infer_schema
 from ratchet.runtime.context import load_context
 from ratchet.runtime.options import RunOptions
 from tests.conftest import CONFIG_FILES

@@ -16,7 +16,7 @@ from ratchet.demo.synthetic import DEMO_TARGET
 from ratchet.runtime.context import load_context
 from ratchet.runtime.home import init_home
 from ratchet.runtime.options import RunOptions
-from ratchet.serving.batch import PREDICTIONS_BRANCH
+from ratchet.serving.scoring import PREDICTIONS_BRANCH
 from tests.conftest import CONFIG_FILES
 from tests.serving.helpers import train_tiny_predictor
 

@@ -178,7 +178,7 @@ class Oracle:
 
 def test_evaluate_challenger_keeps_a_champion_the_challenger_fails_one_group_of(home):
     from ratchet.core.schema import dump_schema
-    from ratchet.data.infer import infer_schema
+    from ratchet.data.schema_inference import infer_schema
     from ratchet.demo.synthetic import DEMO_TARGET, generate_batch
     from ratchet.promotion.promote import evaluate_challenger
     from ratchet.runtime.context import load_context

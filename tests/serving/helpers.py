@@ -136,7 +136,7 @@ def train_tiny_predictor(seed: int = 3, rows: int = 1500, epochs: int = 3):
     """A real ratchet model (ColumnTransformer + Lightning MLP) fitted in ~2 s with ratchet's own
     ``fit`` on the synthetic stream; returns (predictor, frame with the target column)."""
     from ratchet.core.config import TrainConfig
-    from ratchet.data.infer import infer_schema
+    from ratchet.data.schema_inference import infer_schema
     from ratchet.demo.synthetic import DEMO_TARGET, generate_batch
     from ratchet.training.model.fit import fit
 

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 
 from ratchet.data.profiling import profile_frame
 from ratchet.demo.synthetic import DEMO_TARGET
-from ratchet.serving.batch import profile_sample, score_chunks, summarize
+from ratchet.serving.scoring import profile_sample, score_chunks, summarize
 from tests.serving.helpers import train_tiny_predictor
 
 

@@ -13,7 +13,7 @@ import pytest
 from sklearn.datasets import load_diabetes
 
 from ratchet.core.config import load_config
-from ratchet.data.infer import infer_schema
+from ratchet.data.schema_inference import infer_schema
 from ratchet.serving.state import Slot
 from ratchet.training.model.fit import fit
 from ratchet.training.model.pyfunc import RatchetPyfunc

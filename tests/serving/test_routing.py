@@ -6,7 +6,7 @@ import json
 import threading
 import time
 
-from ratchet.serving.routing import Traffic, read_traffic, selects_challenger, stable_unit
+from ratchet.serving.traffic_split import Traffic, read_traffic, selects_challenger, stable_unit
 
 ADMIN = {"Authorization": "Bearer s3cret"}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ratchet.core.config import load_config
-from ratchet.data.infer import infer_schema
+from ratchet.data.schema_inference import infer_schema
 from ratchet.demo.synthetic import DEMO_TARGET, generate_batch
 from ratchet.training.window import split_frame
 from tests.conftest import CONFIG_FILES

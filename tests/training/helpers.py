@@ -107,7 +107,7 @@ def publish_batches(ctx, frames, folder: Path) -> str:
 def home_with_data(home: Path, config_files: list[str], batches: int = 2, rows: int = 700, seed: int = 5):
     """A home with a schema and ``batches`` clean batches on main."""
     from ratchet.core.schema import dump_schema
-    from ratchet.data.infer import infer_schema
+    from ratchet.data.schema_inference import infer_schema
     from ratchet.demo.synthetic import DEMO_TARGET, generate_batch
     from ratchet.runtime.context import load_context
 

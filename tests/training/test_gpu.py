@@ -12,7 +12,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 
 
 def _schema(df, target: str):
-    """The schema of a frame, built here: ``ratchet.data.infer`` imports the profiling
+    """The schema of a frame, built here: ``ratchet.data.schema_inference`` imports the profiling
     stack, which a GPU node's image need not have."""
     from ratchet.core.schema import ColumnSpec, Schema, TargetSpec
 

@@ -19,7 +19,7 @@ import pytest
 
 from ratchet.core.config import load_config
 from ratchet.core.files import free_port
-from ratchet.data.infer import infer_schema
+from ratchet.data.schema_inference import infer_schema
 from ratchet.demo.synthetic import DEMO_TARGET, generate_batch
 from ratchet.training.model.distributed import node
 from ratchet.training.model.distributed.node import NodeError

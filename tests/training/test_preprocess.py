@@ -9,7 +9,7 @@ import pytest
 
 from ratchet.core.schema import ColumnSpec, Schema, TargetSpec
 from ratchet.data.checks import check_batch
-from ratchet.data.infer import infer_schema
+from ratchet.data.schema_inference import infer_schema
 from ratchet.training.model.preprocess import OTHER, build_preprocessor, frame_for_model
 
 SCHEMA = Schema(

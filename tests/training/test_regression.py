@@ -12,7 +12,7 @@ import pytest
 from sklearn.datasets import load_diabetes
 
 from ratchet.core.config import load_config
-from ratchet.data.infer import infer_schema
+from ratchet.data.schema_inference import infer_schema
 from ratchet.training import summary
 from ratchet.training.model.fit import fit
 from ratchet.training.model.module import TabularMLP

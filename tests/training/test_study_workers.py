@@ -22,7 +22,7 @@ def test_two_processes_share_one_study(tmp_path: Path):
     # stack once (not from this process, whose threads a fork would not carry).
     mp = multiprocessing.get_context("forkserver")
     mp.set_forkserver_preload(
-        ["ratchet.training.model.tune", "ratchet.data.infer", "ratchet.training.window", "ratchet.demo.synthetic", "tests.training.study_worker"]
+        ["ratchet.training.model.tune", "ratchet.data.schema_inference", "ratchet.training.window", "ratchet.demo.synthetic", "tests.training.study_worker"]
     )
     workers = [
         mp.Process(target=run_worker, args=(storage, study_name, target, str(tmp_path), i)) for i in range(2)

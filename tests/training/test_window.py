@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from ratchet.core.schema import dump_schema
-from ratchet.data.infer import infer_schema
+from ratchet.data.schema_inference import infer_schema
 from ratchet.demo.synthetic import DEMO_TARGET, generate_batch
 from ratchet.runtime.context import load_context
 from ratchet.training.window import training_data

@@ -1,7 +1,7 @@
 """Tensors in memory as Lightning data: whole-batch slicing, sharded by rank.
 
 This module imports torch and Lightning only (no pandas, no scikit-learn), so a
-training rank (``ratchet.training.model.distributed.rank``) imports as little as
+training rank (``ratchet.training.model.distributed.rank_main``) imports as little as
 possible: the preprocessing runs once, in the process that launched training.
 """
 

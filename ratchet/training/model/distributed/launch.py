@@ -14,7 +14,7 @@ Why not Lightning's own launchers, inside a flow:
 
 So, like torchrun on a module entry point: the launching process does the
 preprocessing, writes a ``FitSpec`` (tensors, module path and arguments, trainer
-settings, callbacks) to a folder and starts ``python -m ratchet.training.model.distributed.rank
+settings, callbacks) to a folder and starts ``python -m ratchet.training.model.distributed.rank_main
 FOLDER`` once per local rank (``ranks.start_ranks``) with the torchrun environment
 (``MASTER_ADDR``, ``MASTER_PORT``, ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``,
 ``NODE_RANK``). Lightning sees ``LOCAL_RANK``, treats the processes as created

@@ -2,7 +2,7 @@
 
 The leaf of ``ratchet.training.model.distributed``: the launching process (``launch``)
 and a node agent (``node``) both start their local ranks with ``start_ranks``;
-each rank runs ``python -m ratchet.training.model.distributed.rank FOLDER`` with the
+each rank runs ``python -m ratchet.training.model.distributed.rank_main FOLDER`` with the
 torchrun environment (``MASTER_ADDR``, ``MASTER_PORT``, ``WORLD_SIZE``, ``RANK``,
 ``LOCAL_RANK``, ``NODE_RANK``). It imports torch only (Lightning only to count
 CUDA devices), never the fit loop, so a node agent stays light.
@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 SPEC, RESULT = "spec.pt", "result.pt"  # in a fit's folder: the rank FitSpec, rank 0's fitted state
-RANK_MODULE = "ratchet.training.model.distributed.rank"  # what each rank process runs (``python -m``)
+RANK_MODULE = "ratchet.training.model.distributed.rank_main"  # what each rank process runs (``python -m``)
 FAILURE_GRACE_S = 2.0  # after a rank fails, the others get this long to fail on their own and log why
 
 Ranks = list[tuple[subprocess.Popen, Path]]  # one (process, log file) per local rank

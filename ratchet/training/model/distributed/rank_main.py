@@ -1,4 +1,4 @@
-"""One training rank: ``python -m ratchet.training.model.distributed.rank FOLDER``.
+"""One training rank: ``python -m ratchet.training.model.distributed.rank_main FOLDER``.
 
 Started by ``ranks.start_ranks`` (from ``launch`` on node 0, from the node agent
 on the others) with the torchrun environment. It loads the ``FitSpec`` in
