@@ -17,7 +17,7 @@ PACKAGE = "ratchet.training.model.distributed"
 
 def test_every_rank_process_runs_the_rank_module():
     module = importlib.import_module(ranks.RANK_MODULE)
-    assert module.__name__ == f"{PACKAGE}.rank" and callable(module.main)
+    assert module.__name__ == f"{PACKAGE}.rank_main" and callable(module.main)
 
 
 def test_the_modules_import_each_other_without_a_cycle():
