@@ -1,5 +1,6 @@
 """Announcements of a release's and a canary's outcome, as Prefect events (the notification
-automations in ``deployments/notifications.py`` post them to the webhook)."""
+automations in ``deployments/notifications.py`` turn them into webhook messages), and the
+signed post of one message (the ``notify`` flow)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from prefect import task
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 
+from ratchet.core.config import NotifyConfig
 from ratchet.delivery import notify
 from ratchet.runtime.context import Context
 
@@ -38,3 +40,17 @@ def announce_canary_outcome(ctx: Context, outcome: Any) -> str | None:
 @task
 def announce_approval_request(ctx: Context, request: Any) -> str | None:
     return _emit(ctx, notify.approval_event(ctx.cfg.model_name, request.to_dict()))
+
+
+@task(retries=3, retry_delay_seconds=[2, 10, 30])
+def send_signed_message(cfg: NotifyConfig, body: str) -> int:
+    """``body`` to the Webhook block's URL (its flow run's link added), signed with the Secret
+    block's value (never unsigned)."""
+    from prefect.blocks.system import Secret
+    from prefect.blocks.webhook import Webhook
+    from prefect.utilities.urls import url_for
+
+    hook = Webhook.load(cfg.block)
+    body = notify.with_flow_run_link(body, lambda run_id: url_for("flow-run", obj_id=run_id))
+    return notify.post_signed(hook.url.get_secret_value(), body, Secret.load(cfg.secret_block).get(),
+                              method=hook.method, headers=hook.headers.get_secret_value())

@@ -234,6 +234,9 @@ class NotifyConfig(_Strict):
 
     webhook_url: str | None = None  # set: `ratchet up` saves it as the Webhook block below
     block: str = "ratchet-notify"  # the Prefect Webhook block (an existing one is used when no URL is set)
+    # the Prefect Secret block whose value signs every message (X-Ratchet-Signature-256); made
+    # with a random value by `ratchet up` when absent
+    secret_block: str = "ratchet-notify-secret"
 
 
 class DriftConfig(_Strict):

@@ -172,6 +172,38 @@ def test_a_prefect_server_on_the_network_needs_an_auth_string(user):
     assert not (home / "run" / "prefect-server.json").exists()  # nothing started
 
 
+def test_the_documented_receiver_takes_ratchets_signed_messages_only():
+    from ratchet.delivery.notify import SIGNATURE_HEADER, post_signed, signature
+    from tests.flows.test_notifications import receiver_example
+
+    secret, got = "webhook-secret", []
+    server = receiver_example().make_server(free_port(), secret, handle=got.append)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/hook"
+    body = '{"notification": "ratchet.model.promoted", "champion": "7"}'
+    try:
+        forged = {
+            "no signature": {},
+            "another secret's": {SIGNATURE_HEADER: signature(body.encode(), "guessed")},
+            "another body's": {SIGNATURE_HEADER: signature(b'{"champion": "1"}', secret)},
+            "bare hex": {SIGNATURE_HEADER: signature(body.encode(), secret).removeprefix("sha256=")},
+        }
+        for what, headers in forged.items():
+            r = httpx.post(url, content=body, headers={"Content-Type": "application/json", **headers}, timeout=10)
+            assert r.status_code == 401, what
+        tampered = body.replace('"7"', '"1"')  # a signature taken from a real message, the body changed
+        r = httpx.post(url, content=tampered, timeout=10,
+                       headers={SIGNATURE_HEADER: signature(body.encode(), secret)})
+        assert r.status_code == 401
+        assert got == []  # nothing forged was handled
+        assert post_signed(url, body, secret) == 204  # what the notify flow sends
+        assert got == [{"notification": "ratchet.model.promoted", "champion": "7"}]
+        with pytest.raises(ValueError, match="never sent unsigned"):
+            post_signed(url, body, "")
+    finally:
+        server.shutdown()
+
+
 def wait_for(what: str, check, proc: subprocess.Popen | None = None, timeout: float = 300):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
