@@ -31,6 +31,9 @@ the two, so the same flows and tasks run on a laptop and on a cluster.
       lakefs``), shipped in the package and merged over the built-in defaults
       whenever ``RATCHET_PROFILE=cluster``.
 
+``RATCHET_PREFECT_HOST`` is where the home's Prefect server listens (127.0.0.1; any other
+address needs ``PREFECT_SERVER_API_AUTH_STRING``, which ``prefect_env`` then gives its clients).
+
 In both profiles ``RATCHET_MLFLOW_TRACKING_URI``, ``RATCHET_MLFLOW_ARTIFACT_ROOT``,
 ``RATCHET_OPTUNA_STORAGE`` and ``RATCHET_LEDGER_URL`` override one store each.
 The home folder still holds the schema, reports, serving state and checkpoints
