@@ -278,20 +278,16 @@ def serve(
 
     from ratchet.runtime.stack import admin_token, token_file
     from ratchet.serving.__main__ import build_app, tune_process
-    from ratchet.serving.middleware import OpenAdminError, check_bind
 
     settings = home_settings().ensure()
     if not os.environ.get("RATCHET_ADMIN_TOKEN"):  # as `ratchet up`: the admin routes are never open
         os.environ["RATCHET_ADMIN_TOKEN"] = admin_token(settings)
         typer.echo(f"admin token: {token_file(settings)} (send Authorization: Bearer <it> to /admin routes)", err=True)
     ctx, application = build_app()
-    host = host or ctx.cfg.serving.host
-    try:
-        check_bind(host, os.environ["RATCHET_ADMIN_TOKEN"])
-    except OpenAdminError as e:
-        fail(str(e), False)
     tune_process(application)  # models loaded, GC frozen, short GIL switch: see ratchet.serving
-    uvicorn.run(application, host=host, port=port or ctx.cfg.serving.port, access_log=False)
+    uvicorn.run(
+        application, host=host or ctx.cfg.serving.host, port=port or ctx.cfg.serving.port, access_log=False,
+    )
 
 
 @app.command()

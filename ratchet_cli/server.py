@@ -146,8 +146,10 @@ def bind_host(settings: Settings) -> str:
     orchestration, blocks and automations included, would be open to the network)."""
     host = settings.prefect_host
     if not is_loopback(host) and not os.environ.get(SERVER_AUTH_ENV):
-        raise ExposedServerError(f"RATCHET_PREFECT_HOST={host} exposes the Prefect server without authentication: "
-                           f"set {SERVER_AUTH_ENV}=user:password, or leave it on 127.0.0.1 (an SSH tunnel reaches it)")
+        raise ExposedServerError(
+            f"RATCHET_PREFECT_HOST={host} exposes the Prefect server without authentication: "
+            f"set {SERVER_AUTH_ENV}=user:password, or leave it on 127.0.0.1 (an SSH tunnel reaches it)"
+        )
     return host
 
 
