@@ -13,6 +13,8 @@ No logic here: which flow runs on which event, debounce windows and cool-downs
 - ``release/on-challenger``: on ``ratchet.model.registered``: the gate, then the rollout.
 - ``monitor/scheduled``: every ``loop.monitor_interval_s``.
 - ``gc/scheduled``: retention (``ratchet gc``) on the cron ``retention.schedule`` (daily).
+- ``notify/webhook``: one webhook message, signed; what the notification automations run
+  (``deployments/notifications.py``).
 - ``ingest/manual``, ``evaluate/manual``, ``promote/manual``, ``rollback/manual``,
   ``score/manual`` (batch scoring of a file or a data commit): for the UI and CI.
 """
@@ -24,6 +26,8 @@ from datetime import timedelta
 from ratchet.core import events as ev
 from ratchet.core.config import RatchetConfig
 
+NOTIFY_DEPLOYMENT = "notify/webhook"  # run by the notification automations with each message
+
 
 def build_deployments(cfg: RatchetConfig) -> list:
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
@@ -32,6 +36,7 @@ def build_deployments(cfg: RatchetConfig) -> list:
     from flows.gc import gc_flow
     from flows.ingest import ingest_flow
     from flows.monitor import monitor_flow
+    from flows.notify import notify_flow
     from flows.promote import evaluate_flow, promote_flow, rollback_flow
     from flows.release import release_flow
     from flows.score import score_flow
@@ -103,4 +108,5 @@ def build_deployments(cfg: RatchetConfig) -> list:
         promote_flow.to_deployment(name="manual", concurrency_limit=one_at_a_time),
         rollback_flow.to_deployment(name="manual"),
         score_flow.to_deployment(name="manual"),
+        notify_flow.to_deployment(name=NOTIFY_DEPLOYMENT.split("/")[1]),
     ]

@@ -1,12 +1,17 @@
-"""Notification automations: Prefect automations whose action posts JSON to a Webhook block.
+"""Notification automations: Prefect automations that send a signed JSON message to a webhook.
 
 No logic beyond the table: which events notify, and the JSON template each message is
 rendered from (Prefect renders it with Jinja: ``event``, and ``flow_run`` for an event about
 or inside a flow run). Every message names the model, the versions, the reason and the flow
-run's link. ``apply_notifications`` (run by ``python -m deployments.serve``, i.e. ``ratchet up``)
-saves ``notify.webhook_url`` as the Webhook block ``notify.block`` (or uses an existing block of
-that name) and creates the automations, replacing ones of the same name. They are not in
-``prefect.yaml``: an automation's action names its block by id, known only once it exists.
+run's link. An automation's action runs the ``notify/webhook`` deployment (``flows/notify.py``)
+with the rendered message, which posts it with ``X-Ratchet-Signature-256``: the HMAC-SHA256 of
+the body keyed by the Prefect Secret block ``notify.secret_block`` (Prefect's own call-webhook
+action cannot sign a body; ``docs/webhook_receiver.py`` checks it). ``apply_notifications``
+(run by ``python -m deployments.serve``, i.e. ``ratchet up``) saves ``notify.webhook_url`` as
+the Webhook block ``notify.block`` (or uses an existing block of that name), makes the Secret
+block with a random value when there is none, and creates the automations, replacing ones of
+the same name. They are not in ``prefect.yaml``: an automation's action names its deployment by
+id, known only once it exists.
 
 - ``ratchet: data rejected``: ``ratchet.data.rejected``
 - ``ratchet: drift detected``: ``ratchet.drift.detected``
@@ -15,6 +20,7 @@ that name) and creates the automations, replacing ones of the same name. They ar
   ``ratchet.model.canary_inconclusive``
 - ``ratchet: approval requested``: ``ratchet.model.approval_requested``
 - ``ratchet: flow run failed``: ``prefect.flow-run.Failed`` / ``Crashed`` of any ratchet flow
+  (not ``notify``'s own: a receiver that is down must not loop)
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ FLOWS = ["ingest", "train", "evaluate", "promote", "rollback", "release", "canar
 
 # the JSON each ratchet event posts: its payload carries the model, versions, reason and link
 # (a key it lacks, e.g. the challenger of `ratchet rollback`'s event, is null: an undefined
-# value fails the whole message)
+# value fails the whole message). A null flow_run_url is made from flow_run_id by the notify flow:
+# Prefect registers its `ui_url` filter for the call-webhook action's templates, not for a
+# run-deployment action's parameters
 MODEL_MESSAGE = """{
   "notification": "{{ event.event }}",
   "model": {{ (event.payload.model or event.resource['ratchet.model'] or '%(model)s')|tojson }},
@@ -34,7 +42,7 @@ MODEL_MESSAGE = """{
   "champion": {{ (event.payload.champion or none)|tojson }},
   "challenger": {{ (event.payload.challenger or none)|tojson }},
   "reason": {{ (event.payload.reason or event.payload.kind or '')|tojson }},
-  "flow_run_url": {{ (event.payload.flow_run_url or ((flow_run|ui_url) if flow_run else none))|tojson }},
+  "flow_run_url": {{ (event.payload.flow_run_url or none)|tojson }},
   "flow_run_id": {{ (flow_run.id|string if flow_run else none)|tojson }},
   "occurred": "{{ event.occurred }}"
 }"""
@@ -45,7 +53,7 @@ DATA_MESSAGE = """{
   "branch": {{ event.resource['ratchet.branch']|tojson }},
   "commit": {{ event.resource['ratchet.commit']|tojson }},
   "reason": {{ (event.payload.reason or event.payload.failures or event.payload.errors or 'batch rejected')|tojson }},
-  "flow_run_url": {{ ((flow_run|ui_url) if flow_run else none)|tojson }},
+  "flow_run_url": null,
   "flow_run_id": {{ (flow_run.id|string if flow_run else none)|tojson }},
   "occurred": "{{ event.occurred }}"
 }"""
@@ -56,7 +64,7 @@ FAILED_MESSAGE = """{
   "flow_run": {{ event.resource.name|tojson }},
   "state": {{ event.resource['prefect.state-name']|tojson }},
   "reason": {{ event.resource['prefect.state-message']|tojson }},
-  "flow_run_url": {{ ((flow_run|ui_url) if flow_run else none)|tojson }},
+  "flow_run_url": null,
   "flow_run_id": {{ event.resource.id.split('.')[-1]|tojson }},
   "occurred": "{{ event.occurred }}"
 }"""
@@ -79,18 +87,20 @@ NOTIFICATIONS = [
 ]
 
 
-def build_notifications(cfg: RatchetConfig, block_document_id) -> list:
-    """The automations, each posting its JSON through the Webhook block ``block_document_id``."""
+def build_notifications(cfg: RatchetConfig, deployment_id) -> list:
+    """The automations, each running the ``notify/webhook`` deployment ``deployment_id`` with its
+    message (a Jinja parameter: Prefect renders it from the event, as it would a webhook payload)."""
     from prefect.automations import Automation
-    from prefect.events.actions import CallWebhook
+    from prefect.events.actions import RunDeployment
     from prefect.events.schemas.automations import EventTrigger, Posture
 
     return [
         Automation(
-            name=name, description=f"post JSON to the webhook on {', '.join(events)}", enabled=True,
+            name=name, description=f"send signed JSON to the webhook on {', '.join(events)}", enabled=True,
             trigger=EventTrigger(expect=set(events), match=match, match_related=related or {},
                                  posture=Posture.Reactive, threshold=1, within=0),
-            actions=[CallWebhook(block_document_id=block_document_id, payload=template % {"model": cfg.model_name})],
+            actions=[RunDeployment(source="selected", deployment_id=deployment_id, parameters={
+                "body": {"__prefect_kind": "jinja", "template": template % {"model": cfg.model_name}}})],
         )
         for name, events, match, related, template in NOTIFICATIONS
     ]
@@ -112,15 +122,34 @@ def webhook_block(cfg: RatchetConfig):
         return None
 
 
+def notify_deployment_id(cfg: RatchetConfig):
+    """The id of ``notify/webhook``: as deployed (``prefect deploy``, a runner), else applied now
+    from the code (the runner that serves it keeps the id)."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    from deployments import NOTIFY_DEPLOYMENT, build_deployments
+
+    with get_client(sync_client=True) as client:
+        try:
+            return client.read_deployment_by_name(NOTIFY_DEPLOYMENT).id
+        except ObjectNotFound:
+            pass
+    flow_name, name = NOTIFY_DEPLOYMENT.split("/")
+    return next(d for d in build_deployments(cfg) if (d.flow_name, d.name) == (flow_name, name)).apply()
+
+
 def apply_notifications(cfg: RatchetConfig) -> list:
     """Create the notification automations (replacing ones of the same name); [] without a webhook."""
     from prefect.automations import Automation
 
-    block = webhook_block(cfg)
-    if block is None:
+    if webhook_block(cfg) is None:
         return []
+    from ratchet_prefect.secrets import ensure_secret_block
+
+    ensure_secret_block(cfg.notify.secret_block)
     created = []
-    for automation in build_notifications(cfg, block._block_document_id):
+    for automation in build_notifications(cfg, notify_deployment_id(cfg)):
         try:
             Automation.read(name=automation.name).delete()
         except ValueError:

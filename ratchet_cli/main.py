@@ -273,11 +273,17 @@ def serve(
     port: Annotated[int | None, typer.Option(help="port (default from config)")] = None,
     host: Annotated[str | None, typer.Option(help="host (default from config)")] = None,
 ) -> None:
-    """HTTP service: POST /predict, GET /health, GET /metrics."""
+    """HTTP service: POST /predict, GET /health, GET /metrics. Its /admin routes take the
+    home's admin token (run/admin-token, made on first use) unless RATCHET_ADMIN_TOKEN is set."""
     import uvicorn
 
+    from ratchet.runtime.stack import admin_token, token_file
     from ratchet.serving.__main__ import build_app, tune_process
 
+    settings = home_settings().ensure()
+    if not os.environ.get("RATCHET_ADMIN_TOKEN"):  # as `ratchet up`: the admin routes are never open
+        os.environ["RATCHET_ADMIN_TOKEN"] = admin_token(settings)
+        typer.echo(f"admin token: {token_file(settings)} (send Authorization: Bearer <it> to /admin routes)", err=True)
     ctx, application = build_app()
     tune_process(application)  # models loaded, GC frozen, short GIL switch: see ratchet.serving
     uvicorn.run(

@@ -34,9 +34,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ratchet.core.files import free_port
+from ratchet.core.files import free_port, is_loopback
 from ratchet.core.files import proc_start as _proc_start
-from ratchet.core.settings import Settings
+from ratchet.core.settings import SERVER_AUTH_ENV, Settings
 from ratchet.runtime.stack import alive, prefect_api_url, read_server_record, server_file
 from ratchet_cli import idle
 
@@ -138,12 +138,33 @@ def server_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+class ExposedServerError(ValueError):
+    """A Prefect server about to listen on a network address without authentication (a
+    ValueError: the user's setting, told in one line)."""
+
+
+def bind_host(settings: Settings) -> str:
+    """Where the server listens: loopback unless ``RATCHET_PREFECT_HOST`` names another address,
+    which needs ``PREFECT_SERVER_API_AUTH_STRING`` (Prefect's basic auth; without it the whole
+    orchestration, blocks and automations included, would be open to the network)."""
+    host = settings.prefect_host
+    if not is_loopback(host) and not os.environ.get(SERVER_AUTH_ENV):
+        raise ExposedServerError(
+            f"RATCHET_PREFECT_HOST={host} exposes the Prefect server without authentication: "
+            f"set {SERVER_AUTH_ENV}=user:password, or leave it on 127.0.0.1 (an SSH tunnel reaches it)"
+        )
+    return host
+
+
 def _start(settings: Settings, port: int, timeout: float) -> dict[str, Any]:
     log = settings.root / "logs" / "prefect-server.log"
-    cmd = [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
+    host = bind_host(settings)
+    cmd = [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", host,
            "--port", str(port), "--no-ui", "--analytics-off"]
     proc = spawn(idle.wrap(settings.root, cmd), server_env(settings), log)  # stops when idle
-    api = f"http://127.0.0.1:{port}/api"
+    # its clients on this machine: loopback when it listens on every address
+    client = "127.0.0.1" if host in ("0.0.0.0", "::", "") else f"[{host}]" if ":" in host else host
+    api = f"http://{client}:{port}/api"
     deadline = time.monotonic() + timeout
     try:
         while not healthy(api, timeout=2.0):

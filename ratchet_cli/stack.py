@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -27,34 +26,18 @@ from urllib.parse import urlsplit
 import httpx
 
 from ratchet.core.files import free_port
-from ratchet.core.settings import Settings
+from ratchet.core.settings import Settings, prefect_api_headers
 from ratchet.delivery import markers
 from ratchet.runtime.stack import (
+    admin_token,
     alive,
-    read_admin_token,
     read_runner,
     read_stack,
     runner_file,
     stack_file,
-    token_file,
 )
 from ratchet_cli import idle, server, warm
 from ratchet_cli.server import spawn, stop_group
-
-
-def _admin_token(settings: Settings) -> str:
-    """``RATCHET_ADMIN_TOKEN`` when set; else the home's generated token, made on first use:
-    the stack's admin endpoints are never open, and the runner's canary holds the same token."""
-    token = os.environ.get("RATCHET_ADMIN_TOKEN") or read_admin_token(settings)
-    if token:
-        return token
-    path = token_file(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token)
-    return token
 
 
 def _abort_interrupted_canary(settings: Settings, config_files: list[str] | None, reason: str) -> None:
@@ -116,7 +99,7 @@ def up(
         "RATCHET_HOME": str(settings.root),
         "PREFECT_API_URL": api,
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-        "RATCHET_ADMIN_TOKEN": _admin_token(settings),
+        "RATCHET_ADMIN_TOKEN": admin_token(settings),  # the runner's canary holds the service's token
     }
     if config_files:
         env["RATCHET_CONFIG"] = os.pathsep.join(str(Path(f).resolve()) for f in config_files)
@@ -161,7 +144,7 @@ def _wait_deployments(settings: Settings, api: str, timeout: float, supervisor: 
             how = runner["last_exit"]["how"] if runner and runner["last_exit"] else f"code {supervisor.returncode}"
             raise RuntimeError(f"deployment runner exited with {how}; see {log}")
         try:
-            r = httpx.post(f"{api}/deployments/filter", json={"limit": 50}, timeout=5)
+            r = httpx.post(f"{api}/deployments/filter", json={"limit": 50}, timeout=5, headers=prefect_api_headers())
             if r.status_code == 200 and len(r.json()) >= 3:
                 return
         except httpx.HTTPError:

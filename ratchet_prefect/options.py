@@ -24,6 +24,8 @@ SERVICE_CALL: dict[str, Any] = {"retries": 3, "retry_delay_seconds": 1}
 REGISTRY_WRITE: dict[str, Any] = {"retries": 3, "retry_delay_seconds": 2}
 # one more try of work that is safe to repeat (idempotent reads and measurements)
 ONCE_MORE: dict[str, Any] = {"retries": 1, "retry_delay_seconds": 2}
+# a webhook receiver that is down for a while: back off (2, 10, 30 s)
+WEBHOOK: dict[str, Any] = {"retries": 3, "retry_delay_seconds": [2, 10, 30]}
 # housekeeping (gc) that meets a busy store: wait longer, it is never urgent
 HOUSEKEEPING: dict[str, Any] = {"retries": 1, "retry_delay_seconds": 5}
 HOUR_S = 3600  # the timeout of work that grows with the data (a 10M-row audit, a training)

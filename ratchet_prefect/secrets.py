@@ -17,6 +17,19 @@ def secret_block(name: str) -> str | None:
         return None
 
 
+def ensure_secret_block(name: str) -> None:
+    """The Secret block ``name``, made with a random value when absent (read it with
+    ``Secret.load(name).get()`` for a webhook receiver, or save your own value first)."""
+    import secrets
+
+    from prefect.blocks.system import Secret
+
+    try:
+        Secret.load(name)
+    except ValueError:
+        Secret(value=secrets.token_urlsafe(32)).save(name)
+
+
 def admin_token(ctx: Context) -> str | None:
     """The inference service's admin token: ``RATCHET_ADMIN_TOKEN``, else the Secret block named by
     ``canary.admin_token_block``, else the running stack's token file."""

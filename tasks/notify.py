@@ -1,5 +1,6 @@
 """Announcements of a release's and a canary's outcome, as Prefect events (the notification
-automations in ``deployments/notifications.py`` post them to the webhook)."""
+automations in ``deployments/notifications.py`` turn them into webhook messages), and the
+signed post of one message (the ``notify`` flow)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from typing import Any
 
 from prefect.runtime import flow_run
 
+from ratchet.core.config import NotifyConfig
 from ratchet.delivery import notify
 from ratchet.runtime.context import Context
+from ratchet_prefect import webhooks
 from ratchet_prefect.events import announce
-from ratchet_prefect.options import task
+from ratchet_prefect.options import WEBHOOK, task
 
 
 @task
@@ -29,3 +32,10 @@ def announce_canary_outcome(ctx: Context, outcome: Any) -> str | None:
 @task
 def announce_approval_request(ctx: Context, request: Any) -> str | None:
     return announce(ctx.cfg.model_name, notify.approval_event(ctx.cfg.model_name, request.to_dict()))
+
+
+@task(**WEBHOOK)
+def send_signed_message(cfg: NotifyConfig, body: str) -> int:
+    """``body`` to the Webhook block's URL (its flow run's link added), signed with the Secret
+    block's value (never unsigned); the receiver's status."""
+    return webhooks.send_signed(cfg, body)

@@ -228,12 +228,15 @@ class ReleaseConfig(_Strict):
 
 
 class NotifyConfig(_Strict):
-    """Notifications: Prefect automations post JSON to a webhook (deployments/notifications.py,
-    created by ``ratchet up``) on data rejected, drift, kept/promoted, canary rolled back or
-    inconclusive, approval requested, and any ratchet flow run Failed or Crashed."""
+    """Notifications: Prefect automations send signed JSON to a webhook (deployments/notifications.py,
+    created by ``ratchet up``; the ``notify`` flow posts it) on data rejected, drift, kept/promoted,
+    canary rolled back or inconclusive, approval requested, and any ratchet flow run Failed or Crashed."""
 
     webhook_url: str | None = None  # set: `ratchet up` saves it as the Webhook block below
     block: str = "ratchet-notify"  # the Prefect Webhook block (an existing one is used when no URL is set)
+    # the Prefect Secret block whose value signs every message (X-Ratchet-Signature-256); made
+    # with a random value by `ratchet up` when absent
+    secret_block: str = "ratchet-notify-secret"
 
 
 class DriftConfig(_Strict):

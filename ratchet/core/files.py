@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import ipaddress
 import json
 import os
 import socket
@@ -39,6 +40,64 @@ def atomic_write(path: Path | str, data: bytes | str, *, fsync: bool = False) ->
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def private_dir(path: Path | str) -> Path:
+    """A folder only its owner can enter (0700, whatever the umask), made when absent; a folder
+    that exists is left as it is (its owner chose its mode)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        return path
+    os.chmod(path, 0o700)  # mkdir's mode is masked by the umask
+    return path
+
+
+def write_private_once(path: Path | str, data: str) -> str:
+    """Write a secret to ``path`` readable by its owner only (0600, whatever the umask) unless
+    the file exists; returns what ``path`` holds then. Two processes racing both return the
+    first one's: the content goes to a private temporary file that is hard-linked into place
+    (atomic and exclusive, so no reader ever sees it half written)."""
+    path = Path(path)
+    private_dir(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(data)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return path.read_text()
+        return data
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def create_private(path: Path | str) -> Path:
+    """Create (or truncate) ``path`` as a file only its owner can read (0600, whatever the umask),
+    before anything is written to it: an archive of secrets is never readable by others, not
+    even while it is being written."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT, and the umask masks a new one's
+    finally:
+        os.close(fd)
+    return Path(path)
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine reaches (127.0.0.0/8, ::1, ``localhost``); False
+    for anything else, a wildcard (``0.0.0.0``, ``::``) or another name included."""
+    host = host.strip().strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name other than localhost may resolve anywhere
 
 
 def atomic_write_json(path: Path | str, obj: Any, *, fsync: bool = False) -> Path:

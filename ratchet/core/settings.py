@@ -31,6 +31,9 @@ the two, so the same flows and tasks run on a laptop and on a cluster.
       lakefs``), shipped in the package and merged over the built-in defaults
       whenever ``RATCHET_PROFILE=cluster``.
 
+``RATCHET_PREFECT_HOST`` is where the home's Prefect server listens (127.0.0.1; any other
+address needs ``PREFECT_SERVER_API_AUTH_STRING``, which ``prefect_env`` then gives its clients).
+
 In both profiles ``RATCHET_MLFLOW_TRACKING_URI``, ``RATCHET_MLFLOW_ARTIFACT_ROOT``,
 ``RATCHET_OPTUNA_STORAGE`` and ``RATCHET_LEDGER_URL`` override one store each.
 The home folder still holds the schema, reports, serving state and checkpoints
@@ -45,6 +48,8 @@ from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ratchet.core.files import private_dir
 
 Profile = Literal["local", "cluster"]
 PROFILES: tuple[str, ...] = ("local", "cluster")
@@ -78,6 +83,9 @@ class Settings(BaseSettings):
     # the nodes of this training run, set by the multi-node job (``ratchet-node --num-nodes``):
     # overrides ``train.num_nodes`` of the config files (ratchet.runtime.context.load_context)
     num_nodes: int | None = Field(None, ge=1)
+    # the address the home's Prefect server (and its UI) binds: loopback unless set; any other
+    # needs PREFECT_SERVER_API_AUTH_STRING (ratchet_cli.server refuses to start it without)
+    prefect_host: str = "127.0.0.1"
 
     # standard variables of the servers' own clients, read by the cluster profile only:
     # a developer's stray MLFLOW_TRACKING_URI never moves the local profile's stores
@@ -203,7 +211,11 @@ class Settings(BaseSettings):
         if root.exists() and not root.is_dir():
             raise HomeError(f"home {root} is a file, not a folder (set by --home or RATCHET_HOME)")
         try:
-            for d in (root, self.prefect_home, self.data_dir, self.reports_dir, self.serving_dir):
+            # the home holds the admin token, Prefect's blocks, the ledger: its owner's alone (0700
+            # when made here; a folder that exists keeps its mode)
+            for d in (root, self.prefect_home, root / "run"):
+                private_dir(d)
+            for d in (self.data_dir, self.reports_dir, self.serving_dir):
                 d.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise HomeError(f"cannot create the home folder {root}: {e.strerror or e}") from e
@@ -220,6 +232,8 @@ class Settings(BaseSettings):
             "PREFECT_LOGGING_LEVEL": os.environ.get("PREFECT_LOGGING_LEVEL", "INFO"),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         }
+        if os.environ.get(SERVER_AUTH_ENV):  # the server's basic auth: its clients present the same string
+            env[CLIENT_AUTH_ENV] = os.environ[SERVER_AUTH_ENV]
         if self.is_cluster:
             env["PREFECT_API_URL"] = self._need(
                 self.prefect_api_url, "PREFECT_API_URL", "the Prefect server, e.g. http://prefect-server:4200/api"
@@ -256,6 +270,19 @@ def mask_password(url: str) -> str:
 
 def get_settings() -> Settings:
     return Settings()
+
+
+SERVER_AUTH_ENV = "PREFECT_SERVER_API_AUTH_STRING"  # Prefect 3's basic auth on a self-hosted server
+CLIENT_AUTH_ENV = "PREFECT_API_AUTH_STRING"  # what its clients present
+
+
+def prefect_api_headers() -> dict[str, str]:
+    """Headers for a direct HTTP call to the Prefect API: basic auth when an auth string is set,
+    as Prefect's own client sends it (``Authorization: Basic base64(user:password)``)."""
+    import base64
+
+    auth = os.environ.get(CLIENT_AUTH_ENV) or os.environ.get(SERVER_AUTH_ENV)
+    return {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {}
 
 
 def apply_prefect_env(settings: Settings) -> None:

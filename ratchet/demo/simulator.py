@@ -16,6 +16,7 @@ import httpx
 import pandas as pd
 
 from ratchet.core.config import DemoConfig
+from ratchet.core.settings import prefect_api_headers
 from ratchet.demo.traffic import send_traffic
 
 FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
@@ -69,14 +70,16 @@ def _send(service_url: str, frame: pd.DataFrame, target: str) -> tuple[dict[str,
 
 def pending_runs(prefect_api_url: str, deployment_names: set[str]) -> int:
     """Flow runs of these deployments (by deployment name) that are scheduled, waiting or running."""
-    deployments = httpx.post(f"{prefect_api_url}/deployments/filter", json={"limit": 200}, timeout=10).json()
+    auth = prefect_api_headers()  # a server bound beyond loopback takes basic auth
+    deployments = httpx.post(f"{prefect_api_url}/deployments/filter", json={"limit": 200}, timeout=10,
+                             headers=auth).json()
     ids = [d["id"] for d in deployments if d["name"] in deployment_names]
     if not ids:
         return 0
     runs = httpx.post(
         f"{prefect_api_url}/flow_runs/filter",
         json={"flow_runs": {"deployment_id": {"any_": ids}}, "limit": 200},
-        timeout=10,
+        timeout=10, headers=auth,
     ).json()
     return sum(1 for r in runs if r["state_type"] not in FINAL_STATES)
 

@@ -58,6 +58,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from ratchet.core.files import create_private, private_dir
 from ratchet.core.settings import Settings
 from ratchet.data.repository.snapshot import FOLDERS, Vanished, is_repository, snapshot
 
@@ -369,6 +370,7 @@ def backup_home(settings: Settings, out: Path | str) -> BackupResult:
 
 def _write_archive(tmp: Path, plan: _Plan, dbs: dict[str, dict[str, Any]], work: Path,
                    settings: Settings, agree: bool) -> dict[str, Any]:
+    create_private(tmp)  # 0600 before a byte is in it: the archive holds the admin token and Prefect's blocks
     with tarfile.open(tmp, "w:gz", compresslevel=COMPRESSLEVEL) as tar:
         w = _Writer(tar)
         for rel in dbs:
@@ -535,8 +537,7 @@ def restore_home(archive: Path | str, target: Path | str) -> RestoreResult:
     if target.is_dir() and any(target.iterdir()):
         raise BackupError(f"{target} is not empty: restore into a new or empty folder")
     target.parent.mkdir(parents=True, exist_ok=True)
-    work = target.parent / f".{target.name}.restore-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    work.mkdir()
+    work = private_dir(target.parent / f".{target.name}.restore-{os.getpid()}-{uuid.uuid4().hex[:8]}")  # the new home: 0700
     try:
         manifest, digests, total = _unpack(archive, work)
         _verify(archive, manifest, digests)

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ratchet.core.reclaim import Reclaimed, remove_path
+from ratchet.core.settings import prefect_api_headers
 from ratchet.data import gc as data_gc
 from ratchet.runtime.context import Context
 from ratchet.training import retention
@@ -145,7 +146,7 @@ def prune_flow_runs(ctx: Context, api_url: str | None, dry_run: bool = False, no
     before = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(cutoff))
     flt = {"end_time": {"before_": before}, "state": {"type": {"any_": TERMINAL}}}
     api = api_url.rstrip("/")
-    with httpx.Client(timeout=60) as client:
+    with httpx.Client(timeout=60, headers=prefect_api_headers()) as client:
         if dry_run:
             n = client.post(f"{api}/flow_runs/count", json={"flow_runs": flt}).raise_for_status().json()
             out.counts = {"flow runs": int(n)} if n else {}

@@ -12,10 +12,15 @@ tasks read them to talk to the running server and service.
 from __future__ import annotations
 
 import json
+import os
+import secrets
 from pathlib import Path
 from typing import Any
 
-from ratchet.core.files import alive  # noqa: F401 - where the stack's readers find it
+from ratchet.core.files import (
+    alive,  # noqa: F401 - where the stack's readers find it
+    write_private_once,
+)
 from ratchet.core.settings import Settings
 
 
@@ -59,6 +64,16 @@ def read_admin_token(settings: Settings) -> str | None:
         return token_file(settings).read_text().strip() or None
     except FileNotFoundError:
         return None
+
+
+def admin_token(settings: Settings) -> str:
+    """``RATCHET_ADMIN_TOKEN`` when set; else the home's token, made on first use (0600, see
+    ``token_file``): what ``ratchet up`` and ``ratchet serve`` give the service, and what the
+    canary finds, so the service's admin routes are never open."""
+    token = os.environ.get("RATCHET_ADMIN_TOKEN") or read_admin_token(settings)
+    if token:
+        return token
+    return write_private_once(token_file(settings), secrets.token_urlsafe(32)).strip()
 
 
 def server_file(settings: Settings) -> Path:

@@ -2,7 +2,8 @@
 
 Models come from the registry of ``RATCHET_HOME`` (or ``RATCHET_MLFLOW_TRACKING_URI``) by
 alias; configuration from ``RATCHET_CONFIG``; ``RATCHET_ADMIN_TOKEN`` protects the admin
-routes and ``RATCHET_API_KEY`` ``/predict``; ``RATCHET_MODEL_VERSION`` pins one registry
+routes (without it the service refuses any address but loopback) and ``RATCHET_API_KEY``
+``/predict``; ``RATCHET_MODEL_VERSION`` pins one registry
 version as the champion (no aliases followed, no challenger). Because the process only serves, torch's
 intra-op threads are set to ``serving.torch_threads`` (one request's tiny matrix gains
 nothing from a thread pool, and idle pool threads spin on a shared machine). uvicorn uses
@@ -94,12 +95,21 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper())
     import uvicorn
 
+    from ratchet.core.config import load_config
+    from ratchet.serving.middleware import OpenAdminError, check_bind
+
+    host = args.host or load_config().serving.host
+    try:  # before the stores and models load: a refusal is one line, at once
+        check_bind(host, os.environ.get("RATCHET_ADMIN_TOKEN"))
+    except OpenAdminError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     ctx, app = build_app()
     tune_process(app)
     log_server_stack()
     uvicorn.run(
         app,
-        host=args.host or ctx.cfg.serving.host,
+        host=host,
         port=args.port or ctx.cfg.serving.port,
         log_level=args.log_level,
         access_log=False,

@@ -6,6 +6,7 @@
   itself, without FastAPI's router and dependency layer (which cost more than a single-row
   prediction);
 * :class:`Auth`: the API key (``X-API-Key``) and the admin token (``Authorization: Bearer``);
+  :func:`check_bind`, the admin routes never open on a network;
 * :func:`read_json_body`: a JSON body read straight from ASGI ``receive``, with ratchet's
   415/413/400 messages;
 * the JSON client-error and model-error responses.
@@ -25,6 +26,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 
+from ratchet.core.files import is_loopback
 from ratchet.serving.state import ServingRuntime
 from ratchet.serving.validation import RequestError, parse_json
 
@@ -142,6 +144,24 @@ class Auth:
         if scheme.lower() != "bearer":
             raise RequestError(401, "Authorization must use the Bearer scheme")
         _check_secret(token.strip(), self.admin_token, "admin token")
+
+
+class OpenAdminError(ValueError):
+    """A service about to listen on a network address with its admin routes open."""
+
+
+def check_bind(host: str, admin_token: str | None) -> None:
+    """Before the service listens on ``host``: with no admin token its ``/admin`` routes are open
+    to anyone who reaches it, so only loopback is allowed then (``OpenAdminError`` otherwise)."""
+    if admin_token:
+        return
+    if not is_loopback(host):
+        raise OpenAdminError(
+            f"refusing to serve on {host} with no admin token: /admin routes would be open to the network; "
+            "set RATCHET_ADMIN_TOKEN (or use `ratchet serve`, which makes the home's token) or bind 127.0.0.1"
+        )
+    log.warning("no admin token: /admin routes are open to anyone on this machine (%s is loopback only); "
+                "set RATCHET_ADMIN_TOKEN to close them", host)
 
 
 # ---------------------------------------------------------------- bodies and errors

@@ -33,7 +33,7 @@ from ratchet.runtime.options import RunOptions
 from ratchet.training.model.fit import fit
 from tests.conftest import CONFIG_FILES
 from tests.flows.stack import BIN, ROOT, Stack
-from tests.flows.test_notifications import Receiver
+from tests.flows.test_notifications import Receiver, verify
 
 pytestmark = pytest.mark.slow
 
@@ -183,6 +183,14 @@ def test_approval_reject_timeout_and_an_inconclusive_canary_under_ratchet_up(tmp
         assert "no such file" in (failed["reason"] or ""), failed
         asked = [b for b in receiver.bodies if b.get("notification") == "ratchet.model.approval_requested"]
         assert {c1, c2, c3} <= {b["challenger"] for b in asked}, receiver.bodies
+        # each signed with the stack's Secret block (made by `ratchet up`), as the documented receiver checks
+        r = subprocess.run([sys.executable, "-c", "from prefect.blocks.system import Secret; "
+                            "print(Secret.load('ratchet-notify-secret').get())"],
+                           env={**stack.env, "PREFECT_API_URL": api}, cwd=ROOT, capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 0, r.stderr[-2000:]
+        secret = r.stdout.strip().splitlines()[-1]
+        assert all(verify(b["raw"], b["signature"], secret) for b in receiver.bodies), receiver.bodies
     finally:
         stack.ratchet("down", timeout=120)
         receiver.server.shutdown()

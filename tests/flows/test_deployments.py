@@ -24,6 +24,7 @@ ENTRY_FLOW = {
     "flows/promote.py:rollback_flow": "rollback",
     "flows/score.py:score_flow": "score",
     "flows/gc.py:gc_flow": "gc",
+    "flows/notify.py:notify_flow": "notify",
 }
 
 
