@@ -93,8 +93,12 @@ def prefect_home() -> None:
     if code is not None:
         raise SystemExit(code)
     apply_prefect_env(settings)
+    # In a warm child Prefect was imported by the warm process: its settings are that process's
+    # (started with the API URL of the command that started it). Asked before being made anew
+    # from this command's environment, they answered "an API is named", the fresh ones named
+    # none, and the flow run started Prefect's temporary server beside the home's (issue 25).
+    refresh_prefect_settings()
     if prefect_api_configured():
-        refresh_prefect_settings()
         return
     from ratchet_cli.server import connect
 
