@@ -42,7 +42,10 @@ from ratchet_cli.common import (
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False,
     help="Continuous model improvement as Prefect flows: versioned data, gated promotion, canary, "
-    "drift-driven retraining.",
+    "drift-driven retraining.\n\n"
+    "Exit codes: 0 done; 1 a mistake, told in one line (a missing or unreadable file, a folder "
+    "given as a file, an unknown format, a bad config key, no schema yet); 2 a batch that was "
+    "read and failed its checks (ingest: rejected, its violations listed, main unchanged).",
 )
 
 
@@ -63,9 +66,14 @@ def global_options(
     debug: Annotated[
         bool, typer.Option("--debug", help="show the traceback of an error (env RATCHET_DEBUG=1)")
     ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="show Prefect's log of the flow run on stderr too "
+                           "(always in <home>/logs/commands.log and the Prefect UI)"),
+    ] = False,
 ) -> None:
     """Continuous model improvement as Prefect flows."""
     OPTS.debug = debug
+    OPTS.verbose = verbose
     OPTS.config = [str(p) for p in config] if config else None
     if config:  # subcommands that load config themselves (`ratchet data`) see it too
         os.environ["RATCHET_CONFIG"] = os.pathsep.join(str(p.resolve()) for p in config)
@@ -136,8 +144,13 @@ def _short(path: Path) -> str:
 
 @app.command()
 def ingest(path: Path, as_json: JsonOpt = False) -> None:
-    """Write-audit-publish one batch (CSV or Parquet). Exit code 2 when rejected; exit 0 and
-    status "duplicate", nothing written, when main already holds the same rows."""
+    """Write-audit-publish one batch (CSV or Parquet). Exit code 2 when the batch was read and
+    rejected (its violations listed; main unchanged); exit 1 for a user's mistake (no such
+    file, a folder, an unknown format, no permission to read it); exit 0 and status
+    "duplicate", nothing written, when main already holds the same rows."""
+    from ratchet.core.files import check_data_file
+
+    check_data_file(path)  # before any flow run: a mistake, not a rejected batch
     prefect_home()
     from flows.ingest import ingest_flow
     from ratchet.data.ingest import IngestRejected, describe
@@ -483,11 +496,15 @@ def score(
 ) -> None:
     """Score a file or a data commit in chunks; predictions (row id, model version, data commit)
     go to the data repository under predictions/ on the 'predictions' branch, and to --out."""
+    if (path is None) == (ref is None):
+        fail("score a FILE or --ref COMMIT (one of them)", as_json)
+    if path is not None:
+        from ratchet.core.files import check_data_file
+
+        check_data_file(path)
     prefect_home()
     from flows.score import score_flow
 
-    if (path is None) == (ref is None):
-        fail("score a FILE or --ref COMMIT (one of them)", as_json)
     ok, result = run_flow(score_flow, as_json, path=str(path) if path else None, ref=ref, version=version,
                           out=str(out) if out else None, chunk_rows=chunk_rows)
     if not ok:

@@ -37,11 +37,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ratchet.core.files import CSV_SUFFIXES, PARQUET_SUFFIXES
 from ratchet.core.schema import ColumnSpec, Schema
 from ratchet.data.datetimes import parse_datetimes
 
-CSV_SUFFIXES = (".csv",)
-PARQUET_SUFFIXES = (".parquet", ".pq")
 
 # Cells read as missing in CSV files. Deliberately shorter than pandas' default
 # list: "None", "n/a"-like words and "-" can be real category values.

@@ -132,7 +132,9 @@ def describe(result: dict[str, Any]) -> str:
     if d:
         return (f"duplicate: main already holds these {result['rows']} rows as batch {d['batch_id']}, "
                 f"published in commit {d['commit'][:12]}; nothing written")
-    return f"published {result['rows']} rows; main at {result['commit'][:12]}"
+    warnings = len(result.get("warnings") or [])
+    return (f"published {result['rows']} rows; main at {result['commit'][:12]}"
+            + (f"; {warnings} warning{'s' * (warnings != 1)} (--json lists them)" if warnings else ""))
 
 
 def batch_id_for(digest: str) -> str:
