@@ -320,6 +320,7 @@ def relay(
 @app.command()
 def status(as_json: JsonOpt = False) -> None:
     """Champion, challenger, traffic split, main's data commit and the last drift check."""
+    from ratchet.runtime.stack import dashboard_url
     from ratchet.serving.routing import read_traffic
 
     ctx = ctx_from_options()
@@ -339,6 +340,7 @@ def status(as_json: JsonOpt = False) -> None:
         },
         "pending_approval": _pending_approval(ctx.settings.root),
         "runner": _runner_status(ctx.settings),
+        "dashboard": dashboard_url(ctx.settings),
     }
     human = (
         f"champion {out['champion']}  challenger {out['challenger']}  previous {out['previous']}\n"
@@ -347,6 +349,7 @@ def status(as_json: JsonOpt = False) -> None:
         + ("" if out["pending_approval"] is None else f"\npending approval: version {out['pending_approval']['version']}")
         + ("" if out["runner"] is None else f"\nrunner pid {out['runner']['pid']} "
            f"{'alive' if out['runner']['alive'] else 'not running'}, restarts {out['runner']['restarts']}")
+        + ("" if out["dashboard"] is None else f"\nPrefect dashboard {out['dashboard']}")
     )
     emit(out, as_json, human)
 
@@ -431,6 +434,7 @@ def up(
         fail(str(e), as_json)
     emit(
         stack, as_json,
+        f"Prefect dashboard {stack.get('dashboard_url') or '(off: RATCHET_PREFECT_UI=0)'}\n"
         f"Prefect API {stack['prefect_api_url']}\ninference service {stack['service_url']}\n"
         f"logs in {home_settings().root / 'logs'}; stop with `ratchet down`",
     )

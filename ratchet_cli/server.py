@@ -127,20 +127,24 @@ def stop_group(pid: int, grace: float = 20.0) -> bool:
     return True
 
 
-def server_env(settings: Settings) -> dict[str, str]:
+def server_env(settings: Settings, api: str | None = None) -> dict[str, str]:
     """The server's environment: Prefect's settings for the home (its database there), no
-    API URL of its own to point at."""
+    API URL of its own to point at; its dashboard calls ``api``, the port it got (else the
+    page says "Can't connect to Server API": its default is port 4200)."""
     env = {**os.environ, **settings.prefect_env(), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)
+    if api:
+        env["PREFECT_SERVER_UI_API_URL"] = api
     return env
 
 
 def _start(settings: Settings, port: int, timeout: float) -> dict[str, Any]:
     log = settings.root / "logs" / "prefect-server.log"
+    ui = settings.prefect_ui
     cmd = [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
-           "--port", str(port), "--no-ui", "--analytics-off"]
-    proc = spawn(cmd, server_env(settings), log)
+           "--port", str(port), "--ui" if ui else "--no-ui", "--analytics-off"]
     api = f"http://127.0.0.1:{port}/api"
+    proc = spawn(cmd, server_env(settings, api), log)
     deadline = time.monotonic() + timeout
     try:
         while not healthy(api, timeout=2.0):
@@ -153,7 +157,7 @@ def _start(settings: Settings, port: int, timeout: float) -> dict[str, Any]:
         stop_group(proc.pid, grace=5.0)
         raise
     record = {"pid": proc.pid, "api_url": api, "port": port, "log": str(log), "started_at": time.time(),
-              "proc_start": _proc_start(proc.pid)}
+              "proc_start": _proc_start(proc.pid), "ui_url": f"http://127.0.0.1:{port}/" if ui else None}
     path = server_file(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

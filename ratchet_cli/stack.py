@@ -31,6 +31,7 @@ from ratchet.core.settings import Settings
 from ratchet.delivery import markers
 from ratchet.runtime.stack import (
     alive,
+    dashboard_url,
     read_admin_token,
     read_runner,
     read_stack,
@@ -98,7 +99,7 @@ def up(
     running = read_stack(settings)
     if running:
         if all(alive(p["pid"]) for p in running["processes"].values()):
-            return {**running, "already_running": True}
+            return {**running, "dashboard_url": dashboard_url(settings), "already_running": True}
         down(settings, config_files)
         prefect_port = prefect_port or urlsplit(running["prefect_api_url"]).port
         serve_port = serve_port or urlsplit(running["service_url"]).port
@@ -137,6 +138,7 @@ def up(
         raise
     stack = {
         "prefect_api_url": api,
+        "dashboard_url": prefect.get("ui_url"),
         "service_url": service,
         "started_at": time.time(),
         "processes": {

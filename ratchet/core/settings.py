@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     # the nodes of this training run, set by the multi-node job (``ratchet-node --num-nodes``):
     # overrides ``train.num_nodes`` of the config files (ratchet.runtime.context.load_context)
     num_nodes: int | None = Field(None, ge=1)
+    # the home's Prefect server serves its dashboard (the Prefect UI) beside its API;
+    # RATCHET_PREFECT_UI=0 starts it with the API alone
+    prefect_ui: bool = True
 
     # standard variables of the servers' own clients, read by the cluster profile only:
     # a developer's stray MLFLOW_TRACKING_URI never moves the local profile's stores

@@ -41,7 +41,6 @@ from ratchet.core.files import CSV_SUFFIXES, PARQUET_SUFFIXES
 from ratchet.core.schema import ColumnSpec, Schema
 from ratchet.data.datetimes import parse_datetimes
 
-
 # Cells read as missing in CSV files. Deliberately shorter than pandas' default
 # list: "None", "n/a"-like words and "-" can be real category values.
 NA_TOKENS = ["", "NA", "N/A", "NaN", "nan", "NULL", "null"]
