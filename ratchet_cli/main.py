@@ -500,15 +500,11 @@ def score(
 ) -> None:
     """Score a file or a data commit in chunks; predictions (row id, model version, data commit)
     go to the data repository under predictions/ on the 'predictions' branch, and to --out."""
-    if (path is None) == (ref is None):
-        fail("score a FILE or --ref COMMIT (one of them)", as_json)
-    if path is not None:
-        from ratchet.core.files import check_data_file
-
-        check_data_file(path)
     prefect_home()
     from flows.score import score_flow
 
+    if (path is None) == (ref is None):
+        fail("score a FILE or --ref COMMIT (one of them)", as_json)
     ok, result = run_flow(score_flow, as_json, path=str(path) if path else None, ref=ref, version=version,
                           out=str(out) if out else None, chunk_rows=chunk_rows)
     if not ok:
