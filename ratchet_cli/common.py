@@ -75,7 +75,9 @@ def run_flow(flow_fn, as_json: bool, *, needs_schema: bool = False, **params: An
     # every later collection, which otherwise walks them all, tenths of a second each time
     gc.freeze()
     redirect = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
-    with redirect:
+    from ratchet_cli.progress import terminal_bars
+
+    with redirect, terminal_bars():
         state = flow_fn(**params, options=options, return_state=True)
     _ship_run_logs()
     if state.is_completed():

@@ -33,16 +33,18 @@ class ApprovalInput(RunInput):
     superseded_by: str | None = Field(None, description="set by ratchet when a newer challenger arrived")
 
 
-def _await_answer(timeout_s: int, poll_s: int) -> dict[str, Any] | None:
+def _await_answer(timeout_s: int, poll_s: int, description: str | None = None) -> dict[str, Any] | None:
     """Pause this flow run until an answer; None when none came within ``timeout_s`` (the run
-    is then set Running again, so the release can record the keep and finish)."""
+    is then set Running again, so the release can record the keep and finish). ``description``
+    (markdown: the gate's evidence) is shown above the UI's resume form."""
     from prefect.client.orchestration import get_client
     from prefect.exceptions import FlowPauseTimeout
     from prefect.flow_runs import pause_flow_run
     from prefect.states import Running
 
     try:
-        answer = pause_flow_run(wait_for_input=ApprovalInput, timeout=timeout_s, poll_interval=poll_s)
+        form = ApprovalInput.with_initial_data(description=description) if description else ApprovalInput
+        answer = pause_flow_run(wait_for_input=form, timeout=timeout_s, poll_interval=poll_s)
     except FlowPauseTimeout:
         with get_client(sync_client=True) as client:
             client.set_flow_run_state(UUID(flow_run.id), Running(message="no approval in time"), force=True)
@@ -103,15 +105,22 @@ def request_approval(ctx: Context, evaluation, evidence: dict[str, Any], trigger
     """Record the request (ledger, tag, ``pending_approval``) and publish the evidence to read."""
     req = approval.request(ctx.registry, ctx.ledger, ctx.settings.root, evaluation.challenger, evaluation.champion,
                            trigger, evidence, reason, flow_run.id, flow_run.ui_url)
-    lineage = approval.lineage_or_none(ctx.repo, ctx.registry, req.version)
-    create_markdown_artifact(approval.evidence_markdown(req, evaluation.decision, evaluation.reasons, evidence, lineage),
+    create_markdown_artifact(_evidence_markdown(ctx, req, evaluation, evidence),
                              key="approval-request", description=f"approve v{req.version}?")
     return req
 
 
+def _evidence_markdown(ctx: Context, req: ApprovalRequest, evaluation, evidence: dict[str, Any]) -> str:
+    lineage = approval.lineage_or_none(ctx.repo, ctx.registry, req.version)
+    return approval.evidence_markdown(req, evaluation.decision, evaluation.reasons, evidence, lineage)
+
+
 @task(cache_policy=NO_CACHE)
-def wait_for_approval(ctx: Context) -> dict[str, Any] | None:
-    return _await_answer(ctx.cfg.release.approval_timeout_s, ctx.cfg.release.approval_poll_s)
+def wait_for_approval(ctx: Context, req: ApprovalRequest | None = None, evaluation=None,
+                      evidence: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """Pause for the answer; with the request, the UI's resume form shows the gate's evidence."""
+    description = _evidence_markdown(ctx, req, evaluation, evidence or {}) if req and evaluation else None
+    return _await_answer(ctx.cfg.release.approval_timeout_s, ctx.cfg.release.approval_poll_s, description)
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
