@@ -227,12 +227,13 @@ class _WithoutTraceback(logging.Formatter):
 
 def _route_prefect_logs(log_file: Path) -> None:
     """Prefect's console handler writes each flow and task run's lines on stderr (a dozen for
-    an ingest). A command says what it did in a line of its own, so unless ``--verbose`` those
-    lines go to ``<home>/logs/commands.log`` instead; the Prefect UI keeps them either way
-    (its API handler is left alone). On stderr a failed run's traceback is cut to its message
-    unless ``--debug`` (the file and the UI keep it). Done by moving handlers, not through
-    ``PREFECT_LOGGING_SETTINGS_PATH``: in a warm child Prefect configured its logging long
-    before this command's options were known."""
+    an ingest), as do the libraries' own console handlers (Lightning's tips, Optuna, MLflow)
+    and Python's warnings. A command says what it did in a line of its own, so unless
+    ``--verbose`` those lines go to ``<home>/logs/commands.log`` instead; the Prefect UI keeps
+    the runs' logs either way (its API handler is left alone). On stderr a failed run's
+    traceback is cut to its message unless ``--debug`` (the file and the UI keep it). Done by
+    moving handlers, not through ``PREFECT_LOGGING_SETTINGS_PATH``: in a warm child Prefect
+    configured its logging long before this command's options were known."""
     from prefect.logging.formatters import PrefectFormatter
     from prefect.logging.handlers import PrefectConsoleHandler
 
@@ -246,11 +247,11 @@ def _route_prefect_logs(log_file: Path) -> None:
     ))
     for logger in loggers:
         handlers = list(logger.handlers)
-        consoles = [h for h in handlers if isinstance(h, PrefectConsoleHandler)] + _QUIETED.pop(logger, [])
+        consoles = [h for h in handlers if _on_console(h)] + _QUIETED.pop(logger, [])
         if not consoles:
             continue
         for handler in handlers:
-            if isinstance(handler, _CommandLog | PrefectConsoleHandler):  # (a log file: an earlier command here)
+            if isinstance(handler, _CommandLog) or _on_console(handler):  # (a log file: an earlier command here)
                 logger.removeHandler(handler)
                 if isinstance(handler, _CommandLog):
                     handler.close()
@@ -259,9 +260,18 @@ def _route_prefect_logs(log_file: Path) -> None:
             _QUIETED[logger] = consoles  # given back by a later --verbose command of this process (tests)
             continue
         for handler in consoles:
-            if not debug_enabled() and not isinstance(handler.formatter, _WithoutTraceback):
+            if (isinstance(handler, PrefectConsoleHandler) and not debug_enabled()
+                    and not isinstance(handler.formatter, _WithoutTraceback)):
                 handler.setFormatter(_WithoutTraceback(handler.formatter))
             logger.addHandler(handler)
+    logging.captureWarnings(True)  # a library's warning: to the root logger's handlers, as above
+
+
+def _on_console(handler: logging.Handler) -> bool:
+    """A handler writing on this process's stderr or stdout (Prefect's console handler,
+    Lightning's, Optuna's), not a file nor a test harness's capture."""
+    return (isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
+            and handler.stream in (sys.stderr, sys.stdout, sys.__stderr__, sys.__stdout__))
 
 
 class _CommandLog(logging.FileHandler):

@@ -171,11 +171,11 @@ def tune(
             if resume:
                 mlflow.set_tag("resume_of", str(key))
             callbacks = [TrialPruning(trial, "val_loss", storage, pruner_args)] if cfg.tune.pruning else []
-            if progress and world_size(cfg.train) == 1:  # (a callback of several processes is pickled)
-                callbacks.append(EpochProgress(f"trial {trial.number}"))
+            # (a callback of a fit on several processes is pickled: no bar there)
+            epochs = [EpochProgress(f"trial {trial.number}")] if progress and world_size(cfg.train) == 1 else []
             try:
                 result = fit(
-                    train_df, val_df, schema, cfg.train, params, callbacks=callbacks, progress=False,
+                    train_df, val_df, schema, cfg.train, params, callbacks=[*callbacks, *epochs], progress=False,
                     checkpoint_dir=ckpt_dir, resume=resume,
                 )
                 log_history(result.history)
