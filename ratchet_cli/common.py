@@ -104,12 +104,16 @@ def prefect_home() -> None:
     refresh_prefect_settings()
     if prefect_api_configured():
         return
-    from ratchet_cli.server import connect
+    from ratchet_cli.server import connect, mode
 
+    if not settings.is_cluster and mode() == "persistent":
+        # started before the server, so it imports while the server boots (10-15 s on two
+        # cores): ready for the next command, not the one after it
+        warm.ensure_started(settings)
     url = connect(settings)
     if url:
         os.environ["PREFECT_API_URL"] = url
-        warm.ensure_started(settings)  # for the commands after this one
+        warm.ensure_started(settings)  # for the commands after this one (when not started above)
     refresh_prefect_settings()
 
 
