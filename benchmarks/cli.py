@@ -277,8 +277,9 @@ def main() -> None:
     print(f"baseline `python -c 'import ratchet'`: {baseline:.3f} s\n")
     if user:
         print("\n".join(user) + "\n")
-    print(f"| {'command':<50} | {'seconds':>8} | {'x baseline':>10} | note |")
-    print(f"|{'-' * 52}|{'-' * 10}|{'-' * 12}|------|")
+    if rows:
+        print(f"| {'command':<50} | {'seconds':>8} | {'x baseline':>10} | note |")
+        print(f"|{'-' * 52}|{'-' * 10}|{'-' * 12}|------|")
     for name, seconds, note in rows:
         print(f"| {name:<50} | {seconds:8.2f} | {seconds / baseline:10.1f} | {note} |")
     print(json.dumps({"baseline_s": baseline, "rows": {name: round(s, 3) for name, s, _ in rows}}))
