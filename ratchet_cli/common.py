@@ -70,14 +70,15 @@ def run_flow(flow_fn, as_json: bool, *, needs_schema: bool = False, **params: An
     ctx = options.context()
     if needs_schema:
         ctx.schema  # noqa: B018 - FileNotFoundError naming `ratchet init` when there is none
-    _route_prefect_logs(ctx.settings.root / "logs" / "commands.log")
+    log_file = ctx.settings.root / "logs" / "commands.log"
+    _route_prefect_logs(log_file)
     # the imports are done: their objects (Prefect, pandas, whylogs: millions) are kept out of
     # every later collection, which otherwise walks them all, tenths of a second each time
     gc.freeze()
     redirect = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
     from ratchet_cli.progress import terminal_bars
 
-    with redirect, terminal_bars():
+    with redirect, terminal_bars(), _libraries_to(log_file):
         state = flow_fn(**params, options=options, return_state=True)
     _ship_run_logs()
     if state.is_completed():
@@ -269,6 +270,18 @@ def _route_prefect_logs(log_file: Path) -> None:
                 handler.setFormatter(_WithoutTraceback(handler.formatter))
             logger.addHandler(handler)
     logging.captureWarnings(True)  # a library's warning: to the root logger's handlers, as above
+
+
+@contextlib.contextmanager
+def _libraries_to(log_file: Path):
+    """What libraries write on stderr themselves during the run, outside logging (MLflow's
+    "Successfully registered model" and its download bars, tqdm's), goes to the log file too,
+    unless ``--verbose``. The command's own line and errors come after, on the real stderr."""
+    if OPTS.verbose:
+        yield
+        return
+    with open(log_file, "a", encoding="utf-8", buffering=1) as out, contextlib.redirect_stderr(out):
+        yield
 
 
 def _on_console(handler: logging.Handler) -> bool:

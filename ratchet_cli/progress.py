@@ -32,7 +32,8 @@ def terminal_bars() -> Iterator[None]:
 
     bars = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[unit]}"), TimeElapsedColumn(),
-                    console=Console(stderr=True), transient=True)
+                    console=Console(file=sys.stderr), transient=True, redirect_stdout=False,
+                    redirect_stderr=False)
     tasks: dict[int, object] = {}
 
     def show(step: Step, ended: bool) -> None:
