@@ -1,8 +1,15 @@
 """How long the ``ratchet`` commands take as a user runs them (fresh processes, end to end),
 as ratios against a bare ``python -c "import ratchet"`` run in the same script.
 
-    python benchmarks/cli.py [--repeats 3] [--rows 4000] [--no-up] [--only ingest,status,train,up,big,demo]
+    python benchmarks/cli.py [--repeats 3] [--rows 4000] [--no-up] [--only user,ingest,status,train,up,big,demo]
                              [--big 100000,1000000,10000000]
+
+``user`` (issue 25), first: what a user meets. A fresh home and an environment with no Prefect
+or ratchet variable but ``RATCHET_HOME`` (the built-in config), from a folder outside the
+repository: ``init``, then five ``ratchet ingest`` in a row as typed (the first starts the
+home's server and warm process; the median of the last three, the lines on stderr, any
+"temporary server"); then each command plain (in its own process, ``RATCHET_WARM=0``) and
+forwarded (a fork of the warm process), printed side by side.
 
 Rows: ``status``; ``ingest`` of a batch (``--rows``) with Prefect's temporary server per
 command (``RATCHET_PREFECT_SERVER=ephemeral``, what every command did before), with the home's
@@ -121,6 +128,53 @@ class Bench:
         return prefect_api_url(Settings(home=self.home))
 
 
+def user_session(tmp: Path, rows: int, n: int, commands: list[str]) -> list[str]:
+    """The ``user`` table: five ingests in a fresh home, then plain against forwarded per command."""
+    b = Bench(tmp / "user-home", rows)
+    b.env.pop("RATCHET_CONFIG")  # nothing set but the home: the built-in config
+
+    def timed(*args: str, warm: bool = True) -> tuple[float, subprocess.CompletedProcess]:
+        env = b.env if warm else {**b.env, "RATCHET_WARM": "0"}
+        t0 = time.perf_counter()
+        r = subprocess.run([str(BIN / "ratchet"), *args], env=env, cwd=tmp, capture_output=True, text=True, timeout=900)
+        if r.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)}: exit {r.returncode}\n{r.stderr[-3000:]}")
+        return time.perf_counter() - t0, r
+
+    def run_command(args: tuple[str, ...], warm: bool = True) -> float:
+        """The command's time; ``train``'s new data is ingested first, untimed (so it trains)."""
+        if args[0] == "ingest" and len(args) > 2:
+            timed(*args[:2], warm=warm)
+            args = args[2:]
+        return timed(*args, warm=warm)[0]
+
+    out = []
+    try:
+        sample = b.batch()
+        timed("init", "--schema-from", sample, "--target", "default")
+        session = [timed("ingest", b.batch()) for _ in range(5)]
+        times = [t for t, _ in session]
+        temporary = sum("temporary server" in r.stderr for _, r in session)
+        lines = max(len(r.stderr.splitlines()) for _, r in session)
+        forwarded = sum(1 for line in (b.home / "logs/warm.log").read_text().splitlines() if ": ratchet " in line)
+        out.append(f"five `ratchet ingest` of {rows} rows in a fresh home, as typed: "
+                   + ", ".join(f"{t:.2f}" for t in times) + f" s; median of the last three {median(times[2:]):.2f} s "
+                   f"(target <= 3 s); {forwarded} forwarded; at most {lines} lines on stderr (target <= 5); "
+                   f"{temporary} started a temporary server (target 0)")
+        b.wait_warm()
+        argv = {"ingest": lambda: ("ingest", b.batch()), "train": lambda: ("ingest", b.batch(), "train", "--trials", "1")}
+        label = {"ingest": f"ingest ({rows} rows)", "train": "train --trials 1 (after an ingest)"}
+        out.append(f"\n| {'command (fresh home, server running)':<40} | {'plain s':>8} | {'forwarded s':>11} | plain / forwarded |")
+        out.append(f"|{'-' * 42}|{'-' * 10}|{'-' * 13}|-------------------|")
+        for name in commands:
+            plain = median([run_command(argv[name](), warm=False) for _ in range(n)])
+            warm = median([run_command(argv[name]()) for _ in range(n)])
+            out.append(f"| {label[name]:<40} | {plain:8.2f} | {warm:11.2f} | {plain / warm:17.1f} |")
+    finally:
+        subprocess.run([str(BIN / "ratchet"), "down", "--json"], env=b.env, capture_output=True, timeout=120)
+    return out
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 
@@ -137,13 +191,17 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rows", type=int, default=4000)
     ap.add_argument("--no-up", action="store_true", help="skip the rows that start `ratchet up`")
-    ap.add_argument("--only", default="ingest,status,train,up,big,demo", help="which rows: ingest,status,train,up,big,demo")
+    ap.add_argument("--only", default="user,ingest,status,train,up,big,demo",
+                    help="which rows: user,ingest,status,train,up,big,demo")
     ap.add_argument("--big", default="100000,1000000,10000000", help="rows of the big batches")
     args = ap.parse_args()
     only = set(args.only.split(","))
     n = args.repeats
     rows: list[tuple[str, float, str]] = []
+    user: list[str] = []
     with tempfile.TemporaryDirectory(prefix="ratchet-bench-cli-") as tmp:
+        if "user" in only:
+            user = user_session(Path(tmp), args.rows, n, ["ingest", *(["train"] if "train" in only else [])])
         b = Bench(Path(tmp) / "home", args.rows)
         try:
             baseline = median([b.run("-c", "import ratchet", cmd=(sys.executable,))[0] for _ in range(max(n, 5))])
@@ -217,8 +275,11 @@ def main() -> None:
     print(f"ratchet CLI, medians of {n} runs; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
           f"{os.cpu_count()} CPUs; batch of {args.rows} rows")
     print(f"baseline `python -c 'import ratchet'`: {baseline:.3f} s\n")
-    print(f"| {'command':<50} | {'seconds':>8} | {'x baseline':>10} | note |")
-    print(f"|{'-' * 52}|{'-' * 10}|{'-' * 12}|------|")
+    if user:
+        print("\n".join(user) + "\n")
+    if rows:
+        print(f"| {'command':<50} | {'seconds':>8} | {'x baseline':>10} | note |")
+        print(f"|{'-' * 52}|{'-' * 10}|{'-' * 12}|------|")
     for name, seconds, note in rows:
         print(f"| {name:<50} | {seconds:8.2f} | {seconds / baseline:10.1f} | {note} |")
     print(json.dumps({"baseline_s": baseline, "rows": {name: round(s, 3) for name, s, _ in rows}}))

@@ -33,7 +33,7 @@ def _approval(ctx: Context, result: Evaluation, evidence: dict[str, Any], trigge
     """Ask (announced: ``ratchet.model.approval_requested``), pause for the answer, record it."""
     request = request_approval(ctx, result, evidence, trigger, reason)
     announce_approval_request(ctx, request)
-    return record_approval(ctx, request, wait_for_approval(ctx))
+    return record_approval(ctx, request, wait_for_approval(ctx, request, result, evidence))
 
 
 def _rollout(ctx: Context, result: Evaluation, service_url: str | None, trigger: str, here: RunOptions

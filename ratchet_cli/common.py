@@ -24,6 +24,7 @@ class _Opts:
     home: str | None = None
     overrides: dict[str, Any] | None = None
     debug: bool = False
+    verbose: bool = False  # Prefect's logs on stderr too (else only in <home>/logs/commands.log and the UI)
     argv: list[str] | None = None  # the command line ``main`` was given (None: invoked in-process)
 
 
@@ -69,13 +70,17 @@ def run_flow(flow_fn, as_json: bool, *, needs_schema: bool = False, **params: An
     ctx = options.context()
     if needs_schema:
         ctx.schema  # noqa: B018 - FileNotFoundError naming `ratchet init` when there is none
-    _short_prefect_console()
+    log_file = ctx.settings.root / "logs" / "commands.log"
+    _route_prefect_logs(log_file)
     # the imports are done: their objects (Prefect, pandas, whylogs: millions) are kept out of
     # every later collection, which otherwise walks them all, tenths of a second each time
     gc.freeze()
     redirect = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
-    with redirect:
+    from ratchet_cli.progress import terminal_bars
+
+    with redirect, terminal_bars(), _libraries_to(log_file):
         state = flow_fn(**params, options=options, return_state=True)
+    _ship_run_logs()
     if state.is_completed():
         result = state.result()
         return True, result.to_dict() if hasattr(result, "to_dict") else result
@@ -95,15 +100,23 @@ def prefect_home() -> None:
     if code is not None:
         raise SystemExit(code)
     apply_prefect_env(settings)
+    # In a warm child Prefect was imported by the warm process: its settings are that process's
+    # (started with the API URL of the command that started it). Asked before being made anew
+    # from this command's environment, they answered "an API is named", the fresh ones named
+    # none, and the flow run started Prefect's temporary server beside the home's (issue 25).
+    refresh_prefect_settings()
     if prefect_api_configured():
-        refresh_prefect_settings()
         return
-    from ratchet_cli.server import connect
+    from ratchet_cli.server import connect, mode
 
+    if not settings.is_cluster and mode() == "persistent":
+        # started before the server, so it imports while the server boots (10-15 s on two
+        # cores): ready for the next command, not the one after it
+        warm.ensure_started(settings)
     url = connect(settings)
     if url:
         os.environ["PREFECT_API_URL"] = url
-        warm.ensure_started(settings)  # for the commands after this one
+        warm.ensure_started(settings)  # for the commands after this one (when not started above)
     refresh_prefect_settings()
 
 
@@ -222,15 +235,81 @@ class _WithoutTraceback(logging.Formatter):
         return self.inner.format(record)
 
 
-def _short_prefect_console() -> None:
-    """A failed task or flow run logs its traceback on the console; keep the one-line message
-    there unless ``--debug`` (Prefect's API log of the run keeps the traceback)."""
-    if debug_enabled():
-        return
+def _route_prefect_logs(log_file: Path) -> None:
+    """Prefect's console handler writes each flow and task run's lines on stderr (a dozen for
+    an ingest), as do the libraries' own console handlers (Lightning's tips, Optuna, MLflow)
+    and Python's warnings. A command says what it did in a line of its own, so unless
+    ``--verbose`` those lines go to ``<home>/logs/commands.log`` instead; the Prefect UI keeps
+    the runs' logs either way (its API handler is left alone). On stderr a failed run's
+    traceback is cut to its message unless ``--debug`` (the file and the UI keep it). Done by
+    moving handlers, not through ``PREFECT_LOGGING_SETTINGS_PATH``: in a warm child Prefect
+    configured its logging long before this command's options were known."""
+    from prefect.logging.formatters import PrefectFormatter
     from prefect.logging.handlers import PrefectConsoleHandler
 
     loggers = [logging.getLogger(), *(v for v in logging.Logger.manager.loggerDict.values() if isinstance(v, logging.Logger))]
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    to_file = _CommandLog(log_file)
+    to_file.setFormatter(PrefectFormatter(
+        "%(asctime)s | %(levelname)-7s | %(name)s - %(message)s",
+        flow_run_fmt="%(asctime)s | %(levelname)-7s | Flow run %(flow_run_name)r - %(message)s",
+        task_run_fmt="%(asctime)s | %(levelname)-7s | Task run %(task_run_name)r - %(message)s",
+    ))
     for logger in loggers:
-        for handler in logger.handlers:
-            if isinstance(handler, PrefectConsoleHandler) and not isinstance(handler.formatter, _WithoutTraceback):
+        handlers = list(logger.handlers)
+        consoles = [h for h in handlers if _on_console(h)] + _QUIETED.pop(logger, [])
+        if not consoles:
+            continue
+        for handler in handlers:
+            if isinstance(handler, _CommandLog) or _on_console(handler):  # (a log file: an earlier command here)
+                logger.removeHandler(handler)
+                if isinstance(handler, _CommandLog):
+                    handler.close()
+        logger.addHandler(to_file)
+        if not OPTS.verbose:
+            _QUIETED[logger] = consoles  # given back by a later --verbose command of this process (tests)
+            continue
+        for handler in consoles:
+            if (isinstance(handler, PrefectConsoleHandler) and not debug_enabled()
+                    and not isinstance(handler.formatter, _WithoutTraceback)):
                 handler.setFormatter(_WithoutTraceback(handler.formatter))
+            logger.addHandler(handler)
+    logging.captureWarnings(True)  # a library's warning: to the root logger's handlers, as above
+
+
+@contextlib.contextmanager
+def _libraries_to(log_file: Path):
+    """What libraries write on stderr themselves during the run, outside logging (MLflow's
+    "Successfully registered model" and its download bars, tqdm's), goes to the log file too,
+    unless ``--verbose``. The command's own line and errors come after, on the real stderr."""
+    if OPTS.verbose:
+        yield
+        return
+    with open(log_file, "a", encoding="utf-8", buffering=1) as out, contextlib.redirect_stderr(out):
+        yield
+
+
+def _on_console(handler: logging.Handler) -> bool:
+    """A handler writing on this process's stderr or stdout (Prefect's console handler,
+    Lightning's, Optuna's), not a file nor a test harness's capture."""
+    return (isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
+            and handler.stream in (sys.stderr, sys.stdout, sys.__stderr__, sys.__stdout__))
+
+
+class _CommandLog(logging.FileHandler):
+    """``<home>/logs/commands.log``: the Prefect log lines of the commands run in this home."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, encoding="utf-8", delay=True)
+
+
+_QUIETED: dict[logging.Logger, list[logging.Handler]] = {}
+
+
+def _ship_run_logs() -> None:
+    """Send the run's last log lines to the Prefect API now, while its server is surely up:
+    left to the exit handlers, a temporary server could be gone first ("Error logging to API")."""
+    from prefect.logging.handlers import APILogWorker
+
+    with contextlib.suppress(Exception):  # the logs are a courtesy; the command's answer is not
+        APILogWorker.drain_all(timeout=5)

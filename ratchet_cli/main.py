@@ -43,7 +43,10 @@ from ratchet_cli.common import (
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False,
     help="Continuous model improvement as Prefect flows: versioned data, gated promotion, canary, "
-    "drift-driven retraining.",
+    "drift-driven retraining.\n\n"
+    "Exit codes: 0 done; 1 a mistake, told in one line (a missing or unreadable file, a folder "
+    "given as a file, an unknown format, a bad config key, no schema yet); 2 a batch that was "
+    "read and failed its checks (ingest: rejected, its violations listed, main unchanged).",
 )
 
 
@@ -64,9 +67,14 @@ def global_options(
     debug: Annotated[
         bool, typer.Option("--debug", help="show the traceback of an error (env RATCHET_DEBUG=1)")
     ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="show Prefect's log of the flow run on stderr too "
+                           "(always in <home>/logs/commands.log and the Prefect UI)"),
+    ] = False,
 ) -> None:
     """Continuous model improvement as Prefect flows."""
     OPTS.debug = debug
+    OPTS.verbose = verbose
     OPTS.config = [str(p) for p in config] if config else None
     if config:  # subcommands that load config themselves (`ratchet data`) see it too
         os.environ["RATCHET_CONFIG"] = os.pathsep.join(str(p.resolve()) for p in config)
@@ -137,8 +145,13 @@ def _short(path: Path) -> str:
 
 @app.command()
 def ingest(path: Path, as_json: JsonOpt = False) -> None:
-    """Write-audit-publish one batch (CSV or Parquet). Exit code 2 when rejected; exit 0 and
-    status "duplicate", nothing written, when main already holds the same rows."""
+    """Write-audit-publish one batch (CSV or Parquet). Exit code 2 when the batch was read and
+    rejected (its violations listed; main unchanged); exit 1 for a user's mistake (no such
+    file, a folder, an unknown format, no permission to read it); exit 0 and status
+    "duplicate", nothing written, when main already holds the same rows."""
+    from ratchet.core.files import check_data_file
+
+    check_data_file(path)  # before any flow run: a mistake, not a rejected batch
     prefect_home()
     from flows.ingest import ingest_flow
     from ratchet.data.ingest import IngestRejected, describe
@@ -318,6 +331,7 @@ def status(
 ) -> None:
     """Champion, challenger, traffic split, main's data commit, the last drift check, and the
     home's background processes (memory, idle time)."""
+    from ratchet.runtime.stack import dashboard_url
     from ratchet.serving.traffic_split import read_traffic
     from ratchet_cli import idle
 
@@ -343,6 +357,7 @@ def status(
         "runner": _runner_status(ctx.settings),
         "background": idle.processes(ctx.settings.root),
         "other_homes": idle.others(ctx.settings.root),
+        "dashboard": dashboard_url(ctx.settings),
     }
     human = (
         f"champion {out['champion']}  challenger {out['challenger']}  previous {out['previous']}\n"
@@ -354,6 +369,7 @@ def status(
         + "".join(f"\n{line}" for line in idle.describe(out["background"]) or ["background: none running"])
         + ("" if not out["other_homes"] else f"\nother homes: {len(out['other_homes'])} with background processes, "
            f"{sum(h['rss_mb'] for h in out['other_homes']):.0f} MB (`ratchet status --all`)")
+        + ("" if out["dashboard"] is None else f"\nPrefect dashboard {out['dashboard']}")
     )
     emit(out, as_json, human)
 
@@ -450,6 +466,7 @@ def up(
         fail(str(e), as_json)
     emit(
         stack, as_json,
+        f"Prefect dashboard {stack.get('dashboard_url') or '(off: RATCHET_PREFECT_UI=0)'}\n"
         f"Prefect API {stack['prefect_api_url']}\ninference service {stack['service_url']}\n"
         f"logs in {home_settings().root / 'logs'}; stop with `ratchet down`",
     )

@@ -130,11 +130,14 @@ def stop_group(pid: int, grace: float = 20.0) -> bool:
     return True
 
 
-def server_env(settings: Settings) -> dict[str, str]:
+def server_env(settings: Settings, api: str | None = None) -> dict[str, str]:
     """The server's environment: Prefect's settings for the home (its database there), no
-    API URL of its own to point at."""
+    API URL of its own to point at; its dashboard calls ``api``, the port it got (else the
+    page says "Can't connect to Server API": its default is port 4200)."""
     env = {**os.environ, **settings.prefect_env(), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)
+    if api:
+        env["PREFECT_SERVER_UI_API_URL"] = api
     return env
 
 
@@ -159,12 +162,13 @@ def bind_host(settings: Settings) -> str:
 def _start(settings: Settings, port: int, timeout: float) -> dict[str, Any]:
     log = settings.root / "logs" / "prefect-server.log"
     host = bind_host(settings)
+    ui = settings.prefect_ui
     cmd = [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", host,
-           "--port", str(port), "--no-ui", "--analytics-off"]
-    proc = spawn(idle.wrap(settings.root, cmd), server_env(settings), log)  # stops when idle
-    # its clients on this machine: loopback when it listens on every address
+           "--port", str(port), "--ui" if ui else "--no-ui", "--analytics-off"]
+    # its clients on this machine (and the dashboard's API URL): loopback when it listens on every address
     client = "127.0.0.1" if host in ("0.0.0.0", "::", "") else f"[{host}]" if ":" in host else host
     api = f"http://{client}:{port}/api"
+    proc = spawn(idle.wrap(settings.root, cmd), server_env(settings, api), log)  # stops when idle
     deadline = time.monotonic() + timeout
     try:
         while not healthy(api, timeout=2.0):
@@ -177,7 +181,7 @@ def _start(settings: Settings, port: int, timeout: float) -> dict[str, Any]:
         stop_group(proc.pid, grace=5.0)
         raise
     record = {"pid": proc.pid, "api_url": api, "port": port, "log": str(log), "started_at": time.time(),
-              "proc_start": _proc_start(proc.pid)}
+              "proc_start": _proc_start(proc.pid), "ui_url": f"http://127.0.0.1:{port}/" if ui else None}
     path = server_file(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

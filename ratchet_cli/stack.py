@@ -31,6 +31,7 @@ from ratchet.delivery import markers
 from ratchet.runtime.stack import (
     admin_token,
     alive,
+    dashboard_url,
     read_runner,
     read_stack,
     runner_file,
@@ -81,7 +82,7 @@ def up(
     running = read_stack(settings)
     if running:
         if all(alive(p["pid"]) for p in running["processes"].values()):
-            return {**running, "already_running": True}
+            return {**running, "dashboard_url": dashboard_url(settings), "already_running": True}
         down(settings, config_files)
         prefect_port = prefect_port or urlsplit(running["prefect_api_url"]).port
         serve_port = serve_port or urlsplit(running["service_url"]).port
@@ -121,6 +122,7 @@ def up(
         raise
     stack = {
         "prefect_api_url": api,
+        "dashboard_url": prefect.get("ui_url"),
         "service_url": service,
         "started_at": time.time(),
         "processes": {

@@ -30,9 +30,10 @@ class ApprovalInput(RunInput):
     superseded_by: str | None = Field(None, description="set by ratchet when a newer challenger arrived")
 
 
-def await_answer(timeout_s: int, poll_s: int) -> ApprovalAnswer | None:
+def await_answer(timeout_s: int, poll_s: int, description: str | None = None) -> ApprovalAnswer | None:
     """Pause this flow run until an answer; None when none came within ``timeout_s`` (the run
-    is then set Running again, so the release can record the keep and finish)."""
+    is then set Running again, so the release can record the keep and finish). ``description``
+    (markdown: the gate's evidence) is shown above the UI's resume form."""
     from prefect.client.orchestration import get_client
     from prefect.exceptions import FlowPauseTimeout
     from prefect.flow_runs import pause_flow_run
@@ -40,7 +41,8 @@ def await_answer(timeout_s: int, poll_s: int) -> ApprovalAnswer | None:
     from prefect.states import Running
 
     try:
-        answer = pause_flow_run(wait_for_input=ApprovalInput, timeout=timeout_s, poll_interval=poll_s)
+        form = ApprovalInput.with_initial_data(description=description) if description else ApprovalInput
+        answer = pause_flow_run(wait_for_input=form, timeout=timeout_s, poll_interval=poll_s)
     except FlowPauseTimeout:
         with get_client(sync_client=True) as client:
             client.set_flow_run_state(UUID(flow_run.id), Running(message="no approval in time"), force=True)

@@ -29,15 +29,18 @@ def request_approval(ctx: Context, evaluation, evidence: dict[str, Any], trigger
     """Record the request (ledger, tag, ``pending_approval``) and publish the evidence to read."""
     req = approval.request(ctx.registry, ctx.ledger, ctx.settings.root, evaluation.challenger, evaluation.champion,
                            trigger, evidence, reason, flow_run.id, flow_run.ui_url)
-    lineage = approval.lineage_or_none(ctx.repo, ctx.registry, req.version)
-    create_markdown_artifact(approval.evidence_markdown(req, evaluation.decision, evaluation.reasons, evidence, lineage),
+    create_markdown_artifact(approval.request_markdown(ctx.repo, ctx.registry, req, evaluation, evidence),
                              key="approval-request", description=f"approve v{req.version}?")
     return req
 
 
 @task
-def wait_for_approval(ctx: Context) -> ApprovalAnswer | None:
-    return prefect_approval.await_answer(ctx.cfg.release.approval_timeout_s, ctx.cfg.release.approval_poll_s)
+def wait_for_approval(ctx: Context, req: ApprovalRequest | None = None, evaluation=None,
+                      evidence: dict[str, Any] | None = None) -> ApprovalAnswer | None:
+    """Pause for the answer; with the request, the UI's resume form shows the gate's evidence."""
+    description = approval.request_markdown(ctx.repo, ctx.registry, req, evaluation, evidence) if req else None
+    return prefect_approval.await_answer(ctx.cfg.release.approval_timeout_s, ctx.cfg.release.approval_poll_s,
+                                         description)
 
 
 @task(**STORE_BUSY)

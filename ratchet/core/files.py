@@ -7,6 +7,7 @@ commands) can import them without pulling in a stage.
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import ipaddress
 import json
@@ -142,3 +143,23 @@ def import_path(path: str, what: str = "object") -> Any:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError) as e:
         raise ValueError(f"cannot import {what} {path!r}: {e}") from e
+
+
+CSV_SUFFIXES = (".csv",)
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+def check_data_file(path: Path | str) -> None:
+    """A user's mistake in naming a data file, raised before anything is read (the CLI: one
+    line, exit code 1): no such file, a folder, an unknown format, no read permission. A batch
+    that is read and fails its checks is a rejection instead (``ratchet.data.checks``)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(errno.ENOENT, "no such file", str(path))
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "a folder, not a data file", str(path))
+    suffix = path.suffix.lower()
+    if suffix not in CSV_SUFFIXES + PARQUET_SUFFIXES:
+        raise ValueError(f"{path}: unknown format {suffix or '(no suffix)'!r}; use .csv or .parquet")
+    with open(path, "rb"):  # no permission: PermissionError, naming the file
+        pass

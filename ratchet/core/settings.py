@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     # the address the home's Prefect server (and its UI) binds: loopback unless set; any other
     # needs PREFECT_SERVER_API_AUTH_STRING (ratchet_cli.server refuses to start it without)
     prefect_host: str = "127.0.0.1"
+    # the home's Prefect server serves its dashboard (the Prefect UI) beside its API;
+    # RATCHET_PREFECT_UI=0 starts it with the API alone
+    prefect_ui: bool = True
 
     # standard variables of the servers' own clients, read by the cluster profile only:
     # a developer's stray MLFLOW_TRACKING_URI never moves the local profile's stores

@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from ratchet.core.config import DataConfig, DriftConfig
+from ratchet.core.progress import step
 from ratchet.core.schema import Schema
 from ratchet.data.batch_ref import PROFILE_PREFIX, BatchRef
 from ratchet.data.checks import BatchAudit
@@ -134,7 +135,9 @@ def describe(result: dict[str, Any]) -> str:
     if d:
         return (f"duplicate: main already holds these {result['rows']} rows as batch {d['batch_id']}, "
                 f"published in commit {d['commit'][:12]}; nothing written")
-    return f"published {result['rows']} rows; main at {result['commit'][:12]}"
+    warnings = len(result.get("warnings") or [])
+    return (f"published {result['rows']} rows; main at {result['commit'][:12]}"
+            + (f"; {warnings} warning{'s' * (warnings != 1)} (--json lists them)" if warnings else ""))
 
 
 def batch_id_for(digest: str) -> str:
@@ -164,10 +167,12 @@ def audit_batch(path: Path, schema: Schema, chunk_rows: int | None = CHUNK_ROWS)
     audit = BatchAudit(schema)
     typed, first, chunks = None, None, 0
     try:
-        for raw in iter_batch(path, schema, chunk_rows):
-            typed, chunks = audit.add(raw), chunks + 1
-            first = typed if first is None else first
-            del raw
+        with step(f"checking {path.name}", unit="rows") as progress:
+            for raw in iter_batch(path, schema, chunk_rows):
+                typed, chunks = audit.add(raw), chunks + 1
+                first = typed if first is None else first
+                progress.advance(len(raw))
+                del raw
     except BatchRejected as e:
         return AuditedBatch(batch_id_for(digest_of_file), str(path), None, tuple(e.violations),
                             digest=digest_of_file, file_digest=digest_of_file)
@@ -192,8 +197,10 @@ def typed_frames(audited: AuditedBatch) -> Iterator[pd.DataFrame]:
         yield audited.frame
         return
     audit = BatchAudit(audited.schema, profile=False)
-    for raw in iter_batch(Path(audited.source), audited.schema, audited.chunk_rows):
-        yield audit.add(raw).astype(audited.dtypes)
+    with step(f"writing {Path(audited.source).name}", total=audited.rows, unit="rows") as progress:
+        for raw in iter_batch(Path(audited.source), audited.schema, audited.chunk_rows):
+            progress.advance(len(raw))
+            yield audit.add(raw).astype(audited.dtypes)
     if audit.digest() != audited.digest:
         raise DataRepoError(f"batch file {audited.source} changed while it was ingested; ingest it again")
 

@@ -15,11 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from ratchet.core.files import CSV_SUFFIXES, PARQUET_SUFFIXES
 from ratchet.core.schema import Schema
 from ratchet.data.violations import BatchRejected, Violation, reject
-
-CSV_SUFFIXES = (".csv",)
-PARQUET_SUFFIXES = (".parquet", ".pq")
 
 _MAX_EXAMPLES = 3  # ragged rows named in a message
 # Cells read as missing in CSV files. Deliberately shorter than pandas' default

@@ -232,6 +232,13 @@ def kept(decision: ApprovalDecision):
     return Outcome(DECISIONS[decision.decision], decision.champion, ledger_id=decision.ledger_id)
 
 
+def request_markdown(repo, registry, req: ApprovalRequest, evaluation, evidence: dict[str, Any] | None) -> str:
+    """``evidence_markdown`` of a request, with the challenger's lineage when it can be read: the
+    approval-request artifact, and the text above the Prefect UI's resume form."""
+    lineage = lineage_or_none(repo, registry, req.version)
+    return evidence_markdown(req, evaluation.decision, evaluation.reasons, evidence or {}, lineage)
+
+
 def lineage_or_none(repo, registry, version: str) -> dict[str, Any] | None:
     """The version's lineage for the evidence, None when the registry or repository cannot say."""
     from ratchet.training.lineage import lineage

@@ -95,6 +95,12 @@ def read_server(settings: Settings) -> dict[str, Any] | None:
     return record if record and alive(record["pid"]) else None
 
 
+def dashboard_url(settings: Settings) -> str | None:
+    """The Prefect UI of the home's running server, when it serves one (not asked whether it answers)."""
+    server = read_server(settings)
+    return server.get("ui_url") if server else None
+
+
 def prefect_api_url(settings: Settings) -> str | None:
     """The API of the Prefect server running for this home: the stack's, else the one the
     first command that needed Prefect started (process alive; not asked whether it answers)."""

@@ -38,6 +38,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ratchet.core.progress import step
+
 log = logging.getLogger(__name__)
 
 PREDICTIONS_BRANCH = "predictions"
@@ -290,8 +292,14 @@ def score(repo, predictor, source: ScoringInput, work_dir: Path, chunk_rows: int
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     local = Path(work_dir) / f"{stamp}-v{version}-{source.data_commit.split(':')[-1][:12]}.parquet"
     t0 = time.perf_counter()
-    rows, n, view = score_chunks(predictor, iter_chunks(repo, source, chunk_rows), version, source.data_commit,
-                                 local, progress=progress, say=say)
+    with step(f"scoring {source.kind} input", total=source.rows, unit="rows") as bar:
+        def tell(done: int) -> None:
+            bar.update(done)
+            if progress is not None:
+                progress(done)
+
+        rows, n, view = score_chunks(predictor, iter_chunks(repo, source, chunk_rows), version, source.data_commit,
+                                     local, progress=tell, say=say)
     scored = Scored(version, source, local, rows, n, time.perf_counter() - t0, view)
     scored.summary = summarize(view, rows)
     return scored

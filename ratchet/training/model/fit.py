@@ -21,12 +21,18 @@ from lightning.pytorch.callbacks import Callback
 
 from ratchet.core.config import TrainConfig
 from ratchet.core.schema import Schema
-from ratchet.training.model.distributed.loop import EpochHistory, FitSpec, prepare_checkpoint_dir, run_fit
+from ratchet.training.model.distributed.loop import (
+    EpochHistory,
+    EpochProgress,
+    FitSpec,
+    prepare_checkpoint_dir,
+    run_fit,
+)
 from ratchet.training.model.distributed.ranks import local_processes
 from ratchet.training.model.preprocess import build_preprocessor, frame_for_model, target_scale, target_values
 from ratchet.training.model.tensors import TensorBatches, TensorDataModule
 
-__all__ = ["EpochHistory", "FitResult", "Predictor", "TabularDataModule", "TensorBatches", "fit", "world_size"]
+__all__ = ["EpochHistory", "EpochProgress", "FitResult", "Predictor", "TabularDataModule", "TensorBatches", "fit", "world_size"]
 
 
 class TabularDataModule(TensorDataModule):

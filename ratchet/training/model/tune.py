@@ -38,8 +38,9 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from ratchet.core.config import RatchetConfig, SearchParam
+from ratchet.core.progress import step
 from ratchet.core.schema import Schema
-from ratchet.training.model.fit import FitResult, Predictor, fit
+from ratchet.training.model.fit import EpochProgress, FitResult, Predictor, fit, world_size
 from ratchet.training.model.pruning import TrialPruning, make_pruner, make_storage
 
 log = logging.getLogger(__name__)
@@ -170,9 +171,11 @@ def tune(
             if resume:
                 mlflow.set_tag("resume_of", str(key))
             callbacks = [TrialPruning(trial, "val_loss", storage, pruner_args)] if cfg.tune.pruning else []
+            # (a callback of a fit on several processes is pickled: no bar there)
+            epochs = [EpochProgress(f"trial {trial.number}")] if progress and world_size(cfg.train) == 1 else []
             try:
                 result = fit(
-                    train_df, val_df, schema, cfg.train, params, callbacks=callbacks, progress=False,
+                    train_df, val_df, schema, cfg.train, params, callbacks=[*callbacks, *epochs], progress=False,
                     checkpoint_dir=ckpt_dir, resume=resume,
                 )
                 log_history(result.history)
@@ -202,20 +205,26 @@ def tune(
     if missing > 0:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.optimize(
-                objective,
-                n_trials=missing,
-                timeout=cfg.tune.timeout_s,
-                show_progress_bar=progress,
-                # other workers fill the same study: stop when it holds ``target``
-                callbacks=[optuna.study.MaxTrialsCallback(target, states=FINISHED)],
-            )
+            # Optuna's own bar (tqdm) writes on stderr even when it is no terminal: the trials
+            # are reported to ratchet.core.progress instead, whose listener draws on a terminal only
+            with step("trials", total=missing, unit="trials") as trials_done:
+                study.optimize(
+                    objective,
+                    n_trials=missing,
+                    timeout=cfg.tune.timeout_s,
+                    show_progress_bar=False,
+                    # other workers fill the same study: stop when it holds ``target``
+                    callbacks=[optuna.study.MaxTrialsCallback(target, states=FINISHED),
+                               lambda _study, _trial: trials_done.advance() if progress else None],
+                )
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         raise RuntimeError(f"study {study_name!r}: no trial completed (all pruned or failed)")
     best = min(complete, key=lambda t: t.value)
+    final = [EpochProgress("best model")] if progress and world_size(cfg.train) == 1 else []
     result = _fitted_model(best, fitted, lambda: fit(
-        train_df, val_df, schema, cfg.train, decode(best.params, cfg.tune.search_space), progress=False
+        train_df, val_df, schema, cfg.train, decode(best.params, cfg.tune.search_space), progress=False,
+        callbacks=final,
     ))
     return TuneResult(
         study_name=study_name,

@@ -21,6 +21,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from ratchet.core.files import import_path
+from ratchet.core.progress import step
 from ratchet.training.model.distributed.ranks import local_processes
 from ratchet.training.model.module import import_class
 from ratchet.training.model.tensors import TensorDataModule
@@ -54,6 +55,26 @@ class FitOutput:
     metrics: dict[str, float]
     history: list[dict[str, float]]
     ranks: list[dict[str, Any]] = field(default_factory=list)
+
+
+class EpochProgress(Callback):
+    """Each finished epoch, told to ``ratchet.core.progress`` (a bar on the CLI's terminal)."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.step = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.step = step(f"{self.what}: epochs", total=trainer.max_epochs, unit="epochs").__enter__()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self.step is not None:
+            self.step.update(trainer.current_epoch + 1)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.step is not None:
+            self.step.__exit__(None, None, None)
+            self.step = None
 
 
 class EpochHistory(Callback):
