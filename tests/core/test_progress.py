@@ -8,11 +8,11 @@ from __future__ import annotations
 import errno
 
 import pytest
-from ratchet.data.schema_inference import infer_schema
 
 from ratchet.core import progress
 from ratchet.core.files import check_data_file
 from ratchet.data import ingest
+from ratchet.data.schema_inference import infer_schema
 from ratchet.demo.synthetic import DEMO_TARGET, generate_batch, write_batch
 
 
