@@ -88,7 +88,8 @@ def evaluate_challenger(
     tags = registry.version_info(challenger)["tags"]
     # held-out rows since the drift onset when the window reaches further back: the data a stale champion now meets
     holdout = int(tags.get("holdout_batches") or 0) or None
-    data = training_data(repo, tags["data_commit"], cfg, holdout or int(tags.get("window_batches") or 0) or None)
+    data = training_data(repo, tags["data_commit"], cfg, holdout or int(tags.get("window_batches") or 0) or None,
+                         key=schema.row_key)
     regression = schema.target.is_regression
     y = target_values(data.test[schema.target.name], schema.target)
     chall_proba, chall_s = _timed_proba(registry.load_predictor(challenger), data.test, regression)

@@ -8,6 +8,7 @@ window it appears in.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -174,16 +175,20 @@ def _choose_window(
 
 
 def split_frame(
-    df: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int
+    df: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int, key: Sequence[str] | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Train/validation/test by each row's content: a row whose hash (mixed with ``seed``) falls
     in [0, test_fraction) is held out, in the next ``val_fraction`` it validates, else it trains.
+
+    ``key``: the columns hashed (``Schema.row_key``: features and target; default every
+    column). Ignored columns must stay out of it: rows alike in features and label but with
+    different ids would otherwise land on both sides, and the held-out score would flatter.
 
     A row's side depends on that row alone, so identical rows (within a batch or across batches)
     always land together and a batch added later moves no earlier row between splits. The
     fractions hold in expectation (each split's size is binomial), not to the row; a split by
     rank could hit them exactly but would move rows near the cut whenever rows are added."""
-    u = unit_interval(df, seed)
+    u = unit_interval(df if key is None else df[[c for c in key if c in df.columns]], seed)
     test, val = u < test_fraction, (u >= test_fraction) & (u < test_fraction + val_fraction)
     parts = (df[~test & ~val], df[val], df[test])
     if min(len(p) for p in parts) == 0:
@@ -194,14 +199,15 @@ def split_frame(
 
 def training_data(
     repo: DataRepository, ref: str, cfg: RatchetConfig, window_batches: int | None = None,
-    live_since: float | None = None,
+    live_since: float | None = None, key: Sequence[str] | None = None,
 ) -> TrainingData:
     """The window of batches at ``ref``: the last ``window_batches`` when given, else by
     ``cfg.train.window`` (all, last K, or since the latest drift onset; ``live_since``: when
-    the live monitor saw the champion's accuracy change, one more source of onsets)."""
+    the live monitor saw the champion's accuracy change, one more source of onsets; ``key``:
+    the columns that decide a row's split, ``Schema.row_key``)."""
     ref = repo.resolve(ref)  # one commit for the window choice and the read
     window, rule, holdout = _choose_window(repo, ref, cfg, window_batches, live_since)
     commit, paths, df = load_window(repo, ref, cfg.data.batch_prefix, window)
-    train, val, test = split_frame(df, cfg.train.val_fraction, cfg.train.test_fraction, cfg.train.seed)
+    train, val, test = split_frame(df, cfg.train.val_fraction, cfg.train.test_fraction, cfg.train.seed, key)
     holdout = holdout if holdout is not None and holdout < len(paths) else None
     return TrainingData(commit, paths, train, val, test, rule, holdout)
