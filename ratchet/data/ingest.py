@@ -26,11 +26,16 @@ import pandas as pd
 from ratchet.core.config import DataConfig, DriftConfig
 from ratchet.core.schema import Schema
 from ratchet.data.checks import BatchAudit, BatchRejected, Violation, iter_batch
-from ratchet.data.repository.base import DataRepoError, DataRepository
+from ratchet.data.repository.base import DataRepoError, DataRepository, MergeConflict
 
 PROFILE_PREFIX = "profiles/"
 REPORT_PREFIX = "reports/"
 REJECTED_PREFIX = "rejected/"
+# one object per published content digest, holding the batch id: two ingest branches of the same
+# rows both write it, so whichever merges second meets a merge conflict on it, and main takes the
+# rows once however the ingests interleave (the duplicate check before staging cannot see a
+# batch that is not merged yet). An atomic compare on main, on the embedded repository and lakeFS.
+DIGEST_PREFIX = "digests/"
 CHUNK_ROWS = 200_000  # rows read, checked and profiled at a time (``data.chunk_rows``)
 DIGEST_CHARS = 12  # of the sha256 in a batch id: 48 bits, a collision needs ~16 million batches
 
@@ -260,6 +265,7 @@ def stage_batch(repo: DataRepository, audited: AuditedBatch, path: Path, cfg: Da
         else:
             repo.write_frames(branch, key, typed_frames(audited))
         repo.put_object(branch, f"{PROFILE_PREFIX}{audited.batch_id}.bin", audited.profile)
+        repo.put_object(branch, f"{DIGEST_PREFIX}{audited.digest}", audited.batch_id.encode())
     elif Path(path).is_file():
         # keep the raw bytes of a rejected batch on its branch for inspection
         repo.put_file(branch, f"{REJECTED_PREFIX}{audited.batch_id}{Path(path).suffix}", Path(path))
@@ -286,12 +292,21 @@ def commit_batch(repo: DataRepository, branch: str, audited: AuditedBatch) -> st
     )
 
 
-def publish_batch(repo: DataRepository, branch: str, audited: AuditedBatch, cfg: DataConfig) -> str:
-    """Merge a passed batch into main and drop its branch; return main's new commit."""
-    commit = repo.merge(
-        branch, cfg.main_branch, message=f"publish {audited.batch_id}",
-        metadata={"ratchet.batch_id": audited.batch_id, "ratchet.digest": audited.digest}, strategy="fail",
-    )
+def publish_batch(repo: DataRepository, branch: str, audited: AuditedBatch, cfg: DataConfig) -> str | Duplicate:
+    """Merge a passed batch into main and drop its branch; return main's new commit, or the
+    ``Duplicate`` an ingest of the same rows published since this one's duplicate check (its
+    digest object conflicts: ``DIGEST_PREFIX``)."""
+    marker = f"{DIGEST_PREFIX}{audited.digest}"
+    try:
+        commit: str | Duplicate = repo.merge(
+            branch, cfg.main_branch, message=f"publish {audited.batch_id}",
+            metadata={"ratchet.batch_id": audited.batch_id, "ratchet.digest": audited.digest}, strategy="fail",
+        )
+    except MergeConflict as e:
+        if marker not in e.paths:
+            raise
+        winner = repo.get_object(cfg.main_branch, marker).decode()
+        commit = Duplicate(winner, f"{cfg.batch_prefix}{winner}.parquet", publishing_commit(repo, cfg.main_branch, winner))
     repo.delete_branch(branch)
     return commit
 
