@@ -483,8 +483,10 @@ def _studentized(d: np.ndarray, samples: int, seed: int, alpha: float) -> dict[s
     sample that happens to hold few of the bad rows looks better than it is; the percentile
     bootstrap promoted that 6.6% of the time on 2,000 rows and 15% on 100 at alpha 5%. The
     studentized statistic weighs the mean by its spread, the transform takes out the skewness
-    (second-order accurate), and the bootstrap calibrates what is left: 5% and 3%
-    (``benchmarks/promotion_gate.py``)."""
+    (second-order accurate), and the bootstrap calibrates what is left. Measured on that case
+    at alpha 5%: 3.0% on 100 rows (2,000 trials; the plain bootstrap-t 7.1%, a t-test 18%) and
+    4.5-5.0% on 2,000 rows (600 trials each, two seeds: at its level within Monte Carlo error),
+    at the same power (82% alone at a 5% lower MAE on 2,000 rows); ``benchmarks/promotion_gate.py``."""
     n = len(d)
     centred = d - d.mean()
     powers = np.stack([centred, centred * centred, centred * centred * centred], axis=1) / n
