@@ -220,6 +220,7 @@ async def _run(host, port, host_header, requests, labels, extra, *, connections,
     latencies = array("q")  # ns
     sent = [0]
     stopped = [False]
+    by_stop_file = [False]  # the stop file ended the load (not the duration or max_requests)
     per_conn_interval = connections / rate if rate else 0.0
     n_bodies = len(requests)
     perf_ns = time.perf_counter_ns
@@ -233,7 +234,7 @@ async def _run(host, port, host_header, requests, labels, extra, *, connections,
         still in flight ``request_timeout_s`` to finish, then cancel them (counted as errors)."""
         while not stopped[0] and time.perf_counter() < deadline:
             if stop_file is not None and stop_file.exists():
-                stopped[0] = True
+                stopped[0] = by_stop_file[0] = True
                 break
             await asyncio.sleep(0.05)
         await asyncio.sleep(request_timeout_s)
@@ -324,6 +325,7 @@ async def _run(host, port, host_header, requests, labels, extra, *, connections,
     return {
         "requests": total,
         "seconds": round(elapsed, 3),
+        "stopped_by_file": by_stop_file[0],
         "requests_per_s": round(total / elapsed, 1) if elapsed else 0.0,
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
         "non_2xx": sum(v for k, v in statuses.items() if not 200 <= k < 300),

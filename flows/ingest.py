@@ -5,7 +5,15 @@ from __future__ import annotations
 from prefect import flow
 
 from ratchet.core.events import DRIFT_DETECTED
-from ratchet.data.ingest import IngestRejected, IngestResult, describe, rejection_message
+from ratchet.data.ingest import (
+    AuditedBatch,
+    Duplicate,
+    IngestRejected,
+    IngestResult,
+    describe,
+    rejection_message,
+)
+from ratchet.runtime.context import Context
 from ratchet.runtime.options import RunOptions
 from tasks.data import (
     audit_batch,
@@ -21,6 +29,14 @@ from tasks.data import (
 from tasks.events import announce_model_event
 
 
+def _duplicate(ctx: Context, audited: AuditedBatch, earlier: Duplicate) -> IngestResult:
+    """Main holds these rows already: nothing more is written; the result names where they are."""
+    duplicate = IngestResult.duplicate(audited, earlier, ctx.cfg.data.main_branch)
+    emit_data_event(ctx, "duplicate", ctx.cfg.data.main_branch, earlier.commit, duplicate.to_dict())
+    print(describe(duplicate.to_dict()))
+    return duplicate
+
+
 @flow(name="ingest", log_prints=True)
 def ingest_flow(path: str, options: RunOptions = RunOptions()) -> IngestResult:
     """Audit one batch on a branch of its own; publish it to main only when it passes.
@@ -33,10 +49,7 @@ def ingest_flow(path: str, options: RunOptions = RunOptions()) -> IngestResult:
     audited = audit_batch(ctx, path)
     earlier = find_duplicate_batch(ctx, audited)
     if earlier is not None:  # main holds these rows already: write nothing, name where they are
-        duplicate = IngestResult.duplicate(audited, earlier, ctx.cfg.data.main_branch)
-        emit_data_event(ctx, "duplicate", ctx.cfg.data.main_branch, earlier.commit, duplicate.to_dict())
-        print(describe(duplicate.to_dict()))
-        return duplicate
+        return _duplicate(ctx, audited, earlier)
     audited = measure_batch_drift(ctx, audited)
     audited, verdict = score_batch_concept(ctx, audited)  # labels changed meaning? (features alone cannot say)
     branch = stage_batch(ctx, audited, path)
@@ -45,6 +58,8 @@ def ingest_flow(path: str, options: RunOptions = RunOptions()) -> IngestResult:
         emit_data_event(ctx, "rejected", branch, commit, audited.report())
         raise IngestRejected(rejection_message(audited), IngestResult.of(audited, "rejected", branch, commit).to_dict())
     main_commit = publish_batch(ctx, branch, audited)
+    if isinstance(main_commit, Duplicate):  # an ingest of the same rows published while this one staged
+        return _duplicate(ctx, audited, main_commit)
     emit_data_event(ctx, "published", ctx.cfg.data.main_branch, main_commit, audited.report())
     if verdict is not None:
         record_concept_score(ctx, verdict)

@@ -6,7 +6,8 @@ it or rolls it back on live metrics. Without a service (``canary.on_release: aut
 answers, or ``never``), and for the very first model (nothing to compare it with live), the
 gate's promotion is the rollout: the promote flow's own path. With approval required the run
 pauses after the gate (the evidence published as an artifact) until ``ratchet approve`` /
-``ratchet reject`` or the timeout (keep). A canary that ends ``inconclusive`` keeps the
+``ratchet reject`` or the timeout (keep), the very first champion included: the first model to
+reach users is the one that most needs a signature. A rollback never waits. A canary that ends ``inconclusive`` keeps the
 champion; with ``canary.on_inconclusive: approval`` a person may promote the challenger anyway.
 A newer challenger's release supersedes a pending approval of an older one.
 """
@@ -71,8 +72,9 @@ def release_flow(
     result = evaluate_challenger(ctx)
     print(f"gate: {result.decision} ({'; '.join(result.reasons)})")
     decision = None
-    if result.promote and result.champion is not None and ctx.cfg.release.approval == "required":
-        decision = _approval(ctx, result, result.evidence, trigger, "gate passed")
+    if result.promote and ctx.cfg.release.approval == "required":  # the first champion too
+        reason = "gate passed" if result.champion is not None else "first champion (floor met)"
+        decision = _approval(ctx, result, result.evidence, trigger, reason)
         print(f"approval: {decision.decision}{f' by {decision.who}' if decision.who else ''}")
     if decision is not None and not decision.approved:
         released = PromotionResult(result, kept(decision))

@@ -561,7 +561,8 @@ def _pending_approval(root: Path) -> dict[str, Any] | None:
     from ratchet.delivery.approval import read_pending
 
     p = read_pending(root)
-    return None if p is None else {k: p.get(k) for k in ("version", "since", "flow_run_url", "flow_run_id", "reason")}
+    keys = ("version", "champion", "since", "flow_run_url", "flow_run_id", "reason")  # champion None: the first
+    return None if p is None else {k: p.get(k) for k in keys}
 
 
 def _answer_approval(approve: bool, version: str | None, comment: str, who: str | None, as_json: bool) -> None:

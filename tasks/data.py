@@ -54,7 +54,8 @@ def commit_batch(ctx: Context, branch: str, audited: ingest.AuditedBatch) -> str
 
 
 @task
-def publish_batch(ctx: Context, branch: str, audited: ingest.AuditedBatch) -> str:
+def publish_batch(ctx: Context, branch: str, audited: ingest.AuditedBatch) -> str | ingest.Duplicate:
+    """Merge into main: main's new commit, or the ``Duplicate`` a concurrent ingest published."""
     return ingest.publish_batch(ctx.repo, branch, audited, ctx.cfg.data)
 
 

@@ -15,7 +15,7 @@ from ratchet_prefect.options import HOUR_S, REGISTRY_WRITE, STORE_READ, task
 @task(**STORE_READ)
 def load_training_data(ctx: Context, ref: str, window_batches: int | None = None) -> TrainingData:
     live_since = live_concept_onset(ctx.registry)  # the live monitor's onset, one source for since_drift
-    return training_data(ctx.repo, ref, ctx.cfg, window_batches, live_since)
+    return training_data(ctx.repo, ref, ctx.cfg, window_batches, live_since, key=ctx.schema.row_key)
 
 
 @task(**STORE_READ)

@@ -132,8 +132,9 @@ class GateConfig(_Strict):
     regression_loss: Literal["abs", "squared"] | None = Field(
         None, description="per-row error the test ranks; None: abs for mae, squared for rmse"
     )
-    regression_test: Literal["wilcoxon+bootstrap", "wilcoxon", "bootstrap"] = Field(
-        "wilcoxon+bootstrap", description="default: both Wilcoxon on per-row errors and the bootstrap of the metric"
+    regression_test: Literal["wilcoxon+studentized", "studentized", "wilcoxon+bootstrap", "wilcoxon", "bootstrap"] = Field(
+        "wilcoxon+studentized",
+        description="default: both Wilcoxon on per-row errors and the studentized bootstrap test of the metric",
     )
     regression_floor: float = Field(
         0.0, description="minimum R² on the held-out rows; 0: no worse than predicting their mean"

@@ -177,6 +177,13 @@ class Schema(Strict):
         """The model's input columns (ignored columns are not among them)."""
         return [c.name for c in self.features]
 
+    @property
+    def row_key(self) -> list[str]:
+        """The columns that make a row what it is: its features and its target. Ignored columns
+        (ids, timestamps) are left out, so two rows that differ only there are the same row
+        (``ratchet.training.window.split_frame`` puts them on one side)."""
+        return [*self.feature_names, self.target.name]
+
     def unseen_limit(self, spec: ColumnSpec) -> float:
         return self.max_unseen_share if spec.max_unseen_share is None else spec.max_unseen_share
 

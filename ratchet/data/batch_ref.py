@@ -15,6 +15,11 @@ from datetime import UTC, datetime
 PROFILE_PREFIX = "profiles/"
 REPORT_PREFIX = "reports/"
 REJECTED_PREFIX = "rejected/"
+# one object per published content digest, holding the batch id: two ingest branches of the same
+# rows both write it, so whichever merges second meets a merge conflict on it, and main takes the
+# rows once however the ingests interleave (the duplicate check before staging cannot see a
+# batch that is not merged yet). An atomic compare on main, on the embedded repository and lakeFS.
+DIGEST_PREFIX = "digests/"
 BRANCH_PREFIX = "ingest-"
 DIGEST_CHARS = 12  # of the sha256 in a batch id: 48 bits, a collision needs ~16 million batches
 _TIME = "%Y%m%dT%H%M%S%fZ"
@@ -48,6 +53,11 @@ class BatchRef:
 
     def rejected_key(self, suffix: str) -> str:
         return f"{REJECTED_PREFIX}{self.batch_id}{suffix}"
+
+    @staticmethod
+    def digest_key(digest: str) -> str:
+        """The object that claims a content digest on main (``DIGEST_PREFIX``)."""
+        return f"{DIGEST_PREFIX}{digest}"
 
     @property
     def branch(self) -> str:

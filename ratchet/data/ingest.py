@@ -28,7 +28,7 @@ from ratchet.core.schema import Schema
 from ratchet.data.batch_ref import PROFILE_PREFIX, BatchRef
 from ratchet.data.checks import BatchAudit
 from ratchet.data.reading import iter_batch
-from ratchet.data.repository.base import DataRepoError, DataRepository
+from ratchet.data.repository.base import DataRepoError, DataRepository, MergeConflict
 from ratchet.data.violations import BatchRejected, Violation
 
 CHUNK_ROWS = 200_000  # rows read, checked and profiled at a time (``data.chunk_rows``)
@@ -272,6 +272,7 @@ def stage_batch(repo: DataRepository, audited: AuditedBatch, path: Path, cfg: Da
         else:
             repo.write_frames(branch, key, typed_frames(audited))
         repo.put_object(branch, ref.profile_key, audited.profile)
+        repo.put_object(branch, ref.digest_key(audited.digest), audited.batch_id.encode())
     elif Path(path).is_file():
         # keep the raw bytes of a rejected batch on its branch for inspection
         repo.put_file(branch, ref.rejected_key(Path(path).suffix), Path(path))
@@ -296,12 +297,21 @@ def commit_batch(repo: DataRepository, branch: str, audited: AuditedBatch) -> st
     )
 
 
-def publish_batch(repo: DataRepository, branch: str, audited: AuditedBatch, cfg: DataConfig) -> str:
-    """Merge a passed batch into main and drop its branch; return main's new commit."""
-    commit = repo.merge(
-        branch, cfg.main_branch, message=f"publish {audited.batch_id}",
-        metadata={"ratchet.batch_id": audited.batch_id, "ratchet.digest": audited.digest}, strategy="fail",
-    )
+def publish_batch(repo: DataRepository, branch: str, audited: AuditedBatch, cfg: DataConfig) -> str | Duplicate:
+    """Merge a passed batch into main and drop its branch; return main's new commit, or the
+    ``Duplicate`` an ingest of the same rows published since this one's duplicate check (its
+    digest object conflicts: ``batch_ref.DIGEST_PREFIX``)."""
+    marker = BatchRef(audited.batch_id).digest_key(audited.digest)
+    try:
+        commit: str | Duplicate = repo.merge(
+            branch, cfg.main_branch, message=f"publish {audited.batch_id}",
+            metadata={"ratchet.batch_id": audited.batch_id, "ratchet.digest": audited.digest}, strategy="fail",
+        )
+    except MergeConflict as e:
+        if marker not in e.paths:
+            raise
+        winner = repo.get_object(cfg.main_branch, marker).decode()
+        commit = Duplicate(winner, f"{cfg.batch_prefix}{winner}.parquet", publishing_commit(repo, cfg.main_branch, winner))
     repo.delete_branch(branch)
     return commit
 

@@ -2,8 +2,9 @@
 
 Two uses: a batch's content digest (``content_digest``: the same rows are the same batch,
 whatever the file's name, format, row order or number formatting) and the held-out split
-(``ratchet.training.window.split_frame``: a row's side follows from its hash alone, so an
-identical row never sits on both sides and adding batches moves no old row).
+(``ratchet.training.window.split_frame``: a row's side follows from the hash of its features
+and label alone, ``Schema.row_key``, so an identical row never sits on both sides, whatever
+its id or timestamp, and adding batches moves no old row).
 """
 
 from __future__ import annotations

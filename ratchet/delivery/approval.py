@@ -37,7 +37,7 @@ class ApprovalRequest:
     version: str  # the challenger waiting for a decision
     champion: str | None
     since: float
-    reason: str  # "gate passed" | "canary inconclusive"
+    reason: str  # "gate passed" | "first champion (floor met)" | "canary inconclusive"
     trigger: str
     flow_run_id: str | None = None
     flow_run_url: str | None = None
@@ -187,7 +187,8 @@ def evidence_markdown(req: ApprovalRequest, decision: str, reasons: list[str], e
     (metric, scores, difference, interval, p-value), slices, the data window, the lineage, and
     how to answer."""
     lines = [
-        f"# approval requested: {req.model} v{req.version} (champion v{req.champion})",
+        f"# approval requested: {req.model} v{req.version} "
+        + (f"(champion v{req.champion})" if req.champion else "(no champion yet: the first to serve)"),
         "",
         f"- why: {req.reason}; gate decision **{decision}**",
         f"- requested: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(req.since))}",

@@ -88,7 +88,7 @@ def evaluate_challenger(
     lineage = registry.lineage(challenger)
     # held-out rows since the drift onset when the window reaches further back: the data a stale champion now meets
     holdout = lineage.holdout_batches
-    data = held_out_rows(repo, lineage.data_commit, cfg, lineage.scored_batches)
+    data = held_out_rows(repo, lineage.data_commit, cfg, lineage.scored_batches, key=schema.row_key)
     regression = schema.target.is_regression
     y = target_values(data.rows[schema.target.name], schema.target)
     chall_proba, chall_s = _timed_proba(registry.load_predictor(challenger), data.rows, regression)

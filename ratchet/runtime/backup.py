@@ -9,7 +9,10 @@ What the archive holds (``home/<path>`` members, then ``manifest.json``):
   or not. The ledger goes first and MLflow right after it: a promotion moves the aliases and
   then appends its ledger entry (the commit point), so a ledger copied first never names a
   champion that the registry's copy lacks; when the two still disagree on the champion (a
-  promotion landed between the two copies), both are copied again (``ATTEMPTS``);
+  promotion landed between the two copies), both are copied again (``ATTEMPTS``); when they
+  disagree still (promotions that keep landing, or a registry alias moved by hand), the backup
+  fails with one line naming both champions and writes nothing: an archive is never at odds
+  with itself;
 * each embedded data repository at a ref snapshot (``ratchet.data.repository.snapshot``): its
   refs read at one instant, then every commit, tree and object they reach;
 * every other file of the home, copied as is: MLflow's artifacts and the model files of **every**
@@ -88,7 +91,7 @@ class BackupResult:
     ledger_entries: int | None
     repositories: dict[str, dict[str, Any]]
     databases: list[str]
-    ledger_agrees: bool  # the registry's champion is the ledger's (False: a promotion kept landing)
+    ledger_agrees: bool  # the registry's champion is the ledger's (always: a disagreement is refused)
     external: list[str]
     skipped: list[str]
     attempts: int
@@ -306,7 +309,8 @@ def _copy_one(rel: str, path: Path, work: Path, role: str | None = None) -> dict
 def _copy_stores(databases: dict[str, Path], work: Path) -> tuple[dict[str, dict[str, Any]], int, bool]:
     """Online copies of every database into ``work``: the ledger, then MLflow's (again until
     they agree on the champion), then the rest. Returns their descriptions, the attempts and
-    whether the copies agree."""
+    whether the copies agree (always: copies that still disagree after ``ATTEMPTS`` raise
+    ``BackupError``, nothing is archived)."""
     roles = {rel: _role(rel, path) for rel, path in databases.items()}
     order = sorted(databases, key=lambda rel: ({"ledger": 0, "mlflow": 1}.get(roles[rel], 2), rel))
     first = [rel for rel in order if roles[rel] in ("ledger", "mlflow")]
@@ -323,10 +327,19 @@ def _copy_stores(databases: dict[str, Path], work: Path) -> tuple[dict[str, dict
                 ledger_says.update(champions)
             else:
                 aliases.update(_aliases(work / rel))
-        agree = all(aliases.get(m, {}).get("champion") == v for m, v in ledger_says.items())
+        differ = {m: (v, aliases.get(m, {}).get("champion")) for m, v in ledger_says.items()
+                  if aliases.get(m, {}).get("champion") != v}
+        agree = not differ
         if agree:
             break
         time.sleep(0.05 + 0.1 * random.random())  # a promotion in flight: its ledger entry comes next
+    if not agree:  # an archive whose ledger and registry disagree would restore a home at odds with itself
+        raise BackupError(
+            f"the ledger and the registry disagree on the champion after {attempts} copies ("
+            + "; ".join(f"{m}: ledger v{lv}, registry {'v' + rv if rv else 'none'}" for m, (lv, rv) in differ.items())
+            + "): no archive written; run it again once promotions settle, or compare `ratchet history` "
+            "with the registry's champion alias"
+        )
     for rel in order:
         if rel not in dbs:
             dbs[rel] = _copy_one(rel, databases[rel], work, roles[rel])

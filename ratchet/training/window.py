@@ -8,6 +8,7 @@ window it appears in.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -178,16 +179,20 @@ def _choose_window(
 
 
 def split_frame(
-    df: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int
+    df: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int, key: Sequence[str] | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Train/validation/test by each row's content: a row whose hash (mixed with ``seed``) falls
     in [0, test_fraction) is held out, in the next ``val_fraction`` it validates, else it trains.
+
+    ``key``: the columns hashed (``Schema.row_key``: features and target; default every
+    column). Ignored columns must stay out of it: rows alike in features and label but with
+    different ids would otherwise land on both sides, and the held-out score would flatter.
 
     A row's side depends on that row alone, so identical rows (within a batch or across batches)
     always land together and a batch added later moves no earlier row between splits. The
     fractions hold in expectation (each split's size is binomial), not to the row; a split by
     rank could hit them exactly but would move rows near the cut whenever rows are added."""
-    test, val = _sides(df, val_fraction, test_fraction, seed)
+    test, val = _sides(df, val_fraction, test_fraction, seed, key)
     parts = (df[~test & ~val], df[val], df[test])
     if min(len(p) for p in parts) == 0:
         raise ValueError(f"too few rows ({len(df)}) to split into train/validation/test")
@@ -195,13 +200,16 @@ def split_frame(
     return train, val_df, test_df
 
 
-def _sides(df: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int) -> tuple[pd.Series, pd.Series]:
-    """(held-out rows, validation rows) as masks: each row's side follows from its own hash."""
-    u = unit_interval(df, seed)
+def _sides(df: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int,
+           key: Sequence[str] | None = None) -> tuple[pd.Series, pd.Series]:
+    """(held-out rows, validation rows) as masks: each row's side follows from the hash of its
+    ``key`` columns (all when None)."""
+    u = unit_interval(df if key is None else df[[c for c in key if c in df.columns]], seed)
     return u < test_fraction, (u >= test_fraction) & (u < test_fraction + val_fraction)
 
 
-def held_out_rows(repo: DataRepository, commit: str, cfg: RatchetConfig, newest: int | None) -> HeldOut:
+def held_out_rows(repo: DataRepository, commit: str, cfg: RatchetConfig, newest: int | None,
+                  key: Sequence[str] | None = None) -> HeldOut:
     """The held-out rows of the newest ``newest`` batches at ``commit`` (None: all), as the
     training's split put them aside: what the gate scores champion and challenger on. Each
     batch is read and cut to its held-out rows in turn (a row's side depends on that row
@@ -211,22 +219,23 @@ def held_out_rows(repo: DataRepository, commit: str, cfg: RatchetConfig, newest:
     parts = []
     for path in paths:
         df = repo.read_dataframe(commit, path)
-        test, _ = _sides(df, cfg.train.val_fraction, cfg.train.test_fraction, cfg.train.seed)
+        test, _ = _sides(df, cfg.train.val_fraction, cfg.train.test_fraction, cfg.train.seed, key)
         parts.append(df[test])
     return HeldOut(commit, paths, pd.concat(parts, ignore_index=True))
 
 
 def training_data(
     repo: DataRepository, ref: str, cfg: RatchetConfig, window_batches: int | None = None,
-    live_since: float | None = None,
+    live_since: float | None = None, key: Sequence[str] | None = None,
 ) -> TrainingData:
     """The window of batches at ``ref``: the last ``window_batches`` when given, else by
     ``cfg.train.window`` (all, last K, or since the latest drift onset; ``live_since``: when
-    the live monitor saw the champion's accuracy change, one more source of onsets)."""
+    the live monitor saw the champion's accuracy change, one more source of onsets; ``key``:
+    the columns that decide a row's split, ``Schema.row_key``)."""
     commit, paths = published_batches(repo, ref, cfg.data.batch_prefix)
     window, rule, holdout = _choose_window(repo, commit, paths, cfg, window_batches, live_since)
     paths = paths[-window:] if window else paths
     train, val, test = split_frame(_read(repo, commit, paths), cfg.train.val_fraction, cfg.train.test_fraction,
-                                   cfg.train.seed)
+                                   cfg.train.seed, key)
     holdout = holdout if holdout is not None and holdout < len(paths) else None
     return TrainingData(commit, paths, train, val, test, rule, holdout)

@@ -46,6 +46,24 @@ def test_a_new_batch_is_no_duplicate_and_a_published_one_is(repo, batch, schema,
     assert repo.get_commit(published).metadata["ratchet.digest"] == first.digest
 
 
+def test_two_ingests_of_one_file_that_both_pass_the_duplicate_check_publish_once(repo, batch, schema, tmp_path):
+    """Both checked before either published (the race of two simultaneous ingests): the second
+    merge meets the first's digest object, publishes nothing and names the first's commit."""
+    path = write_batch(batch, tmp_path / "first.csv")
+    a, b = ingest.audit_batch(path, schema), ingest.audit_batch(path, schema)
+    assert ingest.find_duplicate(repo, a, CFG) is None and ingest.find_duplicate(repo, b, CFG) is None
+    staged = [(x, ingest.stage_batch(repo, x, path, CFG)) for x in (a, b)]
+    for x, branch in staged:
+        ingest.commit_batch(repo, branch, x)
+    published = ingest.publish_batch(repo, staged[0][1], a, CFG)
+    head = repo.resolve(CFG.main_branch)
+    second = ingest.publish_batch(repo, staged[1][1], b, CFG)
+    assert second == ingest.Duplicate(a.batch_id, f"{CFG.batch_prefix}{a.batch_id}.parquet", published)
+    assert repo.resolve(CFG.main_branch) == head  # main moved once
+    assert repo.list_objects(CFG.main_branch, CFG.batch_prefix) == [f"{CFG.batch_prefix}{a.batch_id}.parquet"]
+    assert not {br for _, br in staged} & set(repo.list_branches())
+
+
 def test_the_same_rows_in_another_file_format_and_order_are_a_duplicate(repo, batch, schema, tmp_path):
     """The digest is of the typed rows, not the file's bytes: a re-export (another name, Parquet
     instead of CSV, rows and columns reordered) still brings nothing main does not hold."""

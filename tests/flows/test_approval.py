@@ -138,6 +138,27 @@ def test_approve_promotes_and_history_records_who_and_why(governed, cli):
     assert promoted["evidence"]["approval"]["who"] == "alice"
 
 
+def test_the_first_champion_waits_for_approval_too(governed, cli):
+    """No champion yet: the release still pauses, and the model serves only once approved."""
+    ctx, home, _, challenger = governed
+    v = challenger()
+    ctx.registry.delete_alias("champion")
+    thread, out = _release(home, 120)
+    pending = _wait_pending(home, v, out)
+    assert pending["champion"] is None and pending["reason"].startswith("first champion"), pending
+    assert ctx.registry.aliases()["champion"] is None  # nothing serves while it waits
+    assert "no champion yet" in _artifact("approval-request", pending["flow_run_id"])
+    r = cli("--home", str(home), "approve", v, "--comment", "signed off by QA", "--who", "carol")
+    assert r.exit_code == 0, r.output
+    thread.join(120)
+    assert "error" not in out, out
+    assert out["result"]["action"] == "promote" and out["result"]["champion"] == v, out
+    assert ctx.registry.aliases()["champion"] == v
+    entries = ctx.ledger.history()[-3:]
+    assert [(e.action, e.to_version) for e in entries] == [("approval_requested", v), ("approved", v), ("promote", v)]
+    assert (entries[1].evidence["who"], entries[1].evidence["comment"]) == ("carol", "signed off by QA")
+
+
 def test_reject_keeps_the_champion(governed, cli):
     ctx, home, champion, challenger = governed
     v = challenger()

@@ -5,6 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+# slow (about 50 s on two busy cores): the loop improving the model after drift is the default
+# suite's tests/flows/test_loop_stack.py, under `ratchet up`; this keeps the demo's report and plot
+pytestmark = pytest.mark.slow
+
 
 def test_demo_loop_end_to_end(cli, home):
     r = cli("demo", "--inline", "--json")

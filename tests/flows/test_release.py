@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from ratchet.demo.stream import demo_traffic
 from ratchet.demo.traffic import BackgroundServer
@@ -24,6 +25,11 @@ from ratchet.serving.app import create_app
 from ratchet.training.registry import RegistryProvider
 from tests.conftest import CONFIG_FILES
 from tests.serving.helpers import feature_rows
+
+# slow (about 90 s on two busy cores): its ground, a drifted batch's challenger gated and ramped
+# onto live traffic by the canary with no failed request, is the default suite's
+# tests/flows/test_loop_stack.py, there through `ratchet up` and its automations
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 

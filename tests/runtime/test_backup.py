@@ -259,6 +259,22 @@ def test_a_damaged_archive_is_one_line_naming_it_and_leaves_no_home(source, tmp_
     one_line_error(ratchet("restore", str(not_ours), "--home", str(tmp_path / "d")), str(not_ours))
 
 
+def test_a_backup_refuses_a_ledger_and_registry_that_disagree(source, tmp_path):
+    """The registry's champion moved by hand (no ledger entry): the copies disagree on every
+    attempt, so the backup fails with one line naming both champions and writes no archive."""
+    home = tmp_path / "home"
+    cli("restore", str(source.archive), "--home", str(home))  # the module's home (another test removes it)
+    registry = Registry(Settings(home=home), MODEL, EXPERIMENT)
+    registry.activate()
+    registry.set_alias("champion", "1")  # the ledger's last promotion says v2
+    archive = tmp_path / "out" / "home.tar.gz"
+    line = one_line_error(ratchet("--home", str(home), "backup", str(archive)), "disagree", "no archive written")
+    assert "ledger v2" in line and "registry v1" in line, line
+    assert not archive.exists() and not list(archive.parent.glob(".*")), list(archive.parent.iterdir())
+    registry.set_alias("champion", "2")  # reconciled: the same home backs up
+    assert cli("--home", str(home), "backup", str(archive))["champion"] == {MODEL: "2"}
+
+
 def ledger_rows(db: Path) -> list[tuple]:
     with contextlib.closing(sqlite3.connect(db)) as con:
         return con.execute("SELECT id, action, to_version, hash FROM ratchet_ledger ORDER BY id").fetchall()

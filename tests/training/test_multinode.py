@@ -149,10 +149,10 @@ def test_a_node_killed_mid_fit_fails_the_fit_on_node_0_naming_it(nodes, data, tm
 def test_a_node_that_never_joins_is_a_timeout_naming_it(nodes, data, monkeypatch):
     monkeypatch.setenv(node.JOIN_TIMEOUT_ENV, "2")
     tc, schema, train, val = data
-    t = time.monotonic()
+    # the error names the 2 s join timeout it hit (no wall-clock bound: a busy machine is slow,
+    # and a fit that waited on would hang into pytest's timeout instead of raising this)
     with pytest.raises(NodeError, match=r"node\(s\) 1 of 2 did not join within 2 s.*NODE_RANK"):
         fit(train, val, schema, tc, progress=False)
-    assert time.monotonic() - t < 15
 
 
 def test_the_agent_of_a_job_pod_gives_up_when_node_0_never_answers(nodes, tmp_path):

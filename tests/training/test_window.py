@@ -154,6 +154,27 @@ def test_an_identical_row_never_sits_on_both_sides():
     _sides(split_frame(repeated, 0.15, 0.2, seed=1))  # the same row in two batches: one side
 
 
+def test_rows_that_differ_only_by_an_ignored_id_sit_on_one_side():
+    """The split follows features and label (``Schema.row_key``), not ids or timestamps."""
+    from ratchet.data.rows import row_hashes
+    from ratchet.training.window import split_frame
+
+    a = generate_batch(0, 800, seed=5)
+    twice = pd.concat([a, a], ignore_index=True)
+    twice.insert(0, "row_id", [f"r{i:06d}" for i in range(len(twice))])  # every row's id differs
+    schema = infer_schema(twice, DEMO_TARGET)
+    assert "row_id" in {c.name for c in schema.ignored} and "row_id" not in schema.row_key
+    parts = split_frame(twice, 0.15, 0.2, seed=1, key=schema.row_key)
+    sides = _sides(tuple(p[schema.row_key] for p in parts))  # fails if a row sits on two sides
+    assert set(sides.values()) == {"train", "val", "test"}
+    # each copy sits beside its twin: the held-out rows are pairs of one content
+    test_hashes = row_hashes(parts[2][schema.row_key])
+    assert len(test_hashes) == 2 * len(set(test_hashes.tolist()))
+    # hashing every column (the id included) splits the twins: what the key prevents
+    with pytest.raises(AssertionError, match="sits in"):
+        _sides(tuple(p[schema.row_key] for p in split_frame(twice, 0.15, 0.2, seed=1)))
+
+
 def test_the_split_keeps_the_fractions_and_follows_the_seed():
     from ratchet.training.window import split_frame
 
