@@ -22,7 +22,8 @@ run: install
 
 test: install
 	$(BIN)/lint-imports --no-cache
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
+	# --durations: CI's log names the slowest tests, so the 15-minute budget is watched, not guessed
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest --durations=30
 
 test-all: install
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -m "" 
