@@ -19,6 +19,7 @@ import numpy as np
 
 from ratchet.core.config import RatchetConfig
 from ratchet.core.metrics import metric_value, regression_metrics
+from ratchet.core.performance import expected_calibration_error
 from ratchet.core.schema import Schema
 from ratchet.core.settings import Settings
 from ratchet.training.model.fit import Predictor
@@ -74,6 +75,25 @@ def test_metrics(predictor: Predictor, data: TrainingData, schema: Schema) -> di
     } | {"test_rows": float(len(y)), "test_positive_share": float(np.mean(y == len(classes) - 1))}
 
 
+def calibrate(predictor: Predictor, data: TrainingData) -> dict[str, float]:
+    """Calibrate the classifier's top-label confidence on the validation rows (isotonic,
+    ``ratchet.core.performance``) and measure it on the held-out test rows, which neither the
+    fit nor the calibration saw: the expected calibration error before and after."""
+    cal = predictor.calibrate(data.val)
+    if cal is None:
+        return {}
+    if len(data.test) == 0:
+        return {"calibration_rows": float(cal.rows)}
+    proba = predictor.predict_proba(data.test)
+    y = encode_target(data.test[predictor.schema.target.name], predictor.classes)
+    conf, hit = proba.max(axis=1), proba.argmax(axis=1) == y
+    return {
+        "calibration_rows": float(cal.rows),
+        "test_ece_raw": expected_calibration_error(conf, hit),
+        "test_ece": expected_calibration_error(cal.apply(conf), hit),
+    }
+
+
 def already_trained(data: TrainingData, cfg: RatchetConfig, registry: Registry) -> str | None:
     """The version already trained on exactly this data window, config and code, if any.
 
@@ -122,6 +142,7 @@ def tune_on_commit(
         )
         metrics = {f"best_{k}": v for k, v in result.best.metrics.items()}
         metrics |= test_metrics(result.best.predictor, data, schema)
+        metrics |= calibrate(result.best.predictor, data)
         mlflow.log_params({f"best_{k}": v for k, v in result.best_params.items()})
         mlflow.log_metrics(metrics | {"trials_pruned": result.n_pruned})
         log_history(result.best.history, prefix="best_")
