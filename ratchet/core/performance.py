@@ -45,7 +45,9 @@ class Calibration:
     y: tuple[float, ...]
     rows: int = 0  # held-out rows it was fitted on
     ece_raw: float = float("nan")  # expected calibration error of the raw confidence on them
-    ece: float = float("nan")  # and of the calibrated one
+    # of the calibrated confidence on rows neither the fit nor the calibration saw (training's test
+    # split, ``ratchet.training.search.calibrate``); NaN until measured (in-sample it is ~0, meaningless)
+    ece: float = float("nan")
 
     @classmethod
     def fit(cls, confidence: np.ndarray, correct: np.ndarray) -> Calibration:
@@ -58,10 +60,8 @@ class Calibration:
         if len(conf) == 0:
             raise ValueError("calibration needs at least one held-out row")
         iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(conf, hit)
-        xs, ys = np.asarray(iso.X_thresholds_, dtype=float), np.asarray(iso.y_thresholds_, dtype=float)
-        cal = cls(tuple(xs.tolist()), tuple(ys.tolist()), rows=len(conf))
-        return cls(cal.x, cal.y, len(conf), expected_calibration_error(conf, hit),
-                   expected_calibration_error(cal.apply(conf), hit))
+        return cls(tuple(float(v) for v in iso.X_thresholds_), tuple(float(v) for v in iso.y_thresholds_),
+                   rows=len(conf), ece_raw=expected_calibration_error(conf, hit))
 
     def apply(self, confidence: np.ndarray) -> np.ndarray:
         conf = np.asarray(confidence, dtype=float)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import mlflow
@@ -87,11 +87,9 @@ def calibrate(predictor: Predictor, data: TrainingData) -> dict[str, float]:
     proba = predictor.predict_proba(data.test)
     y = encode_target(data.test[predictor.schema.target.name], predictor.classes)
     conf, hit = proba.max(axis=1), proba.argmax(axis=1) == y
-    return {
-        "calibration_rows": float(cal.rows),
-        "test_ece_raw": expected_calibration_error(conf, hit),
-        "test_ece": expected_calibration_error(cal.apply(conf), hit),
-    }
+    ece = expected_calibration_error(cal.apply(conf), hit)
+    predictor.calibration = replace(cal, ece=ece)
+    return {"calibration_rows": float(cal.rows), "test_ece_raw": expected_calibration_error(conf, hit), "test_ece": ece}
 
 
 def already_trained(data: TrainingData, cfg: RatchetConfig, registry: Registry) -> str | None:
