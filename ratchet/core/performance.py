@@ -177,3 +177,18 @@ def estimated_drop(reference: float, est: PerformanceEstimate, z: float = 3.0) -
     """True when ``est.accuracy`` is below ``reference`` (e.g. the held-out accuracy) by more than
     ``z`` of the estimate's own sd: a drop beyond what sampling explains."""
     return reference - est.accuracy > z * max(est.accuracy_sd, 1e-9)
+
+
+def window_estimate(current: dict[str, Any], previous: dict[str, Any] | None = None) -> PerformanceEstimate | None:
+    """The estimate over the rows between two reads of a service's cumulative sums (``/stats``
+    per version: ``estimated_rows``, ``estimated_correct``, ``estimated_variance``); from the
+    start when ``previous`` is None or its counts are larger (the service restarted since)."""
+    keys = ("estimated_rows", "estimated_correct", "estimated_variance")
+    cur = [float(current.get(k) or 0) for k in keys]
+    prev = [float((previous or {}).get(k) or 0) for k in keys]
+    if prev[0] > cur[0]:
+        prev = [0.0, 0.0, 0.0]
+    n, correct, variance = (c - p for c, p in zip(cur, prev, strict=True))
+    if n < 1:
+        return None
+    return PerformanceEstimate(rows=int(round(n)), accuracy=correct / n, accuracy_sd=math.sqrt(max(variance, 0.0)) / n)
