@@ -10,11 +10,10 @@ import json
 import numpy as np
 import pytest
 
-from ratchet.core.performance import Calibration
 from ratchet.demo.traffic import BackgroundServer
 from ratchet.serving import create_app
 
-from .helpers import MemoryProvider, SkModel, make_frame, rows_of, serving_config, true_label
+from .helpers import CalibratedModel, MemoryProvider, SkModel, make_frame, rows_of, serving_config, true_label
 
 NAME = "ratchet-classifier"
 COLUMNS = ("x1", "x2", "color", "flag")
@@ -184,17 +183,6 @@ def test_not_ready_without_champion(serve):
         assert env.client.get("/v2/health/live").status_code == 200
         assert env.client.get("/v2/health/ready").status_code == 503
         assert env.client.get("/v2/models/ratchet/ready").status_code == 503
-
-
-class CalibratedModel(SkModel):
-    """SkModel with a calibration fitted on held-out rows, as training leaves on a Predictor."""
-
-    def __init__(self, version: str, seed: int):
-        super().__init__(version, seed)
-        held = make_frame(600, seed=seed + 100)
-        proba = self.predict_proba(held)
-        right = np.asarray(self.classes)[proba.argmax(axis=1)] == true_label(held)
-        self.calibration = Calibration.fit(proba.max(axis=1), right)
 
 
 def test_estimated_accuracy_beside_live_accuracy(serve):
