@@ -254,16 +254,26 @@ class V2Protocol:
         return snap.champion
 
     async def model_metadata(self, request: Request, name: str):
-        return await self._metadata(request, name, None)
+        return await self._about(request, name, None, self._metadata)
 
     async def version_metadata(self, request: Request, name: str, version: str):
-        return await self._metadata(request, name, version)
+        return await self._about(request, name, version, self._metadata)
 
-    async def _metadata(self, request: Request, name: str, version: str | None):
+    async def model_ready(self, request: Request, name: str):
+        return await self._about(request, name, None, self._ready)
+
+    async def version_ready(self, request: Request, name: str, version: str):
+        return await self._about(request, name, version, self._ready)
+
+    async def _about(self, request: Request, name: str, version: str | None, describe) -> dict | Response:
+        """``describe(slot, version)`` of the model (version) asked for, or the protocol's error."""
         try:
             slot = await self._slot(name, version)
         except RequestError as e:
             return error_response(e, request_id_of(request.scope))
+        return describe(slot, version)
+
+    def _metadata(self, slot: Slot, version: str | None) -> dict:
         snap = self.runtime.snapshot
         versions = [s.version for s in (snap.champion, snap.challenger) if s is not None]
         return {
@@ -274,17 +284,7 @@ class V2Protocol:
             "outputs": _output_specs(slot),
         }
 
-    async def model_ready(self, request: Request, name: str):
-        return await self._ready(request, name, None)
-
-    async def version_ready(self, request: Request, name: str, version: str):
-        return await self._ready(request, name, version)
-
-    async def _ready(self, request: Request, name: str, version: str | None):
-        try:
-            slot = await self._slot(name, version)
-        except RequestError as e:
-            return error_response(e, request_id_of(request.scope))
+    def _ready(self, slot: Slot, version: str | None) -> dict:
         return {"name": self.model_name, "version": slot.version, "ready": True}
 
     def add_routes(self, app) -> None:
