@@ -65,15 +65,18 @@ class InferRequest:
 
 
 def _flat(data: object, name: str) -> list:
-    """A tensor's ``data``: flat, or nested row-major (the protocol allows both)."""
+    """A tensor's ``data``: flat, or one row per inner array (``[[v], [v], ...]``: the protocol allows
+    row-major nesting, and a column tensor has one value per row)."""
     if not isinstance(data, list):
         raise RequestError(422, f"input {name!r}: 'data' must be an array, got {json_type(data)}")
-    if any(isinstance(v, list) for v in data):
-        out: list = []
-        for v in data:
-            out.extend(_flat(v, name) if isinstance(v, list) else [v])
-        return out
-    return data
+    if not any(isinstance(v, list) for v in data):
+        return data
+    out: list = []
+    for v in data:
+        if not isinstance(v, list) or any(isinstance(x, list | dict) for x in v):
+            raise RequestError(422, f"input {name!r}: 'data' must be flat or one array of values per row")
+        out.extend(v)
+    return out
 
 
 def parse_infer_body(obj: object, max_rows: int) -> InferRequest:
