@@ -4,12 +4,12 @@
                                                 [--json out.json]
 
 A ratchet model (``ratchet.training.model.fit.fit``, the network and preprocessing that
-``ratchet train`` registers) is fitted on a reference period; its top-label confidence is
-calibrated on the reference's validation rows (``Predictor.calibrate``, as ``ratchet train``
-does); each later window of unlabelled rows gets ratchet's estimate
+``ratchet train`` registers) is fitted on a reference period split as ``ratchet train`` splits
+it; its top-label confidence is calibrated on the validation and test rows
+(``ratchet.training.search.calibrate``, what ``ratchet train`` runs); each later window of unlabelled rows gets ratchet's estimate
 (``ratchet.core.performance.estimate``), and then its labels give the realised accuracy.
 The peer is NannyML's CBPE (``pip install -e .[bench]``) on the SAME predictions, with the
-same validation rows as its reference: it fits its own isotonic calibrator there.
+same calibration rows as its reference: it fits its own isotonic calibrator there.
 
 Streams:
   census     real data, a shift between survey years: the US Census ACS employment table of
@@ -23,8 +23,8 @@ Streams:
              mean something else; shown, not hidden
 
 Printed per stream: windows, the reference's accuracy, realised accuracy (mean), the expected
-calibration error of the raw and the calibrated confidence on reference rows neither the fit nor
-the calibration saw, the mean and largest absolute error of
+calibration error of the raw and the calibrated confidence (cross-fitted between validation and
+test rows), the mean and largest absolute error of
 the accuracy estimate in points, for ratchet and for NannyML, and the F1 estimate's mean error.
 """
 
@@ -72,26 +72,23 @@ def split_windows(named: list[tuple[str, pd.DataFrame]], size: int) -> list[tupl
     return out
 
 
-def train(ref: pd.DataFrame, target: str, epochs: int, seed: int = 0):
-    """A ratchet model on 70 % of ``ref``, calibrated on 15 % (its validation rows, as ``ratchet train``);
-    the last 15 % (test) measure the calibration. Returns (predictor, validation rows, test ECE raw, calibrated)."""
-    from ratchet.core.config import TrainConfig
-    from ratchet.core.performance import expected_calibration_error
+def train(ref: pd.DataFrame, target: str, epochs: int):
+    """A ratchet model on ``ref`` split as ``ratchet train`` splits a window (by row content:
+    train, validation, test), calibrated as it calibrates (``search.calibrate``: on the validation
+    and test rows). Returns (predictor, those rows, the calibration's metrics)."""
+    from ratchet.core.config import TrainConfig, load_config
     from ratchet.data.infer import infer_schema
     from ratchet.training.model.fit import fit
-    from ratchet.training.model.preprocess import encode_target
+    from ratchet.training.search import calibrate
+    from ratchet.training.window import TrainingData, split_frame
 
-    ref = ref.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    cfg = load_config()
     schema = infer_schema(ref, target)
-    a, b = int(len(ref) * 0.7), int(len(ref) * 0.85)
-    train_df, val_df, test_df = ref.iloc[:a], ref.iloc[a:b], ref.iloc[b:]
-    result = fit(train_df, val_df, schema, TrainConfig(max_epochs=epochs, seed=seed), progress=False)
+    train_df, val_df, test_df = split_frame(ref, cfg.train.val_fraction, cfg.train.test_fraction, cfg.train.seed)
+    result = fit(train_df, val_df, schema, TrainConfig(max_epochs=epochs), progress=False)
     predictor = result.predictor
-    cal = predictor.calibrate(val_df)
-    proba = predictor.predict_proba(test_df)
-    hit = proba.argmax(axis=1) == encode_target(test_df[target], predictor.classes)
-    conf = proba.max(axis=1)
-    return predictor, val_df, expected_calibration_error(conf, hit), expected_calibration_error(cal.apply(conf), hit)
+    metrics = calibrate(predictor, TrainingData("benchmark", ["reference"], train_df, val_df, test_df))
+    return predictor, pd.concat([val_df, test_df], ignore_index=True), metrics
 
 
 def outputs(predictor, df: pd.DataFrame, target: str) -> pd.DataFrame:
@@ -131,7 +128,7 @@ def run_stream(name: str, window: int, epochs: int) -> dict:
     from ratchet.core.performance import estimate
 
     ref, named, target = census() if name == "census" else synthetic(name, rows=window)
-    predictor, val, ece_raw, ece = train(ref, target, epochs)
+    predictor, val, calibration = train(ref, target, epochs)
     windows = split_windows(named, window)
     reference = outputs(predictor, val, target)
     frames = [outputs(predictor, w, target) for _, w in windows]
@@ -155,7 +152,7 @@ def run_stream(name: str, window: int, epochs: int) -> dict:
         "stream": name, "windows": len(rows), "window_rows": window,
         "reference_accuracy": float((reference["pred"] == reference["y"]).mean()),
         "realised_accuracy_mean": float(np.mean([r["realised_accuracy"] for r in rows])),
-        "calibration": {"rows": predictor.calibration.rows, "test_ece_raw": ece_raw, "test_ece": ece},
+        "calibration": calibration,
         "ratchet_error_points": err("ratchet_accuracy"), "nannyml_error_points": err("nannyml_accuracy"),
         "ratchet_f1_error_points": err("ratchet_f1", "realised_f1"),
         "nannyml_f1_error_points": err("nannyml_f1", "realised_f1"),
@@ -189,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         c = r["calibration"]
         print(f"{r['stream']:10s} {r['windows']:7d} {r['reference_accuracy']:8.3f} {r['realised_accuracy_mean']:8.3f} "
-              f"{c['test_ece_raw']:6.3f}->{c['test_ece']:5.3f} {_fmt(r['ratchet_error_points']):>20s} "
+              f"{c['calibration_ece_raw']:6.3f}->{c['calibration_ece']:5.3f} {_fmt(r['ratchet_error_points']):>20s} "
               f"{_fmt(r['nannyml_error_points']):>20s} {_fmt(r['ratchet_f1_error_points']):>20s} "
               f"{_fmt(r['nannyml_f1_error_points']):>20s}")
         if r["nannyml_unavailable"]:

@@ -2,7 +2,7 @@
 estimation (CBPE, as NannyML names it).
 
 A classifier's top-label confidence (the largest class probability of a row) is calibrated
-on held-out rows at training: an isotonic regression of "the predicted class was right" on
+on held-out rows at training (the validation and test rows): an isotonic regression of "the predicted class was right" on
 the confidence (top-label calibration; isotonic rather than temperature scaling because it
 needs no logits, works the same for two or many classes and for the confidences the service
 already records, and is what NannyML fits). Once calibrated, a row's confidence is the
@@ -45,8 +45,8 @@ class Calibration:
     y: tuple[float, ...]
     rows: int = 0  # held-out rows it was fitted on
     ece_raw: float = float("nan")  # expected calibration error of the raw confidence on them
-    # of the calibrated confidence on rows neither the fit nor the calibration saw (training's test
-    # split, ``ratchet.training.search.calibrate``); NaN until measured (in-sample it is ~0, meaningless)
+    # of the calibrated confidence out of sample: cross-fitted between the validation and test rows
+    # (``ratchet.training.search.calibrate``); NaN until measured (in-sample it is ~0, meaningless)
     ece: float = float("nan")
 
     @classmethod

@@ -109,14 +109,17 @@ class Predictor:
         # served probabilities are left as they are: it feeds the estimate of accuracy without labels
         self.calibration: Calibration | None = None
 
+    def top_label(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Labelled rows' top-label confidence and whether the predicted class is right."""
+        proba = self.predict_proba(df)
+        return proba.max(axis=1), proba.argmax(axis=1) == encode_target(df[self.schema.target.name], self.classes)
+
     def calibrate(self, df: pd.DataFrame) -> Calibration | None:
         """Fit :attr:`calibration` on labelled held-out rows ``df`` (isotonic, ``ratchet.core.performance``);
         None for regression or no rows."""
         if self.task == "regression" or len(df) == 0:
             return None
-        proba = self.predict_proba(df)
-        y = encode_target(df[self.schema.target.name], self.classes)
-        self.calibration = Calibration.fit(proba.max(axis=1), proba.argmax(axis=1) == y)
+        self.calibration = Calibration.fit(*self.top_label(df))
         return self.calibration
 
     def outputs(self, df: pd.DataFrame) -> np.ndarray:
