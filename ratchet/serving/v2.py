@@ -50,6 +50,7 @@ from ratchet.serving.state import ServingRuntime, Slot, Snapshot
 from ratchet.serving.validation import RequestError, json_type, parse_entity_key
 
 SERVER_NAME = "ratchet"
+OUTPUTS = ("predictions", "probabilities", "classes")  # a regression model gives the first only
 # schema dtype -> tensor datatype (text and dates travel as BYTES, i.e. JSON strings)
 DATATYPES = {"float": "FP64", "int": "INT64", "bool": "BOOL", "category": "BYTES", "datetime": "BYTES"}
 TENSOR_TYPES = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
@@ -130,6 +131,9 @@ def parse_infer_body(obj: object, max_rows: int) -> InferRequest:
                                                     for o in outputs):
             raise RequestError(422, "field 'outputs' must be an array of objects with a string 'name'")
         names = [o["name"] for o in outputs]
+        unknown = [n for n in names if n not in OUTPUTS]
+        if unknown:  # before the model runs: a request refused is not recorded as served
+            raise RequestError(400, f"unknown output(s) {unknown}: the outputs are {list(OUTPUTS)}")
     rid = obj.get("id")
     if rid is not None and not isinstance(rid, str):
         raise RequestError(422, f"field 'id' must be a string, got {json_type(rid)}")
@@ -194,7 +198,7 @@ class V2Protocol:
             have = {o["name"]: o for o in outputs}
             missing = [name for name in req.outputs if name not in have]
             if missing:
-                raise RequestError(400, f"unknown output(s) {missing}: this model gives {sorted(have)}")
+                raise RequestError(400, f"output(s) {missing} not given by this model: it gives {sorted(have)}")
             outputs = [have[name] for name in req.outputs]
         return {
             "model_name": self.model_name,
