@@ -2,10 +2,12 @@
 estimation (CBPE, as NannyML names it).
 
 A classifier's top-label confidence (the largest class probability of a row) is calibrated
-on held-out rows at training (the validation and test rows): an isotonic regression of "the predicted class was right" on
-the confidence (top-label calibration; isotonic rather than temperature scaling because it
+on held-out rows at training (the validation and test rows): a regression of "the predicted
+class was right" on the confidence (top-label calibration, rather than temperature scaling: it
 needs no logits, works the same for two or many classes and for the confidences the service
-already records, and is what NannyML fits). Once calibrated, a row's confidence is the
+already records). Three maps compete, isotonic (what NannyML fits), Platt's logistic and none,
+and the one with the least calibration error out of sample (cross-fitted between the two sets)
+is kept (``Calibration.select``). Once calibrated, a row's confidence is the
 probability that its prediction is right, so over a window of unlabelled rows
 
 * the expected accuracy is the mean calibrated confidence, with standard deviation
@@ -28,7 +30,7 @@ Plain numpy at serving time: :class:`Calibration` is two arrays and ``np.interp`
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -48,20 +50,51 @@ class Calibration:
     # of the calibrated confidence out of sample: cross-fitted between the validation and test rows
     # (``ratchet.training.search.calibrate``); NaN until measured (in-sample it is ~0, meaningless)
     ece: float = float("nan")
+    method: str = "isotonic"  # isotonic | platt | identity (``select``: the one best out of sample)
 
     @classmethod
-    def fit(cls, confidence: np.ndarray, correct: np.ndarray) -> Calibration:
-        """Isotonic regression of ``correct`` (0/1) on ``confidence``; scikit-learn's pool-
-        adjacent-violators rather than a hand-written one."""
-        from sklearn.isotonic import IsotonicRegression
-
+    def fit(cls, confidence: np.ndarray, correct: np.ndarray, method: str = "isotonic") -> Calibration:
+        """``correct`` (0/1) regressed on ``confidence``: isotonic (scikit-learn's pool-adjacent-
+        violators rather than a hand-written one), platt (a logistic regression on the confidence's
+        logit: two parameters, smooth), or identity (the raw confidence)."""
         conf = np.asarray(confidence, dtype=float)
         hit = np.asarray(correct, dtype=float)
         if len(conf) == 0:
             raise ValueError("calibration needs at least one held-out row")
-        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(conf, hit)
-        return cls(tuple(float(v) for v in iso.X_thresholds_), tuple(float(v) for v in iso.y_thresholds_),
-                   rows=len(conf), ece_raw=expected_calibration_error(conf, hit))
+        if method == "identity" or len(np.unique(hit)) < 2:
+            xs, ys, method = np.array([0.0, 1.0]), np.array([0.0, 1.0]), "identity"
+        elif method == "platt":
+            from sklearn.linear_model import LogisticRegression
+
+            lr = LogisticRegression(C=1e6).fit(_logit(conf).reshape(-1, 1), hit.astype(int))
+            xs = np.linspace(0.0, 1.0, 201)
+            ys = lr.predict_proba(_logit(xs).reshape(-1, 1))[:, 1]
+        else:
+            from sklearn.isotonic import IsotonicRegression
+
+            iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(conf, hit)
+            xs, ys = iso.X_thresholds_, iso.y_thresholds_
+        return cls(tuple(float(v) for v in xs), tuple(float(v) for v in ys), rows=len(conf),
+                   ece_raw=expected_calibration_error(conf, hit), method=method)
+
+    @classmethod
+    def select(cls, parts: list[tuple[np.ndarray, np.ndarray]]) -> Calibration:
+        """The method whose calibration error is least out of sample, cross-fitted between the
+        ``parts`` (``(confidence, correct)`` of each held-out set: fitted on one, scored on the
+        others), refitted on them all; its ``ece`` is that cross-fitted error. Isotonic regression
+        follows every step of its rows and, where identical rows land in one set together (rows
+        split by content), those steps do not carry to the other: a smooth map or none then wins."""
+        conf, hit = (np.concatenate(x) for x in zip(*parts, strict=True))
+        scores = {}
+        for method in ("identity", "platt", "isotonic"):
+            err = 0.0
+            for i, (c, h) in enumerate(parts):
+                rest = [p for j, p in enumerate(parts) if j != i]
+                fitted = cls.fit(*(np.concatenate(x) for x in zip(*rest, strict=True)), method=method)
+                err += len(c) * expected_calibration_error(fitted.apply(c), h)
+            scores[method] = err / len(conf)
+        best = min(scores, key=scores.get)
+        return replace(cls.fit(conf, hit, method=best), ece=scores[best])
 
     def apply(self, confidence: np.ndarray) -> np.ndarray:
         conf = np.asarray(confidence, dtype=float)
@@ -70,14 +103,21 @@ class Calibration:
         return np.interp(conf, self.x, self.y)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"x": list(self.x), "y": list(self.y), "rows": self.rows, "ece_raw": self.ece_raw, "ece": self.ece}
+        return {"x": list(self.x), "y": list(self.y), "rows": self.rows, "ece_raw": self.ece_raw, "ece": self.ece,
+                "method": self.method}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> Calibration | None:
         if not d:
             return None
         return cls(tuple(float(v) for v in d["x"]), tuple(float(v) for v in d["y"]), int(d.get("rows", 0)),
-                   float(d.get("ece_raw", float("nan"))), float(d.get("ece", float("nan"))))
+                   float(d.get("ece_raw", float("nan"))), float(d.get("ece", float("nan"))),
+                   str(d.get("method", "isotonic")))
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
 
 
 def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> float:

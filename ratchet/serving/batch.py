@@ -322,7 +322,8 @@ def estimated_summary(predictor, acc: EstimateAccumulator) -> dict[str, Any]:
     if cal is None:
         out["method"] = "cbpe (uncalibrated confidence: a model trained before calibration)"
     else:
-        out["calibration"] = {"rows": cal.rows, "ece_raw": _num(cal.ece_raw), "ece": _num(cal.ece)}
+        out["calibration"] = {"method": cal.method, "rows": cal.rows, "ece_raw": _num(cal.ece_raw),
+                              "ece": _num(cal.ece)}
     return out
 
 

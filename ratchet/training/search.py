@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import mlflow
@@ -76,28 +76,24 @@ def test_metrics(predictor: Predictor, data: TrainingData, schema: Schema) -> di
 
 
 def calibrate(predictor: Predictor, data: TrainingData) -> dict[str, float]:
-    """Calibrate the classifier's top-label confidence (isotonic, ``ratchet.core.performance``) on
-    every labelled row the network did not learn from: the validation and held-out test rows
-    (the calibration changes no prediction, so the gate's use of the test rows is untouched).
-    Both sets are needed: rows are split by content, so identical rows land together, and on data
-    with many duplicates one split alone misplaces the map by points (a census table: 2 points).
-    Its error is measured cross-fitted: fitted on one set, scored on the other, both ways
-    (``calibration_ece``), beside the raw confidence's (``calibration_ece_raw``)."""
+    """Calibrate the classifier's top-label confidence (``ratchet.core.performance``) on every
+    labelled row the network did not learn from: the validation and held-out test rows (the
+    calibration changes no prediction, so the gate's use of the test rows is untouched). Rows
+    are split by content, so identical rows land together, and on data with many duplicates one
+    set alone misplaces an isotonic map by points (a census table: 2): the map (isotonic, Platt
+    or none) is chosen by its error cross-fitted between the two sets (``calibration_ece``,
+    beside the raw confidence's ``calibration_ece_raw`` on both)."""
     if predictor.task == "regression":
         return {}
     parts = [predictor.top_label(df) for df in (data.val, data.test) if len(df)]
     if not parts:
         return {}
     conf, hit = (np.concatenate(x) for x in zip(*parts, strict=True))
-    out = {"calibration_rows": float(len(conf)), "calibration_ece_raw": expected_calibration_error(conf, hit)}
-    cal = Calibration.fit(conf, hit)
-    if len(parts) == 2:
-        (cv, hv), (ct, ht) = parts
-        errors = (expected_calibration_error(Calibration.fit(cv, hv).apply(ct), ht),
-                  expected_calibration_error(Calibration.fit(ct, ht).apply(cv), hv))
-        cal = replace(cal, ece=(errors[0] * len(ct) + errors[1] * len(cv)) / len(conf))
-        out["calibration_ece"] = cal.ece
+    cal = Calibration.select(parts) if len(parts) == 2 else Calibration.fit(conf, hit)
     predictor.calibration = cal
+    out = {"calibration_rows": float(len(conf)), "calibration_ece_raw": expected_calibration_error(conf, hit)}
+    if len(parts) == 2:
+        out["calibration_ece"] = cal.ece
     return out
 
 
