@@ -59,3 +59,17 @@ def test_chunks_add_up_to_the_whole_and_a_drop_is_judged_by_the_estimates_sd():
     assert EstimateAccumulator().result() is None
     assert not estimated_drop(a.accuracy + 2 * a.accuracy_sd, a)
     assert estimated_drop(a.accuracy + 4 * a.accuracy_sd, a)
+
+
+def test_select_keeps_a_map_only_where_it_helps_out_of_sample():
+    rng = np.random.default_rng(6)
+    conf = rng.uniform(0.5, 1.0, 6000)
+    calibrated = Calibration.select([(conf[:3000], rng.random(3000) < conf[:3000]),
+                                     (conf[3000:], rng.random(3000) < conf[3000:])])
+    assert calibrated.method != "isotonic"  # its steps would only add noise here
+    assert np.abs(calibrated.apply(conf) - conf).max() < 0.03  # already calibrated: (nearly) left as it is
+    over = Calibration.select([overconfident(3000, seed=7), overconfident(3000, seed=8)])
+    assert over.method in ("platt", "isotonic") and over.ece < 0.03 < 0.1 < over.ece_raw
+    c, h = overconfident(20_000, seed=9)
+    assert expected_calibration_error(over.apply(c), h) < 0.03
+    assert Calibration.from_dict(over.to_dict()).method == over.method
