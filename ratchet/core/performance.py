@@ -94,7 +94,8 @@ class Calibration:
                 err += len(c) * expected_calibration_error(fitted.apply(c), h)
             scores[method] = err / len(conf)
         best = min(scores, key=scores.get)
-        return replace(cls.fit(conf, hit, method=best), ece=scores[best])
+        # ece_raw scored the same way (per set, with its bins) as ece: the two compare
+        return replace(cls.fit(conf, hit, method=best), ece=scores[best], ece_raw=scores["identity"])
 
     def apply(self, confidence: np.ndarray) -> np.ndarray:
         conf = np.asarray(confidence, dtype=float)

@@ -19,7 +19,7 @@ import numpy as np
 
 from ratchet.core.config import RatchetConfig
 from ratchet.core.metrics import metric_value, regression_metrics
-from ratchet.core.performance import Calibration, expected_calibration_error
+from ratchet.core.performance import Calibration
 from ratchet.core.schema import Schema
 from ratchet.core.settings import Settings
 from ratchet.training.model.fit import Predictor
@@ -82,7 +82,7 @@ def calibrate(predictor: Predictor, data: TrainingData) -> dict[str, float]:
     are split by content, so identical rows land together, and on data with many duplicates one
     set alone misplaces an isotonic map by points (a census table: 2): the map (isotonic, Platt
     or none) is chosen by its error cross-fitted between the two sets (``calibration_ece``,
-    beside the raw confidence's ``calibration_ece_raw`` on both)."""
+    beside the raw confidence's ``calibration_ece_raw``, scored per set alike)."""
     if predictor.task == "regression":
         return {}
     parts = [predictor.top_label(df) for df in (data.val, data.test) if len(df)]
@@ -91,7 +91,7 @@ def calibrate(predictor: Predictor, data: TrainingData) -> dict[str, float]:
     conf, hit = (np.concatenate(x) for x in zip(*parts, strict=True))
     cal = Calibration.select(parts) if len(parts) == 2 else Calibration.fit(conf, hit)
     predictor.calibration = cal
-    out = {"calibration_rows": float(len(conf)), "calibration_ece_raw": expected_calibration_error(conf, hit)}
+    out = {"calibration_rows": float(len(conf)), "calibration_ece_raw": cal.ece_raw}
     if len(parts) == 2:
         out["calibration_ece"] = cal.ece
     return out
