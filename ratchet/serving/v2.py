@@ -70,7 +70,7 @@ def _flat(data: object, name: str) -> list:
     row-major nesting, and a column tensor has one value per row)."""
     if not isinstance(data, list):
         raise RequestError(422, f"input {name!r}: 'data' must be an array, got {json_type(data)}")
-    if not any(isinstance(v, list) for v in data):
+    if not any(type(v) is list for v in data):
         return data
     out: list = []
     for v in data:
@@ -104,9 +104,9 @@ def parse_infer_body(obj: object, max_rows: int) -> InferRequest:
             raise RequestError(422, f"input {name!r}: 'datatype' must be one of {sorted(TENSOR_TYPES)}, "
                                     f"got {t.get('datatype')!r}")
         shape = t.get("shape")
-        if (not isinstance(shape, list) or not 1 <= len(shape) <= 2
-                or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
-                or (len(shape) == 2 and shape[1] != 1)):
+        # exact types: a bool is no dimension (and an exact check is cheaper, per tensor per request)
+        if (type(shape) is not list or not 1 <= len(shape) <= 2 or type(shape[0]) is not int or shape[0] < 0
+                or (len(shape) == 2 and (type(shape[1]) is not int or shape[1] != 1))):
             raise RequestError(422, f"input {name!r}: 'shape' must be [rows] or [rows, 1] (one column per "
                                     f"tensor), got {shape!r}")
         rows = shape[0]
