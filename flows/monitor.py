@@ -25,7 +25,8 @@ def monitor_flow(lookback_s: float | None = None, options: RunOptions = RunOptio
     if result["detected"]:
         announce_model_event(
             DRIFT_DETECTED, ctx.cfg.model_name,
-            {k: result.get(k) for k in ("champion", "kind", "onset", "drifted_features", "drifted_share", "live_accuracy", "reason")},
+            {k: result.get(k) for k in ("champion", "kind", "onset", "drifted_features", "drifted_share", "live_accuracy",
+                                         "estimated_accuracy", "reason")},
         )
     print(f"drift detected: {result['detected']} ({result.get('reason') or result.get('drifted_features')})")
     return result

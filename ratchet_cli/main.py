@@ -351,7 +351,8 @@ def status(
         "traffic": read_traffic(ctx.settings.serving_dir / "traffic.json").to_dict(),
         "data": ctx.repo.resolve(ctx.cfg.data.main_branch),
         "drift": None if drift is None else {
-            k: drift.get(k) for k in ("checked_at", "champion", "detected", "drifted_share", "drifted_features")
+            k: drift.get(k) for k in ("checked_at", "champion", "detected", "kind", "drifted_share", "drifted_features",
+                                      "live_accuracy", "estimated_accuracy")
         },
         "pending_approval": _pending_approval(ctx.settings.root),
         "runner": _runner_status(ctx.settings),
@@ -363,6 +364,7 @@ def status(
         f"champion {out['champion']}  challenger {out['challenger']}  previous {out['previous']}\n"
         f"traffic {out['traffic']}\ndata main {out['data'][:12]}\n"
         f"drift {'none checked yet' if drift is None else out['drift']}"
+        + ("" if drift is None else _accuracy_line(drift))
         + ("" if out["pending_approval"] is None else f"\npending approval: version {out['pending_approval']['version']}")
         + ("" if out["runner"] is None else f"\nrunner pid {out['runner']['pid']} "
            f"{'alive' if out['runner']['alive'] else 'not running'}, restarts {out['runner']['restarts']}")
@@ -384,6 +386,15 @@ def _status_all(as_json: bool) -> None:
     lines = [f"{f['home']}\n" + "\n".join(f"  {line}" for line in idle.describe(f["background"])) for f in found]
     emit({"homes": found, "rss_mb": round(total, 1)}, as_json,
          "\n".join(lines + [f"{len(found)} home(s), {total:.0f} MB"]) if found else "no background processes")
+
+
+def _accuracy_line(drift: dict) -> str:
+    """The champion's accuracy from feedback labels beside the one estimated without labels (CBPE)."""
+    est = drift.get("estimated") or {}
+    live = drift.get("live_accuracy")
+    return (f"\naccuracy of v{drift.get('champion')}: live (labels) {'-' if live is None else format(live, '.3f')}, "
+            f"estimated without labels {'-' if not est else format(est['accuracy'], '.3f')}"
+            + ("" if not est else f" ± {est['accuracy_sd']:.3f} on {est['rows']} rows"))
 
 
 def _runner_status(settings) -> dict | None:

@@ -167,8 +167,8 @@ def write_report(run_dir: Path, report: dict[str, Any], curves: dict[str, list[t
 
 
 def plot_loop(report: dict[str, Any], path: Path) -> Path:
-    """Live accuracy per model version over time (for a regression model, live MAE: timeline rows
-    with ``mae_by_version``), and the traffic split, with the moments drift began, was detected,
+    """Live accuracy per model version over time, with the accuracy estimated without labels dashed
+    beside it (for a regression model, live MAE: timeline rows with ``mae_by_version``), and the traffic split, with the moments drift began, was detected,
     and a better champion took over."""
     import matplotlib
 
@@ -183,7 +183,11 @@ def plot_loop(report: dict[str, Any], path: Path) -> Path:
     versions = sorted({v for r in rows for v in r.get(by) or {}}, key=lambda v: int(v))
     for v in versions:
         pts = [(r["t"], r[by][v]) for r in rows if v in (r.get(by) or {})]
-        ax.plot(*zip(*pts, strict=True), marker="o", markersize=3, label=f"model v{v}")
+        line, = ax.plot(*zip(*pts, strict=True), marker="o", markersize=3, label=f"model v{v}")
+        est = [(r["t"], r["estimated_by_version"][v]) for r in rows if v in (r.get("estimated_by_version") or {})]
+        if est and not regression:  # the estimate without labels, dashed in the same colour
+            ax.plot(*zip(*est, strict=True), linestyle="--", color=line.get_color(), alpha=0.7,
+                    label=f"v{v} estimated without labels")
     for key, label, style in (("drift_onset", "drift onset", "--"), ("drift_detected_at", "drift detected", ":"),
                               ("recovered_at", "new champion", "-.")):
         if report.get(key):

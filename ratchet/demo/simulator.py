@@ -16,6 +16,7 @@ import httpx
 import pandas as pd
 
 from ratchet.core.config import DemoConfig
+from ratchet.core.performance import window_estimate
 from ratchet.core.settings import prefect_api_headers
 from ratchet.demo.traffic import send_traffic
 
@@ -40,6 +41,8 @@ class Timeline:
                 "phase": phase,
                 "batch": batch,
                 "accuracy_by_version": stats["accuracy_by_version"],
+                # the service's estimate without labels over the same slice (CBPE), beside the realised one
+                "estimated_by_version": stats.get("estimated_by_version") or {},
                 "rows_by_version": stats["rows_by_version"],
                 "non_2xx": stats["non_2xx"],
                 "champion": (health or {}).get("champion"),
@@ -65,7 +68,23 @@ def _send(service_url: str, frame: pd.DataFrame, target: str) -> tuple[dict[str,
     health = _health(service_url)
     if not (health and health.get("ready")):
         return NO_TRAFFIC, health
-    return send_traffic(service_url, frame, target).to_dict(), _health(service_url)
+    before = _versions(service_url)
+    sent = send_traffic(service_url, frame, target).to_dict()
+    after = _versions(service_url)
+    sent["estimated_by_version"] = {}
+    for v, cur in after.items():
+        est = window_estimate(cur, before.get(v))
+        if est is not None:
+            sent["estimated_by_version"][v] = est.accuracy
+    return sent, _health(service_url)
+
+
+def _versions(service_url: str) -> dict[str, Any]:
+    """``/stats``' per-version counters (the estimate's sums among them); empty when unreachable."""
+    try:
+        return httpx.get(f"{service_url}/stats", timeout=5).json().get("versions") or {}
+    except (httpx.HTTPError, ValueError):
+        return {}
 
 
 def pending_runs(prefect_api_url: str, deployment_names: set[str]) -> int:

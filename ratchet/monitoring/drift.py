@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from ratchet.core.config import RatchetConfig
+from ratchet.core.performance import window_estimate
 from ratchet.core.schema import Schema
 from ratchet.data.ingest import reference_profile
 from ratchet.data.profiling import deserialize_profile, drift_html, drift_report, merge_profiles
@@ -23,6 +24,8 @@ from ratchet.training.registry import Registry
 from ratchet.training.versions import VersionMarks
 
 MIN_FEEDBACK = 30  # live accuracy is judged only on at least this many labelled predictions
+MIN_ESTIMATE_ROWS = 200  # the estimate without labels is judged on windows of at least this many rows
+ESTIMATE_Z = 3.0  # a drop of the estimate beyond this many sd of its own (and the held-out figure's) uncertainty
 
 
 def live_profile(serving_dir: Path, version: str, since: float | None = None):
@@ -163,6 +166,8 @@ def production_drift(
                         f"changed from window {verdict.onset}"
                     )
                     registry.mark(champion, VersionMarks(concept_live_onset=window_start(verdict.onset)))
+        if base is not None and not base.regression and stats and stats.get("estimated_rows"):
+            _estimated_quality(result, base, stats, drift_history(out_dir))
         if stats and stats.get("feedback", 0) >= MIN_FEEDBACK and stats.get("live_accuracy") is not None:
             result["live_accuracy"] = stats["live_accuracy"]
             result["feedback"] = stats["feedback"]
@@ -177,6 +182,59 @@ def production_drift(
     with history.open("a") as f:
         f.write(json.dumps(result, default=str) + "\n")
     return result
+
+
+def estimated_check(base: Baseline, stats: dict[str, Any], readings: list[dict[str, Any]],
+                    min_rows: int = MIN_ESTIMATE_ROWS, z: float = ESTIMATE_Z) -> dict[str, Any] | None:
+    """The champion's accuracy estimated without labels (CBPE: the service's calibrated
+    confidences, ``ratchet.core.performance``) over the live rows since the newest earlier
+    reading that leaves at least ``min_rows`` (``readings``: this champion's, oldest first, each
+    with the cumulative ``estimated`` sums), against its held-out accuracy. ``detected`` when the
+    estimate is below it by more than ``z`` sd of both figures' sampling error together: the model
+    suffers before any label says so. None when the window has too few rows."""
+    cur = {k: stats.get(k) for k in ("estimated_rows", "estimated_correct", "estimated_variance")}
+    est = None
+    for prev in reversed(readings):
+        sums = prev.get("estimated_sums") or {}
+        if float(sums.get("estimated_rows") or 0) > float(cur["estimated_rows"] or 0):
+            break  # the service restarted after that reading
+        found = window_estimate(cur, sums)
+        if found is not None and found.rows >= min_rows:
+            est = found
+            break
+    if est is None:
+        est = window_estimate(cur)
+        if est is None or est.rows < min_rows:
+            return None
+    ref = 1.0 - base.error
+    ref_sd = math.sqrt(ref * (1.0 - ref) / base.rows) if base.rows else 0.0
+    spread = math.hypot(est.accuracy_sd, ref_sd)
+    return {
+        "rows": est.rows, "accuracy": est.accuracy, "accuracy_sd": est.accuracy_sd,
+        "held_out_accuracy": ref, "held_out_sd": ref_sd, "z": z,
+        "detected": ref - est.accuracy > z * spread,
+    }
+
+
+def _estimated_quality(result: dict[str, Any], base: Baseline, stats: dict[str, Any],
+                       history: list[dict[str, Any]]) -> None:
+    """``estimated_check`` into ``result`` (kind ``estimated`` when it drops, unless concept drift was found)."""
+    result["estimated_sums"] = {k: stats.get(k) for k in ("estimated_rows", "estimated_correct", "estimated_variance")}
+    readings = [h for h in history if h.get("champion") == result["champion"] and "estimated_sums" in h]
+    found = estimated_check(base, stats, readings)
+    if found is None:
+        return
+    result["estimated"] = found
+    result["estimated_accuracy"] = found["accuracy"]
+    if found["detected"]:
+        result["detected"] = True
+        if result.get("kind") != "concept":
+            result["kind"] = "estimated"
+            result["reason"] = (
+                f"estimated accuracy {found['accuracy']:.3f} ± {found['accuracy_sd']:.3f} on {found['rows']} unlabelled "
+                f"live rows, below the champion's held-out {found['held_out_accuracy']:.3f} by more than "
+                f"{found['z']:g} sd (no label needed)"
+            )
 
 
 def _regression_quality(result: dict[str, Any], registry: Registry, champion: str, stats: dict[str, Any],
@@ -199,6 +257,13 @@ def _regression_quality(result: dict[str, Any], registry: Registry, champion: st
         )
 
 
+def _estimated_words(est: dict[str, Any] | None) -> str:
+    if not est:
+        return "none (too few calibrated rows)"
+    return (f"{est['accuracy']:.3f} ± {est['accuracy_sd']:.3f} on {est['rows']} rows "
+            f"(held-out {est['held_out_accuracy']:.3f}; dropped: {est['detected']})")
+
+
 def drift_history(home: Path) -> list[dict[str, Any]]:
     path = Path(home) / "reports" / "drift" / "history.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
@@ -214,6 +279,7 @@ def drift_markdown(result: dict[str, Any]) -> str:
         f"# Production drift of champion v{result.get('champion')}\n\n"
         f"detected: **{result.get('detected')}** {result.get('reason') or ''}\n\n"
         + (f"live MAE: {result.get('live_mae')}\n\n" if "live_mae" in result
-           else f"live accuracy: {result.get('live_accuracy')}\n\n")
+           else f"live accuracy: {result.get('live_accuracy')} (feedback), estimated without labels: "
+                f"{_estimated_words(result.get('estimated'))}\n\n")
         + f"| feature | test | p-value | drifted |\n|---|---|---|---|\n{rows}\n"
     )

@@ -54,6 +54,7 @@ def build_app():
         api_key=os.environ.get("RATCHET_API_KEY") or None,
         profile_window_s=cfg.profile_window_s,
         profile_process=os.environ.get("RATCHET_PROFILE_PROCESS", "1") != "0",
+        model_name=ctx.cfg.model_name,
     )
 
 

@@ -30,6 +30,9 @@ Routes
                        reload both). 502 when the provider failed (old models keep serving).
 ``PUT  /admin/traffic`` ``{"challenger_share": 0.3, "shadow": false}`` (``shadow`` optional:
                        unchanged); written atomically to ``state_dir/traffic.json``.
+``/v2/...``            the Open Inference Protocol (KServe V2) over REST: health, metadata and
+                       ``POST /v2/models/{model_name}/infer`` through ``/predict``'s code path
+                       (:mod:`ratchet.serving.v2`).
 Admin routes need ``Authorization: Bearer <admin_token>`` when a token is set: 401 without
 one, 403 with a wrong one.
 
@@ -63,6 +66,7 @@ from ratchet.serving.openapi import build_openapi
 from ratchet.serving.predict import PredictHandler
 from ratchet.serving.routes import EXCEPTION_HANDLERS, ServiceRoutes
 from ratchet.serving.state import ModelFailure, ServingRuntime
+from ratchet.serving.v2 import V2Protocol
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +84,7 @@ def create_app(
     profile_window_s: float | None = None,
     feedback_capacity: int = 100_000,
     profile_process: bool = False,
+    model_name: str = "ratchet",
 ) -> FastAPI:
     """Build the serving app. ``profile_window_s`` defaults to ``cfg.profile_window_s``.
 
@@ -87,6 +92,8 @@ def create_app(
     the first request when the app runs without one). ``app.state.ratchet`` is the
     :class:`ServingRuntime` (``flush()``, ``reload()``, ``snapshot``, ``metrics``);
     ``app.state.direct_routes`` the routes the middleware answers itself.
+    ``model_name``: the name the Open Inference Protocol serves the model under
+    (``/v2/models/{model_name}``, :mod:`ratchet.serving.v2`).
     ``profile_process``: whylogs runs in a worker process rather than a thread of this one
     (what ``python -m ratchet.serving`` does: the event loop never waits on the GIL for it)."""
     rt = ServingRuntime(
@@ -103,6 +110,7 @@ def create_app(
     auth = Auth(api_key=api_key, admin_token=admin_token)
     predict = PredictHandler(rt, cfg, auth)
     routes = ServiceRoutes(rt, cfg, auth)
+    v2 = V2Protocol(rt, predict, model_name)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -114,7 +122,7 @@ def create_app(
 
     app = FastAPI(title="ratchet serving", lifespan=lifespan)
     app.state.ratchet = rt
-    app.state.direct_routes = {("POST", "/predict"): predict}
+    app.state.direct_routes = {("POST", "/predict"): predict, ("POST", v2.infer_path): v2.infer_direct}
     app.add_middleware(ObserveMiddleware, runtime=rt, direct=app.state.direct_routes)
     for exc_class, handler in EXCEPTION_HANDLERS.items():
         app.add_exception_handler(exc_class, handler)
@@ -127,6 +135,7 @@ def create_app(
     app.add_api_route("/stats", routes.stats, methods=["GET"])
     app.add_api_route("/admin/reload", routes.admin_reload, methods=["POST"])
     app.add_api_route("/admin/traffic", routes.admin_traffic, methods=["PUT"])
+    v2.add_routes(app)
 
     app.openapi = _OpenAPI(app, rt, cfg.max_rows, auth)  # type: ignore[method-assign]
     return app

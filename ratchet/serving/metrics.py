@@ -35,6 +35,9 @@ class _VersionStats:
     shadow_rows: int = 0
     feedback: int = 0
     correct: int = 0
+    estimated_rows: int = 0  # rows with a calibrated confidence (ratchet.core.performance) ...
+    estimated_correct: float = 0.0  # ... and the sum of it: the expected number of right predictions
+    estimated_variance: float = 0.0  # sum of c (1 - c): the estimate's own variance times rows^2
     regression: bool = False  # predicts numbers: feedback gives errors, not right/wrong
     abs_error: float = 0.0  # regression feedback: sum of |prediction - label| ...
     squared_error: float = 0.0  # ... and of (prediction - label)^2 (MAE, RMSE, and the sd of |error|)
@@ -116,6 +119,18 @@ class ServingMetrics:
         self.live_accuracy = Gauge(
             "ratchet_live_accuracy",
             "Accuracy of predictions that got feedback",
+            ["model_version"],
+            registry=r,
+        )
+        self.estimated_accuracy = Gauge(
+            "ratchet_estimated_accuracy",
+            "Accuracy estimated without labels from calibrated confidences (CBPE), rows since start",
+            ["model_version"],
+            registry=r,
+        )
+        self.estimated_correct = Counter(
+            "ratchet_estimated_correct",
+            "Sum of calibrated confidences: the expected number of right predictions (diff two reads for a window)",
             ["model_version"],
             registry=r,
         )
@@ -250,6 +265,18 @@ class ServingMetrics:
             acc = s.correct / s.feedback
         self.live_accuracy.labels(version).set(acc)
 
+    def observe_estimated(self, version: str, calibrated: np.ndarray) -> None:
+        """Each predicted row's calibrated confidence: the probability that it is right."""
+        total = float(calibrated.sum())
+        self.estimated_correct.labels(version).inc(total)
+        with self._lock:
+            s = self._v(version)
+            s.estimated_rows += len(calibrated)
+            s.estimated_correct += total
+            s.estimated_variance += float((calibrated * (1.0 - calibrated)).sum())
+            acc = s.estimated_correct / s.estimated_rows
+        self.estimated_accuracy.labels(version).set(acc)
+
     def observe_feedback_errors(self, version: str, errors: list[float]) -> None:
         """Regression feedback: each row's error (prediction - label)."""
         if not errors:
@@ -278,12 +305,14 @@ class ServingMetrics:
     # ------------------------------------------------------------- reading
     def stats(self) -> dict:
         """Per version: counters since the process started (a reader diffs two reads for a
-        window), live accuracy (a regression model: ``task``, ``live_mae``, ``live_rmse`` and the
+        window), live accuracy and the accuracy estimated without labels (``estimated_accuracy``,
+        its sd and sums ``estimated_rows``/``estimated_correct``/``estimated_variance``; a regression model: ``task``, ``live_mae``, ``live_rmse`` and the
         error sums ``abs_error_sum``, ``squared_error_sum``), p50/p99 over the last 4096 requests, and the latency histogram
         (``latency_hist_ms``: counts per bucket of ``latency_bounds_ms``, the last one open)."""
         counters = (
             "requests", "errors", "server_errors", "routed", "fallbacks", "shadow_requests",
             "shadow_errors", "model_errors", "rows", "shadow_rows", "feedback", "correct",
+            "estimated_rows", "estimated_correct", "estimated_variance",
         )
         with self._lock:
             snap = {
@@ -298,7 +327,13 @@ class ServingMetrics:
             if lat:
                 p50, p99 = (float(x) * 1000.0 for x in np.percentile(np.asarray(lat), [50, 99]))
             fb = counts["feedback"]
-            quality: dict = {"live_accuracy": (counts["correct"] / fb) if fb else None}
+            n_est = counts["estimated_rows"]
+            quality: dict = {
+                "live_accuracy": (counts["correct"] / fb) if fb else None,
+                # CBPE: right beside the realised accuracy; the sums are cumulative (diff two reads)
+                "estimated_accuracy": counts["estimated_correct"] / n_est if n_est else None,
+                "estimated_accuracy_sd": counts["estimated_variance"] ** 0.5 / n_est if n_est else None,
+            }
             if regression:  # errors, not accuracy; the sums are cumulative (a reader diffs two reads)
                 quality = {
                     "task": "regression",

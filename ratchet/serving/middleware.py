@@ -165,11 +165,15 @@ def check_bind(host: str, admin_token: str | None) -> None:
 
 
 # ---------------------------------------------------------------- bodies and errors
-async def read_json_body(headers: Headers, receive, limit: int) -> object:
-    """The request's JSON body, read straight from the ASGI ``receive`` (4xx as RequestError)."""
+async def read_json_body(headers: Headers, receive, limit: int, untyped_ok: bool = False) -> object:
+    """The request's JSON body, read straight from the ASGI ``receive`` (4xx as RequestError).
+    ``untyped_ok``: a body without a Content-Type is read as JSON (the Open Inference Protocol's
+    clients, tritonclient among them, send none)."""
     ctype = headers.get("content-type", "")
     media = ctype.split(";", 1)[0].strip().lower()
-    if media != "application/json" and not media.endswith("+json"):
+    if untyped_ok and not media:
+        pass
+    elif media != "application/json" and not media.endswith("+json"):
         raise RequestError(415, f"Content-Type must be application/json, got {ctype or 'none'!r}")
     length = headers.get("content-length")
     if length is not None:

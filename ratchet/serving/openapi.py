@@ -244,5 +244,72 @@ def build_openapi(base: dict[str, Any], schema: Schema | None, max_rows: int, ap
     op("/metrics", "get", responses={
         "200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}
     })
+    _v2_operations(op, schemas, max_rows, key_errors, api_key)
     doc["paths"] = paths
     return doc
+
+
+_V2_ERRORS = {
+    "400": "an output this model does not give, or a body that is not JSON",
+    "401": "credentials missing", "403": "credentials wrong",
+    "404": "another model name, or a version that is not loaded",
+    "413": "body over max_body_bytes, or more rows than max_rows",
+    "415": "a Content-Type other than application/json (the binary tensor extension is not served)",
+    "422": "the tensors do not fit the model's schema",
+    "503": "no champion model is loaded yet",
+}
+
+
+def _v2_responses(statuses: tuple[str, ...], ok: dict[str, Any] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"200": {"description": "OK", "content": {"application/json": {"schema": ok or {}}}}}
+    for code in statuses:
+        out[code] = {"description": _V2_ERRORS[code],
+                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return out
+
+
+def _v2_operations(op, schemas: dict[str, Any], max_rows: int, key_errors: tuple[str, ...], api_key: bool) -> None:
+    """The Open Inference Protocol's routes (``ratchet.serving.v2``): its bodies and statuses."""
+    schemas["InferTensor"] = {
+        "type": "object",
+        "required": ["name", "shape", "datatype", "data"],
+        "properties": {
+            "name": {"type": "string", "description": "a feature column"},
+            "shape": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": max_rows},
+                      "minItems": 1, "maxItems": 2, "description": "[rows] or [rows, 1]"},
+            "datatype": {"type": "string", "enum": ["BOOL", "INT64", "FP64", "FP32", "INT32", "BYTES"]},
+            "data": {"type": "array"},
+        },
+    }
+    schemas["InferRequest"] = {
+        "type": "object",
+        "required": ["inputs"],
+        "properties": {
+            "id": {"type": "string"},
+            "parameters": {"type": "object", "properties": {"entity_key": {"type": "string", "maxLength": 512}}},
+            "inputs": {"type": "array", "items": {"$ref": "#/components/schemas/InferTensor"}, "minItems": 1},
+            "outputs": {"type": "array", "items": {"type": "object", "required": ["name"],
+                                                     "properties": {"name": {"type": "string"}}}},
+        },
+    }
+    schemas["InferResponse"] = {
+        "type": "object",
+        "required": ["model_name", "model_version", "id", "outputs"],
+        "properties": {
+            "model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": {"type": "string"},
+            "parameters": {"type": "object"},
+            "outputs": {"type": "array", "items": {"type": "object", "required": ["name", "shape", "datatype", "data"]}},
+        },
+    }
+    infer = {
+        "requestBody": _json_body("#/components/schemas/InferRequest"),
+        "responses": _v2_responses(("400", *key_errors, "404", "413", "415", "422", "503"),
+                                   {"$ref": "#/components/schemas/InferResponse"}),
+        **({"security": [{"ApiKey": []}]} if api_key else {}),
+    }
+    op("/v2/models/{name}/infer", "post", **infer)
+    op("/v2/models/{name}/versions/{version}/infer", "post", **infer)
+    for path in ("/v2/models/{name}", "/v2/models/{name}/ready", "/v2/models/{name}/versions/{version}",
+                 "/v2/models/{name}/versions/{version}/ready"):
+        op(path, "get", responses=_v2_responses(("404", "503")))
+    op("/v2/health/ready", "get", responses=_v2_responses(("503",)))

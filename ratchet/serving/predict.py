@@ -23,6 +23,9 @@ others in a worker thread. The answer is rendered with orjson.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
@@ -70,6 +73,13 @@ class PredictHandler:
 
     async def __call__(self, scope, receive) -> Response:
         """``POST /predict`` as plain ASGI: the answer, or the client/model error response."""
+        return await self.handle(scope, receive, PREDICT_PROTOCOL)
+
+    async def handle(self, scope, receive, protocol: Protocol, pin: str | None = None) -> Response:
+        """One request under ``protocol`` (its body parser, answer and errors; ``/predict``'s or the
+        Open Inference Protocol's, :mod:`ratchet.serving.v2`): the same routing, validation,
+        limits, model call and records whichever protocol asked. ``pin``: the version that must
+        answer (a loaded champion or challenger; 404 otherwise), bypassing the traffic split."""
         state = scope["state"]
         rt = self.runtime
         try:
@@ -77,8 +87,8 @@ class PredictHandler:
             self.auth.check_api_key(headers)
             if not rt.is_started:
                 await run_in_threadpool(rt.ensure_started)
-            obj = await read_json_body(headers, receive, self.max_body_bytes)
-            req = parse_predict_body(obj, self.max_rows)
+            obj = await read_json_body(headers, receive, self.max_body_bytes, protocol.untyped_ok)
+            req = protocol.parse(obj, self.max_rows)
             snap = rt.snapshot
             if snap.champion is None:
                 raise RequestError(503, "no champion model is loaded yet")
@@ -87,27 +97,33 @@ class PredictHandler:
                 and snap.champion.fast is not None
                 and (snap.challenger is None or snap.challenger.fast is not None)
             ):
-                return self.predict_sync(req, state, snap)
-            return await run_in_threadpool(self.predict_sync, req, state, snap)
+                return self.predict_sync(req, state, snap, protocol.render, pin)
+            return await run_in_threadpool(self.predict_sync, req, state, snap, protocol.render, pin)
         except RequestError as exc:
-            return client_error_response(exc, state.get("request_id"))
+            return protocol.client_error(exc, state.get("request_id"))
         except ModelFailure:
-            return model_error_response(state.get("request_id"))
+            return protocol.model_error(state.get("request_id"))
 
     async def predict(self, request: Request):
         # the FastAPI endpoint: the same handler (no docstring: it would become the OpenAPI description)
         return await self(request.scope, request.receive)
 
-    def predict_sync(self, req: PredictRequest, state: dict, snap: Snapshot) -> JSONResponse:
-        """Route, validate, predict, record. ``snap`` is read once by the caller: a reload
-        swapping models does not touch a request in flight."""
+    def predict_sync(self, req, state: dict, snap: Snapshot, render: Render | None = None,
+                     pin: str | None = None) -> JSONResponse:
+        """Route, validate, predict, record; ``render`` makes the body of the answer (``/predict``'s
+        by default). ``snap`` is read once by the caller: a reload swapping models does not touch
+        a request in flight."""
         m, rt = self.metrics, self.runtime
         rid = state["request_id"]
-        chosen = snap.challenger is not None and selects_challenger(
-            snap.traffic.challenger_share, req.entity_key
-        )
-        canary = chosen and not snap.traffic.shadow
-        slot, alias = (snap.challenger, "challenger") if canary else (snap.champion, "champion")
+        if pin is not None:
+            slot, alias = pinned_slot(snap, pin)
+            chosen = canary = False
+        else:
+            chosen = snap.challenger is not None and selects_challenger(
+                snap.traffic.challenger_share, req.entity_key
+            )
+            canary = chosen and not snap.traffic.shadow
+            slot, alias = (snap.challenger, "challenger") if canary else (snap.champion, "champion")
         state["model_version"] = slot.version
         m.observe_routed(slot.version)
         try:
@@ -127,19 +143,14 @@ class PredictHandler:
             m.observe_values(slot.version, alias, len(labels))
             rt.profiler.record(slot.version, batch, labels, _no_confidence(len(labels)))
             rt.feedback.record(rid, slot.version, labels, None)
-            body = {"predictions": labels, "model_version": slot.version, "alias": alias, "request_id": rid}
         else:
             m.observe_predictions(slot.version, alias, labels)
-            rt.profiler.record(slot.version, batch, labels, proba.max(axis=1))
+            confidence = proba.max(axis=1)
+            if slot.calibration is not None:  # the estimate of accuracy without labels
+                m.observe_estimated(slot.version, slot.calibration.apply(confidence))
+            rt.profiler.record(slot.version, batch, labels, confidence)
             rt.feedback.record(rid, slot.version, labels, slot.classes)
-            body = {
-                "predictions": labels,
-                "probabilities": proba.tolist(),
-                "classes": list(slot.classes),
-                "model_version": slot.version,
-                "alias": alias,
-                "request_id": rid,
-            }
+        body = (render or render_predict)(req, rid, slot, alias, labels, proba)
         if chosen and snap.traffic.shadow:
             if not rt.submit_shadow(self.shadow_predict, slot.version, snap.challenger, req.rows, rid, labels):
                 m.shadow_dropped.labels("queue_full").inc()
@@ -195,7 +206,10 @@ class PredictHandler:
             m.shadow_comparisons.labels(champion_version, slot.version, "agree").inc(agree)
         if agree < len(labels):
             m.shadow_comparisons.labels(champion_version, slot.version, "disagree").inc(len(labels) - agree)
-        rt.profiler.record(slot.version, batch, labels, proba.max(axis=1))
+        confidence = proba.max(axis=1)
+        if slot.calibration is not None:
+            m.observe_estimated(slot.version, slot.calibration.apply(confidence))
+        rt.profiler.record(slot.version, batch, labels, confidence)
         rt.feedback.record_shadow(rid, slot.version, labels)
 
     def _count_inputs(self, version: str, batch: ValidatedBatch) -> None:
@@ -204,6 +218,49 @@ class PredictHandler:
             m.unseen_categories.labels(version, col).inc(n)
         for col, n in batch.out_of_range.items():
             m.out_of_range.labels(version, col).inc(n)
+
+
+def render_predict(req: PredictRequest, rid: str, slot: Slot, alias: str, labels: list,
+                   proba: np.ndarray | None) -> dict:
+    """``/predict``'s answer."""
+    if proba is None:
+        return {"predictions": labels, "model_version": slot.version, "alias": alias, "request_id": rid}
+    return {
+        "predictions": labels,
+        "probabilities": proba.tolist(),
+        "classes": list(slot.classes),
+        "model_version": slot.version,
+        "alias": alias,
+        "request_id": rid,
+    }
+
+
+# (request, request id, slot, alias, labels, probabilities or None) -> the answer's JSON body
+Render = Callable[[Any, str, Slot, str, list, "np.ndarray | None"], dict]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How one protocol reads a request and writes its answer and errors: ``parse(obj, max_rows)``
+    gives an object with ``rows`` (a list of dicts, what the validator takes) and ``entity_key``."""
+
+    parse: Callable[[object, int], Any]
+    render: Render
+    client_error: Callable[[RequestError, str | None], Response] = client_error_response
+    model_error: Callable[[str | None], Response] = model_error_response
+    untyped_ok: bool = False  # a body without Content-Type is read as JSON
+
+
+PREDICT_PROTOCOL = Protocol(parse=parse_predict_body, render=render_predict)
+
+
+def pinned_slot(snap: Snapshot, version: str) -> tuple[Slot, str]:
+    """The loaded model of ``version`` and its alias; a 404 naming the loaded versions otherwise."""
+    for slot, alias in ((snap.champion, "champion"), (snap.challenger, "challenger")):
+        if slot is not None and slot.version == version:
+            return slot, alias
+    loaded = [s.version for s in (snap.champion, snap.challenger) if s is not None]
+    raise RequestError(404, f"version {version!r} is not loaded here (loaded: {', '.join(loaded) or 'none'})")
 
 
 def _no_confidence(n: int) -> np.ndarray:

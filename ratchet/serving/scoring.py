@@ -38,6 +38,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ratchet.core.performance import EstimateAccumulator, positive_index
 from ratchet.core.progress import step
 
 log = logging.getLogger(__name__)
@@ -259,10 +260,12 @@ def score_chunks(
     profile_rows: int = PROFILE_ROWS,
     progress: Callable[[int], None] | None = None,
     say: Callable[[str], None] = log.info,
+    estimate: EstimateAccumulator | None = None,
 ) -> tuple[int, int, Any]:
     """The scoring core: predict each chunk, append it to ``out_path`` (Parquet), profile up to
     ``profile_rows`` of its rows (``profile_sample``). Returns (rows, chunks, merged whylogs
-    profile or None); the profile's own counts are of the rows profiled."""
+    profile or None); the profile's own counts are of the rows profiled. ``estimate`` (a
+    classifier's): every row's calibrated confidence is added to it (``estimate_chunk``)."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
     rows, n_chunks = 0, 0
     features = list(predictor.schema.feature_names)
@@ -271,6 +274,8 @@ def score_chunks(
         for chunk in chunks:
             _check_columns(chunk, features)
             pred = predict_frame(predictor, chunk)
+            if estimate is not None:
+                estimate_chunk(predictor, pred, estimate)
             del chunk  # the next chunk is read while this one's predictions are written
             sink.put(pred, rows)
             rows += len(pred)
@@ -292,6 +297,7 @@ def score(repo, predictor, source: ScoringInput, work_dir: Path, chunk_rows: int
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     local = Path(work_dir) / f"{stamp}-v{version}-{source.data_commit.split(':')[-1][:12]}.parquet"
     t0 = time.perf_counter()
+    est = None if predictor.task == "regression" else EstimateAccumulator(positive_index(predictor.classes))
     with step(f"scoring {source.kind} input", total=source.rows, unit="rows") as bar:
         def tell(done: int) -> None:
             bar.update(done)
@@ -299,10 +305,33 @@ def score(repo, predictor, source: ScoringInput, work_dir: Path, chunk_rows: int
                 progress(done)
 
         rows, n, view = score_chunks(predictor, iter_chunks(repo, source, chunk_rows), version, source.data_commit,
-                                     local, progress=tell, say=say)
+                                     local, progress=tell, say=say, estimate=est)
     scored = Scored(version, source, local, rows, n, time.perf_counter() - t0, view)
     scored.summary = summarize(view, rows)
+    if est is not None and est.n:
+        scored.summary["estimated_performance"] = estimated_summary(predictor, est)
     return scored
+
+
+def estimate_chunk(predictor, pred: pd.DataFrame, acc: EstimateAccumulator) -> None:
+    """Add a chunk's predictions (``predict_frame``'s) to the estimate of accuracy without labels:
+    the top-label confidence through the model's calibration (``ratchet.core.performance``)."""
+    proba = pred[[f"proba_{c}" for c in predictor.classes]].to_numpy(dtype=float)
+    conf = proba.max(axis=1)
+    cal = getattr(predictor, "calibration", None)
+    acc.add(cal.apply(conf) if cal is not None else conf, proba.argmax(axis=1))
+
+
+def estimated_summary(predictor, acc: EstimateAccumulator) -> dict[str, Any]:
+    """The batch's estimated accuracy (F1 for two classes) with its sd, and the calibration it rests on."""
+    out = acc.result().to_dict()
+    cal = getattr(predictor, "calibration", None)
+    if cal is None:
+        out["method"] = "cbpe (uncalibrated confidence: a model trained before calibration)"
+    else:
+        out["calibration"] = {"method": cal.method, "rows": cal.rows, "ece_raw": _num(cal.ece_raw),
+                              "ece": _num(cal.ece)}
+    return out
 
 
 def summarize(view, rows: int) -> dict[str, Any]:
@@ -403,6 +432,7 @@ def summary_markdown(result: ScoreResult) -> str:
         "per chunk, evenly spaced",
         f"- repository: `{result.repo_path}` on `{result.repo_branch}` at `{result.repo_commit[:12]}`",
         f"- out: `{result.out}`" if result.out else "- out: none",
+        *_estimated_line(result.summary.get("estimated_performance")),
         "",
         "| column | count | nulls | mean | min | max | most frequent |",
         "|---|---|---|---|---|---|---|",
@@ -412,6 +442,13 @@ def summary_markdown(result: ScoreResult) -> str:
         lines.append(f"| {col} | {e.get('count')} | {e.get('nulls')} | {_fmt(e.get('mean'))} | "
                      f"{_fmt(e.get('min'))} | {_fmt(e.get('max'))} | {freq} |")
     return "\n".join(lines)
+
+
+def _estimated_line(est: dict[str, Any] | None) -> list[str]:
+    if not est:
+        return []
+    f1 = f", F1 {est['f1']:.3f}" if "f1" in est else ""
+    return [f"- estimated accuracy without labels: {est['accuracy']:.3f} ± {est['accuracy_sd']:.3f}{f1} ({est['method']})"]
 
 
 def _fmt(x: float | None) -> str:

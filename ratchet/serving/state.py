@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ratchet.core.config import ServingConfig
+from ratchet.core.performance import Calibration
 from ratchet.serving.fastpath import FastPath, compile_fast_path
 from ratchet.serving.feedback import FeedbackStore
 from ratchet.serving.metrics import ServingMetrics
@@ -57,6 +58,7 @@ class Slot:
     classes: tuple
     fast: FastPath | None = None
     regression: bool = False
+    calibration: Calibration | None = None  # top-label confidence -> P(right): the estimate without labels
 
     @classmethod
     def of(cls, model: LoadedModel, fast_path: bool = True) -> Slot:
@@ -69,6 +71,7 @@ class Slot:
             classes=classes,
             fast=fast,
             regression=getattr(model, "task", None) == "regression",
+            calibration=getattr(model, "calibration", None),
         )
 
     def _unscorable(self, batch: ValidatedBatch, rows: np.ndarray) -> None:

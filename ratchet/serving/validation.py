@@ -139,14 +139,19 @@ def parse_predict_body(obj: object, max_rows: int) -> PredictRequest:
                     f"rows[{i}] must be an object, got {json_type(r)}",
                     [{"row": i, "field": None, "error": f"expected an object, got {json_type(r)}"}],
                 )
-    key = obj.get("entity_key")
-    if key is not None:
-        if isinstance(key, bool) or not isinstance(key, str | int):
-            raise RequestError(422, f"field 'entity_key' must be a string, got {json_type(key)}")
-        key = str(key)
-        if len(key) > MAX_ENTITY_KEY_LEN:
-            raise RequestError(422, f"field 'entity_key' is longer than {MAX_ENTITY_KEY_LEN} characters")
-    return PredictRequest(rows=rows, entity_key=key, single=single)
+    return PredictRequest(rows=rows, entity_key=parse_entity_key(obj.get("entity_key")), single=single)
+
+
+def parse_entity_key(key: object, where: str = "field 'entity_key'") -> str | None:
+    """The sticky routing key of a request (a string or an integer), or None."""
+    if key is None:
+        return None
+    if isinstance(key, bool) or not isinstance(key, str | int):
+        raise RequestError(422, f"{where} must be a string, got {json_type(key)}")
+    key = str(key)
+    if len(key) > MAX_ENTITY_KEY_LEN:
+        raise RequestError(422, f"{where} is longer than {MAX_ENTITY_KEY_LEN} characters")
+    return key
 
 
 @dataclass

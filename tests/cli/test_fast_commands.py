@@ -97,3 +97,17 @@ def test_one_server_per_home_reused_replaced_when_dead_and_stopped_by_down(proje
     finally:
         server.stop(settings)
     assert os.environ.get("RATCHET_PREFECT_SERVER") == "ephemeral"  # the suite's own switch
+
+
+def test_status_shows_the_estimated_accuracy_beside_the_live_one(project):
+    init = runner.invoke(app, ["init", "--schema-from", "sample.csv", "--target", "target", "--json"])
+    assert init.exit_code == 0, init.output
+    drift = {"checked_at": 1.0, "champion": "2", "detected": True, "kind": "estimated", "live_accuracy": None,
+             "estimated_accuracy": 0.781, "estimated": {"rows": 400, "accuracy": 0.781, "accuracy_sd": 0.012,
+                                                         "held_out_accuracy": 0.87, "detected": True}}
+    (project.home / "drift.json").write_text(json.dumps(drift))
+    r = project.run("status")
+    assert r.returncode == 0, r.stderr
+    assert "accuracy of v2: live (labels) -, estimated without labels 0.781 ± 0.012 on 400 rows" in r.stdout
+    out = json.loads(project.run("status", "--json").stdout)["drift"]
+    assert out["kind"] == "estimated" and out["estimated_accuracy"] == 0.781 and out["live_accuracy"] is None

@@ -88,6 +88,19 @@ class SkModel:
         return self.pipe.predict_proba(self._features(df))
 
 
+class CalibratedModel(SkModel):
+    """SkModel with its top-label confidence calibrated on held-out rows, as training leaves a Predictor."""
+
+    def __init__(self, version: str, seed: int):
+        from ratchet.core.performance import Calibration
+
+        super().__init__(version, seed)
+        held = make_frame(600, seed=seed + 100)
+        proba = self.predict_proba(held)
+        right = np.asarray(self.classes)[proba.argmax(axis=1)] == true_label(held)
+        self.calibration = Calibration.fit(proba.max(axis=1), right)
+
+
 class BrokenModel(SkModel):
     def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
         raise RuntimeError("boom")

@@ -45,3 +45,29 @@ def test_every_row_is_written_and_the_profile_sees_a_bounded_sample(tmp_path):
     summary = summarize(view, rows)
     assert summary["rows"] == 6000 and summary["profiled_rows"] == 1500  # 500 of each chunk
     assert summary["columns"]["prediction"]["count"] == 1500
+
+
+def test_batch_scoring_estimates_accuracy_from_the_calibrated_confidence(tmp_path):
+    from ratchet.serving.scoring import estimated_summary
+
+    from ratchet.core.performance import EstimateAccumulator, positive_index
+    from ratchet.demo.synthetic import generate_batch
+    from ratchet.training.model.fit import Predictor
+    from ratchet.training.model.preprocess import encode_target
+
+    predictor, df = train_tiny_predictor(seed=4, rows=1500, epochs=2)
+    cal = predictor.calibrate(df.iloc[1200:])  # the fit's validation rows
+    assert cal is not None and cal.rows == 300
+    predictor = Predictor.load(predictor.save(tmp_path / "model.pkl"))  # the calibration travels with the model
+    assert (predictor.calibration.x, predictor.calibration.y, predictor.calibration.rows) == (cal.x, cal.y, 300)
+    fresh = generate_batch(1, 4000, seed=11)
+    acc = EstimateAccumulator(positive_index(predictor.classes))
+    chunks = (fresh.drop(columns=[DEMO_TARGET]).iloc[i:i + 1000] for i in range(0, 4000, 1000))
+    rows, _, _ = score_chunks(predictor, chunks, "9", "c0ffee", tmp_path / "p.parquet", profile=False,
+                              say=lambda _m: None, estimate=acc)
+    est = estimated_summary(predictor, acc)
+    proba = predictor.predict_proba(fresh)
+    realised = float((proba.argmax(axis=1) == encode_target(fresh[DEMO_TARGET], predictor.classes)).mean())
+    assert est["rows"] == rows == 4000 and est["calibration"]["rows"] == 300
+    assert abs(est["accuracy"] - realised) < max(0.03, 3 * est["accuracy_sd"]), (est, realised)
+    assert "f1" in est

@@ -142,3 +142,22 @@ def test_in_shadow_the_feedback_scores_both_versions_on_the_same_rows(serve, dia
         assert fb["versions"]["2"]["mae"] == pytest.approx(want["2"], rel=1e-4)
         stats = env.client.get("/stats").json()["versions"]
         assert stats["2"]["shadow_rows"] == 30 and stats["2"]["live_mae"] == pytest.approx(want["2"], rel=1e-4)
+
+
+def test_open_inference_protocol_gives_a_regression_model_numbers_only(serve, diabetes):
+    _, test, models = diabetes
+    rows = feature_rows(test.head(20), TARGET)
+    cols = list(rows[0])
+    body = {"inputs": [{"name": c, "shape": [20, 1], "datatype": "FP64", "data": [r[c] for r in rows]} for c in cols]}
+    with serve(aliases={"champion": "1"}) as env:
+        _use(env, models)
+        meta = env.client.get("/v2/models/ratchet").json()
+        assert meta["outputs"] == [{"name": "predictions", "datatype": "FP64", "shape": [-1]}]
+        assert {t["datatype"] for t in meta["inputs"]} == {"FP64"}
+        r = env.client.post("/v2/models/ratchet/infer", json=body)
+        assert r.status_code == 200, r.text
+        (out,) = r.json()["outputs"]
+        want = env.client.post("/predict", json={"rows": rows}).json()["predictions"]
+        assert out["name"] == "predictions" and out["datatype"] == "FP64" and out["data"] == want
+        r = env.client.post("/v2/models/ratchet/infer", json={**body, "outputs": [{"name": "probabilities"}]})
+        assert r.status_code == 400 and "not given by this model" in r.json()["error"]

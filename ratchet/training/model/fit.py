@@ -20,6 +20,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from ratchet.core.config import TrainConfig
+from ratchet.core.performance import Calibration
 from ratchet.core.schema import Schema
 from ratchet.training.model.distributed.loop import (
     EpochHistory,
@@ -29,7 +30,13 @@ from ratchet.training.model.distributed.loop import (
     run_fit,
 )
 from ratchet.training.model.distributed.ranks import local_processes
-from ratchet.training.model.preprocess import build_preprocessor, frame_for_model, target_scale, target_values
+from ratchet.training.model.preprocess import (
+    build_preprocessor,
+    encode_target,
+    frame_for_model,
+    target_scale,
+    target_values,
+)
 from ratchet.training.model.tensors import TensorBatches, TensorDataModule
 
 __all__ = ["EpochHistory", "EpochProgress", "FitResult", "Predictor", "TabularDataModule", "TensorBatches", "fit", "world_size"]
@@ -104,6 +111,22 @@ class Predictor:
             raise ValueError("a regression predictor needs the training target's (mean, sd): target_scale")
         self.target_scale = None if target_scale is None else (float(target_scale[0]), float(target_scale[1]))
         self.version: str | None = None
+        # top-label confidence -> P(prediction right), fitted on held-out rows (``calibrate``); the
+        # served probabilities are left as they are: it feeds the estimate of accuracy without labels
+        self.calibration: Calibration | None = None
+
+    def top_label(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Labelled rows' top-label confidence and whether the predicted class is right."""
+        proba = self.predict_proba(df)
+        return proba.max(axis=1), proba.argmax(axis=1) == encode_target(df[self.schema.target.name], self.classes)
+
+    def calibrate(self, df: pd.DataFrame) -> Calibration | None:
+        """Fit :attr:`calibration` on labelled held-out rows ``df`` (isotonic, ``ratchet.core.performance``);
+        None for regression or no rows."""
+        if self.task == "regression" or len(df) == 0:
+            return None
+        self.calibration = Calibration.fit(*self.top_label(df))
+        return self.calibration
 
     def outputs(self, df: pd.DataFrame) -> np.ndarray:
         """The network's raw (n, outputs) outputs: logits, or the standardised regression value."""
@@ -137,6 +160,8 @@ class Predictor:
         }
         if self.target_scale is not None:
             state["target_scale"] = list(self.target_scale)
+        if self.calibration is not None:
+            state["calibration"] = self.calibration.to_dict()
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -148,6 +173,7 @@ class Predictor:
             state["preprocessor"], module, state["module_class"], Schema.model_validate(state["schema"]), state["hparams"],
             state.get("target_scale"),
         )
+        self.calibration = Calibration.from_dict(state.get("calibration"))
 
     def save(self, path: Path) -> Path:
         Path(path).write_bytes(pickle.dumps(self))
