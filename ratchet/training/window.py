@@ -187,6 +187,7 @@ class _Chosen:
     holdout: int | None = None  # the newest batches the gate scores; None: the whole window
     candidates: tuple[dict, ...] = ()
     choice_rule: str | None = None
+    frames: tuple[pd.DataFrame, ...] = ()  # the window's batches when the choice read them already
 
 
 @dataclass(frozen=True)
@@ -261,7 +262,7 @@ def _best(frames: list[pd.DataFrame], paths: list[str], cfg: RatchetConfig, sche
     rule = _with_notes(f"best of {len(choice.candidates)} candidates: {choice.chosen.name}, {k} of the last "
                        f"{len(paths)}", found.walk)
     holdout = onset if onset is not None and onset < k else None
-    return _Chosen(k, rule, holdout, tuple(c.to_dict() for c in choice.candidates), choice.rule)
+    return _Chosen(k, rule, holdout, tuple(c.to_dict() for c in choice.candidates), choice.rule, tuple(frames[-k:]))
 
 
 def _choose_window(
@@ -335,8 +336,8 @@ def training_data(
     commit, paths = published_batches(repo, ref, cfg.data.batch_prefix)
     chosen = _choose_window(repo, commit, paths, cfg, window_batches, live_since, schema, importance)
     paths = paths[-chosen.window:] if chosen.window else paths
-    train, val, test = split_frame(_read(repo, commit, paths), cfg.train.val_fraction, cfg.train.test_fraction,
-                                   cfg.train.seed)
+    df = pd.concat(chosen.frames, ignore_index=True) if chosen.frames else _read(repo, commit, paths)
+    train, val, test = split_frame(df, cfg.train.val_fraction, cfg.train.test_fraction, cfg.train.seed)
     holdout = chosen.holdout if chosen.holdout is not None and chosen.holdout < len(paths) else None
     return TrainingData(commit, paths, train, val, test, chosen.rule, holdout, list(chosen.candidates),
                         chosen.choice_rule)
