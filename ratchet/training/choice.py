@@ -54,8 +54,9 @@ class Choice:
     rule: str = RULE
 
     @property
-    def chosen(self) -> Candidate:
-        return next(c for c in self.candidates if c.batches == self.batches)
+    def chosen(self) -> str:
+        """The chosen window's name(s): every candidate of its size ("newest 3 = since onset (...)")."""
+        return " = ".join(c.name for c in self.candidates if c.batches == self.batches)
 
 
 def candidate_sizes(total: int, onsets: dict[str, int]) -> list[tuple[str, int]]:

@@ -259,7 +259,7 @@ def _best(frames: list[pd.DataFrame], paths: list[str], cfg: RatchetConfig, sche
         return _Chosen(k, _with_notes(f"since drift onset: {k} of the last {len(paths)} (too few held-out rows "
                                       "in the newest batch to compare windows)", found.walk), k)
     k = choice.batches
-    rule = _with_notes(f"best of {len(choice.candidates)} candidates: {choice.chosen.name}, {k} of the last "
+    rule = _with_notes(f"best of {len(choice.candidates)} candidates: {choice.chosen}, {k} of the last "
                        f"{len(paths)}", found.walk)
     holdout = onset if onset is not None and onset < k else None
     return _Chosen(k, rule, holdout, tuple(c.to_dict() for c in choice.candidates), choice.rule, tuple(frames[-k:]))
