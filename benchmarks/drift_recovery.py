@@ -187,7 +187,9 @@ def run_stream(kind: str, batches: int, rows: int, drift_at: int, seed: int, roo
         frames, test = agrawal_stream(batches, rows, drift_at, seed), agrawal_frame(2000, seed * 1000 + 999, AGRAWAL_NEW)
     else:
         frames, test = stream(kind, batches, rows, drift_at, seed), holdout(kind, 2000, seed)
-    first_train = min(drift_at, 6) if kind != "seattle" else 2
+    # the first training leaves two batches before the drift to be scored, so ADWIN sees the champion's
+    # error before the change as well as after it
+    first_train = max(1, min(drift_at - 2, 6)) if kind != "seattle" else 2
     opts = {"ratchet": _options(root / f"{kind}-ratchet", "best"), "all data": _options(root / f"{kind}-all", "all"),
             f"newest {NEWEST_K}": _options(root / f"{kind}-newest", "last", NEWEST_K),
             "adwin": _options(root / f"{kind}-adwin", "all")}
