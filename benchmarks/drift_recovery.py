@@ -208,7 +208,10 @@ def run_stream(kind: str, batches: int, rows: int, drift_at: int, seed: int, roo
         df.to_csv(path, index=False)
         if i >= first_train:  # prequential: every champion on the batch before it learns from it
             for name, o in opts.items():
-                predictor = o.context().registry.load_predictor("champion")
+                registry = o.context().registry
+                if registry.alias("champion") is None:  # the gate's floor refused every challenger so far
+                    continue
+                predictor = registry.load_predictor("champion")
                 predicted = pd.Series(predictor.predict(df.drop(columns=[target]))).astype(str).to_numpy()
                 wrong = predicted != df[target].astype(str).to_numpy()
                 preq[name].append(float(1 - wrong.mean()))
