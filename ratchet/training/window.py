@@ -147,7 +147,7 @@ def drift_onset(repo: DataRepository, commit: str, paths: list[str], cfg: Ratche
         older_views = [v for v in (profile(p) for p in paths[:-1]) if v is not None]
         if older_views:
             label = drift_report(merge_profiles(older_views), newest, walk, [schema.target.name])
-            if label.detected:  # noted only when the old walk (label included) would have cut here
+            if label.detected:  # noted only when the label alone passes the drift test
                 prior = label.features[schema.target.name]["effect"]
     return OnsetWalk(len(window), tuple(sorted(ignored)), prior)
 
