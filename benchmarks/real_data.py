@@ -113,7 +113,7 @@ def run_one(name: str, trials: int | None, batches: int, seed: int) -> dict:
     schema = ctx.schema
     tags = ctx.registry.version_info(trained.model_version)["tags"]
     data = training_data(ctx.repo, tags["data_commit"], ctx.cfg, int(tags.get("window_batches") or 0) or None,
-                         key=ctx.schema.row_key)
+                         schema=ctx.schema)
     fit_rows = pd.concat([data.train, data.val])
     y_fit = target_values(fit_rows[schema.target.name], schema.target)
     y_test = target_values(data.test[schema.target.name], schema.target)

@@ -42,7 +42,7 @@ def prepare(home: Path) -> None:
     branch = ingest.stage_batch(ctx.repo, audited, path, ctx.cfg.data)
     ingest.commit_batch(ctx.repo, branch, audited)
     ingest.publish_batch(ctx.repo, branch, audited, ctx.cfg.data)
-    data = training_data(ctx.repo, "main", ctx.cfg)
+    data = training_data(ctx.repo, "main", ctx.cfg, schema=ctx.schema)
     for i in range(2):
         result = fit(data.train, data.val, ctx.schema, ctx.cfg.train, progress=False)
         ctx.registry.activate()

@@ -29,7 +29,7 @@ def train_flow(
     trigger: str = "manual",
     skip_if_trained: bool = False,
     options: RunOptions = RunOptions(),
-    window: Literal["all", "last", "since_drift"] | None = None,
+    window: Literal["all", "last", "since_drift", "best"] | None = None,
 ) -> TrainResult:
     """Tune on the data window, register the best model as challenger, announce it.
 
@@ -40,8 +40,8 @@ def train_flow(
         trigger: why this run (kept with the version and in the ledger)
         skip_if_trained: do nothing when a version already learnt this data, config and code
         options: config files, overrides and home (left at the default by deployments)
-        window: which batches: all, the last window_batches, or since the latest drift onset
-            (default: train.window)
+        window: which batches: all, the last window_batches, since the latest drift onset, or
+            the best candidate window on the newest batch (default: train.window)
     """
     ctx = options.merged({"train": {"window": window}} if window else None).context()
     supersede_waiting_runs()  # first: the data is read after the runs it supersedes were asked for

@@ -442,8 +442,18 @@ def lineage(version: str, as_json: JsonOpt = False) -> None:
         fail(str(e), as_json)
     emit(
         out, as_json,
-        "\n".join(f"{k}: {v}" for k, v in out.items() if k not in ("params", "metrics", "data_profile")),
+        "\n".join(f"{k}: {_lineage_value(k, v)}" for k, v in out.items()
+                  if k not in ("params", "metrics", "data_profile")),
     )
+
+
+def _lineage_value(key: str, value):
+    """A candidate window per line: its name, batches and proxy loss on the newest batch."""
+    if key != "data_window_candidates" or not value:
+        return value
+    return "".join(f"\n  {c['name']} ({c['batches']} batch(es)): loss "
+                   f"{'-' if c['loss'] is None else format(c['loss'], '.4f')}"
+                   f"{'' if c['se'] is None else ' ± ' + format(c['se'], '.4f')}" for c in value)
 
 
 @app.command()

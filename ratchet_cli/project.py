@@ -32,7 +32,7 @@ _SETTINGS = [
     ("data", "drift_gate", "true: a batch that drifts from main is rejected, not only reported"),
     ("train", "max_epochs", None),
     ("train", "accelerator", "gpu (with devices: auto) on a GPU machine"),
-    ("train", "window", "the batches to learn from: since_drift, last (window_batches) or all"),
+    ("train", "window", "the batches to learn from: best (the candidate window that best predicts the newest batch), since_drift, last (window_batches) or all"),
     ("tune", "trials", "Optuna trials per training run"),
 ]
 _SERVING = [("serving", "port", "ratchet serve")]

@@ -7,6 +7,7 @@ from prefect.artifacts import create_markdown_artifact
 from ratchet.monitoring.batch_scores import live_concept_onset
 from ratchet.runtime.context import Context
 from ratchet.training import search, summary
+from ratchet.training.lineage import champion_importance
 from ratchet.training.window import TrainingData, training_data
 from ratchet_prefect import runs
 from ratchet_prefect.options import HOUR_S, REGISTRY_WRITE, STORE_READ, task
@@ -15,7 +16,8 @@ from ratchet_prefect.options import HOUR_S, REGISTRY_WRITE, STORE_READ, task
 @task(**STORE_READ)
 def load_training_data(ctx: Context, ref: str, window_batches: int | None = None) -> TrainingData:
     live_since = live_concept_onset(ctx.registry)  # the live monitor's onset, one source for since_drift
-    return training_data(ctx.repo, ref, ctx.cfg, window_batches, live_since, key=ctx.schema.row_key)
+    return training_data(ctx.repo, ref, ctx.cfg, window_batches, live_since, ctx.schema,
+                         champion_importance(ctx.registry))
 
 
 @task(**STORE_READ)

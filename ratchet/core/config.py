@@ -85,10 +85,12 @@ class TrainConfig(_Strict):
     window_batches: int | None = Field(
         None, ge=1, description="train on the last K batches of the data commit; None: all"
     )
-    window: Literal["all", "last", "since_drift"] | None = Field(
+    window: Literal["all", "last", "since_drift", "best"] | None = Field(
         None,
-        description="which batches to train on: all; the last window_batches; or since_drift, the batches "
-        "since the latest drift onset (at most window_batches). Default: last when window_batches is set, else all",
+        description="which batches to train on: all; the last window_batches; since_drift, the batches "
+        "since the latest drift onset (at most window_batches); or best, the candidate window (newest k, all, "
+        "since each onset) whose proxy model best predicts the newest batch's held-out rows. "
+        "Default: last when window_batches is set, else all",
     )
 
     min_window_rows: int = Field(
@@ -246,6 +248,9 @@ class DriftConfig(_Strict):
     # a feature drifts only when its effect is also at least this large (KS statistic D, or Cramer's V for
     # chi-square): with large profiles a test finds practically nil differences significant
     min_effect: float = Field(0.05, ge=0, le=1)
+    # a drifted feature raises an alarm only when the champion uses it: its permutation importance at
+    # training (relative rise of the held-out loss with the feature shuffled) is at least this
+    min_importance: float = Field(0.03, ge=0)
     # concept drift: the champion's error on labelled batches and live feedback against its held-out error
     concept_alpha: float = Field(0.01, gt=0, lt=1)  # false-alarm rate per champion, over every batch/window
     concept_min_drop: float = Field(0.01, ge=0)  # accuracy points (regression: relative MSE rise) to ignore

@@ -184,6 +184,16 @@ class Schema(Strict):
         (``ratchet.training.window.split_frame`` puts them on one side)."""
         return [*self.feature_names, self.target.name]
 
+    @property
+    def drift_feature_names(self) -> list[str]:
+        """The features whose shift counts as drift evidence: every feature but datetimes.
+
+        A date/time's calendar parts move between time-ordered batches by construction (each
+        monthly batch has its own month), so a test of them always "drifts"; comparing them with
+        the same season instead would need a year of batches, which most histories lack. They are
+        left out of drift reports and the training window's onset walk (docs/architecture.md)."""
+        return [c.name for c in self.features if c.dtype != "datetime"]
+
     def unseen_limit(self, spec: ColumnSpec) -> float:
         return self.max_unseen_share if spec.max_unseen_share is None else spec.max_unseen_share
 

@@ -20,7 +20,7 @@ import html
 import math
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -122,6 +122,11 @@ class DriftReport:
     def drifted_features(self) -> list[str]:
         return [name for name, f in self.features.items() if f["drifted"]]
 
+    @property
+    def ignored_shifts(self) -> list[str]:
+        """Drifted features the champion barely uses: listed, never an alarm."""
+        return [name for name, f in self.features.items() if f["drifted"] and not f.get("counted", True)]
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -220,6 +225,7 @@ def drift_report(
     target: DatasetProfileView,
     cfg: DriftConfig,
     columns: list[str] | None = None,
+    importance: Mapping[str, float] | None = None,
 ) -> DriftReport:
     """Compare ``target`` (new data or traffic) against ``reference`` (training data).
 
@@ -231,6 +237,11 @@ def drift_report(
     ``cfg.min_effect`` (KS's D, or Cramer's V for chi-square).
     Drift is detected when at least one feature drifted and the drifted share of
     scored features is ``>= cfg.min_drifted_share``.
+
+    ``importance``: the champion's permutation importance per feature, measured at training (the
+    relative rise of its held-out loss when the feature is shuffled). A drifted feature below
+    ``cfg.min_importance`` is listed (``counted: False``) but raises no alarm: a shift in an input
+    the model ignores cannot change its error. A feature missing from ``importance`` counts.
 
     Why an effect floor: a p-value alone answers "is there any difference", and its power
     grows with the rows on both sides; the monitor compares a large reference (every
@@ -290,7 +301,11 @@ def drift_report(
         for f, q in zip(scored, adjusted, strict=True):
             f["p_adjusted"] = float(q)
             f["drifted"] = bool(f["drifted"] and q < cfg.p_value)
-    n_drifted = sum(f["drifted"] for f in scored)
+    for name, f in features.items():
+        weight = None if importance is None else importance.get(name)
+        f["importance"] = weight
+        f["counted"] = bool(f["drifted"] and (weight is None or weight >= cfg.min_importance))
+    n_drifted = sum(f["counted"] for f in scored)
     share = n_drifted / len(scored) if scored else 0.0
     detected = n_drifted > 0 and share >= cfg.min_drifted_share
     return DriftReport(features=features, drifted_share=share, detected=detected)

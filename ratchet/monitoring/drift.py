@@ -142,13 +142,15 @@ def production_drift(
         if ref is None or live is None:
             result["reason"] = "no live traffic profiled yet" if live is None else "no training profile"
         else:
-            report = drift_report(ref, live, cfg.drift, columns=schema.feature_names)
+            # a shift in a feature the champion barely uses is listed, never an alarm; datetimes not scored
+            report = drift_report(ref, live, cfg.drift, columns=schema.drift_feature_names,
+                                  importance=lineage.feature_importance or None)
             result.update(report.to_dict())
             result["drifted_features"] = report.drifted_features
             result["kind"] = "data" if report.detected else None
             html = out_dir / "reports" / "drift" / f"{time.strftime('%Y%m%dT%H%M%S')}-v{champion}.html"
             html.parent.mkdir(parents=True, exist_ok=True)
-            result["html"] = str(drift_html(ref, live, html, cfg=cfg.drift, columns=schema.feature_names))
+            result["html"] = str(drift_html(ref, live, html, cfg=cfg.drift, columns=schema.drift_feature_names))
         stats = live_stats(service_url, champion)
         if stats:
             result["feedback_total"], result["correct_total"] = stats.get("feedback", 0), stats.get("correct", 0)

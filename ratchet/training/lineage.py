@@ -26,6 +26,10 @@ def lineage(repo: DataRepository, registry: Registry, version: str) -> dict[str,
         # the output keeps the registry's strings, as `ratchet lineage --json` always printed them
         "data_window_batches": _text(made.window_batches),
         "data_window_rule": made.window_rule,
+        # rule "best": every candidate window with its proxy loss on the newest batch, and the rule that chose
+        "data_window_candidates": [dict(c) for c in made.window_candidates],
+        "data_window_choice": made.window_choice,
+        "feature_importance": dict(made.feature_importance),
         "code_version": made.code_version,
         "config_hash": made.config_hash,
         "mlflow_run": info["run_id"],
@@ -35,6 +39,13 @@ def lineage(repo: DataRepository, registry: Registry, version: str) -> dict[str,
         "params": run.data.params,
         "metrics": run.data.metrics,
     }
+
+
+def champion_importance(registry: Registry) -> dict[str, float] | None:
+    """The champion's permutation importance per feature, as measured at its training; None
+    without a champion or for a version trained before it was recorded."""
+    champion = registry.alias("champion")
+    return (dict(registry.lineage(champion).feature_importance) or None) if champion else None
 
 
 def _text(value: int | None) -> str | None:

@@ -52,6 +52,9 @@ class TrainedModel:
     resumed: list[int] = field(default_factory=list)
     window_rule: str = "all"
     holdout_batches: int | None = None  # the newest batches the gate scores (since the drift onset)
+    window_candidates: list[dict] = field(default_factory=list)
+    window_choice: str | None = None
+    feature_importance: dict[str, float] = field(default_factory=dict)
 
     @property
     def lineage(self) -> VersionLineage:
@@ -60,6 +63,8 @@ class TrainedModel:
             data_commit=self.data_commit, window_batches=self.window_batches, window_rule=self.window_rule,
             holdout_batches=self.holdout_batches, code_version=code_version(), config_hash=self.config_hash,
             optuna_study=self.study_name, optuna_trial=self.best_trial, run_id=self.run_id, test_metrics=self.metrics,
+            window_candidates=tuple(self.window_candidates), window_choice=self.window_choice,
+            feature_importance=self.feature_importance,
         )
 
 
@@ -101,6 +106,37 @@ def calibrate(predictor: Predictor, data: TrainingData) -> dict[str, float]:
     out = {"calibration_rows": float(len(conf)), "calibration_ece_raw": cal.ece_raw}
     if len(parts) == 2:
         out["calibration_ece"] = cal.ece
+    return out
+
+
+def permutation_importance(predictor: Predictor, frame, schema: Schema, seed: int, repeats: int = 3) -> dict[str, float]:
+    """Per feature: the relative rise of the held-out loss (log loss; regression: squared error)
+    when that feature's values are shuffled among the rows. Measured at training and recorded with
+    the version, so drift can be weighed by what the champion uses.
+
+    Why not scikit-learn's ``permutation_importance``: it wants an estimator on a numeric matrix;
+    the predictor takes the raw frame (a datetime column gives several model inputs), and shuffling
+    the raw column keeps a feature's derived inputs together."""
+    if len(frame) < 2:
+        return {}
+    rng = np.random.default_rng(seed)
+
+    def loss(df) -> float:
+        if schema.target.is_regression:
+            y = regression_target(df[schema.target.name])
+            return float(np.mean((np.asarray(predictor.predict(df)) - y) ** 2))
+        y = encode_target(df[schema.target.name], schema.target.classes)
+        return float(metric_value("log_loss", y, predictor.predict_proba(df), list(schema.target.classes)))
+
+    base = loss(frame)
+    out = {}
+    for name in schema.feature_names:
+        rises = []
+        for _ in range(repeats):  # the mean of a few shuffles: one shuffle's rise is noisy on few rows
+            shuffled = frame.copy()
+            shuffled[name] = shuffled[name].to_numpy()[rng.permutation(len(frame))]
+            rises.append((loss(shuffled) - base) / base if base > 0 else 0.0)
+        out[name] = float(np.mean(rises))
     return out
 
 
@@ -148,6 +184,8 @@ def tune_on_commit(
         metrics = {f"best_{k}": v for k, v in result.best.metrics.items()}
         metrics |= test_metrics(result.best.predictor, data, schema)
         metrics |= calibrate(result.best.predictor, data)
+        importance = permutation_importance(result.best.predictor, data.test, schema, cfg.train.seed)
+        mlflow.log_dict(importance, "feature_importance.json")
         mlflow.log_params({f"best_{k}": v for k, v in result.best_params.items()})
         mlflow.log_metrics(metrics | {"trials_pruned": result.n_pruned})
         log_history(result.best.history, prefix="best_")
@@ -166,6 +204,9 @@ def tune_on_commit(
         window_batches=len(data.batches),
         window_rule=data.rule,
         holdout_batches=data.holdout_batches,
+        window_candidates=data.candidates,
+        window_choice=data.choice_rule,
+        feature_importance=importance,
         config_hash=cfg.digest(),
         study_name=study,
         best_trial=result.best_trial,

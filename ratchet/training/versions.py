@@ -13,6 +13,7 @@ through the two typed records here, so a tag key is spelled in this module alone
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field, fields
 # CLI show them without opening the run)
 TAGGED_METRICS = ("test_accuracy", "test_rmse", "test_r2")
 _APPROVAL_COMMENT_MAX = 5000  # MLflow's limit on a tag's value
+_IMPORTANCE_MAX = 120  # features whose importance is tagged (the largest): the tag stays under the limit
 
 
 def _int(value: str | None) -> int | None:
@@ -48,6 +50,12 @@ class VersionLineage:
     run_id: str | None = None
     trigger: str | None = None
     test_metrics: Mapping[str, float] = field(default_factory=dict)
+    # the window's choice (rule "best"): every candidate window with its proxy loss, and the rule that chose
+    window_candidates: tuple[Mapping, ...] = ()
+    window_choice: str | None = None
+    # permutation importance per feature on the held-out rows (relative rise of the loss when shuffled):
+    # what drift is weighed by while this version is the champion
+    feature_importance: Mapping[str, float] = field(default_factory=dict)
 
     def identity(self) -> dict[str, str]:
         """The tags that make two trainings the same: data, window, config and code."""
@@ -69,6 +77,12 @@ class VersionLineage:
                "code_version": self.code_version, "config_hash": self.config_hash,
                "optuna_study": self.optuna_study, "optuna_trial": self.optuna_trial}
         tags = {k: str(v) for k, v in out.items() if v is not None}
+        if self.window_candidates:
+            tags["window_candidates"] = json.dumps(list(self.window_candidates), separators=(",", ":"))
+            tags["window_choice"] = self.window_choice or ""
+        if self.feature_importance:
+            top = sorted(self.feature_importance.items(), key=lambda kv: -kv[1])[:_IMPORTANCE_MAX]
+            tags["feature_importance"] = json.dumps({k: round(v, 4) for k, v in top}, separators=(",", ":"))
         return tags | {k: f"{self.test_metrics[k]:.4f}" for k in TAGGED_METRICS if k in self.test_metrics}
 
     @classmethod
@@ -86,6 +100,9 @@ class VersionLineage:
             run_id=tags.get("run_id"),
             trigger=tags.get("trigger"),
             test_metrics={k: float(tags[k]) for k in TAGGED_METRICS if tags.get(k)},
+            window_candidates=tuple(json.loads(tags["window_candidates"])) if tags.get("window_candidates") else (),
+            window_choice=tags.get("window_choice") or None,
+            feature_importance=json.loads(tags["feature_importance"]) if tags.get("feature_importance") else {},
         )
 
     @property

@@ -8,12 +8,13 @@ window it appears in.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import pandas as pd
 
 from ratchet.core.config import RatchetConfig
+from ratchet.core.schema import Schema
 from ratchet.data.batch_ref import BatchRef
 from ratchet.data.repository.base import DataRepository, ObjectNotFound
 from ratchet.data.rows import unit_interval
@@ -29,10 +30,34 @@ class TrainingData:
     rule: str = "all"  # how the window was chosen (recorded in the model's lineage)
     # the newest batches whose held-out rows the gate scores (those since the drift onset); None: all
     holdout_batches: int | None = None
+    # rule "best": every candidate window with its proxy score, and the rule that chose among them
+    candidates: list[dict] = field(default_factory=list)
+    choice_rule: str | None = None
 
     @property
     def window(self) -> str:
         return window_label(self.batches, self.rule)
+
+
+@dataclass(frozen=True)
+class OnsetWalk:
+    """What the walk over feature profiles found: ``batches`` since the onset (every batch: none);
+    ``ignored``: features that drifted but the champion barely uses (listed, no onset);
+    ``prior_shift``: the label's base-rate change, newest batch against the older ones (Cramer's V
+    or KS D) when it passes the drift test; reported on its own and never an onset: a seasonal
+    base rate moves every month without P(label | features) changing."""
+
+    batches: int
+    ignored: tuple[str, ...] = ()
+    prior_shift: float | None = None
+
+    def notes(self) -> str:
+        out = []
+        if self.ignored:
+            out.append(f"shifts the champion ignores: {', '.join(self.ignored)}")
+        if self.prior_shift is not None:
+            out.append(f"label base-rate shift {self.prior_shift:.3f} (prior shift, not an onset)")
+        return "; ".join(out)
 
 
 @dataclass(frozen=True)
@@ -72,36 +97,59 @@ def _read(repo: DataRepository, commit: str, paths: list[str]) -> pd.DataFrame:
     return pd.concat([repo.read_dataframe(commit, p) for p in paths], ignore_index=True)
 
 
-def drift_onset(repo: DataRepository, commit: str, paths: list[str], cfg: RatchetConfig) -> int:
+def drift_onset(repo: DataRepository, commit: str, paths: list[str], cfg: RatchetConfig,
+                schema: Schema | None = None, importance: Mapping[str, float] | None = None) -> OnsetWalk:
     """How many of the newest batches in ``paths`` came after the latest drift onset.
 
     Walks back from the newest batch, growing a window of batches that look like it: each older
     batch's whylogs profile (stored at ingest) is compared with the merged profile of the window
-    so far, on every column (the label too, so a shift in class balance counts), with the drift
-    test and thresholds of ``cfg.drift``; the first batch that drifts from the window ends it.
-    No drift anywhere gives every batch. Drift in P(label | features) alone leaves no trace in
-    the profiles: ``concept_onset`` and ``live_onset`` find that one."""
+    so far, with the drift test and thresholds of ``cfg.drift``; the first batch that drifts from
+    the window ends it. No drift anywhere gives every batch. Drift in P(label | features) alone
+    leaves no trace in the profiles: ``concept_onset`` and ``live_onset`` find that one.
+
+    With ``schema``, only ``schema.drift_feature_names`` are tested: not the label (its base rate
+    is ``prior_shift``, reported apart) nor date/time columns (their calendar parts differ between
+    time-ordered batches by construction). ``importance``: the champion's permutation importance
+    per feature; a shift in a feature it ignores is listed, never an onset. The test needs both a
+    p-value and an effect of ``cfg.drift.min_effect``: at large n the effect decides, so the
+    batch size does not. Without a schema every column is tested (the label included)."""
     from ratchet.data.profiling import deserialize_profile, drift_report, merge_profiles
 
+    read: dict[str, object] = {}
+
     def profile(path: str):
-        try:
-            return deserialize_profile(repo.get_object(commit, BatchRef.from_path(path).profile_key))
-        except ObjectNotFound:  # a batch written without `ratchet ingest` has no profile
-            return None
+        if path not in read:
+            try:
+                read[path] = deserialize_profile(repo.get_object(commit, BatchRef.from_path(path).profile_key))
+            except ObjectNotFound:  # a batch written without `ratchet ingest` has no profile
+                read[path] = None
+        return read[path]
 
     newest = profile(paths[-1])
     if newest is None:
-        return len(paths)
-    window = [newest]
+        return OnsetWalk(len(paths))
+    columns = schema.drift_feature_names if schema is not None else None
+    window, ignored = [newest], set()
     # one test per older batch: Bonferroni over the walk, or a long clean history finds a false onset
     # (benchmarks/drift_recovery.py, stream "none": an onset at batch 11 of 16 without it)
     walk = cfg.drift.model_copy(update={"p_value": cfg.drift.p_value / max(1, len(paths) - 1)})
     for path in reversed(paths[:-1]):
         older = profile(path)
-        if older is None or drift_report(merge_profiles(window), older, walk).detected:
+        if older is None:
+            break
+        report = drift_report(merge_profiles(window), older, walk, columns, importance)
+        ignored.update(report.ignored_shifts)
+        if report.detected:
             break
         window.append(older)
-    return len(window)
+    prior = None
+    if schema is not None and len(paths) > 1:
+        older_views = [v for v in (profile(p) for p in paths[:-1]) if v is not None]
+        if older_views:
+            label = drift_report(merge_profiles(older_views), newest, walk, [schema.target.name])
+            if label.detected:  # noted only when the label alone passes the drift test
+                prior = label.features[schema.target.name]["effect"]
+    return OnsetWalk(len(window), tuple(sorted(ignored)), prior)
 
 
 def concept_onset(repo: DataRepository, commit: str, paths: list[str]) -> int | None:
@@ -132,26 +180,59 @@ def _rows(repo: DataRepository, commit: str, paths: list[str]) -> list[int]:
     return [int(known.get(BatchRef.from_path(p).batch_id) or len(repo.read_dataframe(commit, p))) for p in paths]
 
 
-def _since_drift(repo: DataRepository, commit: str, paths: list[str], cfg: RatchetConfig,
-                 live_since: float | None) -> tuple[int, str, int]:
-    """(batches to train on, the rule in words, batches the gate scores) for ``since_drift``.
+@dataclass(frozen=True)
+class _Chosen:
+    window: int | None  # the newest batches to train on; None: all
+    rule: str
+    holdout: int | None = None  # the newest batches the gate scores; None: the whole window
+    candidates: tuple[dict, ...] = ()
+    choice_rule: str | None = None
+    frames: tuple[pd.DataFrame, ...] = ()  # the window's batches when the choice read them already
+
+
+@dataclass(frozen=True)
+class _Evidence:
+    """What the data says about onsets: batches since each source's onset (only sources that found
+    one), the earliest of them, and the profile walk's notes."""
+
+    onsets: dict[str, int]
+    walk: OnsetWalk
+
+    @property
+    def earliest(self) -> int | None:
+        return max(self.onsets.values()) if self.onsets else None
+
+
+def _evidence(repo: DataRepository, commit: str, paths: list[str], cfg: RatchetConfig, live_since: float | None,
+              schema: Schema | None, importance: Mapping[str, float] | None) -> _Evidence:
+    walk = drift_onset(repo, commit, paths, cfg, schema, importance)
+    found = {
+        "feature profiles": walk.batches,
+        "batch scores": concept_onset(repo, commit, paths),
+        "live feedback": live_onset(paths, live_since),
+    }
+    return _Evidence({k: v for k, v in found.items() if v is not None and v < len(paths)}, walk)
+
+
+def _with_notes(rule: str, walk: OnsetWalk) -> str:
+    notes = walk.notes()
+    return f"{rule}; {notes}" if notes else rule
+
+
+def _since_drift(repo: DataRepository, commit: str, paths: list[str], cfg: RatchetConfig, found: _Evidence) -> _Chosen:
+    """The window for ``since_drift``.
 
     The onset is the earliest one any evidence gives (feature profiles, the champion's score on
     labelled batches, live feedback): a false alarm of one source can then only cut a window
     short when no other source saw an earlier change. With fewer than ``train.min_window_rows``
     rows after it, older batches are added (newest first) until there are; the gate still
     scores only the batches after the onset."""
-    found = {
-        "feature profiles": drift_onset(repo, commit, paths, cfg),
-        "batch scores": concept_onset(repo, commit, paths),
-        "live feedback": live_onset(paths, live_since),
-    }
-    found = {k: v for k, v in found.items() if v is not None and v < len(paths)}
-    if not found:
-        return len(paths), f"since drift onset: {len(paths)} of the last {len(paths)} (none found)", len(paths)
-    n = max(found.values())
-    evidence = "+".join(k for k, v in found.items() if v == n)
-    rule = f"since drift onset: {n} of the last {len(paths)} ({evidence})"
+    n = found.earliest
+    if n is None:
+        return _Chosen(len(paths), _with_notes(f"since drift onset: {len(paths)} of the last {len(paths)} (none found)",
+                                               found.walk), len(paths))
+    evidence = "+".join(k for k, v in found.onsets.items() if v == n)
+    rule = _with_notes(f"since drift onset: {n} of the last {len(paths)} ({evidence})", found.walk)
     need = cfg.train.min_window_rows
     if need:
         rows = _rows(repo, commit, paths)
@@ -159,23 +240,49 @@ def _since_drift(repo: DataRepository, commit: str, paths: list[str], cfg: Ratch
         while k < len(paths) and sum(rows[-k:]) < need:
             k += 1
         if k > n:
-            return k, f"{rule}, +{k - n} older batch(es) for min_window_rows {need}", n
-    return n, rule, n
+            return _Chosen(k, f"{rule}, +{k - n} older batch(es) for min_window_rows {need}", n)
+    return _Chosen(n, rule, n)
+
+
+def _best(frames: list[pd.DataFrame], paths: list[str], cfg: RatchetConfig, schema: Schema,
+          found: _Evidence) -> _Chosen:
+    """The window for ``best``: the candidate whose proxy best predicts the newest batch
+    (``ratchet.training.choice``); the gate scores the batches since the earliest onset when the
+    chosen window reaches further back. Too few held-out rows to judge by: since the onset."""
+    from ratchet.training.choice import choose
+
+    onset = found.earliest
+    choice = choose(frames, schema, lambda df: _sides(df, cfg.train.val_fraction, cfg.train.test_fraction,
+                                                      cfg.train.seed, schema.row_key), cfg.train.seed, found.onsets)
+    if choice is None:
+        k = onset or len(paths)
+        return _Chosen(k, _with_notes(f"since drift onset: {k} of the last {len(paths)} (too few held-out rows "
+                                      "in the newest batch to compare windows)", found.walk), k)
+    k = choice.batches
+    rule = _with_notes(f"best of {len(choice.candidates)} candidates: {choice.chosen}, {k} of the last "
+                       f"{len(paths)}", found.walk)
+    holdout = onset if onset is not None and onset < k else None
+    return _Chosen(k, rule, holdout, tuple(c.to_dict() for c in choice.candidates), choice.rule, tuple(frames[-k:]))
 
 
 def _choose_window(
     repo: DataRepository, commit: str, paths: list[str], cfg: RatchetConfig, window_batches: int | None,
-    live_since: float | None = None,
-) -> tuple[int | None, str, int | None]:
-    """(last K batches or None for all, the rule in words, the newest batches the gate scores)."""
+    live_since: float | None = None, schema: Schema | None = None, importance: Mapping[str, float] | None = None,
+) -> _Chosen:
     if window_batches is not None:
-        return window_batches, f"last {window_batches}", None
+        return _Chosen(window_batches, f"last {window_batches}")
     rule, k = cfg.train.window_rule, cfg.train.window_batches
     if rule == "last":
-        return k, f"last {k}", None
-    if rule == "since_drift":
-        return _since_drift(repo, commit, paths[-k:] if k else paths, cfg, live_since)
-    return None, "all", None
+        return _Chosen(k, f"last {k}")
+    if rule in ("since_drift", "best"):
+        paths = paths[-k:] if k else paths
+        found = _evidence(repo, commit, paths, cfg, live_since, schema, importance)
+        if rule == "best" and len(paths) > 1:
+            if schema is None:
+                raise ValueError("train.window 'best' needs the schema (the proxy fits on its features)")
+            return _best([repo.read_dataframe(commit, p) for p in paths], paths, cfg, schema, found)
+        return _since_drift(repo, commit, paths, cfg, found)
+    return _Chosen(None, "all")
 
 
 def split_frame(
@@ -226,16 +333,21 @@ def held_out_rows(repo: DataRepository, commit: str, cfg: RatchetConfig, newest:
 
 def training_data(
     repo: DataRepository, ref: str, cfg: RatchetConfig, window_batches: int | None = None,
-    live_since: float | None = None, key: Sequence[str] | None = None,
+    live_since: float | None = None, schema: Schema | None = None, importance: Mapping[str, float] | None = None,
+    key: Sequence[str] | None = None,
 ) -> TrainingData:
     """The window of batches at ``ref``: the last ``window_batches`` when given, else by
-    ``cfg.train.window`` (all, last K, or since the latest drift onset; ``live_since``: when
-    the live monitor saw the champion's accuracy change, one more source of onsets; ``key``:
-    the columns that decide a row's split, ``Schema.row_key``)."""
+    ``cfg.train.window`` (all, last K, since the latest drift onset, or the best candidate;
+    ``live_since``: when the live monitor saw the champion's accuracy change, one more source of
+    onsets). ``schema`` keeps the label and date/times out of the onset walk (and is needed by
+    ``best``); ``importance``: the champion's permutation importance per feature; ``key``: the
+    columns that decide a row's split (default ``schema.row_key``: features and target)."""
+    key = key if key is not None or schema is None else schema.row_key
     commit, paths = published_batches(repo, ref, cfg.data.batch_prefix)
-    window, rule, holdout = _choose_window(repo, commit, paths, cfg, window_batches, live_since)
-    paths = paths[-window:] if window else paths
-    train, val, test = split_frame(_read(repo, commit, paths), cfg.train.val_fraction, cfg.train.test_fraction,
-                                   cfg.train.seed, key)
-    holdout = holdout if holdout is not None and holdout < len(paths) else None
-    return TrainingData(commit, paths, train, val, test, rule, holdout)
+    chosen = _choose_window(repo, commit, paths, cfg, window_batches, live_since, schema, importance)
+    paths = paths[-chosen.window:] if chosen.window else paths
+    df = pd.concat(chosen.frames, ignore_index=True) if chosen.frames else _read(repo, commit, paths)
+    train, val, test = split_frame(df, cfg.train.val_fraction, cfg.train.test_fraction, cfg.train.seed, key)
+    holdout = chosen.holdout if chosen.holdout is not None and chosen.holdout < len(paths) else None
+    return TrainingData(commit, paths, train, val, test, chosen.rule, holdout, list(chosen.candidates),
+                        chosen.choice_rule)

@@ -37,4 +37,4 @@ def test_a_flow_run_of_every_deployment_is_accepted_with_typed_described_paramet
     assert not any(undescribed.values()), undescribed
     # a choice is an enum: the form shows a select
     window = schemas["train"]["window"]
-    assert [s["enum"] for s in window["anyOf"] if "enum" in s] == [["all", "last", "since_drift"]], window
+    assert [s["enum"] for s in window["anyOf"] if "enum" in s] == [["all", "last", "since_drift", "best"]], window

@@ -38,7 +38,7 @@ def test_ddp_inside_the_flow_runs_training_per_rank_and_the_flow_body_once(home)
     assert len({r["pid"] for r in ranks} | {os.getpid()}) == 3
     assert ranks[0]["train_batches_per_epoch"] == ranks[1]["train_batches_per_epoch"] >= 1
     assert ranks[0]["train_rows_per_epoch"] == ranks[1]["train_rows_per_epoch"]
-    data = training_data(ctx.repo, out.data_commit, ctx.cfg)
+    data = training_data(ctx.repo, out.data_commit, ctx.cfg, schema=ctx.schema)
     assert 0 <= 2 * ranks[0]["train_rows_per_epoch"] - len(data.train) < 2  # each rank half the rows
     # Lightning did not slip a DistributedSampler in: the loader keeps its iterable's sampler
     assert {r["sampler"] for r in ranks} == {"_InfiniteConstantSampler"}

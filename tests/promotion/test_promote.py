@@ -41,11 +41,11 @@ def world(tmp_path_factory):
     dump_schema(infer_schema(clean[0], DEMO_TARGET), ctx.settings.schema_path)
     for i, df in enumerate(clean):
         clean_commit = publish(ctx, df, home, f"clean{i}")
-    good = tune_on_commit(training_data(ctx.repo, clean_commit, ctx.cfg), ctx.schema, ctx.cfg, ctx.settings,
+    good = tune_on_commit(training_data(ctx.repo, clean_commit, ctx.cfg, schema=ctx.schema), ctx.schema, ctx.cfg, ctx.settings,
                           ctx.registry, trials=1, progress=False)
     for i, df in enumerate(drifted):
         publish(ctx, df, home, f"drift{i}")
-    bad = tune_on_commit(training_data(ctx.repo, "main", ctx.cfg, 2), ctx.schema, ctx.cfg, ctx.settings,
+    bad = tune_on_commit(training_data(ctx.repo, "main", ctx.cfg, 2, schema=ctx.schema), ctx.schema, ctx.cfg, ctx.settings,
                          ctx.registry, trials=1, progress=False)
     example = clean[0].drop(columns=[DEMO_TARGET])
     v1 = register_trained(good, ctx.registry, example)

@@ -18,6 +18,20 @@ def test_lineage_round_trips_through_its_tags():
     assert VersionLineage(data_commit="c", window_batches=5).scored_batches == 5
 
 
+def test_the_window_choice_and_feature_importance_round_trip():
+    candidates = ({"name": "newest 1", "batches": 1, "loss": 0.41, "se": 0.02},
+                  {"name": "all", "batches": 6, "loss": 0.62, "se": 0.03})
+    made = VersionLineage(data_commit="c", window_batches=1, window_candidates=candidates,
+                          window_choice="lowest proxy loss", feature_importance={"age": 0.25, "noise": -0.001})
+    back = VersionLineage.from_tags(made.to_tags())
+    assert back.window_candidates == candidates and back.window_choice == "lowest proxy loss"
+    assert back.feature_importance == {"age": 0.25, "noise": -0.001}
+    # many features: the largest are tagged and the tag stays within MLflow's 5000 characters
+    wide = VersionLineage(data_commit="c", feature_importance={f"feature_{i:04d}": i / 1e4 for i in range(1000)})
+    tag = wide.to_tags()["feature_importance"]
+    assert len(tag) <= 5000 and "feature_0999" in tag and "feature_0000" not in tag
+
+
 def test_identity_and_run_tags_leave_out_what_is_unknown():
     made = VersionLineage(data_commit="c", window_batches=2, config_hash="h", code_version="v", trigger="manual",
                           data_window="b1 .. b2", optuna_study="s")

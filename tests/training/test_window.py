@@ -30,11 +30,11 @@ def drifted_home(home):
 
 def _window(home, **train):
     ctx = load_context(CONFIG_FILES, overrides={"train": train}, home=str(home))
-    return training_data(ctx.repo, "main", ctx.cfg)
+    return training_data(ctx.repo, "main", ctx.cfg, schema=ctx.schema)
 
 
 def test_since_drift_trains_on_the_batches_after_the_onset_only(drifted_home):
-    data = _window(drifted_home)  # the shipped config's rule
+    data = _window(drifted_home, window="since_drift")
     assert len(data.batches) == 2 and data.rule == "since drift onset: 2 of the last 6 (feature profiles)"
     everything = _window(drifted_home, window="all")
     assert len(everything.batches) == 6 and everything.rule == "all"
@@ -121,7 +121,7 @@ def test_a_live_feedback_onset_opens_the_window_at_the_first_batch_after_it(home
     from ratchet.training.window import batch_paths, live_onset
 
     _concept_home(home, onset_at=None)
-    ctx = load_context(CONFIG_FILES, home=str(home))
+    ctx = load_context(CONFIG_FILES, overrides={"train": {"window": "since_drift"}}, home=str(home))
     paths = batch_paths(ctx.repo, "main", ctx.cfg.data.batch_prefix)
     stamp = pd.to_datetime(paths[3].rsplit("/", 1)[-1][:22], format="%Y%m%dT%H%M%S%fZ", utc=True).timestamp()
     assert live_onset(paths, stamp) == 3

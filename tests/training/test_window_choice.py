@@ -1,0 +1,133 @@
+"""Drift evidence that counts only when it matters, and the window chosen by what predicts the
+newest batch (train.window: best)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ratchet.core.schema import dump_schema
+from ratchet.data.schema_inference import infer_schema
+from ratchet.demo.synthetic import DEMO_TARGET, generate_batch
+from ratchet.runtime.context import load_context
+from ratchet.training.window import training_data
+from tests.conftest import CONFIG_FILES
+from tests.training.helpers import publish_batches
+
+
+def _monthly(i: int, rows: int, seed: int, *, positives: float | None = None, noise_shift: float = 0.0,
+             concept_drift_at: int | None = None) -> pd.DataFrame:
+    """A batch of month ``i``: the demo's applicants with a timestamp in that month, a ``noise``
+    column no label depends on (shifted by ``noise_shift`` sd), and, with ``positives``, negatives
+    dropped until that share of the rows is positive (a prior shift: P(x | y) unchanged)."""
+    df = generate_batch(i, rows * 3, seed=seed, concept_drift_at=concept_drift_at)
+    if positives is not None:
+        n_pos = round(rows * positives)
+        pos, neg = df[df[DEMO_TARGET] == 1].head(n_pos), df[df[DEMO_TARGET] == 0].head(rows - n_pos)
+        df = pd.concat([pos, neg]).sample(frac=1.0, random_state=i)
+    df = df.head(rows).reset_index(drop=True)
+    rng = np.random.default_rng(seed * 100 + i)
+    start = pd.Timestamp(2024, 1, 1) + pd.DateOffset(months=i)
+    df["booked_at"] = (start + pd.to_timedelta(rng.integers(0, 27 * 24, len(df)), unit="h")).strftime("%Y-%m-%dT%H:%M:%S")
+    df["noise"] = rng.normal(noise_shift, 1.0, len(df)).round(4)
+    return df
+
+
+def _publish(home, frames):
+    ctx = load_context(CONFIG_FILES, home=str(home))
+    schema = infer_schema(frames[0], DEMO_TARGET)
+    dump_schema(schema, ctx.settings.schema_path)
+    (home / "incoming").mkdir(parents=True)
+    publish_batches(load_context(CONFIG_FILES, home=str(home)), frames, home / "incoming")
+
+
+def _window(home, importance=None, with_schema=True, drift=None, **train):
+    ctx = load_context(CONFIG_FILES, overrides={"train": train, "drift": drift or {}}, home=str(home))
+    return training_data(ctx.repo, "main", ctx.cfg, schema=ctx.schema if with_schema else None, importance=importance)
+
+
+@pytest.fixture
+def seasonal_home(home):
+    """Five monthly batches of one concept: a timestamp column, a base rate that moves (0.2 to 0.5)
+    and, in the newest, a large shift of a feature no label depends on."""
+    shares = [0.3, 0.35, 0.4, 0.35, 0.5]
+    frames = [_monthly(i, 800, 3, positives=s, noise_shift=3.0 if i == 4 else 0.0) for i, s in enumerate(shares)]
+    _publish(home, frames)
+    return home
+
+
+def test_calendar_parts_the_base_rate_and_an_ignored_feature_do_not_cut_the_window(seasonal_home):
+    ctx = load_context(CONFIG_FILES, home=str(seasonal_home))
+    assert ctx.schema.column("booked_at").dtype == "datetime"
+    importance = {name: 0.1 for name in ctx.schema.feature_names} | {"noise": 0.0}
+    one = {"min_drifted_share": 0.1}  # one drifted feature of the demo's seven is an onset
+    data = _window(seasonal_home, importance, drift=one, window="since_drift")
+    assert len(data.batches) == 5, data.rule
+    assert data.rule.startswith("since drift onset: 5 of the last 5 (none found)")
+    assert "shifts the champion ignores: noise" in data.rule
+    assert "label base-rate shift" in data.rule and "prior shift, not an onset" in data.rule
+    # the same walk without the champion's importance: the noise shift is an onset
+    assert len(_window(seasonal_home, None, drift=one, window="since_drift").batches) == 1
+    # and every column tested, as before (label and timestamp included): cut short too
+    assert len(_window(seasonal_home, importance, with_schema=False, drift=one, window="since_drift").batches) < 5
+
+
+def _importance_of(home) -> dict:
+    """What the champion would record: the permutation importance of a quick fit on the window."""
+    from ratchet.training.search import permutation_importance, tune_on_commit
+
+    ctx = load_context(CONFIG_FILES, overrides={"tune": {"trials": 1}, "train": {"max_epochs": 3, "window": "all"}},
+                       home=str(home))
+    data = training_data(ctx.repo, "main", ctx.cfg, schema=ctx.schema)
+    trained = tune_on_commit(data, ctx.schema, ctx.cfg, ctx.settings, ctx.registry, trials=1, progress=False)
+    again = permutation_importance(trained.predictor, data.test, ctx.schema, ctx.cfg.train.seed)
+    assert again == trained.feature_importance  # seeded: the recorded numbers are reproducible
+    return trained.feature_importance
+
+
+@pytest.mark.slow  # a Lightning training: about 30 s on the loaded 2-core machine
+def test_permutation_importance_at_training_ranks_a_used_feature_over_noise(seasonal_home):
+    importance = _importance_of(seasonal_home)
+    assert set(importance) == set(load_context(CONFIG_FILES, home=str(seasonal_home)).schema.feature_names)
+    top = max(importance, key=importance.get)
+    assert top != "noise" and importance[top] > 0.05
+    # below drift.min_importance: its shift is listed, not an alarm
+    assert abs(importance["noise"]) < load_context(CONFIG_FILES, home=str(seasonal_home)).cfg.drift.min_importance
+
+
+def test_best_keeps_every_batch_of_one_concept_and_records_each_candidate(seasonal_home):
+    data = _window(seasonal_home, window="best")
+    assert len(data.batches) == 5, data.rule
+    names = [c["name"] for c in data.candidates]
+    assert names[:4] == ["newest 1", "newest 2", "newest 3", "all"]
+    assert all(c["loss"] is not None for c in data.candidates)
+    assert data.choice_rule.startswith("lowest proxy loss") and data.rule.startswith("best of")
+
+
+def test_best_recovers_from_pure_concept_drift_in_one_batch(home):
+    """The concept changes in the newest batch only: no profile can see it, and the newest batch
+    alone predicts its own held-out rows best."""
+    frames = [_monthly(i, 800, 4, concept_drift_at=4) for i in range(5)]
+    _publish(home, frames)
+    data = _window(home, window="best")
+    assert len(data.batches) == 1, data.candidates
+    losses = {c["name"]: c["loss"] for c in data.candidates}
+    assert losses["newest 1"] < losses["all"] - 0.05
+
+
+def test_large_batches_do_not_turn_a_small_shift_into_drift():
+    """The verdict follows the effect at large n: a shift of 0.02 sd is no drift at 500 or 50,000
+    rows a side, one of 0.5 sd is drift at both."""
+    from ratchet.core.config import DriftConfig
+    from ratchet.data.profiling import drift_report, profile_frame
+
+    rng = np.random.default_rng(0)
+    for n in (500, 50_000):
+        ref = profile_frame(pd.DataFrame({"x": rng.normal(0, 1, n)}))
+        small = profile_frame(pd.DataFrame({"x": rng.normal(0.02, 1, n)}))
+        large = profile_frame(pd.DataFrame({"x": rng.normal(0.5, 1, n)}))
+        assert not drift_report(ref, small, DriftConfig()).detected
+        assert drift_report(ref, large, DriftConfig()).detected
+        ignored = drift_report(ref, large, DriftConfig(), importance={"x": 0.0})
+        assert not ignored.detected and ignored.ignored_shifts == ["x"] and ignored.drifted_features == ["x"]
