@@ -88,9 +88,8 @@ def train(ref: pd.DataFrame, target: str, epochs: int):
     """A ratchet model on ``ref`` split as ``ratchet train`` splits a window (by row content:
     train, validation, test), calibrated as it calibrates (``search.calibrate``: on the validation
     and test rows). Returns (predictor, those rows, the calibration's metrics)."""
-    from ratchet.data.schema_inference import infer_schema
-
     from ratchet.core.config import TrainConfig, load_config
+    from ratchet.data.schema_inference import infer_schema
     from ratchet.training.model.fit import fit
     from ratchet.training.search import calibrate
     from ratchet.training.window import TrainingData, split_frame

@@ -48,10 +48,9 @@ def test_every_row_is_written_and_the_profile_sees_a_bounded_sample(tmp_path):
 
 
 def test_batch_scoring_estimates_accuracy_from_the_calibrated_confidence(tmp_path):
-    from ratchet.serving.scoring import estimated_summary
-
     from ratchet.core.performance import EstimateAccumulator, positive_index
     from ratchet.demo.synthetic import generate_batch
+    from ratchet.serving.scoring import estimated_summary
     from ratchet.training.model.fit import Predictor
     from ratchet.training.model.preprocess import encode_target
 
