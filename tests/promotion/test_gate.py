@@ -12,12 +12,8 @@ from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 
 from ratchet.core.config import GateConfig
 from ratchet.core.metrics import higher_is_better, metric_value
-from ratchet.promotion.gate import (
-    GateDecision,
-    _improvement_statistic,
-    _mcnemar,
-    decide,
-)
+from ratchet.promotion.gate import GateDecision, decide
+from ratchet.promotion.paired_tests import improvement_statistic, mcnemar
 
 METRICS = ["accuracy", "f1", "roc_auc", "log_loss"]
 BINARY = ["neg", "pos"]
@@ -219,7 +215,7 @@ def test_mcnemar_interval_agrees_with_exact_test():
         chal_ok = np.r_[np.ones(b, bool), np.zeros(c, bool), np.ones(n - b - c, bool)]
         champ = np.where(champ_ok[:, None], [[0.8, 0.2]], [[0.2, 0.8]])
         chal = np.where(chal_ok[:, None], [[0.8, 0.2]], [[0.2, 0.8]])
-        res = _mcnemar(y, champ, chal, alpha=0.05)
+        res = mcnemar(y, champ, chal, alpha=0.05)
         lo, hi = res["improvement_ci"]
         assert lo <= (b - c) / n <= hi
         assert (lo > 0) == (res["p_value"] <= 0.05), (b, c, res)
@@ -349,7 +345,7 @@ def test_vectorised_bootstrap_statistic_matches_sklearn(metric, k):
     champ = np.round(champ, 2)  # ties in the scores, to exercise roc_auc's tie handling
     champ /= champ.sum(1, keepdims=True)
     idx = np.random.default_rng(0).integers(0, len(y), (6, len(y)))
-    got = _improvement_statistic(metric, y, champ, chal, k)(idx)
+    got = improvement_statistic(metric, y, champ, chal, k)(idx)
     sign = 1 if higher_is_better(metric) else -1
     cls = list(range(k))
     want = [sign * (metric_value(metric, y[i], chal[i], cls) - metric_value(metric, y[i], champ[i], cls))
