@@ -58,7 +58,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ratchet.core.files import free_port  # noqa: E402
+from ratchet.core.files import free_port, stop_process  # noqa: E402
 
 TOKEN = "bench-t0ken"
 HOST = "127.0.0.1"
@@ -90,13 +90,7 @@ def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180.
 
 
 def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop_process(proc)
 
 
 # ---------------------------------------------------------------- the model

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ratchet.core.files import alive as _alive
-from ratchet.core.files import atomic_write
+from ratchet.core.files import atomic_write, stop_process
 from ratchet.core.files import proc_start as _proc_start
 
 TIMEOUT_ENV = "RATCHET_IDLE_TIMEOUT"
@@ -191,12 +191,7 @@ def run_wrapped(root: Path, limit: float, cmd: list[str], record: Path, lock: Pa
                 if json.loads(record.read_text())["pid"] == os.getpid():
                     record.unlink()
             print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} idle for {limit:g} s: stopping", flush=True)
-            child.terminate()
-            try:
-                child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+            stop_process(child)
             limit_file(root, os.getpid()).unlink(missing_ok=True)
             return 0
 

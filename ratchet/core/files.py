@@ -116,6 +116,20 @@ def alive(pid: int) -> bool:
     return True
 
 
+def stop_process(proc: Any, grace_s: float = 20.0) -> None:
+    """Stop a child process (a ``subprocess.Popen``): SIGTERM, then SIGKILL after ``grace_s``."""
+    import subprocess
+
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def proc_start(pid: int) -> int | None:
     """The process's start time in clock ticks since boot (Linux), else None: with the id, it
     tells a process from a later one given the same id."""
