@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import gc
+import io
 import json
 import logging
 import os
@@ -282,11 +283,41 @@ def _libraries_to(log_file: Path):
     """What libraries write on stderr themselves during the run, outside logging (MLflow's
     "Successfully registered model" and its download bars, tqdm's), goes to the log file too,
     unless ``--verbose``. The command's own line and errors come after, on the real stderr."""
-    if OPTS.verbose:
+    try:
+        out = None if OPTS.verbose else open(log_file, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+    except OSError:  # a full or read-only home: the libraries keep the real stderr, and the command
+        out = None  # names the disk's problem itself where it writes what matters
+    if out is None:
         yield
         return
-    with open(log_file, "a", encoding="utf-8", buffering=1) as out, contextlib.redirect_stderr(out):
-        yield
+    lossy = _Lossy(out)
+    try:
+        with contextlib.redirect_stderr(lossy):
+            yield
+    finally:
+        lossy.close()
+
+
+class _Lossy(io.TextIOBase):
+    """A log file that loses what a full disk cannot take instead of failing the writer (a
+    library printing a progress line); the command names the disk's problem where it matters."""
+
+    def __init__(self, out: Any) -> None:
+        self._out = out
+
+    def write(self, text: str) -> int:
+        with contextlib.suppress(OSError):
+            self._out.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._out.flush()
+
+    def close(self) -> None:
+        super().close()  # flushes first
+        with contextlib.suppress(OSError):
+            self._out.close()
 
 
 def _on_console(handler: logging.Handler) -> bool:
@@ -301,6 +332,12 @@ class _CommandLog(logging.FileHandler):
 
     def __init__(self, path: Path) -> None:
         super().__init__(path, encoding="utf-8", delay=True)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # FileHandler opens a delayed file outside its own error handling: on a full or read-only
+        # home the line is lost rather than the command, which names the disk's problem itself
+        with contextlib.suppress(OSError):
+            super().emit(record)
 
 
 _QUIETED: dict[logging.Logger, list[logging.Handler]] = {}

@@ -79,8 +79,11 @@ def hold(root: Path) -> None:
     with contextlib.suppress(OSError):  # a read-only home folder of the user's: the registry is a convenience
         homes.register(root)
     lease = leases_dir(root) / str(os.getpid())
-    atomic_write(lease, str(_proc_start(os.getpid())))
-    _touch(root)
+    try:
+        atomic_write(lease, str(_proc_start(os.getpid())))
+        _touch(root)
+    except OSError:  # a full or read-only home: no lease (the idle watcher may stop early); the command
+        return  # goes on and names the disk's problem itself, where it writes what matters
     if lease not in _held:
         _held.add(lease)
         atexit.register(_release, root, lease)

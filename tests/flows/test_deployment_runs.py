@@ -10,7 +10,7 @@ from deployments import build_deployments
 from ratchet.core.config import load_config
 from tests.conftest import CONFIG_FILES
 
-REQUIRED = {"ingest": {"path": "batch.csv"}}  # what the UI's form asks for
+REQUIRED = {"ingest": {"path": "batch.csv"}, "notify": {"body": "{}"}}  # what the UI's form asks for
 
 
 def test_a_flow_run_of_every_deployment_is_accepted_with_typed_described_parameters():
