@@ -8,11 +8,10 @@ promote after the last.
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
 
 from ratchet.delivery.results import CanaryResult
+from ratchet.promotion.decision import GateEvidence
 from ratchet.runtime.options import RunOptions
 from tasks.canary import (
     analyze_step,
@@ -35,7 +34,7 @@ def canary_flow(
     service_url: str | None = None,
     trigger: str = "manual",
     options: RunOptions = RunOptions(),
-    gate: dict[str, Any] | None = None,
+    gate: GateEvidence | None = None,
 ) -> CanaryResult:
     """Ramp the challenger on the running service; returns how it ended, with the steps' rows
     and the ramp's plot.

@@ -14,13 +14,12 @@ A newer challenger's release supersedes a pending approval of an older one.
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
 
 from flows.canary import canary_flow
 from flows.promote import promote_flow
 from ratchet.delivery.approval import ApprovalDecision, kept, with_approval
+from ratchet.promotion.decision import GateEvidence
 from ratchet.promotion.promote import Evaluation, PromotionResult
 from ratchet.runtime.context import Context
 from ratchet.runtime.options import RunOptions
@@ -30,7 +29,7 @@ from tasks.notify import announce_approval_request, announce_release_outcome
 from tasks.promotion import evaluate_challenger
 
 
-def _approval(ctx: Context, result: Evaluation, evidence: dict[str, Any], trigger: str, reason: str) -> ApprovalDecision:
+def _approval(ctx: Context, result: Evaluation, evidence: GateEvidence, trigger: str, reason: str) -> ApprovalDecision:
     """Ask (announced: ``ratchet.model.approval_requested``), pause for the answer, record it."""
     request = request_approval(ctx, result, evidence, trigger, reason)
     announce_approval_request(ctx, request)
@@ -47,7 +46,7 @@ def _rollout(ctx: Context, result: Evaluation, service_url: str | None, trigger:
     outcome = canary_flow(challenger=result.challenger, service_url=url, trigger=trigger, options=here,
                           gate=result.evidence)
     if outcome.action == "inconclusive" and ctx.cfg.canary.on_inconclusive == "approval":
-        decision = _approval(ctx, result, {**result.evidence, "canary": outcome.to_dict()}, trigger,
+        decision = _approval(ctx, result, result.evidence.with_(canary=outcome.to_dict()), trigger,
                              "canary inconclusive")
         if decision.approved:
             return promote_flow(trigger=trigger, options=here, evaluation=with_approval(result, decision, outcome))

@@ -14,6 +14,7 @@ from ratchet.delivery.admin import AdminClient
 from ratchet.delivery.guardrails import CanaryMonitor
 from ratchet.delivery.report import CanaryReport, build_report
 from ratchet.delivery.results import CanaryResult, StepResult
+from ratchet.promotion.decision import GateEvidence
 from ratchet.runtime.context import Context
 from ratchet.runtime.stack import read_stack
 from ratchet_prefect.options import SERVICE_CALL, STORE_BUSY, task
@@ -77,7 +78,7 @@ def stop_canary(
 @task
 def promote_canary(
     ctx: Context, admin: AdminClient, monitor: CanaryMonitor, steps: list[StepResult], trigger: str,
-    gate: dict | None = None,
+    gate: GateEvidence | None = None,
 ) -> CanaryResult:
     commit = rollout.data_commit_of(ctx.registry, monitor.challenger)
     outcome = rollout.finish(admin, ctx.registry, ctx.ledger, monitor, steps, trigger, commit, gate)

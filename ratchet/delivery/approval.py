@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ratchet.core.files import atomic_write_json
+from ratchet.promotion.decision import GateEvidence
 from ratchet.training.versions import VersionMarks
 
 if TYPE_CHECKING:  # the ledger brings SQLAlchemy: `ratchet status` reads a request without it
@@ -99,15 +100,15 @@ def _clear(root: Path, request: ApprovalRequest) -> None:
 
 # ----------------------------------------------------------------------- request and answer
 def request(registry, ledger: Ledger, root: Path, version: str, champion: str | None, trigger: str,
-            evidence: dict[str, Any], reason: str = "gate passed", flow_run_id: str | None = None,
+            evidence: GateEvidence, reason: str = "gate passed", flow_run_id: str | None = None,
             flow_run_url: str | None = None) -> ApprovalRequest:
     """Record that ``version`` waits for a person: the ledger, the version's tag, the marker."""
     from ratchet.promotion.ledger import Entry
 
     entry = ledger.append(Entry(
         action="approval_requested", trigger=trigger, model=registry.model_name, from_version=champion,
-        to_version=version, data_commit=evidence.get("data_commit"),
-        evidence={"reason": reason, "flow_run_id": flow_run_id, "flow_run_url": flow_run_url, **evidence},
+        to_version=version, data_commit=evidence.data_commit,
+        evidence={"reason": reason, "flow_run_id": flow_run_id, "flow_run_url": flow_run_url, **evidence.to_dict()},
     ))
     req = ApprovalRequest(registry.model_name, str(version), champion, entry.ts, reason, trigger,
                           flow_run_id, flow_run_url, entry.id)
@@ -181,7 +182,7 @@ HEADLINE = ("metric", "champion", "challenger", "difference", "improvement", "im
             "p_value", "test", "alpha", "min_effect", "data_commit", "data_window", "test_rows")
 
 
-def evidence_markdown(req: ApprovalRequest, decision: str, reasons: list[str], evidence: dict[str, Any],
+def evidence_markdown(req: ApprovalRequest, decision: str, reasons: list[str], evidence: GateEvidence,
                       lineage: dict[str, Any] | None = None) -> str:
     """What a person reads before approving: the gate's decision and reasons, its numbers
     (metric, scores, difference, interval, p-value), slices, the data window, the lineage, and
@@ -202,12 +203,13 @@ def evidence_markdown(req: ApprovalRequest, decision: str, reasons: list[str], e
         "| evidence | value |",
         "|---|---|",
     ]
-    shown = [k for k in HEADLINE if k in evidence]
-    shown += [k for k, v in evidence.items() if k not in HEADLINE and isinstance(v, (int, float, str))]
-    lines += [f"| {k} | {_fmt(evidence[k])} |" for k in shown]
-    for key in ("slices", "checks", "canary"):
-        if evidence.get(key):
-            lines += ["", f"## {key}", "", "```json", json.dumps(evidence[key], indent=1, default=str)[:6000], "```"]
+    given = evidence.to_dict()  # the figures that were set, in the order the gate gave them
+    shown = [k for k in HEADLINE if k in given]
+    shown += [k for k, v in given.items() if k not in HEADLINE and isinstance(v, (int, float, str))]
+    lines += [f"| {k} | {_fmt(given[k])} |" for k in shown]
+    for key, value in (("slices", evidence.slices), ("checks", evidence.checks), ("canary", evidence.canary)):
+        if value:
+            lines += ["", f"## {key}", "", "```json", json.dumps(value, indent=1, default=str)[:6000], "```"]
     if lineage:
         lines += ["", "## lineage", "", "| | |", "|---|---|"]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in lineage.items()
@@ -220,10 +222,10 @@ def with_approval(evaluation, decision: ApprovalDecision, canary: Any = None):
     result) in its evidence, so the promotion's ledger entry carries who approved and why."""
     from dataclasses import replace
 
-    extra = {"approval": decision.to_dict()}
+    extra: dict[str, Any] = {"approval": decision.to_dict()}
     if canary is not None:
         extra["canary"] = canary.to_dict() if hasattr(canary, "to_dict") else canary
-    return replace(evaluation, evidence={**evaluation.evidence, **extra})
+    return replace(evaluation, evidence=evaluation.evidence.with_(**extra))
 
 
 def kept(decision: ApprovalDecision):
@@ -233,11 +235,11 @@ def kept(decision: ApprovalDecision):
     return Outcome(DECISIONS[decision.decision], decision.champion, ledger_id=decision.ledger_id)
 
 
-def request_markdown(repo, registry, req: ApprovalRequest, evaluation, evidence: dict[str, Any] | None) -> str:
+def request_markdown(repo, registry, req: ApprovalRequest, evaluation, evidence: GateEvidence | None) -> str:
     """``evidence_markdown`` of a request, with the challenger's lineage when it can be read: the
     approval-request artifact, and the text above the Prefect UI's resume form."""
     lineage = lineage_or_none(repo, registry, req.version)
-    return evidence_markdown(req, evaluation.decision, evaluation.reasons, evidence or {}, lineage)
+    return evidence_markdown(req, evaluation.decision, evaluation.reasons, evidence or GateEvidence(), lineage)
 
 
 def lineage_or_none(repo, registry, version: str) -> dict[str, Any] | None:

@@ -52,10 +52,9 @@ def release_event(model: str, result: dict[str, Any], gate_reasons: list[str], f
     event = RELEASE_EVENTS.get(result.get("action"))
     if event is None:
         return None
-    evidence = result.get("evidence") or {}
     reason = gate_reasons if result["action"] in ("promote", "keep") else [f"approval: {result['action']}"]
-    return event, message(model, result["action"], result.get("champion"), result.get("challenger")
-                          or evidence.get("challenger"), reason, flow_run_url)
+    return event, message(model, result["action"], result.get("champion"), result.get("challenger"), reason,
+                          flow_run_url)
 
 
 def canary_event(model: str, result: dict[str, Any], flow_run_url: str | None) -> tuple[str, dict] | None:

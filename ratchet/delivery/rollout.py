@@ -13,6 +13,7 @@ from ratchet.core.config import CanaryConfig
 from ratchet.delivery.admin import AdminClient, CanaryError
 from ratchet.delivery.guardrails import CanaryMonitor, Check
 from ratchet.delivery.results import CanaryResult, StepResult
+from ratchet.promotion.decision import GateEvidence
 from ratchet.promotion.ledger import Entry, Ledger
 from ratchet.training.versions import VersionMarks
 
@@ -186,13 +187,13 @@ def roll_back(
 
 
 def finish(admin: AdminClient, registry, ledger: Ledger, monitor: CanaryMonitor, steps: list[StepResult],
-           trigger: str, data_commit: str | None = None, gate: dict[str, Any] | None = None) -> CanaryResult:
+           trigger: str, data_commit: str | None = None, gate: GateEvidence | None = None) -> CanaryResult:
     """Promote the challenger (aliases move, the ledger records it with the offline ``gate``'s
     evidence when a release ran one), have the service load the new aliases, then put the share
     back to 0 for the next challenger."""
     from ratchet.promotion.promote import promote
 
-    evidence = {**(gate or {}), "canary": [s.to_dict() for s in steps]}
+    evidence = (gate or GateEvidence()).with_(canary=[s.to_dict() for s in steps])
     moved = promote(registry, ledger, monitor.challenger, trigger=trigger, evidence=evidence,
                     data_commit=data_commit)
     body = admin.reload()

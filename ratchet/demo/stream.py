@@ -123,7 +123,7 @@ def loop_report(ctx, data: DemoData, timeline, run: str) -> dict:
         "events": timeline.events,
         "drift": detections[0] if detections else None,
         "ledger": [
-            {**e.__dict__, "evidence": {k: e.evidence.get(k) for k in ("p_value", "difference", "n", "decision")}}
+            {**e.__dict__, "evidence": e.figures()}
             for e in ledger
         ],
     }

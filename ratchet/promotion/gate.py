@@ -45,7 +45,7 @@ from ratchet.core.metrics import (
     score_metric,
     score_regression,
 )
-from ratchet.promotion.decision import GateDecision
+from ratchet.promotion.decision import GateDecision, GateEvidence
 from ratchet.promotion.paired_tests import (
     TIE_RTOL,
     improvement_statistic,
@@ -84,7 +84,8 @@ class _Checks:
     def decision(self, ev: dict[str, Any]) -> GateDecision:
         ev["checks"] = self.checks
         decision: Literal["promote", "keep"] = "promote" if all(self.checks.values()) else "keep"
-        return GateDecision(decision=decision, reasons=self.failed + self.passed, evidence=ev)
+        return GateDecision(decision=decision, reasons=self.failed + self.passed,
+                            evidence=GateEvidence.model_validate(ev))
 
 
 def _significance(check: _Checks, identical: bool, p: float, alpha: float, detail: str) -> None:

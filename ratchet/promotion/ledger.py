@@ -26,6 +26,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ratchet.promotion.decision import GateEvidence
+
 GENESIS = "0" * 64  # the prev_hash of the first entry
 _SETUP_LOCK = 0x7261746368  # the Postgres advisory lock key of table creation and upgrade
 
@@ -72,6 +74,12 @@ class Entry:
     id: int | None = None
     prev_hash: str | None = None
     hash: str | None = None
+
+    def figures(self) -> dict[str, Any]:
+        """The few figures a ledger table shows: the gate's p-value, difference and rows (a
+        promote or keep), or a canary step's decision (a traffic move); None where not given."""
+        gate = GateEvidence.stored(self.evidence)
+        return {**gate.headline(), "decision": self.evidence.get("decision")}
 
 
 @dataclass
@@ -295,7 +303,7 @@ def ledger_rows(entries: list[Entry]) -> list[dict[str, Any]]:
         {
             "id": e.id, "action": e.action, "trigger": e.trigger, "from": e.from_version,
             "to": e.to_version, "data_commit": (e.data_commit or "")[:12], "traffic": e.traffic,
-            "p_value": e.evidence.get("p_value"),
+            "p_value": e.figures()["p_value"],
         }
         for e in entries
     ]

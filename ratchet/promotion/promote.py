@@ -14,7 +14,7 @@ from typing import Any
 from ratchet.core.config import RatchetConfig
 from ratchet.core.schema import Schema
 from ratchet.data.repository.base import DataRepository
-from ratchet.promotion.decision import GateDecision
+from ratchet.promotion.decision import GateDecision, GateEvidence
 from ratchet.promotion.ledger import Entry, Ledger
 from ratchet.training.registry import Registry
 
@@ -61,7 +61,7 @@ class PromotionResult:
         else:
             moved = self.canary if isinstance(self.canary, dict) else self.canary.to_dict()
             steps = moved.get("steps")
-        return {**moved, "decision": self.evaluation.decision, "evidence": self.evaluation.evidence,
+        return {"challenger": self.evaluation.challenger, **moved, "decision": self.evaluation.decision, "evidence": self.evaluation.evidence.to_dict(),
                 "canary": steps}
 
 
@@ -109,9 +109,9 @@ def evaluate_challenger(
 
         sliced = score_slices(data.rows, y, champ_proba, chall_proba, cfg.gate, regression=regression)
         gate = with_slices(gate, sliced)
-    evidence = dict(gate.evidence)
-    evidence.update({"data_commit": data.data_commit, "data_window": data.window, "test_rows": len(y),
-                     "holdout_rule": f"newest {holdout} batch(es), since the drift onset" if holdout else "window"})
+    evidence = gate.evidence.with_(
+        data_commit=data.data_commit, data_window=data.window, test_rows=len(y),
+        holdout_rule=f"newest {holdout} batch(es), since the drift onset" if holdout else "window")
     return Evaluation(gate.decision, list(gate.reasons), evidence, champion=champion, challenger=challenger)
 
 
@@ -170,7 +170,7 @@ def promote(
     version: str,
     *,
     trigger: str,
-    evidence: dict[str, Any] | None = None,
+    evidence: GateEvidence | None = None,
     data_commit: str | None = None,
     on_step: StepHook | None = None,
 ) -> Outcome:
@@ -186,7 +186,8 @@ def promote(
         target["challenger"] = None
     entry = Entry(
         action="promote", trigger=trigger, model=registry.model_name, from_version=old,
-        to_version=version, data_commit=data_commit, traffic=1.0, evidence=evidence or {},
+        to_version=version, data_commit=data_commit, traffic=1.0,
+        evidence={} if evidence is None else evidence.to_dict(),
     )
     entry = _move_aliases(registry, ledger, target, entry, expect_champion=old, on_step=on_step)
     return Outcome("promote", version, old, entry.id)
@@ -196,8 +197,8 @@ def record_keep(registry: Registry, ledger: Ledger, result: Evaluation, trigger:
     entry = ledger.append(
         Entry(
             action="keep", trigger=trigger, model=registry.model_name, from_version=result.champion,
-            to_version=result.challenger, data_commit=result.evidence.get("data_commit"),
-            evidence=result.evidence,
+            to_version=result.challenger, data_commit=result.evidence.data_commit,
+            evidence=result.evidence.to_dict(),
         )
     )
     return Outcome("keep", result.champion, ledger_id=entry.id)
@@ -210,7 +211,7 @@ def settle(registry: Registry, ledger: Ledger, result: Evaluation, trigger: str)
         return record_keep(registry, ledger, result, trigger)
     return promote(
         registry, ledger, result.challenger, trigger=trigger,
-        evidence=result.evidence, data_commit=result.evidence.get("data_commit"),
+        evidence=result.evidence, data_commit=result.evidence.data_commit,
     )
 
 

@@ -152,8 +152,8 @@ def score_slices(
 def with_slices(decision: GateDecision, check: SliceCheck) -> GateDecision:
     """The gate's decision with the slices in its evidence: any slice significantly worse
     turns it into ``keep``, with a reason naming the slice."""
-    evidence = {**decision.evidence, "slices": check.to_dict()}
-    evidence["checks"] = {**evidence.get("checks", {}), "slices": not check.worse}
+    evidence = decision.evidence.with_(slices=check.to_dict(),
+                                       checks={**decision.evidence.checks, "slices": not check.worse})
     skipped = f", {len(check.skipped)} skipped under {check.min_rows} rows" if check.skipped else ""
     if not check.worse:
         reason = f"no slice significantly worse ({len(check.tested)} tested, Holm-adjusted{skipped})"

@@ -45,7 +45,7 @@ def test_diabetes_batches_train_promote_and_an_exact_copy_is_kept(home, tmp_path
     assert float(tags["test_rmse"]) == round(m["test_rmse"], 4)
 
     promoted = promote_flow(trigger="test", options=options)
-    ev = promoted.evaluation.evidence
+    ev = promoted.evaluation.evidence.to_dict()
     assert promoted.outcome.action == "promote" and promoted.outcome.champion == first.model_version
     assert ev["task"] == "regression" and ev["champion"] is None and ev["challenger_scores"]["r2"] > 0
     assert 0.1 * len(df) < ev["test_rows"] < 0.3 * len(df)  # the held-out split of every batch
@@ -60,7 +60,7 @@ def test_diabetes_batches_train_promote_and_an_exact_copy_is_kept(home, tmp_path
     again = train_flow(trials=1, options=options)
     assert again.model_version != first.model_version
     kept = promote_flow(trigger="test", options=options)
-    ev = kept.evaluation.evidence
+    ev = kept.evaluation.evidence.to_dict()
     assert kept.evaluation.decision == "keep" and kept.outcome.action == "keep"
     assert ev["identical_predictions"] is True and ev["difference"] == 0 and ev["p_value"] == 1.0
     assert ctx.registry.alias("champion") == first.model_version

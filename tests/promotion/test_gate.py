@@ -105,9 +105,9 @@ def test_exact_copy_never_promoted(metric, test):
     c = cfg(metric=metric, test=test, floor=1.0 if metric == "log_loss" else 0.5)
     d = decide(y, champ, champ.copy(), BINARY, c)
     assert d.decision == "keep"
-    assert d.evidence["p_value"] == 1.0
-    assert d.evidence["identical_predictions"] is True
-    assert d.evidence["difference"] == 0.0
+    assert d.evidence.p_value == 1.0
+    assert d.evidence.identical_predictions is True
+    assert d.evidence.difference == 0.0
     assert any("identical" in r for r in d.reasons)
 
 
@@ -116,9 +116,9 @@ def test_same_decisions_different_confidence_not_promoted_on_accuracy():
     chal = 0.5 + 0.9 * (champ - 0.5)  # same argmax everywhere, different confidence
     d = decide(y, champ, chal, BINARY, cfg())
     assert d.decision == "keep"
-    assert d.evidence["p_value"] == 1.0
-    assert d.evidence["discordant"] == {"challenger_only_correct": 0, "champion_only_correct": 0, "total": 0}
-    assert d.evidence["improvement_ci"] == [0.0, 0.0]
+    assert d.evidence.p_value == 1.0
+    assert d.evidence.discordant == {"challenger_only_correct": 0, "champion_only_correct": 0, "total": 0}
+    assert d.evidence.improvement_ci == [0.0, 0.0]
 
 
 @pytest.mark.parametrize("metric", METRICS)
@@ -126,19 +126,19 @@ def test_clearly_better_promoted(metric):
     y, champ, chal = pair(1000, 0.75, 0.90, seed=3)
     d = decide(y, champ, chal, BINARY, gate_cfg(metric))
     assert d.decision == "promote", d.reasons
-    assert d.evidence["improvement"] > 0
-    assert d.evidence["p_value"] <= 0.05
-    assert d.evidence["improvement_ci"][0] > 0
+    assert d.evidence.improvement > 0
+    assert d.evidence.p_value <= 0.05
+    assert d.evidence.improvement_ci[0] > 0
 
 
 def test_clearly_better_promoted_mcnemar():
     y, champ, chal = pair(1000, 0.75, 0.90, seed=3)
     d = decide(y, champ, chal, BINARY, cfg())
     assert d.decision == "promote", d.reasons
-    assert d.evidence["test"] == "mcnemar_exact_one_sided"
-    b = d.evidence["discordant"]["challenger_only_correct"]
-    m = d.evidence["discordant"]["total"]
-    assert d.evidence["p_value"] == pytest.approx(binomtest(b, m, 0.5, alternative="greater").pvalue)
+    assert d.evidence.test == "mcnemar_exact_one_sided"
+    b = d.evidence.discordant["challenger_only_correct"]
+    m = d.evidence.discordant["total"]
+    assert d.evidence.p_value == pytest.approx(binomtest(b, m, 0.5, alternative="greater").pvalue)
 
 
 @pytest.mark.parametrize("metric", METRICS)
@@ -146,19 +146,19 @@ def test_clearly_worse_kept(metric):
     y, champ, chal = pair(1000, 0.90, 0.75, seed=4)
     d = decide(y, champ, chal, BINARY, gate_cfg(metric))
     assert d.decision == "keep"
-    assert d.evidence["improvement"] < 0
-    assert d.evidence["p_value"] > 0.5
+    assert d.evidence.improvement < 0
+    assert d.evidence.p_value > 0.5
     assert any("not significantly better" in r for r in d.reasons)
-    assert d.evidence["checks"]["significance"] is False
+    assert d.evidence.checks["significance"] is False
 
 
 def test_log_loss_direction():
     y, champ, chal = pair(1000, 0.75, 0.90, seed=5)
     d = decide(y, champ, chal, BINARY, gate_cfg("log_loss"))
-    assert d.evidence["challenger"] < d.evidence["champion"]
-    assert d.evidence["difference"] < 0 < d.evidence["improvement"]
-    lo, hi = d.evidence["difference_ci"]
-    assert lo <= d.evidence["difference"] <= hi < 0
+    assert d.evidence.challenger < d.evidence.champion
+    assert d.evidence.difference < 0 < d.evidence.improvement
+    lo, hi = d.evidence.difference_ci
+    assert lo <= d.evidence.difference <= hi < 0
 
 
 def test_min_effect_blocks_small_significant_gain():
@@ -166,22 +166,22 @@ def test_min_effect_blocks_small_significant_gain():
     assert decide(y, champ, chal, BINARY, cfg()).decision == "promote"
     d = decide(y, champ, chal, BINARY, cfg(min_effect=0.05))
     assert d.decision == "keep"
-    assert d.evidence["checks"] == {"floor": True, "significance": True, "min_effect": False}
+    assert d.evidence.checks == {"floor": True, "significance": True, "min_effect": False}
     assert "too small to matter" in d.reasons[0]
 
 
 def test_mcnemar_requested_for_other_metric_uses_bootstrap():
     y, champ, chal = pair(500, 0.75, 0.90, seed=7)
     d = decide(y, champ, chal, BINARY, cfg(metric="f1", test="mcnemar"))
-    assert d.evidence["test"] == "paired_bootstrap_one_sided"
-    assert "McNemar applies to accuracy only" in d.evidence["note"]
+    assert d.evidence.test == "paired_bootstrap_one_sided"
+    assert "McNemar applies to accuracy only" in d.evidence.note
 
 
 def test_bootstrap_seeded_and_deterministic():
     y, champ, chal = pair(600, 0.84, 0.86, seed=8)
-    a = decide(y, champ, chal, BINARY, cfg(test="bootstrap", seed=3)).evidence
-    b = decide(y, champ, chal, BINARY, cfg(test="bootstrap", seed=3)).evidence
-    c = decide(y, champ, chal, BINARY, cfg(test="bootstrap", seed=4)).evidence
+    a = decide(y, champ, chal, BINARY, cfg(test="bootstrap", seed=3)).evidence.to_dict()
+    b = decide(y, champ, chal, BINARY, cfg(test="bootstrap", seed=3)).evidence.to_dict()
+    c = decide(y, champ, chal, BINARY, cfg(test="bootstrap", seed=4)).evidence.to_dict()
     assert a["p_value"] == b["p_value"] and a["improvement_ci"] == b["improvement_ci"]
     assert (a["p_value"], a["improvement_ci"]) != (c["p_value"], c["improvement_ci"])
 
@@ -202,8 +202,8 @@ def test_float32_softmax_noise_accepted():
     d, exact = decide(y, champ, noisy, BINARY, c), decide(y, champ, chal, BINARY, c)
     # accepted (rows sum to 1 within float32), and the noise changes neither decision nor evidence
     assert d.decision == exact.decision and d.reasons[0] == exact.reasons[0]
-    assert d.evidence["challenger"] == pytest.approx(exact.evidence["challenger"], rel=1e-5)
-    assert d.evidence["p_value"] == pytest.approx(exact.evidence["p_value"], abs=0.01)
+    assert d.evidence.challenger == pytest.approx(exact.evidence.challenger, rel=1e-5)
+    assert d.evidence.p_value == pytest.approx(exact.evidence.p_value, abs=0.01)
 
 
 # --------------------------------------------------------------------- McNemar statistics
@@ -229,16 +229,16 @@ def test_floor_blocks_first_model_below_and_passes_one_above():
     d = decide(y, None, weak, BINARY, c)
     assert d.decision == "keep"
     assert "below the absolute floor" in d.reasons[0]
-    assert d.evidence["champion"] is None and d.evidence["p_value"] is None
+    assert d.evidence.champion is None and d.evidence.p_value is None
     d = decide(y, None, strong, BINARY, c)
     assert d.decision == "promote"
-    assert d.evidence["checks"] == {"floor": True}
+    assert d.evidence.checks == {"floor": True}
 
 
 def test_floor_blocks_challenger_that_beats_a_bad_champion():
     y, champ, chal = pair(2000, 0.40, 0.55, seed=12, overlap=0.3)
     d = decide(y, champ, chal, BINARY, GateConfig(floor=0.6))
-    assert d.evidence["checks"] == {"floor": False, "significance": True, "min_effect": True}
+    assert d.evidence.checks == {"floor": False, "significance": True, "min_effect": True}
     assert d.decision == "keep"
 
 
@@ -262,15 +262,15 @@ def test_latency_guardrail(better):
     ok = decide(y, champ, chal, BINARY, c, challenger_latency_s=0.011, champion_latency_s=0.010,
                 max_latency_ratio=1.2)
     assert ok.promote
-    assert ok.evidence["guardrails"]["latency_ratio"] == pytest.approx(1.1)
+    assert ok.evidence.guardrails["latency_ratio"] == pytest.approx(1.1)
     slow = decide(y, champ, chal, BINARY, c, challenger_latency_s=0.015, champion_latency_s=0.010,
                   max_latency_ratio=1.2)
     assert slow.decision == "keep" and "too slow" in slow.reasons[0]
     unmeasured = decide(y, champ, chal, BINARY, c, challenger_latency_s=0.015, max_latency_ratio=1.2)
-    assert unmeasured.decision == "keep" and unmeasured.evidence["checks"]["latency"] is False
+    assert unmeasured.decision == "keep" and unmeasured.evidence.checks["latency"] is False
     # Reported but not enforced without a limit.
     free = decide(y, champ, chal, BINARY, c, challenger_latency_s=0.05, champion_latency_s=0.01)
-    assert free.promote and free.evidence["guardrails"]["latency_ratio"] == pytest.approx(5.0)
+    assert free.promote and free.evidence.guardrails["latency_ratio"] == pytest.approx(5.0)
 
 
 def test_size_guardrail(better):
@@ -283,14 +283,14 @@ def test_size_guardrail(better):
     # The size limit applies to a first model too; the latency ratio cannot.
     first = decide(y, None, chal, BINARY, c, challenger_size_bytes=3_000, max_size_bytes=2_000,
                    challenger_latency_s=1.0, max_latency_ratio=1.1)
-    assert first.decision == "keep" and first.evidence["checks"] == {"floor": True, "size": False}
+    assert first.decision == "keep" and first.evidence.checks == {"floor": True, "size": False}
 
 
 def test_guardrail_limits_read_from_config_when_present(better):
     y, champ, chal = better
     c = SimpleNamespace(**{**cfg().model_dump(), "max_latency_ratio": 1.2, "max_size_bytes": None})
     d = decide(y, champ, chal, BINARY, c, challenger_latency_s=2.0, champion_latency_s=1.0)
-    assert d.decision == "keep" and d.evidence["guardrails"]["max_latency_ratio"] == 1.2
+    assert d.decision == "keep" and d.evidence.guardrails["max_latency_ratio"] == 1.2
 
 
 def test_guardrail_bad_values(better):
@@ -420,7 +420,7 @@ def test_evidence_is_json_serialisable(kwargs):
     assert isinstance(d, GateDecision)
     out = json.loads(json.dumps(d.to_dict(), allow_nan=False))
     assert out["decision"] == d.decision and out["reasons"] == d.reasons and out["reasons"]
-    assert out["evidence"]["p_value"] == d.evidence["p_value"]  # numbers survive the round trip
+    assert out["evidence"]["p_value"] == d.evidence.p_value  # numbers survive the round trip
     ev = out["evidence"]
     for key in ("metric", "champion", "challenger", "difference", "difference_ci", "improvement_ci",
                 "p_value", "test", "n", "alpha", "min_effect", "floor", "guardrails", "checks"):

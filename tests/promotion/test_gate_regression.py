@@ -36,7 +36,7 @@ TESTS = ["wilcoxon+studentized", "studentized", "wilcoxon+bootstrap", "wilcoxon"
 def test_an_exact_copy_is_kept(rows, test, metric):
     y, champ, _ = rows
     d = decide_regression(y, champ, champ.copy(), cfg(regression_test=test, regression_metric=metric))
-    ev = d.evidence
+    ev = d.evidence.to_dict()
     assert d.decision == "keep" and ev["identical_predictions"] is True
     assert ev["difference"] == 0 and ev["p_value"] == 1.0
     assert "challenger's predictions are identical to the champion's" in d.reasons
@@ -47,7 +47,7 @@ def test_zero_differences_do_not_reach_scipy_s_error(rows):
     y, champ, _ = rows
     noisy = champ * (1 + 1e-9 * np.random.default_rng(1).standard_normal(N))
     d = decide_regression(y, champ, noisy, cfg())
-    assert d.decision == "keep" and d.evidence["rows"] == {"challenger_better": 0, "champion_better": 0, "tied": N}
+    assert d.decision == "keep" and d.evidence.rows == {"challenger_better": 0, "champion_better": 0, "tied": N}
 
 
 @pytest.mark.parametrize("test", TESTS)
@@ -55,7 +55,7 @@ def test_zero_differences_do_not_reach_scipy_s_error(rows):
 def test_a_challenger_with_half_the_errors_is_promoted(rows, test, metric):
     y, champ, better = rows
     d = decide_regression(y, champ, better, cfg(regression_test=test, regression_metric=metric))
-    ev = d.evidence
+    ev = d.evidence.to_dict()
     assert d.decision == "promote", d.reasons
     assert ev["challenger"] == pytest.approx(ev["champion"] / 2)
     assert ev["difference"] < 0 and ev["improvement"] == pytest.approx(-ev["difference"])
@@ -70,7 +70,7 @@ def test_a_worse_challenger_is_kept(rows, test):
     y, champ, better = rows
     d = decide_regression(y, better, champ, cfg(regression_test=test))
     assert d.decision == "keep"
-    assert d.evidence["checks"]["significance"] is False and d.evidence["checks"]["min_effect"] is False
+    assert d.evidence.checks["significance"] is False and d.evidence.checks["min_effect"] is False
 
 
 def test_the_p_value_is_scipy_s_wilcoxon_on_the_error_differences(rows):
@@ -78,17 +78,17 @@ def test_the_p_value_is_scipy_s_wilcoxon_on_the_error_differences(rows):
     rng = np.random.default_rng(2)
     chal = y + 0.95 * (champ - y) + rng.normal(0, 2, N)
     for loss, power in (("abs", 1), ("squared", 2)):
-        ev = decide_regression(y, champ, chal, cfg(regression_loss=loss)).evidence
+        ev = decide_regression(y, champ, chal, cfg(regression_loss=loss)).evidence.to_dict()
         d = np.abs(champ - y) ** power - np.abs(chal - y) ** power
         assert ev["p_wilcoxon"] == pytest.approx(wilcoxon(d, alternative="greater").pvalue, rel=1e-12)
         assert ev["p_value"] == max(ev["p_wilcoxon"], ev["p_studentized"])  # both must say better
         assert ev["row_error"] == loss
         assert ev["rows"]["challenger_better"] == int(np.sum(d > 0))
-        alone = decide_regression(y, champ, chal, cfg(regression_loss=loss, regression_test="wilcoxon")).evidence
+        alone = decide_regression(y, champ, chal, cfg(regression_loss=loss, regression_test="wilcoxon")).evidence.to_dict()
         assert alone["p_value"] == ev["p_wilcoxon"] and "p_studentized" not in alone
     # the default per-row error follows the metric
-    assert decide_regression(y, champ, chal, cfg(regression_metric="rmse")).evidence["row_error"] == "squared"
-    assert decide_regression(y, champ, chal, cfg(regression_metric="mae")).evidence["row_error"] == "abs"
+    assert decide_regression(y, champ, chal, cfg(regression_metric="rmse")).evidence.row_error == "squared"
+    assert decide_regression(y, champ, chal, cfg(regression_metric="mae")).evidence.row_error == "abs"
 
 
 @pytest.mark.parametrize("test", ["wilcoxon+studentized", "wilcoxon+bootstrap", "wilcoxon"])
@@ -99,17 +99,17 @@ def test_better_on_most_rows_but_worse_on_average_is_kept(test):
     err = rng.normal(0, 1, 1000)
     chal_err = np.where(np.arange(1000) < 900, 0.9 * err, 4.0 * err)
     d = decide_regression(y, y + err, y + chal_err, cfg(regression_test=test))
-    wilcoxon_p = d.evidence.get("p_wilcoxon", d.evidence["p_value"])
-    assert wilcoxon_p < 0.05 and d.evidence["improvement"] < 0
-    assert d.decision == "keep" and d.evidence["checks"]["min_effect"] is False
+    wilcoxon_p = getattr(d.evidence, "p_wilcoxon", d.evidence.p_value)
+    assert wilcoxon_p < 0.05 and d.evidence.improvement < 0
+    assert d.decision == "keep" and d.evidence.checks["min_effect"] is False
     if test != "wilcoxon":  # the test of the metric stops it at the test already
-        p_metric = d.evidence["p_studentized" if "studentized" in test else "p_bootstrap"]
-        assert p_metric > 0.5 and d.evidence["checks"]["significance"] is False
+        p_metric = getattr(d.evidence, "p_studentized" if "studentized" in test else "p_bootstrap")
+        assert p_metric > 0.5 and d.evidence.checks["significance"] is False
 
 
 def test_min_effect_is_in_the_metric_s_units(rows):
     y, champ, better = rows
-    gain = decide_regression(y, champ, better, cfg()).evidence["improvement"]
+    gain = decide_regression(y, champ, better, cfg()).evidence.improvement
     assert decide_regression(y, champ, better, cfg(min_effect=gain * 0.9)).decision == "promote"
     assert decide_regression(y, champ, better, cfg(min_effect=gain * 1.1)).decision == "keep"
 
@@ -117,11 +117,11 @@ def test_min_effect_is_in_the_metric_s_units(rows):
 def test_the_first_model_must_beat_the_mean(rows):
     y, champ, _ = rows
     first = decide_regression(y, None, champ, cfg())
-    assert first.decision == "promote" and first.evidence["champion"] is None
-    assert first.evidence["floor_metric"] == "r2" and first.evidence["challenger_scores"]["r2"] > 0.9
+    assert first.decision == "promote" and first.evidence.champion is None
+    assert first.evidence.floor_metric == "r2" and first.evidence.challenger_scores["r2"] > 0.9
     worse_than_mean = np.full(N, y.mean()) + np.random.default_rng(4).normal(0, 5, N)
     kept = decide_regression(y, None, worse_than_mean, cfg())
-    assert kept.decision == "keep" and kept.evidence["checks"] == {"floor": False}
+    assert kept.decision == "keep" and kept.evidence.checks == {"floor": False}
     assert decide_regression(y, None, champ, cfg(regression_floor=0.99)).decision == "keep"
 
 
@@ -129,7 +129,7 @@ def test_guardrails_apply_as_for_classification(rows):
     y, champ, better = rows
     d = decide_regression(y, champ, better, cfg(max_latency_ratio=1.5), challenger_latency_s=3.0,
                           champion_latency_s=1.0)
-    assert d.decision == "keep" and d.evidence["guardrails"]["latency_ratio"] == 3.0
+    assert d.decision == "keep" and d.evidence.guardrails["latency_ratio"] == 3.0
 
 
 def test_evidence_is_json_serialisable(rows):
@@ -138,8 +138,8 @@ def test_evidence_is_json_serialisable(rows):
         d = decide_regression(y, champion, better, cfg())
         out = json.loads(json.dumps(d.to_dict(), allow_nan=False))  # plain JSON: no NaN, no numpy types
         assert out["decision"] == d.decision == "promote" and out["reasons"] == d.reasons
-        assert out["evidence"]["challenger"] == d.evidence["challenger"]
-        assert out["evidence"]["p_value"] == d.evidence["p_value"] and (champion is None) == (d.evidence["p_value"] is None)
+        assert out["evidence"]["challenger"] == d.evidence.challenger
+        assert out["evidence"]["p_value"] == d.evidence.p_value and (champion is None) == (d.evidence.p_value is None)
 
 
 @pytest.mark.parametrize(

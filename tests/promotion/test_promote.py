@@ -76,7 +76,7 @@ def test_exact_copy_is_never_promoted(world):
     ctx.registry.set_alias("challenger", v2)
     result = promotion.evaluate_challenger(ctx.registry, ctx.repo, ctx.schema, ctx.cfg)
     assert result.decision == "keep"
-    assert result.evidence["difference"] == 0
+    assert result.evidence.difference == 0
 
 
 def test_clearly_worse_is_not_promoted(world):
@@ -84,7 +84,7 @@ def test_clearly_worse_is_not_promoted(world):
     ctx.registry.set_alias("challenger", v3)
     result = promotion.evaluate_challenger(ctx.registry, ctx.repo, ctx.schema, ctx.cfg)
     assert result.decision == "keep"
-    assert result.evidence["challenger"] < result.evidence["champion"] - 0.2
+    assert result.evidence.challenger < result.evidence.champion - 0.2
 
 
 def test_clearly_better_is_promoted_and_rollback_restores(world):
@@ -93,7 +93,7 @@ def test_clearly_better_is_promoted_and_rollback_restores(world):
     ctx.registry.set_alias("challenger", v1)
     result = promotion.evaluate_challenger(ctx.registry, ctx.repo, ctx.schema, ctx.cfg)
     assert result.decision == "promote"
-    assert result.evidence["p_value"] < 0.001
+    assert result.evidence.p_value < 0.001
     promotion.promote(ctx.registry, ctx.ledger, v1, trigger="test", evidence=result.evidence)
     assert ctx.registry.aliases() == {"champion": v1, "challenger": None, "previous": v3}
 

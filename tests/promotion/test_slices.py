@@ -54,14 +54,14 @@ def test_better_on_average_but_worse_on_one_group_is_kept_naming_the_group():
     assert plain.decision == "promote"  # the average alone would promote it
     assert sliced.decision == "keep"
     assert sliced.reasons[0].startswith("challenger significantly worse on slice g=c (150 rows)")
-    ev = sliced.evidence["slices"]
-    assert ev["worse"] == ["g=c"] and sliced.evidence["checks"]["slices"] is False
+    ev = sliced.evidence.slices
+    assert ev["worse"] == ["g=c"] and sliced.evidence.checks["slices"] is False
     c = next(s for s in ev["tested"] if s["slice"] == "g=c")
     assert c["rows"] == 150 and c["champion"] == pytest.approx(0.2) and c["challenger"] == pytest.approx(0.5)
     assert c["difference"] == pytest.approx(0.3) and c["p_adjusted"] <= 0.05
     # the main gate's own evidence is all still there
-    assert {k: sliced.evidence[k] for k in plain.evidence if k != "checks"} == {
-        k: v for k, v in plain.evidence.items() if k != "checks"}
+    assert {k: sliced.evidence.to_dict()[k] for k in plain.evidence.to_dict() if k != "checks"} == {
+        k: v for k, v in plain.evidence.to_dict().items() if k != "checks"}
 
 
 def test_not_worse_on_any_slice_is_promoted_as_before():
@@ -71,8 +71,8 @@ def test_not_worse_on_any_slice_is_promoted_as_before():
     assert plain.decision == sliced.decision == "promote"
     assert sliced.reasons[: len(plain.reasons)] == plain.reasons
     assert sliced.reasons[-1].startswith("no slice significantly worse (7 tested")
-    ev = sliced.evidence["slices"]
-    assert ev["worse"] == [] and sliced.evidence["checks"]["slices"] is True
+    ev = sliced.evidence.slices
+    assert ev["worse"] == [] and sliced.evidence.checks["slices"] is True
     assert [s["slice"] for s in ev["tested"]][:3] == ["g=a", "g=b", "g=c"]
     bins = [s for s in ev["tested"] if s["column"] == "x"]  # a numeric column: 4 quantile bins
     assert len(bins) == 4 and all(s["slice"].startswith("x in (") for s in bins)
@@ -83,12 +83,12 @@ def test_slices_under_min_rows_are_skipped_and_listed():
     sizes = {"a": 400, "b": 400, "tiny": 20}
     frame, y, champ, chal = _world(sizes, {"a": 0.2, "b": 0.2, "tiny": 0.0}, {"a": 0.05, "b": 0.05, "tiny": 1.0})
     _, sliced = _gate(frame, y, champ, chal)
-    ev = sliced.evidence["slices"]
+    ev = sliced.evidence.slices
     assert ev["skipped"] == [{"column": "g", "slice": "g=tiny", "rows": 20}]
     assert [s["slice"] for s in ev["tested"]] == ["g=a", "g=b"]
     assert sliced.decision == "promote" and "1 skipped under 30 rows" in sliced.reasons[-1]
     _, strict = _gate(frame, y, champ, chal, slice_min_rows=20)  # now it is tested, and fails
-    assert strict.decision == "keep" and strict.evidence["slices"]["worse"] == ["g=tiny"]
+    assert strict.decision == "keep" and strict.evidence.slices["worse"] == ["g=tiny"]
 
 
 def test_holm_adjusts_the_family_of_slices():
@@ -113,7 +113,7 @@ def test_holm_adjusts_the_family_of_slices():
     alone = check_slices(frame.iloc[:100], champ_wrong[:100], chal_wrong[:100], cfg)
     assert alone.worse and alone.tested[0]["p_adjusted"] == pytest.approx(raw[0])
     gated = with_slices(decide(y, _proba(y, champ_wrong), _proba(y, chal_wrong), [0, 1], cfg), check)
-    assert gated.evidence["slices"]["correction"] == "holm" and gated.evidence["slices"]["worse"] == []
+    assert gated.evidence.slices["correction"] == "holm" and gated.evidence.slices["worse"] == []
 
 
 def test_regression_losses_use_wilcoxon_on_the_same_rows():
@@ -199,13 +199,13 @@ def test_evaluate_challenger_keeps_a_champion_the_challenger_fails_one_group_of(
     ctx.registry.set_alias("challenger", versions["owners"])
 
     plain = evaluate_challenger(ctx.registry, ctx.repo, ctx.schema, ctx.cfg)
-    assert plain.decision == "promote" and "slices" not in plain.evidence  # off by default
+    assert plain.decision == "promote" and plain.evidence.slices is None  # off by default
 
     sliced_cfg = ctx.cfg.model_copy(update={"gate": ctx.cfg.gate.model_copy(
         update={"slices": ["home_ownership", "age"], "slice_min_rows": 30})})
     sliced = evaluate_challenger(ctx.registry, ctx.repo, ctx.schema, sliced_cfg)
     assert sliced.decision == "keep"
-    assert sliced.evidence["slices"]["worse"] == ["home_ownership=own"]
+    assert sliced.evidence.slices["worse"] == ["home_ownership=own"]
     assert "slice home_ownership=own" in sliced.reasons[0]
-    assert sliced.evidence["p_value"] == plain.evidence["p_value"] < 0.05  # same rows, same main test
-    json.dumps(sliced.evidence, allow_nan=False)  # what the ledger stores
+    assert sliced.evidence.p_value == plain.evidence.p_value < 0.05  # same rows, same main test
+    json.dumps(sliced.evidence.to_dict(), allow_nan=False)  # what the ledger stores
