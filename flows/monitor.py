@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
 
 from ratchet.core.events import DRIFT_DETECTED
+from ratchet.monitoring.drift_result import DriftResult
 from ratchet.runtime.options import RunOptions
 from tasks.events import announce_model_event
 from tasks.monitoring import measure_production_drift
 
 
 @flow(name="monitor", log_prints=True)
-def monitor_flow(lookback_s: float | None = None, options: RunOptions = RunOptions()) -> dict[str, Any]:
+def monitor_flow(lookback_s: float | None = None, options: RunOptions = RunOptions()) -> DriftResult:
     """Compare the champion's live traffic (and feedback) with its training data; announce drift.
 
     Args:
@@ -22,11 +21,7 @@ def monitor_flow(lookback_s: float | None = None, options: RunOptions = RunOptio
     """
     ctx = options.context()
     result = measure_production_drift(ctx, lookback_s=lookback_s)
-    if result["detected"]:
-        announce_model_event(
-            DRIFT_DETECTED, ctx.cfg.model_name,
-            {k: result.get(k) for k in ("champion", "kind", "onset", "drifted_features", "drifted_share", "live_accuracy",
-                                         "estimated_accuracy", "reason")},
-        )
-    print(f"drift detected: {result['detected']} ({result.get('reason') or result.get('drifted_features')})")
+    if result.detected:
+        announce_model_event(DRIFT_DETECTED, ctx.cfg.model_name, result.announcement())
+    print(f"drift detected: {result.detected} ({result.reason or result.drifted_features})")
     return result

@@ -15,7 +15,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -48,6 +48,9 @@ app = typer.Typer(
     "given as a file, an unknown format, a bad config key, no schema yet); 2 a batch that was "
     "read and failed its checks (ingest: rejected, its violations listed, main unchanged).",
 )
+
+if TYPE_CHECKING:
+    from ratchet.monitoring.drift_result import DriftResult
 
 
 @app.callback()
@@ -331,6 +334,7 @@ def status(
 ) -> None:
     """Champion, challenger, traffic split, main's data commit, the last drift check, and the
     home's background processes (memory, idle time)."""
+    from ratchet.monitoring.drift_result import DriftResult
     from ratchet.runtime.stack import dashboard_url
     from ratchet.serving.traffic_split import read_traffic
     from ratchet_cli import idle
@@ -340,8 +344,7 @@ def status(
         return
     ctx = ctx_from_options()
     aliases = ctx.registry.aliases()
-    drift_file = ctx.settings.root / "drift.json"
-    drift = json.loads(drift_file.read_text()) if drift_file.exists() else None
+    drift = DriftResult.read(ctx.settings.root / "drift.json")
     out = {
         "home": str(ctx.settings.root),
         "model": ctx.cfg.model_name,
@@ -350,10 +353,7 @@ def status(
         "previous": aliases["previous"],
         "traffic": read_traffic(ctx.settings.serving_dir / "traffic.json").to_dict(),
         "data": ctx.repo.resolve(ctx.cfg.data.main_branch),
-        "drift": None if drift is None else {
-            k: drift.get(k) for k in ("checked_at", "champion", "detected", "kind", "drifted_share", "drifted_features",
-                                      "live_accuracy", "estimated_accuracy")
-        },
+        "drift": None if drift is None else drift.summary(),
         "pending_approval": _pending_approval(ctx.settings.root),
         "runner": _runner_status(ctx.settings),
         "background": idle.processes(ctx.settings.root),
@@ -388,11 +388,11 @@ def _status_all(as_json: bool) -> None:
          "\n".join(lines + [f"{len(found)} home(s), {total:.0f} MB"]) if found else "no background processes")
 
 
-def _accuracy_line(drift: dict) -> str:
+def _accuracy_line(drift: DriftResult) -> str:
     """The champion's accuracy from feedback labels beside the one estimated without labels (CBPE)."""
-    est = drift.get("estimated") or {}
-    live = drift.get("live_accuracy")
-    return (f"\naccuracy of v{drift.get('champion')}: live (labels) {'-' if live is None else format(live, '.3f')}, "
+    est = drift.estimated or {}
+    live = drift.live_accuracy
+    return (f"\naccuracy of v{drift.champion}: live (labels) {'-' if live is None else format(live, '.3f')}, "
             f"estimated without labels {'-' if not est else format(est['accuracy'], '.3f')}"
             + ("" if not est else f" ± {est['accuracy_sd']:.3f} on {est['rows']} rows"))
 

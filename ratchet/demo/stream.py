@@ -95,7 +95,7 @@ def loop_report(ctx, data: DemoData, timeline, run: str) -> dict:
     new = ctx.registry.alias("champion")
     pre = [f for i, f in sorted(data.holdout.items()) if i < data.drift_at]
     post = [f for i, f in sorted(data.holdout.items()) if i >= data.drift_at]
-    detections = [d for d in drift_history(ctx.settings.root) if d.get("detected") and d["checked_at"] >= onset]
+    detections = [d.to_dict() for d in drift_history(ctx.settings.root) if d.detected and d.checked_at >= onset]
 
     baseline_train = data.post_drift_train.sample(frac=1.0, random_state=cfg.train.seed)
     n_val = max(1, int(len(baseline_train) * cfg.train.val_fraction))

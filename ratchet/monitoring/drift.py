@@ -19,6 +19,7 @@ from ratchet.data.profiling import deserialize_profile, drift_html, drift_report
 from ratchet.data.repository.base import DataRepository
 from ratchet.monitoring.batch_scores import champion_baseline
 from ratchet.monitoring.concept import Baseline, ConceptCheck, Sample, check, spent_alpha
+from ratchet.monitoring.drift_result import DriftResult
 from ratchet.serving.profiler import safe_name
 from ratchet.training.registry import Registry
 from ratchet.training.versions import VersionMarks
@@ -48,7 +49,7 @@ def live_stats(service_url: str | None, version: str) -> dict[str, Any] | None:
     return (stats.get("versions") or {}).get(str(version))
 
 
-def feedback_windows(readings: list[dict[str, Any]], min_feedback: int = MIN_FEEDBACK) -> list[Sample]:
+def feedback_windows(readings: list[DriftResult], min_feedback: int = MIN_FEEDBACK) -> list[Sample]:
     """Live feedback windows from successive readings of one version's cumulative counters
     (``checked_at``, ``feedback_total``, ``correct_total``; oldest first): each window holds the
     labels that came between readings, joined until it has ``min_feedback``. A counter that went
@@ -58,7 +59,7 @@ def feedback_windows(readings: list[dict[str, Any]], min_feedback: int = MIN_FEE
     prev_fb = prev_ok = n = wrong = 0
     start: float | None = None
     for r in readings:
-        at, fb, ok = float(r["checked_at"]), int(r.get("feedback_total") or 0), int(r.get("correct_total") or 0)
+        at, fb, ok = r.checked_at, r.feedback_total or 0, r.correct_total or 0
         if fb < prev_fb or ok < prev_ok:
             prev_fb = prev_ok = 0
         n, wrong = n + fb - prev_fb, wrong + (fb - prev_fb) - (ok - prev_ok)
@@ -70,7 +71,7 @@ def feedback_windows(readings: list[dict[str, Any]], min_feedback: int = MIN_FEE
     return windows
 
 
-def live_concept(readings: list[dict[str, Any]], base: Baseline, cfg) -> ConceptCheck | None:
+def live_concept(readings: list[DriftResult], base: Baseline, cfg) -> ConceptCheck | None:
     """The champion's live accuracy, window after window, against its held-out accuracy (the
     same sequential test as the labelled batches at ingest): the first window where a change is
     detected, with the window where it began; else the verdict on the newest window."""
@@ -128,41 +129,42 @@ def production_drift(
     out_dir: Path,
     since: float | None = None,
     service_url: str | None = None,
-) -> dict[str, Any]:
+) -> DriftResult:
     """Drift of the champion's live inputs (whylogs KS / chi-square per feature) and
     its live accuracy; writes ``drift.json`` and an HTML drift report to ``out_dir``."""
     champion = registry.alias("champion")
-    result: dict[str, Any] = {"checked_at": time.time(), "champion": champion, "detected": False}
+    result = DriftResult(checked_at=time.time(), champion=champion, detected=False)
     if champion is None:
-        result["reason"] = "no champion"
+        result.reason = "no champion"
     else:
         lineage = registry.lineage(champion)
         ref = reference_profile(repo, lineage.data_commit, lineage.window_batches)
         live = live_profile(serving_dir, champion, since)
         if ref is None or live is None:
-            result["reason"] = "no live traffic profiled yet" if live is None else "no training profile"
+            result.reason = "no live traffic profiled yet" if live is None else "no training profile"
         else:
             # a shift in a feature the champion barely uses is listed, never an alarm; datetimes not scored
             report = drift_report(ref, live, cfg.drift, columns=schema.drift_feature_names,
                                   importance=lineage.feature_importance or None)
-            result.update(report.to_dict())
-            result["drifted_features"] = report.drifted_features
-            result["kind"] = "data" if report.detected else None
+            for key, value in report.to_dict().items():  # features, drifted_share, detected
+                setattr(result, key, value)
+            result.drifted_features = report.drifted_features
+            result.kind = "data" if report.detected else None
             html = out_dir / "reports" / "drift" / f"{time.strftime('%Y%m%dT%H%M%S')}-v{champion}.html"
             html.parent.mkdir(parents=True, exist_ok=True)
-            result["html"] = str(drift_html(ref, live, html, cfg=cfg.drift, columns=schema.drift_feature_names))
+            result.html = str(drift_html(ref, live, html, cfg=cfg.drift, columns=schema.drift_feature_names))
         stats = live_stats(service_url, champion)
         if stats:
-            result["feedback_total"], result["correct_total"] = stats.get("feedback", 0), stats.get("correct", 0)
+            result.feedback_total, result.correct_total = stats.get("feedback", 0), stats.get("correct", 0)
         base = champion_baseline(registry, schema)
         if base is not None and not base.regression and stats:
-            readings = [h for h in drift_history(out_dir) if h.get("champion") == champion and "feedback_total" in h]
+            readings = [h for h in drift_history(out_dir) if h.champion == champion and h.feedback_total is not None]
             verdict = live_concept([*readings, result], base, cfg.drift)
             if verdict is not None:
-                result["concept"] = verdict.to_dict()
+                result.concept = verdict.to_dict()
                 if verdict.detected:
-                    result.update(detected=True, kind="concept", onset=verdict.onset)
-                    result["reason"] = (
+                    result.detected, result.kind, result.onset = True, "concept", verdict.onset
+                    result.reason = (
                         f"live accuracy {verdict.score:.3f} on window {verdict.label} below the champion's held-out "
                         f"{1 - verdict.baseline_error:.3f} (p={verdict.p_value:.2g} < {verdict.alpha:.2g}); "
                         f"changed from window {verdict.onset}"
@@ -171,22 +173,22 @@ def production_drift(
         if base is not None and not base.regression and stats and stats.get("estimated_rows"):
             _estimated_quality(result, base, stats, drift_history(out_dir))
         if stats and stats.get("feedback", 0) >= MIN_FEEDBACK and stats.get("live_accuracy") is not None:
-            result["live_accuracy"] = stats["live_accuracy"]
-            result["feedback"] = stats["feedback"]
+            result.live_accuracy = stats["live_accuracy"]
+            result.feedback = stats["feedback"]
             if stats["live_accuracy"] < cfg.gate.floor:
-                result["detected"] = True
-                result["reason"] = f"live accuracy {stats['live_accuracy']:.3f} below the floor {cfg.gate.floor}"
+                result.detected = True
+                result.reason = f"live accuracy {stats['live_accuracy']:.3f} below the floor {cfg.gate.floor}"
         if stats and stats.get("task") == "regression":
             _regression_quality(result, registry, champion, stats, out_dir, cfg)
-    (out_dir / "drift.json").write_text(json.dumps(result, indent=2, default=str))
+    (out_dir / "drift.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
     history = out_dir / "reports" / "drift" / "history.jsonl"
     history.parent.mkdir(parents=True, exist_ok=True)
     with history.open("a") as f:
-        f.write(json.dumps(result, default=str) + "\n")
+        f.write(json.dumps(result.to_dict(), default=str) + "\n")
     return result
 
 
-def estimated_check(base: Baseline, stats: dict[str, Any], readings: list[dict[str, Any]],
+def estimated_check(base: Baseline, stats: dict[str, Any], readings: list[DriftResult],
                     min_rows: int = MIN_ESTIMATE_ROWS, z: float = ESTIMATE_Z) -> dict[str, Any] | None:
     """The champion's accuracy estimated without labels (CBPE: the service's calibrated
     confidences, ``ratchet.core.performance``) over the live rows since the newest earlier
@@ -197,7 +199,7 @@ def estimated_check(base: Baseline, stats: dict[str, Any], readings: list[dict[s
     cur = {k: stats.get(k) for k in ("estimated_rows", "estimated_correct", "estimated_variance")}
     est = None
     for prev in reversed(readings):
-        sums = prev.get("estimated_sums") or {}
+        sums = prev.estimated_sums or {}
         if float(sums.get("estimated_rows") or 0) > float(cur["estimated_rows"] or 0):
             break  # the service restarted after that reading
         found = window_estimate(cur, sums)
@@ -218,42 +220,42 @@ def estimated_check(base: Baseline, stats: dict[str, Any], readings: list[dict[s
     }
 
 
-def _estimated_quality(result: dict[str, Any], base: Baseline, stats: dict[str, Any],
-                       history: list[dict[str, Any]]) -> None:
+def _estimated_quality(result: DriftResult, base: Baseline, stats: dict[str, Any],
+                       history: list[DriftResult]) -> None:
     """``estimated_check`` into ``result`` (kind ``estimated`` when it drops, unless concept drift was found)."""
-    result["estimated_sums"] = {k: stats.get(k) for k in ("estimated_rows", "estimated_correct", "estimated_variance")}
-    readings = [h for h in history if h.get("champion") == result["champion"] and "estimated_sums" in h]
+    result.estimated_sums = {k: stats.get(k) for k in ("estimated_rows", "estimated_correct", "estimated_variance")}
+    readings = [h for h in history if h.champion == result.champion and h.estimated_sums is not None]
     found = estimated_check(base, stats, readings)
     if found is None:
         return
-    result["estimated"] = found
-    result["estimated_accuracy"] = found["accuracy"]
+    result.estimated = found
+    result.estimated_accuracy = found["accuracy"]
     if found["detected"]:
-        result["detected"] = True
-        if result.get("kind") != "concept":
-            result["kind"] = "estimated"
-            result["reason"] = (
+        result.detected = True
+        if result.kind != "concept":
+            result.kind = "estimated"
+            result.reason = (
                 f"estimated accuracy {found['accuracy']:.3f} ± {found['accuracy_sd']:.3f} on {found['rows']} unlabelled "
                 f"live rows, below the champion's held-out {found['held_out_accuracy']:.3f} by more than "
                 f"{found['z']:g} sd (no label needed)"
             )
 
 
-def _regression_quality(result: dict[str, Any], registry: Registry, champion: str, stats: dict[str, Any],
+def _regression_quality(result: DriftResult, registry: Registry, champion: str, stats: dict[str, Any],
                         out_dir: Path, cfg: RatchetConfig) -> None:
     """``live_error`` of a regression champion into ``result`` (the index counts this champion's
     earlier tests in the drift history)."""
     metrics = dict(registry.client.get_run(registry.version_info(champion)["run_id"]).data.metrics)
-    index = 1 + sum(1 for h in drift_history(out_dir) if h.get("champion") == champion and "live_error" in h)
+    index = 1 + sum(1 for h in drift_history(out_dir) if h.champion == champion and h.live_error is not None)
     found = live_error(stats, metrics, index, cfg.drift)
     if found is None:
         return
-    result["live_error"] = found
-    result["live_mae"], result["live_rmse"], result["feedback"] = found["live_mae"], found["live_rmse"], found["feedback"]
+    result.live_error = found
+    result.live_mae, result.live_rmse, result.feedback = found["live_mae"], found["live_rmse"], found["feedback"]
     if found["detected"]:
-        result["detected"] = True
-        result["kind"] = result.get("kind") or "concept"
-        result["reason"] = (
+        result.detected = True
+        result.kind = result.kind or "concept"
+        result.reason = (
             f"live MAE {found['live_mae']:.4g} above the champion's held-out {found['held_out_mae']:.4g} "
             f"(p={found['p_value']:.2g} < {found['alpha']:.2g})"
         )
@@ -266,22 +268,23 @@ def _estimated_words(est: dict[str, Any] | None) -> str:
             f"(held-out {est['held_out_accuracy']:.3f}; dropped: {est['detected']})")
 
 
-def drift_history(home: Path) -> list[dict[str, Any]]:
+def drift_history(home: Path) -> list[DriftResult]:
     path = Path(home) / "reports" / "drift" / "history.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [DriftResult.model_validate_json(line) for line in lines if line]
 
 
-def drift_markdown(result: dict[str, Any]) -> str:
+def drift_markdown(result: DriftResult) -> str:
     """The monitoring run's finding for people: detected or not, why, and each feature's test."""
     rows = "\n".join(
         f"| {k} | {v.get('algorithm')} | {v.get('p_value')} | {v.get('drifted')} |"
-        for k, v in (result.get("features") or {}).items()
+        for k, v in (result.features or {}).items()
     )
     return (
-        f"# Production drift of champion v{result.get('champion')}\n\n"
-        f"detected: **{result.get('detected')}** {result.get('reason') or ''}\n\n"
-        + (f"live MAE: {result.get('live_mae')}\n\n" if "live_mae" in result
-           else f"live accuracy: {result.get('live_accuracy')} (feedback), estimated without labels: "
-                f"{_estimated_words(result.get('estimated'))}\n\n")
+        f"# Production drift of champion v{result.champion}\n\n"
+        f"detected: **{result.detected}** {result.reason or ''}\n\n"
+        + (f"live MAE: {result.live_mae}\n\n" if result.live_mae is not None
+           else f"live accuracy: {result.live_accuracy} (feedback), estimated without labels: "
+                f"{_estimated_words(result.estimated)}\n\n")
         + f"| feature | test | p-value | drifted |\n|---|---|---|---|\n{rows}\n"
     )

@@ -9,6 +9,7 @@ from ratchet.core.config import DriftConfig
 from ratchet.data.profiling import drift_report, merge_profiles, profile_frame
 from ratchet.monitoring.concept import Baseline, ConceptCheck, Sample, check, spent_alpha
 from ratchet.monitoring.drift import feedback_windows, live_concept
+from ratchet.monitoring.drift_result import DriftResult
 
 CFG = DriftConfig()
 BASE = Baseline("3", rows=1200, error=0.08)
@@ -57,7 +58,7 @@ def test_live_feedback_windows_name_where_accuracy_fell():
     readings, fb, ok = [], 0, 0
     for t in range(30):  # 30 monitor readings, 40 labels each; accuracy falls at reading 20
         fb, ok = fb + 40, ok + (37 if t < 20 else 24)
-        readings.append({"checked_at": 1000.0 + 60 * t, "feedback_total": fb, "correct_total": ok})
+        readings.append(DriftResult(checked_at=1000.0 + 60 * t, feedback_total=fb, correct_total=ok))
     windows = feedback_windows(readings)
     assert len(windows) == 30 and windows[0].rows == 40
     verdict = live_concept(readings, BASE, CFG)
@@ -69,13 +70,13 @@ def test_unchanged_live_accuracy_gives_no_alarm_over_30_windows():
     readings, fb, ok = [], 0, 0
     for t in range(30):
         fb, ok = fb + 100, ok + int(rng.binomial(100, 0.92))
-        readings.append({"checked_at": float(t), "feedback_total": fb, "correct_total": ok})
+        readings.append(DriftResult(checked_at=float(t), feedback_total=fb, correct_total=ok))
     assert not live_concept(readings, BASE, CFG).detected
 
 
 def test_a_service_restart_starts_the_counters_again():
-    readings = [{"checked_at": 0.0, "feedback_total": 50, "correct_total": 45},
-                {"checked_at": 1.0, "feedback_total": 40, "correct_total": 10}]  # restarted: 40 new labels
+    readings = [DriftResult(checked_at=0.0, feedback_total=50, correct_total=45),
+                DriftResult(checked_at=1.0, feedback_total=40, correct_total=10)]  # restarted: 40 new labels
     w = feedback_windows(readings)
     assert [s.rows for s in w] == [50, 40] and w[1].error == 0.75
 

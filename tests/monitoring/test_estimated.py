@@ -8,6 +8,7 @@ import numpy as np
 
 from ratchet.monitoring.concept import Baseline
 from ratchet.monitoring.drift import MIN_ESTIMATE_ROWS, _estimated_quality, estimated_check
+from ratchet.monitoring.drift_result import DriftResult
 from ratchet.serving.metrics import ServingMetrics
 
 BASE = Baseline(version="3", rows=2000, error=0.13)  # held-out accuracy 0.87
@@ -20,9 +21,9 @@ def _observe(m: ServingMetrics, mean: float, n: int, seed: int) -> dict:
     return m.stats()["versions"]["3"]
 
 
-def _reading(stats: dict) -> dict:
-    return {"champion": "3", "estimated_sums": {k: stats[k] for k in ("estimated_rows", "estimated_correct",
-                                                                       "estimated_variance")}}
+def _reading(stats: dict) -> DriftResult:
+    return DriftResult(checked_at=0.0, champion="3", estimated_sums={
+        k: stats[k] for k in ("estimated_rows", "estimated_correct", "estimated_variance")})
 
 
 def test_confidences_like_the_held_out_accuracy_give_no_alarm():
@@ -46,12 +47,12 @@ def test_a_drop_is_seen_in_the_window_since_the_last_reading_before_any_label():
     assert not estimated_check(BASE, dropped, [])["detected"]
     assert dropped["feedback"] == 0  # no label was needed
 
-    result = {"champion": "3", "detected": False, "kind": "data"}
+    result = DriftResult(checked_at=1.0, champion="3", detected=False, kind="data")
     _estimated_quality(result, BASE, dropped, readings)
-    assert result["detected"] and result["kind"] == "estimated" and "no label needed" in result["reason"]
-    concept = {"champion": "3", "detected": True, "kind": "concept", "reason": "labels"}
+    assert result.detected and result.kind == "estimated" and "no label needed" in result.reason
+    concept = DriftResult(checked_at=1.0, champion="3", detected=True, kind="concept", reason="labels")
     _estimated_quality(concept, BASE, dropped, readings)
-    assert concept["kind"] == "concept" and concept["reason"] == "labels"  # labels, when there are, say more
+    assert concept.kind == "concept" and concept.reason == "labels"  # labels, when there are, say more
 
 
 def test_too_few_rows_or_a_restarted_service():
