@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 PROBE = """
 import json, sys, time
-from ratchet_cli.warm import PRELOAD
+from ratchet_cli.warm_process import COMMAND_PRELOAD as PRELOAD
 
 def rss():
     out = {}
@@ -36,7 +36,7 @@ def rss():
     return out["RssAnon"], out["RssFile"]
 
 rows, (anon, file) = [], rss()
-rows.append(["(interpreter, ratchet_cli.warm)", anon, file, 0.0])
+rows.append(["(interpreter, ratchet_cli.warm_process)", anon, file, 0.0])
 for name in PRELOAD:
     t0 = time.perf_counter()
     try:

@@ -7,16 +7,11 @@ import os
 import sys
 from typing import Any
 
-RUNNER_PRELOAD = (
-    "prefect", "pandas", "pyarrow.parquet", "ratchet.data.profiling", "flows.ingest", "flows.train", "flows.promote",
-    "flows.release", "flows.canary", "flows.monitor", "flows.score", "flows.gc", "torch", "lightning", "mlflow.pyfunc",
-    "optuna", "mlflow.store.tracking.sqlalchemy_store", "mlflow.store.model_registry.sqlalchemy_store",
-)
 
-
-def fork_flow_runs(preload: tuple[str, ...] = RUNNER_PRELOAD) -> None:
+def fork_flow_runs(preload: tuple[str, ...] | None = None) -> None:
     """Make this process's Prefect runner start each flow run as a fork of a warm
-    multiprocessing forkserver, which imports ``preload`` once, instead of a freshly spawned
+    multiprocessing forkserver, which imports ``preload`` (default: ``ratchet.core.imports.PRELOAD``,
+    the list the CLI's warm process imports too) once, instead of a freshly spawned
     interpreter that imports them again (10-20 s on two cores, each run). Prefect's runner
     starts a served flow through ``prefect.flow_engine.run_flow_in_subprocess``, which asks
     ``multiprocessing`` for the ``spawn`` context by name; here that module's
@@ -29,10 +24,10 @@ def fork_flow_runs(preload: tuple[str, ...] = RUNNER_PRELOAD) -> None:
 
     import prefect.flow_engine as engine
 
-    from ratchet.core.imports import warm_preload
+    from ratchet.core.imports import PRELOAD, warm_preload
 
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(warm_preload(preload))
+    context.set_forkserver_preload(warm_preload(PRELOAD if preload is None else preload))
 
     class _Forkserver:
         """``multiprocessing`` as the flow engine sees it: the forkserver context for any name."""

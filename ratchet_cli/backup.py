@@ -69,6 +69,6 @@ def restore(
     ))
 
 
-def register(app: typer.Typer) -> None:
-    app.command()(backup)
-    app.command()(restore)
+app = typer.Typer()
+app.command()(backup)
+app.command()(restore)

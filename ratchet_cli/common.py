@@ -88,18 +88,29 @@ def run_flow(flow_fn, as_json: bool, *, needs_schema: bool = False, **params: An
     return False, state.result(raise_on_failure=False)
 
 
-def prefect_home() -> None:
-    """Point Prefect's environment at the home and at a server; call before the first import
-    of a flow. Without a ``PREFECT_API_URL`` (the user's, or a test harness's in this process)
-    the home's server is used, started now when none answers (``ratchet_cli.server``)."""
+def forward_or_run() -> Settings:
+    """Run this command in a fork of the home's warm process when one takes it: this process
+    then exits with the child's exit code and never returns (``ratchet_cli.warm``). Returns the
+    home's settings when this process is to run the command itself. Either way the home's
+    background processes are held while the command runs (``ratchet_cli.idle``). Call first, in
+    every command that runs a flow."""
     settings = home_settings().ensure()
     from ratchet_cli import idle, warm
 
-    idle.hold(settings.root)  # the home's background processes stay while this command runs
-
+    idle.hold(settings.root)
     code = warm.forward(settings, OPTS.argv)  # the whole command, in a fork of the warm process
     if code is not None:
         raise SystemExit(code)
+    return settings
+
+
+def ensure_server(settings: Settings) -> None:
+    """Point Prefect's environment at the home and at a server; call before the first import
+    of a flow. Without a ``PREFECT_API_URL`` (the user's, or a test harness's in this process)
+    the home's persistent server is used, started now when none answers (``ratchet_cli.server``),
+    and the home's warm process is started for the commands after this one."""
+    from ratchet_cli import warm
+
     apply_prefect_env(settings)
     # In a warm child Prefect was imported by the warm process: its settings are that process's
     # (started with the API URL of the command that started it). Asked before being made anew

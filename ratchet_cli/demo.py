@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
 from ratchet.core.settings import Settings
-from ratchet_cli.common import OPTS, ctx_from_options, fail, prefect_home, run_flow
+from ratchet_cli.common import (
+    OPTS,
+    JsonOpt,
+    ctx_from_options,
+    emit,
+    ensure_server,
+    fail,
+    forward_or_run,
+    home_settings,
+    run_flow,
+)
+
+app = typer.Typer()
 
 
 def inline_demo(as_json: bool) -> dict[str, Any]:
-    prefect_home()
+    ensure_server(forward_or_run())
     from flows.demo import demo_flow
 
     ok, result = run_flow(demo_flow, as_json)
@@ -43,7 +55,7 @@ def event_demo(sandbox: Path, as_json: bool, keep_up: bool) -> dict[str, Any]:
     stack = stack_up(settings, OPTS.config)
     say(f"Prefect API {stack['prefect_api_url']}, service {stack['service_url']}")
     os.environ["PREFECT_API_URL"] = stack["prefect_api_url"]  # before Prefect is imported
-    prefect_home()
+    ensure_server(forward_or_run())
     from flows.ingest import ingest_flow
 
     def ingest(path: str) -> dict[str, Any]:
@@ -65,3 +77,33 @@ def event_demo(sandbox: Path, as_json: bool, keep_up: bool) -> dict[str, Any]:
     say("scoring the champions and a model trained on post-drift data alone")
     report = loop_report(ctx, data, timeline, run)
     return {**report, **write_loop_report(run_dir, report)}
+
+
+@app.command()
+def demo(
+    as_json: JsonOpt = False,
+    home: Annotated[Path | None, typer.Option(help="sandbox home for the demo (default <home>/demo, cleared first)")] = None,
+    inline: Annotated[bool, typer.Option(help="run the loop as one flow in this process instead of the event-driven stack")] = False,
+    keep_up: Annotated[bool, typer.Option(help="leave the demo's stack running afterwards")] = False,
+) -> None:
+    """The main job: the whole loop on synthetic data with drift; writes a report.
+
+    By default the demo starts the stack ("ratchet up") in its sandbox and only
+    commits data and sends traffic: Prefect automations do the rest."""
+    from ratchet.demo.stream import reset_sandbox
+    from ratchet_cli.stack import down as stack_down
+
+    sandbox = (home or home_settings().root / "demo").resolve()
+    stack_down(Settings(home=sandbox))
+    reset_sandbox(sandbox)
+    OPTS.home = str(sandbox)
+    result = inline_demo(as_json) if inline else event_demo(sandbox, as_json, keep_up)
+    def acc(key: str) -> str:
+        return "n/a" if result.get(key) is None else f"{result[key]:.3f}"
+
+    emit(
+        result, as_json,
+        f"champions {', '.join(result['champion_versions']) or 'none'}; after drift: old champion "
+        f"{acc('accuracy_old_champion_after_drift')}, new champion {acc('accuracy_new_champion_after_drift')}"
+        f"\nreport: {result['report_md']}",
+    )

@@ -37,8 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ratchet.core.files import alive as _alive
-from ratchet.core.files import atomic_write, stop_process
-from ratchet.core.files import proc_start as _proc_start
+from ratchet.core.files import atomic_write, proc_start, stop_process
 
 TIMEOUT_ENV = "RATCHET_IDLE_TIMEOUT"
 DEFAULT_TIMEOUT = 1800.0  # 30 minutes
@@ -80,7 +79,7 @@ def hold(root: Path) -> None:
         homes.register(root)
     lease = leases_dir(root) / str(os.getpid())
     try:
-        atomic_write(lease, str(_proc_start(os.getpid())))
+        atomic_write(lease, str(proc_start(os.getpid())))
         _touch(root)
     except OSError:  # a full or read-only home: no lease (the idle watcher may stop early); the command
         return  # goes on and names the disk's problem itself, where it writes what matters
@@ -112,7 +111,7 @@ def busy(root: Path) -> bool:
                 pid, started = int(lease.name), lease.read_text().strip()
             except (ValueError, OSError):
                 continue
-            if _alive(pid) and str(_proc_start(pid)) == started:
+            if _alive(pid) and str(proc_start(pid)) == started:
                 held = True
             else:
                 lease.unlink(missing_ok=True)
@@ -237,7 +236,7 @@ def processes(root: Path, rss: dict[int, int] | None = None) -> list[dict[str, A
     out = []
     for name, record in found:
         pid = int(record["pid"])
-        if not _alive(pid) or record.get("proc_start") not in (None, _proc_start(pid)):
+        if not _alive(pid) or record.get("proc_start") not in (None, proc_start(pid)):
             continue
         started = float(record.get("started_at") or 0)
         limit = _read_float(limit_file(root, pid))

@@ -34,8 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ratchet.core.files import free_port, is_loopback
-from ratchet.core.files import proc_start as _proc_start
+from ratchet.core.files import free_port, is_loopback, proc_start
 from ratchet.core.settings import SERVER_AUTH_ENV, Settings
 from ratchet.runtime.stack import alive, prefect_api_url, read_server_record, server_file
 from ratchet_cli import idle
@@ -181,7 +180,7 @@ def _start(settings: Settings, port: int, timeout: float) -> dict[str, Any]:
         stop_group(proc.pid, grace=5.0)
         raise
     record = {"pid": proc.pid, "api_url": api, "port": port, "log": str(log), "started_at": time.time(),
-              "proc_start": _proc_start(proc.pid), "ui_url": f"http://127.0.0.1:{port}/" if ui else None}
+              "proc_start": proc_start(proc.pid), "ui_url": f"http://127.0.0.1:{port}/" if ui else None}
     path = server_file(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -207,7 +206,7 @@ def _ours(record: dict[str, Any]) -> bool:
     if not alive(record["pid"]):
         return False
     started = record.get("proc_start")
-    return started is None or _proc_start(record["pid"]) in (None, started)
+    return started is None or proc_start(record["pid"]) in (None, started)
 
 
 def _reusable_port(record: dict[str, Any] | None) -> int | None:

@@ -28,8 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ratchet.core.files import atomic_write_json
-from ratchet_cli.server import _proc_start
+from ratchet.core.files import atomic_write_json, proc_start
 
 
 def describe(returncode: int) -> str:
@@ -116,7 +115,7 @@ class Supervisor:
     def _record(self) -> None:
         if self.state is None or self.child is None:
             return
-        record = {"pid": self.child.pid, "proc_start": _proc_start(self.child.pid), "started_at": self.started_at,
+        record = {"pid": self.child.pid, "proc_start": proc_start(self.child.pid), "started_at": self.started_at,
                   "supervisor_pid": os.getpid(), "restarts": self.restarts, "last_exit": self.last_exit,
                   "command": self.cmd}
         try:

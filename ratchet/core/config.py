@@ -168,9 +168,22 @@ class CanaryConfig(_Strict):
     compare it with the champion on live traffic; roll back at once on a guardrail breach."""
 
     steps: list[float] = Field(default_factory=lambda: [0.05, 0.25, 0.5, 1.0])  # challenger shares
-    window_s: float = Field(120.0, ge=0)  # each step lasts at least this long ...
+    step_s: float = Field(120.0, ge=0)  # each step lasts at least this long ...
     min_requests: int = Field(100, ge=0)  # ... and until the challenger served this many requests
-    max_window_s: float = Field(1800.0, gt=0)  # a step still short of min_requests then: inconclusive
+    max_step_s: float = Field(1800.0, gt=0)  # a step still short of min_requests then: inconclusive
+
+    @model_validator(mode="before")
+    @classmethod
+    def _earlier_names(cls, data: Any) -> Any:
+        """``window_s`` and ``max_window_s``, the earlier names of ``step_s`` and ``max_step_s``
+        ("window" now means only the batches a model trains on), still read: a project's file
+        that names them wins over the built-in config, which never does."""
+        if isinstance(data, dict):
+            data = dict(data)
+            for old, new in (("window_s", "step_s"), ("max_window_s", "max_step_s")):
+                if old in data:
+                    data[new] = data.pop(old)
+        return data
     require_feedback: bool = False  # a step also needs min_feedback labels on the challenger's answers
     # a canary that ended inconclusive (not enough evidence, champion kept, challenger keeps its
     # alias): "keep" leaves it there; "approval" asks a person to promote it (release.approval's way)

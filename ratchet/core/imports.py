@@ -29,7 +29,17 @@ def without_sklearn() -> Iterator[None]:
                 del sys.modules[m]
 
 
-def warm_preload(default: Iterable[str]) -> list[str]:
+# What a warm process imports ahead, one list for both: the CLI's warm process
+# (``ratchet_cli.warm_process``, which adds the command line itself) and the runner's forkserver
+# (``deployments.warm``). Names, not imports: the core stays free of the layers above it.
+PRELOAD = (
+    "prefect", "pandas", "pyarrow.parquet", "ratchet.data.profiling", "flows.ingest", "flows.train", "flows.promote",
+    "flows.release", "flows.canary", "flows.monitor", "flows.score", "flows.gc", "torch", "lightning", "mlflow.pyfunc",
+    "optuna", "mlflow.store.tracking.sqlalchemy_store", "mlflow.store.model_registry.sqlalchemy_store",
+)
+
+
+def warm_preload(default: Iterable[str] = PRELOAD) -> list[str]:
     """The modules a warm process imports ahead (the CLI's warm process, the runner's
     forkserver): ``RATCHET_WARM_PRELOAD`` (comma-separated) when set, to trim the list (less
     memory, a faster start), else ``default``."""

@@ -60,10 +60,10 @@ def watch_step(
     """Hold ``share`` (already set) for one analysis window, checking guardrails at every poll.
 
     Ends with ``breach`` at the first breach of a sequential test or a hard cap, or when the
-    window is complete (``window_s`` passed and the challenger served ``min_requests``) and a
+    window is complete (``step_s`` passed and the challenger served ``min_requests``) and a
     magnitude guardrail (p99 against the champion, prediction drift) fails on the whole
     window; ``pass`` when it is complete and nothing failed; ``insufficient`` at
-    ``max_window_s`` still short of ``min_requests`` (or, with ``require_feedback``, of
+    ``max_step_s`` still short of ``min_requests`` (or, with ``require_feedback``, of
     ``min_feedback`` labels on the challenger's answers over the canary): not enough evidence,
     which ends the canary ``inconclusive``, not rolled back."""
     cfg = monitor.cfg
@@ -72,7 +72,7 @@ def watch_step(
     check = Check([], {}, 0)
     while True:
         elapsed = clock() - t0
-        sleep(max(0.0, min(cfg.poll_s, cfg.max_window_s - elapsed)))
+        sleep(max(0.0, min(cfg.poll_s, cfg.max_step_s - elapsed)))
         check = monitor.observe(admin.stats())
         elapsed = clock() - t0
         if check.superseded:
@@ -80,11 +80,11 @@ def watch_step(
         if check.breaches:
             return StepResult(share, "breach", elapsed, check.breaches, check.evidence)
         short = _short_of_evidence(cfg, check)
-        if elapsed >= cfg.window_s and not short:
+        if elapsed >= cfg.step_s and not short:
             if check.end_of_step:
                 return StepResult(share, "breach", elapsed, check.end_of_step, check.evidence)
             return StepResult(share, "pass", elapsed, [], check.evidence)
-        if elapsed >= cfg.max_window_s:
+        if elapsed >= cfg.max_step_s:
             reasons = [f"not enough evidence in {elapsed:.0f} s: {why}" for why in short]
             return StepResult(share, "insufficient", elapsed, reasons, check.evidence)
 

@@ -3,7 +3,7 @@ and the emergency rollback can name it without loading scipy."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -76,4 +76,6 @@ class GateDecision:
         return self.decision == "promote"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"decision": self.decision, "reasons": list(self.reasons), "evidence": self.evidence.to_dict()}
+        """Every field (a subclass's too: an ``Evaluation`` names the versions), as JSON-ready values."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {**out, "reasons": list(self.reasons), "evidence": self.evidence.to_dict()}

@@ -37,3 +37,12 @@ def test_bad_config_names_the_field(tmp_path):
 def test_missing_config_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.yaml"):
         load_config([tmp_path / "nope.yaml"])
+
+
+def test_the_canary_steps_earlier_names_still_read(tmp_path):
+    # "window" means the batches a model trains on; the canary's step duration was window_s
+    older = tmp_path / "older.yaml"
+    older.write_text("canary:\n  window_s: 7\n  max_window_s: 70\n")
+    cfg = load_config([Path(CONFIG_FILES[0]), older])
+    assert (cfg.canary.step_s, cfg.canary.max_step_s) == (7, 70)  # the project's file wins over the built-in
+    assert load_config([Path(CONFIG_FILES[0])], {"canary": {"step_s": 9}}).canary.step_s == 9

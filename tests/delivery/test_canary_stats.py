@@ -157,7 +157,7 @@ class Clock:
         self.t += s
 
 
-CFG = CanaryConfig(window_s=10, min_requests=20, max_window_s=60, poll_s=5, min_latency_samples=20,
+CFG = CanaryConfig(step_s=10, min_requests=20, max_step_s=60, poll_s=5, min_latency_samples=20,
                    p99_slack_ms=5, max_p99_ratio=1.5, min_prediction_rows=50, max_prediction_js=0.3)
 
 
@@ -170,7 +170,7 @@ def _run(reads, cfg=CFG):
 def test_step_passes_after_window_and_min_requests():
     z = _read(_version(), _version())
     r = _run([z, z, _read(_version(100), _version(10)), _read(_version(300), _version(30))])
-    assert r.decision == "pass" and r.seconds >= CFG.window_s
+    assert r.decision == "pass" and r.seconds >= CFG.step_s
     assert r.evidence["step"]["challenger_requests"] == 30
 
 
@@ -178,10 +178,10 @@ def test_step_breaches_on_latency_drift_and_moved_alias():
     z = _read(_version(), _version())
     slow = _run([z, z, _read(_version(300, latency_ms=3), _version(40, latency_ms=40))])
     assert slow.decision == "breach" and "p99 latency" in slow.breaches[0]
-    assert slow.seconds >= CFG.window_s  # a magnitude: judged on the whole window, not at the first look
+    assert slow.seconds >= CFG.step_s  # a magnitude: judged on the whole window, not at the first look
     capped = _run([z, z, _read(_version(300), _version(40, latency_ms=40))],
                   CFG.model_copy(update={"max_p99_ms": 30.0}))
-    assert capped.decision == "breach" and "cap" in capped.breaches[0] and capped.seconds < CFG.window_s
+    assert capped.decision == "breach" and "cap" in capped.breaches[0] and capped.seconds < CFG.step_s
     drift = _run([z, z, _read(_version(300, predicted={"0": 150, "1": 150}), _version(60, predicted={"1": 60}))])
     assert drift.decision == "breach" and "Jensen-Shannon" in drift.breaches[0]
     moved = _run([z, z, _read(_version(300), _version(40), served=("2", None))])
@@ -193,4 +193,4 @@ def test_step_breaches_on_latency_drift_and_moved_alias():
 def test_step_without_enough_traffic_is_insufficient():
     z = _read(_version(), _version())
     r = _run([z, z, _read(_version(300), _version(3))])
-    assert r.decision == "insufficient" and r.seconds >= CFG.max_window_s
+    assert r.decision == "insufficient" and r.seconds >= CFG.max_step_s

@@ -21,7 +21,7 @@ def test_enough_requests_but_no_labels_is_insufficient_only_when_feedback_is_req
     assert _run([z, z, served], CFG).decision == "pass"
     strict = CFG.model_copy(update={"require_feedback": True, "min_feedback": 30})
     r = _run([z, z, served], strict)
-    assert r.decision == "insufficient" and r.seconds >= strict.max_window_s
+    assert r.decision == "insufficient" and r.seconds >= strict.max_step_s
     assert r.breaches == [f"not enough evidence in {r.seconds:.0f} s: the challenger got 0 labels, "
                           "fewer than min_feedback=30"]
     labelled = _read(_version(300, feedback=100, correct=90), _version(100, feedback=40, correct=36))

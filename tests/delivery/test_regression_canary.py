@@ -18,7 +18,7 @@ from ratchet.delivery.sequential import MAEMSPRT
 from ratchet.delivery.stats import window
 from tests.delivery.test_canary_stats import BOUNDS, Clock
 
-CFG = CanaryConfig(window_s=10, min_requests=20, max_window_s=60, poll_s=5, min_latency_samples=20,
+CFG = CanaryConfig(step_s=10, min_requests=20, max_step_s=60, poll_s=5, min_latency_samples=20,
                    min_prediction_rows=50, min_feedback=50)
 
 
@@ -69,7 +69,7 @@ def test_a_challenger_with_clearly_larger_errors_is_rolled_back():
     cn = r.evidence["canary"]
     assert cn["challenger_mae"] > cn["champion_mae"] and cn["mae_p_worse"] <= CFG.accuracy_alpha
     assert cn["challenger_accuracy"] is None and cn["champion_accuracy"] is None  # no accuracy for numbers
-    assert r.seconds < CFG.window_s + CFG.poll_s  # a sequential test: it speaks at the look it is sure
+    assert r.seconds < CFG.step_s + CFG.poll_s  # a sequential test: it speaks at the look it is sure
 
 
 def test_an_equal_challenger_passes_and_a_better_one_is_shown_better():
@@ -82,7 +82,7 @@ def test_an_equal_challenger_passes_and_a_better_one_is_shown_better():
 
 def test_the_margin_tolerates_a_small_rise():
     # 10 % more error: flagged with no margin once there are enough labels, tolerated with a 20 % margin
-    strict = CFG.model_copy(update={"window_s": 600, "max_window_s": 900})
+    strict = CFG.model_copy(update={"step_s": 600, "max_step_s": 900})
     assert _step(Service(10.0, 11.0, per_read=400, seed=4), strict).decision == "breach"
     loose = strict.model_copy(update={"mae_margin": 0.2})
     assert _step(Service(10.0, 11.0, per_read=400, seed=4), loose).decision == "pass"

@@ -220,8 +220,8 @@ def test_an_inconclusive_canary_can_be_promoted_by_approval(governed, cli):
     server = BackgroundServer(create_app(RegistryProvider(ctx.registry), ctx.cfg.serving,
                                          ctx.settings.serving_dir, watch_interval_s=0.5)).start()
     overrides = {"release": {"approval": "auto", "approval_timeout_s": 120, "approval_poll_s": 1},
-                 "canary": {"on_release": "always", "on_inconclusive": "approval", "window_s": 0.2,
-                            "max_window_s": 1.0, "poll_s": 0.2, "min_requests": 5}}
+                 "canary": {"on_release": "always", "on_inconclusive": "approval", "step_s": 0.2,
+                            "max_step_s": 1.0, "poll_s": 0.2, "min_requests": 5}}
     options = RunOptions(config_files=CONFIG_FILES, overrides=overrides, home=str(home))
     out: dict = {}
     thread = threading.Thread(target=lambda: out.setdefault("result", release_flow(

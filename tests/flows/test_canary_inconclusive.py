@@ -18,7 +18,7 @@ from ratchet.training.registry import RegistryProvider
 from tests.conftest import CONFIG_FILES
 from tests.serving.helpers import train_tiny_predictor
 
-QUIET = {"canary": {"window_s": 0.2, "max_window_s": 1.0, "poll_s": 0.2, "min_requests": 5}}
+QUIET = {"canary": {"step_s": 0.2, "max_step_s": 1.0, "poll_s": 0.2, "min_requests": 5}}
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def test_the_cli_canary_says_it_promoted_and_announces_it(quiet_world, cli, tmp_
     ctx, home, server, (v1, v2) = quiet_world
     ctx.registry.set_alias("challenger", v2)
     lenient = tmp_path / "no-requests-needed.yaml"
-    lenient.write_text("canary:\n  window_s: 0.2\n  poll_s: 0.2\n  min_requests: 0\n")
+    lenient.write_text("canary:\n  step_s: 0.2\n  poll_s: 0.2\n  min_requests: 0\n")
     configs = [a for f in (*CONFIG_FILES, lenient) for a in ("--config", str(f))]
     since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # events of earlier tests are on the same server
     r = cli(*configs, "--home", str(home), "canary", "--service-url", server.url)

@@ -88,7 +88,7 @@ def test_ingest_alone_brings_a_better_champion_to_all_traffic_and_down_aborts_a_
         assert copy.returncode == 0, copy.stderr
         v3 = copy.stdout.strip().splitlines()[-1]
         slow = tmp_path / "slow-canary.yaml"
-        slow.write_text("canary:\n  window_s: 60\n  max_window_s: 120\n")
+        slow.write_text("canary:\n  step_s: 60\n  max_step_s: 120\n")
         canary = stack.popen("--config", CONFIG_FILES[0], "--config", CONFIG_FILES[1], "--config", str(slow), "canary")
         stack.wait("the canary's first step", lambda: stack.ratchet("status")["traffic"]["challenger_share"] > 0,
                    timeout=180, every=1.0)

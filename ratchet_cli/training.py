@@ -1,0 +1,44 @@
+"""``ratchet train``: train and tune on a data commit, register the best model as challenger."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ratchet_cli.common import (
+    JsonOpt,
+    emit,
+    ensure_server,
+    fail,
+    forward_or_run,
+    run_flow,
+)
+
+app = typer.Typer()
+
+
+@app.command()
+def train(
+    trials: Annotated[int | None, typer.Option(help="Optuna trials (default from config)")] = None,
+    ref: Annotated[str | None, typer.Option(help="data ref: branch, tag or commit (default main)")] = None,
+    window: Annotated[int | None, typer.Option(help="train on the last N batches")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train and tune on a data commit; register the best model as 'challenger'."""
+    ensure_server(forward_or_run())
+    from flows.train import train_flow
+
+    ok, result = run_flow(train_flow, as_json, needs_schema=True, ref=ref, trials=trials, window_batches=window)
+    if not ok:
+        fail(f"training failed: {result}", as_json)
+    from ratchet.training.summary import headline
+
+    if result.get("skipped"):
+        emit(result, as_json, f"version {result['model_version']} already learnt data {result['data_commit'][:12]}")
+        return
+    emit(
+        result, as_json,
+        f"registered version {result['model_version']} as challenger "
+        f"(data {result['data_commit'][:12]}, {headline(result['metrics'])})",
+    )
