@@ -88,6 +88,15 @@ def run_flow(flow_fn, as_json: bool, *, needs_schema: bool = False, **params: An
     return False, state.result(raise_on_failure=False)
 
 
+def flow_result(flow_fn, as_json: bool, failed: str, *, needs_schema: bool = False, **params: Any) -> Any:
+    """``run_flow``, and the command stops with ``<failed>: <why>`` (one line, exit 1) when the
+    flow run did not complete."""
+    ok, result = run_flow(flow_fn, as_json, needs_schema=needs_schema, **params)
+    if not ok:
+        fail(f"{failed}: {result}", as_json)
+    return result
+
+
 def forward_or_run() -> Settings:
     """Run this command in a fork of the home's warm process when one takes it: this process
     then exits with the child's exit code and never returns (``ratchet_cli.warm``). Returns the

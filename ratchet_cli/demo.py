@@ -15,7 +15,7 @@ from ratchet_cli.common import (
     ctx_from_options,
     emit,
     ensure_server,
-    fail,
+    flow_result,
     forward_or_run,
     home_settings,
     run_flow,
@@ -28,9 +28,7 @@ def inline_demo(as_json: bool) -> dict[str, Any]:
     ensure_server(forward_or_run())
     from flows.demo import demo_flow
 
-    ok, result = run_flow(demo_flow, as_json)
-    if not ok:
-        fail(f"demo failed: {result}", as_json)
+    result = flow_result(demo_flow, as_json, "demo failed")
     return result
 
 

@@ -16,8 +16,8 @@ from ratchet_cli.common import (
     emit,
     ensure_server,
     fail,
+    flow_result,
     forward_or_run,
-    run_flow,
     use_running_prefect,
 )
 
@@ -30,9 +30,7 @@ def evaluate(as_json: JsonOpt = False) -> None:
     ensure_server(forward_or_run())
     from flows.promote import evaluate_flow
 
-    ok, result = run_flow(evaluate_flow, as_json, needs_schema=True)
-    if not ok:
-        fail(f"evaluation failed: {result}", as_json)
+    result = flow_result(evaluate_flow, as_json, "evaluation failed", needs_schema=True)
     emit(result, as_json, f"{result['decision']}: " + "; ".join(result["reasons"]))
 
 
@@ -42,9 +40,7 @@ def promote(as_json: JsonOpt = False) -> None:
     ensure_server(forward_or_run())
     from flows.promote import promote_flow
 
-    ok, result = run_flow(promote_flow, as_json, needs_schema=True)
-    if not ok:
-        fail(f"promotion failed: {result}", as_json)
+    result = flow_result(promote_flow, as_json, "promotion failed", needs_schema=True)
     emit(result, as_json, f"{result['action']}: champion is version {result['champion']}")
 
 
@@ -58,9 +54,8 @@ def canary(
     ensure_server(forward_or_run())
     from flows.canary import canary_flow
 
-    ok, result = run_flow(canary_flow, as_json, challenger=challenger, service_url=service_url, trigger="cli")
-    if not ok:
-        fail(f"canary failed: {result}", as_json)
+    result = flow_result(canary_flow, as_json, "canary failed", challenger=challenger, service_url=service_url,
+                         trigger="cli")
     steps = ", ".join(f"{s['share']:.0%} {s['decision']}" for s in result["steps"])
     if result["action"] == "promote":  # no release around it announces the promotion: say it here
         from ratchet.delivery.notify import message

@@ -14,9 +14,9 @@ from ratchet_cli.common import (
     emit,
     ensure_server,
     fail,
+    flow_result,
     forward_or_run,
     home_settings,
-    run_flow,
     use_running_prefect,
 )
 
@@ -82,10 +82,8 @@ def score(
 
     if (path is None) == (ref is None):
         fail("score a FILE or --ref COMMIT (one of them)", as_json)
-    ok, result = run_flow(score_flow, as_json, path=str(path) if path else None, ref=ref, version=version,
-                          out=str(out) if out else None, chunk_rows=chunk_rows)
-    if not ok:
-        fail(f"scoring failed: {result}", as_json)
+    result = flow_result(score_flow, as_json, "scoring failed", path=str(path) if path else None, ref=ref,
+                         version=version, out=str(out) if out else None, chunk_rows=chunk_rows)
     emit(result, as_json, f"scored {result['rows']} rows with version {result['model_version']} "
          f"(data {result['data_commit'][:19]}): {result['repo_path']} on {result['repo_branch']}"
          + (f", {result['out']}" if result["out"] else ""))

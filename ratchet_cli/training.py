@@ -10,9 +10,8 @@ from ratchet_cli.common import (
     JsonOpt,
     emit,
     ensure_server,
-    fail,
+    flow_result,
     forward_or_run,
-    run_flow,
 )
 
 app = typer.Typer()
@@ -29,9 +28,8 @@ def train(
     ensure_server(forward_or_run())
     from flows.train import train_flow
 
-    ok, result = run_flow(train_flow, as_json, needs_schema=True, ref=ref, trials=trials, window_batches=window)
-    if not ok:
-        fail(f"training failed: {result}", as_json)
+    result = flow_result(train_flow, as_json, "training failed", needs_schema=True, ref=ref, trials=trials,
+                         window_batches=window)
     from ratchet.training.summary import headline
 
     if result.get("skipped"):
