@@ -48,7 +48,7 @@ def canary_flow(
     """
     ctx = options.context()
     admin = connect_service(ctx, service_url)
-    monitor = start_canary(ctx, admin, challenger, trigger)
+    monitor = start_canary(ctx, admin, challenger, trigger, gate)
 
     steps = []
     outcome = None

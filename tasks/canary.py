@@ -35,11 +35,14 @@ def connect_service(ctx: Context, service_url: str | None = None) -> AdminClient
 
 
 @task
-def start_canary(ctx: Context, admin: AdminClient, challenger: str | None = None, trigger: str = "manual") -> CanaryMonitor:
+def start_canary(ctx: Context, admin: AdminClient, challenger: str | None = None, trigger: str = "manual",
+                 gate: GateEvidence | None = None) -> CanaryMonitor:
     """The service loads the registry's aliases and must then serve exactly them, share 0.
-    A marker in the service's state folder says a canary runs until it ends."""
+    A marker in the service's state folder says a canary runs until it ends. The data commit is
+    the gate's when a release ran one, else the challenger's lineage's: read once."""
     challenger = rollout.pin_challenger(ctx.registry, challenger)
-    monitor = rollout.begin(admin, ctx.cfg.canary, ctx.registry.alias("champion"), challenger)
+    commit = (gate.data_commit if gate else None) or rollout.data_commit_of(ctx.registry, challenger)
+    monitor = rollout.begin(admin, ctx.cfg.canary, ctx.registry.alias("champion"), challenger, commit)
     markers.mark_running(ctx.settings.serving_dir, monitor, trigger)
     return monitor
 
@@ -59,8 +62,7 @@ def analyze_step(ctx: Context, admin: AdminClient, monitor: CanaryMonitor, share
 
 @task(**STORE_BUSY)
 def record_step(ctx: Context, monitor: CanaryMonitor, result: StepResult, trigger: str) -> int:
-    commit = rollout.data_commit_of(ctx.registry, monitor.challenger)
-    return int(rollout.record_step(ctx.ledger, ctx.cfg.model_name, monitor, result, trigger, commit).id)
+    return int(rollout.record_step(ctx.ledger, ctx.cfg.model_name, monitor, result, trigger, monitor.data_commit).id)
 
 
 @task
@@ -69,8 +71,8 @@ def stop_canary(
 ) -> CanaryResult:
     """A step did not pass: share back to 0, the champion stays; ``rollback`` on a breach,
     ``inconclusive`` without enough evidence (the challenger keeps its alias), ``superseded``."""
-    commit = rollout.data_commit_of(ctx.registry, monitor.challenger)
-    outcome = rollout.stop(admin, ctx.registry, ctx.ledger, monitor, result, trigger, ctx.cfg.canary, commit)
+    outcome = rollout.stop(admin, ctx.registry, ctx.ledger, monitor, result, trigger, ctx.cfg.canary,
+                           monitor.data_commit)
     markers.clear_running(ctx.settings.serving_dir)
     return outcome
 
@@ -80,8 +82,7 @@ def promote_canary(
     ctx: Context, admin: AdminClient, monitor: CanaryMonitor, steps: list[StepResult], trigger: str,
     gate: GateEvidence | None = None,
 ) -> CanaryResult:
-    commit = rollout.data_commit_of(ctx.registry, monitor.challenger)
-    outcome = rollout.finish(admin, ctx.registry, ctx.ledger, monitor, steps, trigger, commit, gate)
+    outcome = rollout.finish(admin, ctx.registry, ctx.ledger, monitor, steps, trigger, monitor.data_commit, gate)
     markers.clear_running(ctx.settings.serving_dir)
     return outcome
 

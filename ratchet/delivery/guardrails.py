@@ -77,9 +77,11 @@ class Latency:
 class CanaryMonitor:
     """State of one canary: the baseline read, the step's read, and the sequential tests."""
 
-    def __init__(self, cfg: CanaryConfig, champion: str, challenger: str, start: dict):
+    def __init__(self, cfg: CanaryConfig, champion: str, challenger: str, start: dict,
+                 data_commit: str | None = None):
         self.cfg = cfg
         self.champion, self.challenger = str(champion), str(challenger)
+        self.data_commit = data_commit  # the challenger's, resolved once: every ledger entry of the canary names it
         self.start = start  # read when the canary began
         self.last = start  # previous read (sequential test increments)
         self.step_start = start

@@ -31,9 +31,11 @@ def pin_challenger(registry, challenger: str | None) -> str | None:
     return challenger
 
 
-def begin(admin: AdminClient, cfg: CanaryConfig, champion: str | None, challenger: str | None) -> CanaryMonitor:
+def begin(admin: AdminClient, cfg: CanaryConfig, champion: str | None, challenger: str | None,
+          data_commit: str | None = None) -> CanaryMonitor:
     """Make the service load the registry's aliases; check it serves ``champion`` and
-    ``challenger`` with no challenger traffic yet; take the baseline read."""
+    ``challenger`` with no challenger traffic yet; take the baseline read. ``data_commit``: the
+    challenger's, which the canary's ledger entries carry."""
     if challenger is None:
         raise CanaryError("no challenger: register one (alias 'challenger') before a canary")
     if champion is None:
@@ -46,7 +48,7 @@ def begin(admin: AdminClient, cfg: CanaryConfig, champion: str | None, challenge
             f"not {champion}/{challenger}: {body.get('errors') or 'is it on the same registry?'}"
         )
     admin.set_traffic(0.0)
-    return CanaryMonitor(cfg, str(champion), str(challenger), admin.stats())
+    return CanaryMonitor(cfg, str(champion), str(challenger), admin.stats(), data_commit)
 
 
 def watch_step(

@@ -147,6 +147,9 @@ def test_canary_promotes_then_rolls_back_under_load(world, admin_secret, tmp_pat
         *rolled_ramp, ("rollback", 0.0, None),
     ], ramp
     promote_entry, rollback_entry = entries[len(shares)], entries[-1]
+    # each canary's entries name its challenger's data commit, read once when it began
+    for version, rows in ((v2, entries[:len(shares) + 1]), (v3, entries[len(shares) + 1:])):
+        assert {e.data_commit for e in rows} == {ctx.registry.lineage(version).data_commit}, rows
     assert (promote_entry.from_version, promote_entry.to_version) == (v1, v2)
     assert [s["share"] for s in promote_entry.evidence["canary"]] == shares
     last = promote_entry.evidence["canary"][-1]["evidence"]["canary"]
