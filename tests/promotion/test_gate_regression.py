@@ -187,3 +187,28 @@ def test_the_same_mae_with_another_error_shape_is_promoted_at_most_at_alpha():
     old = _rate(y, y + err, y + chal_err, cfg(bootstrap_samples=500, regression_test="wilcoxon+bootstrap"))
     assert old > bound, f"the percentile bootstrap promoted {old:.1%}: the case no longer tells the tests apart"
 
+
+
+def test_the_studentized_p_value_is_the_monte_carlo_rank_of_hall_s_statistic():
+    """The studentized test against a direct computation on the same resamples: Hall's transform of each
+    resample's centred rows (mean, unbiased sd, skewness), and p = (1 + #{T* >= T}) / (B + 1), so that
+    p <= alpha admits at most alpha of the B + 1 ranks the observed statistic can take among them."""
+    from ratchet.promotion.paired_tests import studentized
+
+    d = np.random.default_rng(7).exponential(size=40) - 0.8  # skewed, mean a little above 0
+    samples, seed, n = 500, 3, len(d)
+
+    def hall(x: np.ndarray) -> np.ndarray:
+        sd = x.std(axis=-1, ddof=1)
+        r = x.mean(axis=-1) / sd
+        g = ((x - x.mean(axis=-1, keepdims=True)) ** 3).mean(axis=-1) / sd**3
+        return np.sqrt(n) * (r + g * r * r / 3 + g / (6 * n) + g * g * r**3 / 27)
+
+    observed = hall(d)
+    idx = np.random.default_rng(seed).integers(0, n, size=(samples, n))  # paired_bootstrap's draws, one block
+    exceed = int(np.sum(hall((d - d.mean())[idx]) >= observed))
+    res = studentized(d, samples, seed, 0.05)
+    assert res["statistic"] == pytest.approx(float(observed), rel=1e-9)
+    assert 0 < exceed < samples and res["p_value"] == pytest.approx((1 + exceed) / (samples + 1), abs=1e-12)
+    # an overwhelming improvement: no resample reaches it, and p is the smallest rank's, never 0
+    assert studentized(d + 5.0, samples, seed, 0.05)["p_value"] == pytest.approx(1 / (samples + 1))
