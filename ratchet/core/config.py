@@ -49,10 +49,17 @@ class SearchParam(_Strict):
     high: float | None = None
     log: bool = False
     choices: list[Any] | None = None
+    # drawn only when an earlier parameter took one of these values, e.g. {family: [tabm]} (Optuna's
+    # define-by-run conditional space: a TabM-only parameter never reaches the plain MLP)
+    when: dict[str, list[Any]] | None = None
 
 
 class TrainConfig(_Strict):
     model_class: str = "ratchet.training.model.module.TabularMLP"
+    family: Literal["mlp", "mlp_ple", "tabm"] | None = Field(
+        None, description="a built-in model family (ratchet.training.model.families); set, it replaces model_class; "
+        "a search space's `family` parameter wins over both"
+    )
     model_args: dict[str, Any] = Field(default_factory=dict)
     max_epochs: int = Field(20, ge=1)
     batch_size: int = Field(256, ge=1)

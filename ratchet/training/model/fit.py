@@ -30,10 +30,12 @@ from ratchet.training.model.distributed.loop import (
     run_fit,
 )
 from ratchet.training.model.distributed.ranks import local_processes
+from ratchet.training.model.module import import_class
 from ratchet.training.model.preprocess import (
     build_preprocessor,
     encode_target,
     frame_for_model,
+    layout,
     target_scale,
     target_values,
 )
@@ -203,6 +205,14 @@ def trainer_settings(cfg: TrainConfig) -> dict[str, Any]:
     }
 
 
+def module_class_of(cfg: TrainConfig, family: str | None = None) -> str:
+    """The module's import path: a search's ``family``, else ``train.family``, else ``train.model_class``."""
+    from ratchet.training.model.families import family_class
+
+    family = family or cfg.family
+    return family_class(family) if family else cfg.model_class
+
+
 def world_size(cfg: TrainConfig) -> int:
     """Processes one fit runs on: devices on this node times nodes."""
     return local_processes(cfg.accelerator, cfg.devices) * cfg.num_nodes
@@ -231,6 +241,7 @@ def fit(
     params = dict(params or {})
     batch_size = int(params.pop("batch_size", cfg.batch_size))
     lr = float(params.pop("learning_rate", cfg.learning_rate))
+    module_class = module_class_of(cfg, params.pop("family", None))
     dm = TabularDataModule(train_df, val_df, schema, batch_size, cfg.seed)
     head: dict[str, Any] = {"n_classes": len(schema.target.classes or [])}
     if schema.target.is_regression:
@@ -242,8 +253,11 @@ def fit(
         **cfg.model_args,
         **params,
     }
+    data_args = getattr(import_class(module_class), "data_args", None)
+    if data_args is not None:  # what the module fits on the training rows (the embeddings' bins)
+        module_args.update(data_args(dm.x_train, *layout(dm.preprocessor, dm.n_features), module_args))
     spec = FitSpec(
-        module_class=cfg.model_class,
+        module_class=module_class,
         module_args=module_args,
         x_train=dm.x_train,
         y_train=dm.y_train,
@@ -269,5 +283,5 @@ def fit(
         out = launch(spec)
     else:
         out = run_fit(spec, logger=logger)
-    predictor = Predictor(dm.preprocessor, out.module, cfg.model_class, schema, module_args, dm.target_scale)
+    predictor = Predictor(dm.preprocessor, out.module, module_class, schema, module_args, dm.target_scale)
     return FitResult(predictor, out.metrics, out.history, out.ranks)

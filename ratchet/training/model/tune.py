@@ -55,6 +55,8 @@ def suggest(trial: optuna.Trial, space: dict[str, SearchParam]) -> dict[str, Any
     list choice (e.g. hidden layers [64, 32]) is offered by its index."""
     params: dict[str, Any] = {}
     for name, p in space.items():
+        if p.when and not all(_value(params.get(k)) in [_value(v) for v in vs] for k, vs in p.when.items()):
+            continue  # a conditional parameter whose condition the draw so far does not meet
         if p.type == "float":
             params[name] = trial.suggest_float(name, p.low, p.high, log=p.log)
         elif p.type == "int":
@@ -64,6 +66,11 @@ def suggest(trial: optuna.Trial, space: dict[str, SearchParam]) -> dict[str, Any
         else:
             params[name] = trial.suggest_categorical(name, p.choices)
     return params
+
+
+def _value(v: Any) -> Any:
+    """A value compared by ``when``: lists as tuples (hashable, equal to the YAML list)."""
+    return tuple(v) if isinstance(v, list) else v
 
 
 def decode(params: dict[str, Any], space: dict[str, SearchParam]) -> dict[str, Any]:
