@@ -43,18 +43,49 @@ def _penguins():
     return load_penguins()
 
 
-def _cars():
+def _vega(name: str, target: str):
     from vega_datasets import local_data
 
-    return local_data.cars().dropna(subset=["Miles_per_Gallon"])
+    return getattr(local_data, name)().dropna(subset=[target])
 
 
-DATASETS = {  # name: (loader, target)
-    "breast_cancer": (lambda: _sklearn("breast_cancer"), "target"),
-    "wine": (lambda: _sklearn("wine"), "target"),
-    "penguins": (_penguins, "species"),
-    "diabetes": (lambda: _sklearn("diabetes", "progression"), "progression"),
-    "cars": (_cars, "Miles_per_Gallon"),
+def _statsmodels(name: str):
+    import statsmodels.api as sm
+
+    return getattr(sm.datasets, name).load_pandas().data
+
+
+def _fair():
+    """Fair's 1978 affairs survey (statsmodels): had an affair or not, from questionnaire codes."""
+    df = _statsmodels("fair")
+    return df.assign(affair=(df.pop("affairs") > 0).map({True: "yes", False: "no"}))
+
+
+def _river(name: str, target: str = "target"):
+    """A data set river ships inside its wheel (no download), rows of dicts to a frame."""
+    from river import datasets
+
+    rows = [{**x, target: y} for x, y in getattr(datasets, name)()]
+    return pd.DataFrame(rows)
+
+
+def _weather():
+    return _vega("seattle_weather", "weather").drop(columns=["date"])
+
+
+DATASETS = {  # name: (loader, target); every one ships inside an installable package, no download
+    "breast_cancer": (lambda: _sklearn("breast_cancer"), "target"),  # binary, 569 rows
+    "wine": (lambda: _sklearn("wine"), "target"),  # 3 classes, 178 rows
+    "digits": (lambda: _sklearn("digits", "digit"), "digit"),  # 10 classes, 1,797 rows, 64 pixel counts
+    "penguins": (_penguins, "species"),  # 3 classes, 344 rows, missing values, categories
+    "diabetes": (lambda: _sklearn("diabetes", "progression"), "progression"),  # regression, 442 rows
+    "cars": (lambda: _vega("cars", "Miles_per_Gallon"), "Miles_per_Gallon"),  # regression, 398 rows, a date
+    "weather": (_weather, "weather"),  # Seattle's weather: 5 classes, 1,461 rows
+    "fair": (_fair, "affair"),  # binary, 6,366 rows of integer-coded answers
+    "randhie": (lambda: _statsmodels("randhie"), "mdvis"),  # a count target (doctor visits), 20,190 rows
+    "bananas": (lambda: _river("Bananas"), "target"),  # binary, 5,300 rows, two numbers
+    "segments": (lambda: _river("ImageSegments", "segment"), "segment"),  # 7 classes, 2,310 rows
+    "phishing": (lambda: _river("Phishing"), "target"),  # binary, 1,250 rows
 }
 
 

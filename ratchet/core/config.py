@@ -74,6 +74,10 @@ class TrainConfig(_Strict):
     precision: str = "32-true"
     num_nodes: int = Field(1, ge=1)
     early_stopping_patience: int | None = Field(3, ge=1, description="epochs without val_loss progress; None: off")
+    restore_best: bool = Field(True, description="the fit ends with its best validation epoch's weights")
+    max_time_s: float | None = Field(
+        None, gt=0, description="a time budget per fit (Lightning's max_time): it stops at the step that passes it"
+    )
     checkpointing: bool = Field(
         True, description="last.ckpt per trial under <home>/checkpoints; a retried trial resumes from it"
     )
@@ -117,8 +121,23 @@ class TuneConfig(_Strict):
     heartbeat_s: int | None = Field(
         60, ge=1, description="a trial whose process died is failed and resumed after 2x this; None: off"
     )
-    timeout_s: float | None = None
+    timeout_s: float | None = Field(None, gt=0, description="the search stops starting trials after this many seconds")
     search_space: dict[str, SearchParam] = Field(default_factory=dict)
+    first_trial: dict[str, Any] | None = Field(
+        None, description="a new study's first trial: these values of search_space parameters (the measured "
+        "default), the others drawn; the search starts from a known good model instead of a random one"
+    )
+
+    @model_validator(mode="after")
+    def _first_trial_in_space(self) -> TuneConfig:
+        unknown = sorted(set(self.first_trial or {}) - set(self.search_space))
+        if unknown:
+            raise ValueError(f"tune.first_trial names parameter(s) not in tune.search_space: {unknown}")
+        for name, value in (self.first_trial or {}).items():
+            p = self.search_space[name]
+            if p.type == "categorical" and value not in (p.choices or []):
+                raise ValueError(f"tune.first_trial.{name}={value!r} is not among its choices {p.choices}")
+        return self
 
 
 class GateConfig(_Strict):

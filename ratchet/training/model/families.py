@@ -34,6 +34,7 @@ import math
 import warnings
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -68,7 +69,9 @@ def quantile_bins(x_num: torch.Tensor, n_bins: int) -> list[list[float]]:
     varying = [j for j in range(x_num.shape[1]) if bool((x_num[:, j] != x_num[0, j]).any())] if n else []
     bins: dict[int, list[float]] = {}
     if varying and n > 2:
-        edges = compute_bins(x_num[:, varying], n_bins=max(2, min(int(n_bins), n - 1)))
+        with warnings.catch_warnings():  # a two-valued column (a flag) has one bin: fine, as documented there
+            warnings.simplefilter("ignore", UserWarning)
+            edges = compute_bins(x_num[:, varying], n_bins=max(2, min(int(n_bins), n - 1)))
         bins = {j: e.tolist() for j, e in zip(varying, edges, strict=True)}
     out = []
     for j in range(x_num.shape[1]):
@@ -78,6 +81,20 @@ def quantile_bins(x_num: torch.Tensor, n_bins: int) -> list[list[float]]:
             v = float(x_num[0, j]) if n else 0.0
             out.append([v - 1.0, v + 1.0])
     return out
+
+
+def _numpy_layers(net: nn.Sequential) -> list[tuple[np.ndarray | None, np.ndarray | None]] | None:
+    """A Sequential of Linear/ReLU/Dropout as (W.T, b) pairs, (None, None) for a ReLU; None otherwise."""
+    layers: list = []
+    for layer in net:
+        if isinstance(layer, nn.Linear):
+            b = np.zeros(layer.out_features, np.float32) if layer.bias is None else layer.bias.detach().numpy()
+            layers.append((layer.weight.detach().numpy().astype(np.float32).T.copy(), b.astype(np.float32)))
+        elif isinstance(layer, nn.ReLU):
+            layers.append((None, None))
+        elif not isinstance(layer, nn.Dropout | nn.Identity):
+            return None
+    return layers
 
 
 def _ple(bins: list[list[float]], d_embedding: int) -> nn.Module:
@@ -125,6 +142,38 @@ class _Embedded(TabularMLP):
             out["bins"] = quantile_bins(x_train[:, :n_numeric], int(args.get("n_bins", DEFAULT_BINS)))
         return out
 
+    def _numpy_features(self):
+        """``_features`` as numpy (the serving fast path: ``numpy_forward``): the piecewise-linear
+        embedding written out from ``rtdl_num_embeddings``' fitted tensors (version B: a linear
+        embedding plus the encoding's per-feature linear map, no activation)."""
+        n_num = self.n_numeric
+        if not n_num:
+            return lambda x: x
+        emb = self.num_embeddings
+        w0 = emb.linear0.weight.detach().numpy().astype(np.float32)  # (n, d)
+        b0 = emb.linear0.bias.detach().numpy().astype(np.float32)
+        ew = emb.impl.weight.detach().numpy().astype(np.float32)  # (n, bins)
+        eb = emb.impl.bias.detach().numpy().astype(np.float32)
+        single = emb.impl.single_bin_mask
+        single = None if single is None else single.detach().numpy()
+        lw = emb.linear.weight.detach().numpy().astype(np.float32)  # (n, bins, d)
+        if emb.linear.bias is not None or emb.activation is not None:
+            return None  # only version B without activation is built here
+
+        def features(x: np.ndarray) -> np.ndarray:
+            num = x[:, :n_num]
+            enc = eb + ew * num[..., None]  # (rows, n, bins)
+            if enc.shape[-1] > 1:
+                enc[..., :1] = np.minimum(enc[..., :1], 1.0)
+                enc[..., 1:-1] = np.clip(enc[..., 1:-1], 0.0, 1.0)
+                last = np.maximum(enc[..., -1:], 0.0)
+                enc[..., -1:] = last if single is None else np.where(single[:, None], enc[..., -1:], last)
+            out = (b0 + w0 * num[..., None]) + np.einsum("rnb,nbd->rnd", enc, lw)
+            out = out.reshape(len(x), -1)
+            return np.concatenate([out, x[:, n_num:]], axis=1) if x.shape[1] > n_num else out
+
+        return features
+
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         """(n, d_in): the numeric embeddings, flattened, then the one-hot block."""
         if not self.n_numeric:
@@ -166,6 +215,21 @@ class EmbeddingMLP(_Embedded):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(self._features(x))
+
+    def numpy_forward(self):
+        """``forward`` as numpy on a float32 matrix (the serving fast path), or None."""
+        features = self._numpy_features()
+        layers = _numpy_layers(self.net)
+        if features is None or layers is None:
+            return None
+
+        def run(x: np.ndarray) -> np.ndarray:
+            h = features(x)
+            for w, b in layers:
+                h = h @ w + b if w is not None else np.maximum(h, 0.0)
+            return h
+
+        return run
 
 
 class TabMModule(_Embedded):
@@ -222,6 +286,47 @@ class TabMModule(_Embedded):
             return out.mean(dim=1)
         # log of the mean probability, computed stably: logsumexp over members of log-softmax, minus log k
         return torch.logsumexp(torch.log_softmax(out, dim=-1), dim=1) - math.log(self.k)
+
+    def numpy_forward(self):
+        """``forward`` as numpy on a float32 matrix (the serving fast path), or None: each
+        BatchEnsemble layer is ``((x * r) @ W.T) * s + bias`` per member, the head one linear map
+        per member (``tabm.LinearBatchEnsemble``, ``tabm.LinearEnsemble``)."""
+        from tabm import LinearBatchEnsemble
+
+        features = self._numpy_features()
+        if features is None:
+            return None
+        blocks = []
+        for block in self.backbone.blocks:
+            linear = block[0]
+            if not isinstance(linear, LinearBatchEnsemble) or not isinstance(block[1], nn.ReLU):
+                return None
+            blocks.append(tuple(
+                None if t is None else t.detach().numpy().astype(np.float32)
+                for t in (linear.r, linear.weight.T, linear.s, linear.bias)
+            ))
+        hw = self.output.weight.detach().numpy().astype(np.float32)  # (k, d, out)
+        hb = self.output.bias.detach().numpy().astype(np.float32)  # (k, out)
+        regression, log_k = self.regression, math.log(self.k)
+
+        def run(x: np.ndarray) -> np.ndarray:
+            f = features(x)
+            h = np.broadcast_to(f[:, None, :], (len(f), len(hb), f.shape[1]))  # every member sees the row
+            for r, wt, sc, b in blocks:
+                h = (h * r) @ wt
+                h *= sc
+                if b is not None:
+                    h += b
+                np.maximum(h, 0.0, out=h)
+            out = np.einsum("rkd,kdo->rko", h, hw) + hb  # (rows, k, outputs)
+            if regression:
+                return out.mean(axis=1)
+            z = out - out.max(axis=2, keepdims=True)
+            logp = z - np.log(np.exp(z).sum(axis=2, keepdims=True))  # members' log-softmax
+            m = logp.max(axis=1, keepdims=True)
+            return (m + np.log(np.exp(logp - m).sum(axis=1, keepdims=True)))[:, 0, :] - log_k
+
+        return run
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         out = self.members(x)  # (n, k, outputs)

@@ -195,7 +195,9 @@ class FitResult:
 
 
 def trainer_settings(cfg: TrainConfig) -> dict[str, Any]:
+    budget = {"max_time": {"seconds": float(cfg.max_time_s)}} if cfg.max_time_s else {}
     return {
+        **budget,
         "max_epochs": cfg.max_epochs,
         "accelerator": cfg.accelerator,
         "devices": cfg.devices,
@@ -267,6 +269,7 @@ def fit(
         seed=cfg.seed,
         trainer=trainer_settings(cfg),
         early_stopping_patience=cfg.early_stopping_patience,
+        restore_best=cfg.restore_best,
         batches_per_step=cfg.batches_per_step,
         callbacks=list(callbacks or []),
         callback_specs=[dict(c) for c in cfg.callbacks],
