@@ -183,10 +183,15 @@ def peers(fit_rows: pd.DataFrame, test: pd.DataFrame, schema, seed: int) -> dict
             random_state=seed, verbose=-1)
     except ImportError:  # the optional `bench` extra
         pass
+    from threadpoolctl import threadpool_limits
+
     out = {}
     for name, model in models.items():
         t0 = time.perf_counter()
-        model.fit(x_fit, y_fit)
+        # one OpenMP thread: on a shared, loaded 2-core machine OpenMP's spinning threads took 119 s for
+        # HGB on 224 rows; so the peers' seconds are one thread's (ratchet's torch keeps its default)
+        with threadpool_limits(1):
+            model.fit(x_fit, y_fit)
         seconds = time.perf_counter() - t0
         out[name] = (_score(regression, model.predict(x_test), y_test), seconds)
     return out
@@ -295,6 +300,7 @@ def cost(rows: int, epochs: int, families: list[str]) -> None:
     from ratchet.data.schema_inference import infer_schema
     from ratchet.demo.synthetic import DEMO_TARGET, generate_batch
     from ratchet.training.model.fit import fit
+    from ratchet.training.model.tune import applicable
 
     cfg = load_config([ROOT / "ratchet/configs/ratchet.yaml"])
     cfg.train.max_epochs, cfg.train.early_stopping_patience = epochs, None
@@ -304,7 +310,7 @@ def cost(rows: int, epochs: int, families: list[str]) -> None:
     print(f"\n{rows} training rows, {epochs} epochs, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
     print(f"{'family':<9} {'train s/epoch/10k rows':>23} {'predict s/10k rows':>19} {'parameters':>11}")
     for fam in families:
-        params = {**dict(cfg.tune.first_trial or {}), "family": fam}
+        params = applicable({**dict(cfg.tune.first_trial or {}), "family": fam}, cfg.tune.search_space)
         t0 = time.perf_counter()
         result = fit(train, val, schema, cfg.train, params, progress=False)
         per_epoch = (time.perf_counter() - t0) / epochs * 10_000 / rows

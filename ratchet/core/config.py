@@ -74,6 +74,9 @@ class TrainConfig(_Strict):
     precision: str = "32-true"
     num_nodes: int = Field(1, ge=1)
     early_stopping_patience: int | None = Field(3, ge=1, description="epochs without val_loss progress; None: off")
+    min_steps_per_epoch: int | None = Field(
+        8, ge=1, description="a small training split gets a smaller batch, so an epoch takes this many steps"
+    )
     restore_best: bool = Field(True, description="the fit ends with its best validation epoch's weights")
     max_time_s: float | None = Field(
         None, gt=0, description="a time budget per fit (Lightning's max_time): it stops at the step that passes it"

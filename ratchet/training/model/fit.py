@@ -9,6 +9,7 @@ back to this process, where the ``Predictor`` (preprocessor + module) is built.
 
 from __future__ import annotations
 
+import math
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -207,6 +208,16 @@ def trainer_settings(cfg: TrainConfig) -> dict[str, Any]:
     }
 
 
+def small_table_batch(batch_size: int, rows: int, min_steps: int | None) -> int:
+    """The batch size, lowered on a small training split so that an epoch takes ``min_steps``
+    optimizer steps (never below 16 rows): 200 rows at 256 a batch would give one step per
+    epoch, and 15 epochs are too few steps for any family to learn a table (measured on
+    penguins and breast_cancer in benchmarks/real_data.py). Larger splits keep their batch."""
+    if not min_steps or rows <= 0 or rows >= batch_size * min_steps:
+        return batch_size
+    return max(16, min(batch_size, math.ceil(rows / min_steps)))
+
+
 def module_class_of(cfg: TrainConfig, family: str | None = None) -> str:
     """The module's import path: a search's ``family``, else ``train.family``, else ``train.model_class``."""
     from ratchet.training.model.families import family_class
@@ -241,7 +252,7 @@ def fit(
     and the epoch history), else the folder is cleared first. ``callbacks`` must
     be picklable when the fit runs on several processes."""
     params = dict(params or {})
-    batch_size = int(params.pop("batch_size", cfg.batch_size))
+    batch_size = small_table_batch(int(params.pop("batch_size", cfg.batch_size)), len(train_df), cfg.min_steps_per_epoch)
     lr = float(params.pop("learning_rate", cfg.learning_rate))
     module_class = module_class_of(cfg, params.pop("family", None))
     dm = TabularDataModule(train_df, val_df, schema, batch_size, cfg.seed)

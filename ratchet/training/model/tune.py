@@ -80,6 +80,19 @@ def search_space(cfg: RatchetConfig) -> dict[str, SearchParam]:
     return space
 
 
+def applicable(values: dict[str, Any], space: dict[str, SearchParam]) -> dict[str, Any]:
+    """``values`` less the parameters whose ``when`` they do not meet (e.g. TabM's ``k`` for an MLP)."""
+    out = {}
+    for name, v in values.items():
+        p = space.get(name)
+        if p is not None and p.when and not all(
+            _value(values.get(k)) in [_value(c) for c in cs] for k, cs in p.when.items()
+        ):
+            continue
+        out[name] = v
+    return out
+
+
 def _value(v: Any) -> Any:
     """A value compared by ``when``: lists as tuples (hashable, equal to the YAML list)."""
     return tuple(v) if isinstance(v, list) else v
