@@ -160,16 +160,24 @@ class _Embedded(TabularMLP):
         if emb.linear.bias is not None or emb.activation is not None:
             return None  # only version B without activation is built here
 
+        n_bins = ew.shape[1]
+        lw_t = np.ascontiguousarray(lw)  # (n, bins, d): one batched matmul per feature, not an einsum
+        lo = np.full(n_bins, 0.0, np.float32)
+        hi = np.full(n_bins, 1.0, np.float32)
+        if n_bins > 1:  # the first component is only capped at 1, the last only floored at 0
+            lo[0], hi[-1] = -np.inf, np.inf
+        lo = np.broadcast_to(lo, ew.shape).copy()
+        hi = np.broadcast_to(hi, ew.shape).copy()
+        if single is not None and n_bins > 1:  # a one-bin feature's last component is not clamped
+            lo[single, -1] = -np.inf
+        if n_bins == 1:
+            lo[:], hi[:] = -np.inf, np.inf
+
         def features(x: np.ndarray) -> np.ndarray:
             num = x[:, :n_num]
-            enc = eb + ew * num[..., None]  # (rows, n, bins)
-            if enc.shape[-1] > 1:
-                enc[..., :1] = np.minimum(enc[..., :1], 1.0)
-                enc[..., 1:-1] = np.clip(enc[..., 1:-1], 0.0, 1.0)
-                last = np.maximum(enc[..., -1:], 0.0)
-                enc[..., -1:] = last if single is None else np.where(single[:, None], enc[..., -1:], last)
-            out = (b0 + w0 * num[..., None]) + np.einsum("rnb,nbd->rnd", enc, lw)
-            out = out.reshape(len(x), -1)
+            enc = np.clip(eb + ew * num[..., None], lo, hi)  # (rows, n, bins)
+            ple = np.matmul(enc.transpose(1, 0, 2), lw_t).transpose(1, 0, 2)  # (rows, n, d)
+            out = (b0 + w0 * num[..., None] + ple).reshape(len(x), -1)
             return np.concatenate([out, x[:, n_num:]], axis=1) if x.shape[1] > n_num else out
 
         return features
@@ -318,7 +326,7 @@ class TabMModule(_Embedded):
                 if b is not None:
                     h += b
                 np.maximum(h, 0.0, out=h)
-            out = np.einsum("rkd,kdo->rko", h, hw) + hb  # (rows, k, outputs)
+            out = np.matmul(h.transpose(1, 0, 2), hw).transpose(1, 0, 2) + hb  # (rows, k, outputs)
             if regression:
                 return out.mean(axis=1)
             z = out - out.max(axis=2, keepdims=True)
