@@ -25,6 +25,7 @@ No data set is tuned for by hand: every run uses the built-in config.
     python benchmarks/real_data.py                                  # every data set, 5 repeats
     python benchmarks/real_data.py --only fair,bananas --repeats 2 --variants tabm,searched
     python benchmarks/real_data.py --cost                           # seconds per 10,000 rows per family
+    python benchmarks/real_data.py --table rows.jsonl               # the table of a (partial) --json run
 """
 
 from __future__ import annotations
@@ -330,6 +331,7 @@ def main() -> int:
     ap.add_argument("--only", default="", help="comma-separated data sets: " + ",".join(DATASETS))
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated: " + ",".join(VARIANTS))
     ap.add_argument("--json", help="also write the rows to this file (JSON lines, appended as they come)")
+    ap.add_argument("--table", help="only print the table of the rows saved by --json in this file (a partial run)")
     ap.add_argument("--cost", action="store_true", help="only the cost per 10,000 rows of each family")
     ap.add_argument("--cost-rows", type=int, default=10_000)
     ap.add_argument("--cost-epochs", type=int, default=2)
@@ -337,6 +339,10 @@ def main() -> int:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     if args.cost:
         cost(args.cost_rows, args.cost_epochs, list(FAMILIES))
+        return 0
+    if args.table:
+        saved = [json.loads(line) for line in Path(args.table).read_text().splitlines() if line.strip()]
+        table(saved, [v for v in VARIANTS if any(v in r for r in saved)])
         return 0
     names = [n for n in args.only.split(",") if n] or list(DATASETS)
     unknown = sorted(set(names) - set(DATASETS))
