@@ -37,6 +37,14 @@ of the champion) ramps 5-25-50-100 % and is promoted, then a broken challenger (
 is ramped and rolled back at its first step; every non-2xx response is counted.
 
     python benchmarks/serving.py [--seconds 10] [--rounds 2] [--no-bare] [--no-canary] [--no-mlflow] [--keep]
+    python benchmarks/serving.py --families mlp,mlp_ple,tabm   # req/s per model family, against the MLP
+
+Per family (issue 23; champion only, 8 connections, 5 s, median of 3 interleaved rounds, 2 cores at a
+load average of 8 to 11; every family on the fast path, its forward pass in numpy):
+
+    mlp       2238 req/s  p99 24.0 ms
+    mlp_ple   2398 req/s  p99 16.9 ms   x1.07 of mlp
+    tabm      2145 req/s  p99 17.5 ms   x0.96 of mlp   (target: >= x0.8)
 """
 
 from __future__ import annotations
@@ -94,8 +102,9 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 # ---------------------------------------------------------------- the model
-def build_home(home: Path) -> tuple[object, list[dict], list[int], dict]:
-    """Train and register v1 (champion), v2 (the same model again), v3 (NaN weights)."""
+def build_home(home: Path, family: str | None = None) -> tuple[object, list[dict], list[int], dict]:
+    """Train and register v1 (champion), v2 (the same model again), v3 (NaN weights); ``family``:
+    the model family (``ratchet.training.model.families``; default the plain MLP)."""
     import mlflow
     import torch
 
@@ -108,7 +117,10 @@ def build_home(home: Path) -> tuple[object, list[dict], list[int], dict]:
     ctx = load_context([str(ROOT / "ratchet" / "configs" / "ratchet.yaml")], home=str(home))
     df = generate_batch(0, 3000, seed=5)
     schema = infer_schema(df, DEMO_TARGET)
-    predictor = fit(df.iloc[:2400], df.iloc[2400:], schema, TrainConfig(max_epochs=5), progress=False).predictor
+    cfg = TrainConfig(max_epochs=5, family=family)
+    if family == "tabm":  # the shipped first trial's TabM (ratchet/configs/ratchet.yaml)
+        cfg.model_args = {k: ctx.cfg.tune.first_trial[k] for k in ("hidden", "k", "d_embedding", "n_bins")}
+    predictor = fit(df.iloc[:2400], df.iloc[2400:], schema, cfg, progress=False).predictor
     example = df.drop(columns=[DEMO_TARGET]).head(5)
     reg = ctx.registry
     reg.activate()
@@ -118,7 +130,7 @@ def build_home(home: Path) -> tuple[object, list[dict], list[int], dict]:
     v2 = reg.register(reg.version_info(v1)["source"], {"data_commit": "benchmark", "note": "copy of v1"})
     broken = copy.deepcopy(predictor)
     with torch.no_grad():
-        broken.module.net[0].weight[0, 0] = float("nan")
+        next(iter(broken.module.parameters())).view(-1)[0] = float("nan")  # any family's first weight
     with mlflow.start_run(run_name="bench-v3-nan"):
         uri3 = reg.log_predictor(broken, example)
     v3 = reg.register(uri3, {"data_commit": "benchmark", "note": "NaN weights"})
@@ -274,7 +286,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the temporary home")
     ap.add_argument("--tool", choices=("loadgen", "wrk"), default="loadgen",
                     help="load generator for every server alike (wrk: when installed)")
+    ap.add_argument("--families", default="",
+                    help="only ratchet's /predict, one server per model family (e.g. mlp,mlp_ple,tabm), interleaved; "
+                    "req/s and p99 per family and against the first")
     args = ap.parse_args(argv)
+    if args.families:
+        return families_main(args, [f for f in args.families.split(",") if f])
 
     tmp = Path(tempfile.mkdtemp(prefix="ratchet-bench-serving-"))
     home = tmp / "home"
@@ -383,6 +400,53 @@ def main(argv: list[str] | None = None) -> int:
             print(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+def families_main(args, families: list[str]) -> int:
+    """One home and one ``python -m ratchet.serving`` per family, the same rows and load on each."""
+    import httpx
+
+    tmp = Path(tempfile.mkdtemp(prefix="ratchet-bench-families-"))
+    bin_dir = Path(sys.executable).parent
+    procs: list[subprocess.Popen] = []
+    targets: dict[str, tuple[str, list[str]]] = {}
+    try:
+        for fam in families:
+            home = tmp / fam / "home"
+            env = {
+                **os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+                "RATCHET_HOME": str(home), "RATCHET_CONFIG": str(ROOT / "ratchet" / "configs" / "ratchet.yaml"),
+                "RATCHET_ADMIN_TOKEN": TOKEN, "MLFLOW_TRACKING_URI": f"sqlite:///{(home / 'mlflow.db').resolve()}",
+                "WHYLOGS_NO_ANALYTICS": "True", "PYTHONPATH": str(ROOT),
+            }
+            env.pop("RATCHET_API_KEY", None)
+            print(f"building a {fam} model in {home} ...", flush=True)
+            _, rows, _, _ = build_home(home, fam)
+            port = free_port()
+            procs.append(start([sys.executable, "-m", "ratchet.serving", "--port", str(port)], env,
+                               tmp / f"{fam}.log", f"http://{HOST}:{port}/ready"))
+            targets[fam] = (f"http://{HOST}:{port}", [json.dumps({"row": r}) for r in rows])
+        runs: dict[str, list[dict]] = {f: [] for f in families}
+        print(f"\n{args.connections} connections, single-row /predict, {args.seconds:.0f} s each, champion only")
+        print(f"{'round':5s} {'family':10s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'non-2xx':>8s}")
+        for rnd in range(1, args.rounds + 1):
+            for fam, (url, bodies) in targets.items():
+                r = measure(f"{url}/predict", bodies, args.seconds, args.connections, tmp, args.tool)
+                runs[fam].append(r)
+                print(f"{rnd:<5d} {fam:10s} {r['requests_per_s']:8.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
+                      f"{r['non_2xx']:8d}", flush=True)
+        base = families[0]
+        med = {f: {k: statistics.median(r[k] for r in rs) for k in ("requests_per_s", "p99_ms")} for f, rs in runs.items()}
+        print(f"\nmedian of {args.rounds} rounds (target: each family's req/s >= 0.8x {base}'s):")
+        for fam, (url, _) in targets.items():
+            fast = httpx.get(f"{url}/stats").json().get("fast_path")
+            print(f"      {fam:10s} {med[fam]['requests_per_s']:8.0f} req/s  p99 {med[fam]['p99_ms']:6.2f} ms  "
+                  f"x{med[fam]['requests_per_s'] / med[base]['requests_per_s']:.2f} of {base}  fast path: {fast}")
+    finally:
+        for p in procs:
+            stop(p)
+        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

@@ -49,10 +49,17 @@ class SearchParam(_Strict):
     high: float | None = None
     log: bool = False
     choices: list[Any] | None = None
+    # drawn only when an earlier parameter took one of these values, e.g. {family: [tabm]} (Optuna's
+    # define-by-run conditional space: a TabM-only parameter never reaches the plain MLP)
+    when: dict[str, list[Any]] | None = None
 
 
 class TrainConfig(_Strict):
     model_class: str = "ratchet.training.model.module.TabularMLP"
+    family: Literal["mlp", "mlp_ple", "tabm"] | None = Field(
+        None, description="a built-in model family (ratchet.training.model.families); set, it replaces model_class; "
+        "a search space's `family` parameter wins over both"
+    )
     model_args: dict[str, Any] = Field(default_factory=dict)
     max_epochs: int = Field(20, ge=1)
     batch_size: int = Field(256, ge=1)
@@ -67,6 +74,13 @@ class TrainConfig(_Strict):
     precision: str = "32-true"
     num_nodes: int = Field(1, ge=1)
     early_stopping_patience: int | None = Field(3, ge=1, description="epochs without val_loss progress; None: off")
+    min_steps_per_epoch: int | None = Field(
+        8, ge=1, description="a small training split gets a smaller batch, so an epoch takes this many steps"
+    )
+    restore_best: bool = Field(True, description="the fit ends with its best validation epoch's weights")
+    max_time_s: float | None = Field(
+        None, gt=0, description="a time budget per fit (Lightning's max_time): it stops at the step that passes it"
+    )
     checkpointing: bool = Field(
         True, description="last.ckpt per trial under <home>/checkpoints; a retried trial resumes from it"
     )
@@ -110,8 +124,23 @@ class TuneConfig(_Strict):
     heartbeat_s: int | None = Field(
         60, ge=1, description="a trial whose process died is failed and resumed after 2x this; None: off"
     )
-    timeout_s: float | None = None
+    timeout_s: float | None = Field(None, gt=0, description="the search stops starting trials after this many seconds")
     search_space: dict[str, SearchParam] = Field(default_factory=dict)
+    first_trial: dict[str, Any] | None = Field(
+        None, description="a new study's first trial: these values of search_space parameters (the measured "
+        "default), the others drawn; the search starts from a known good model instead of a random one"
+    )
+
+    @model_validator(mode="after")
+    def _first_trial_in_space(self) -> TuneConfig:
+        unknown = sorted(set(self.first_trial or {}) - set(self.search_space))
+        if unknown:
+            raise ValueError(f"tune.first_trial names parameter(s) not in tune.search_space: {unknown}")
+        for name, value in (self.first_trial or {}).items():
+            p = self.search_space[name]
+            if p.type == "categorical" and value not in (p.choices or []):
+                raise ValueError(f"tune.first_trial.{name}={value!r} is not among its choices {p.choices}")
+        return self
 
 
 class GateConfig(_Strict):

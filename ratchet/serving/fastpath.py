@@ -8,7 +8,9 @@ in ``Pipeline``s), :func:`compile_fast_path` reads the fitted statistics once an
 builds the feature matrix with numpy straight from the validated columns; the
 model's own ``module`` (a torch network returning logits) then runs under
 ``torch.inference_mode``. A network that is a plain ``Sequential`` of
-``Linear``/``ReLU``/``Dropout`` layers is also evaluated with numpy matmuls.
+``Linear``/``ReLU``/``Dropout`` layers is also evaluated with numpy matmuls, and so is a module
+that gives its own numpy forward pass (``numpy_forward()``: the MLP over piecewise-linear
+embeddings and TabM, ``ratchet.training.model.families``); a module with neither runs in torch.
 
 Category values outside the schema's categories go to ratchet's "other" bucket
 (``OTHER``), and a datetime feature's calendar parts are computed from the validated
@@ -241,6 +243,17 @@ def _numpy_mlp(module) -> Callable | None:
     return run
 
 
+def _numpy_network(module) -> Callable | None:
+    """The module's own numpy forward (``numpy_forward()``: the embedding families of
+    ``ratchet.training.model.families``), else a plain ``net`` MLP's, else None (torch serves it)."""
+    own = getattr(module, "numpy_forward", None)
+    if callable(own):
+        if module.training:
+            return None
+        return own()
+    return _numpy_mlp(module)
+
+
 def _softmax(logits: np.ndarray) -> np.ndarray:
     z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -321,7 +334,7 @@ def compile_fast_path(model) -> FastPath | None:
         if compiled is None:
             return None
         blocks, _ = compiled
-        mlp = _numpy_mlp(module)
+        mlp = _numpy_network(module)
         derive = _deriver(schema)
         cols = probe_rows(schema)
         n = len(next(iter(cols.values())))

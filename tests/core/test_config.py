@@ -13,7 +13,10 @@ def test_real_config_plus_test_override():
     merged = load_config([Path(f) for f in CONFIG_FILES])
     assert merged.tune.trials < base.tune.trials
     # keys the override does not name keep the real config's values
-    assert merged.tune.search_space == base.tune.search_space
+    # (the override names the search's family, learning rate and widths: the suite keeps the plain MLP)
+    assert merged.tune.search_space["family"].choices == ["mlp"] and len(base.tune.search_space["family"].choices) == 3
+    for name in ("dropout", "batch_size", "k", "n_bins", "d_embedding"):
+        assert merged.tune.search_space[name] == base.tune.search_space[name]
     assert merged.train.model_class == base.train.model_class
 
 

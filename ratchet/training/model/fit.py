@@ -9,6 +9,7 @@ back to this process, where the ``Predictor`` (preprocessor + module) is built.
 
 from __future__ import annotations
 
+import math
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,10 +31,12 @@ from ratchet.training.model.distributed.loop import (
     run_fit,
 )
 from ratchet.training.model.distributed.ranks import local_processes
+from ratchet.training.model.module import import_class
 from ratchet.training.model.preprocess import (
     build_preprocessor,
     encode_target,
     frame_for_model,
+    layout,
     target_scale,
     target_values,
 )
@@ -193,7 +196,9 @@ class FitResult:
 
 
 def trainer_settings(cfg: TrainConfig) -> dict[str, Any]:
+    budget = {"max_time": {"seconds": float(cfg.max_time_s)}} if cfg.max_time_s else {}
     return {
+        **budget,
         "max_epochs": cfg.max_epochs,
         "accelerator": cfg.accelerator,
         "devices": cfg.devices,
@@ -201,6 +206,24 @@ def trainer_settings(cfg: TrainConfig) -> dict[str, Any]:
         "precision": cfg.precision,
         "num_nodes": cfg.num_nodes,
     }
+
+
+def small_table_batch(batch_size: int, rows: int, min_steps: int | None) -> int:
+    """The batch size, lowered on a small training split so that an epoch takes ``min_steps``
+    optimizer steps (never below 16 rows): 200 rows at 256 a batch would give one step per
+    epoch, and 15 epochs are too few steps for any family to learn a table (measured on
+    penguins and breast_cancer in benchmarks/real_data.py). Larger splits keep their batch."""
+    if not min_steps or rows <= 0 or rows >= batch_size * min_steps:
+        return batch_size
+    return max(16, min(batch_size, math.ceil(rows / min_steps)))
+
+
+def module_class_of(cfg: TrainConfig, family: str | None = None) -> str:
+    """The module's import path: a search's ``family``, else ``train.family``, else ``train.model_class``."""
+    from ratchet.training.model.families import family_class
+
+    family = family or cfg.family
+    return family_class(family) if family else cfg.model_class
 
 
 def world_size(cfg: TrainConfig) -> int:
@@ -229,8 +252,9 @@ def fit(
     and the epoch history), else the folder is cleared first. ``callbacks`` must
     be picklable when the fit runs on several processes."""
     params = dict(params or {})
-    batch_size = int(params.pop("batch_size", cfg.batch_size))
+    batch_size = small_table_batch(int(params.pop("batch_size", cfg.batch_size)), len(train_df), cfg.min_steps_per_epoch)
     lr = float(params.pop("learning_rate", cfg.learning_rate))
+    module_class = module_class_of(cfg, params.pop("family", None))
     dm = TabularDataModule(train_df, val_df, schema, batch_size, cfg.seed)
     head: dict[str, Any] = {"n_classes": len(schema.target.classes or [])}
     if schema.target.is_regression:
@@ -242,8 +266,11 @@ def fit(
         **cfg.model_args,
         **params,
     }
+    data_args = getattr(import_class(module_class), "data_args", None)
+    if data_args is not None:  # what the module fits on the training rows (the embeddings' bins)
+        module_args.update(data_args(dm.x_train, *layout(dm.preprocessor, dm.n_features), module_args))
     spec = FitSpec(
-        module_class=cfg.model_class,
+        module_class=module_class,
         module_args=module_args,
         x_train=dm.x_train,
         y_train=dm.y_train,
@@ -253,6 +280,7 @@ def fit(
         seed=cfg.seed,
         trainer=trainer_settings(cfg),
         early_stopping_patience=cfg.early_stopping_patience,
+        restore_best=cfg.restore_best,
         batches_per_step=cfg.batches_per_step,
         callbacks=list(callbacks or []),
         callback_specs=[dict(c) for c in cfg.callbacks],
@@ -269,5 +297,5 @@ def fit(
         out = launch(spec)
     else:
         out = run_fit(spec, logger=logger)
-    predictor = Predictor(dm.preprocessor, out.module, cfg.model_class, schema, module_args, dm.target_scale)
+    predictor = Predictor(dm.preprocessor, out.module, module_class, schema, module_args, dm.target_scale)
     return FitResult(predictor, out.metrics, out.history, out.ranks)

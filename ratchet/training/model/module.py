@@ -76,6 +76,10 @@ class TabularMLP(pl.LightningModule):
     def _loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.loss(out[:, 0], y) if self.regression else self.loss(out, y)
 
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The loss one optimizer step minimises (an ensemble overrides it: each member's loss)."""
+        return self._loss(self(x), y)
+
     def on_train_start(self) -> None:
         from lightning.pytorch.plugins.precision import Precision
 
@@ -89,7 +93,7 @@ class TabularMLP(pl.LightningModule):
         last = len(chunk) - 1
         loss_sum, rows = 0.0, 0
         for i, (x, y) in enumerate(chunk):
-            loss = self._loss(self(x), y)
+            loss = self.training_loss(x, y)
             if bare is not None and i < last:
                 bare.zero_grad()
                 loss.backward()

@@ -83,6 +83,18 @@ def build_preprocessor(schema: Schema) -> ColumnTransformer:
     return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0)
 
 
+def layout(preprocessor: ColumnTransformer, width: int) -> tuple[int, list[int]]:
+    """(numeric columns, one-hot width of each categorical column) of a fitted preprocessor's
+    output of ``width`` columns: the numeric block comes first, then one one-hot block per
+    category column (what the embedding families split their input by). The numeric count is
+    what is left of the width, since an imputer drops a column with no value at all."""
+    cat_sizes: list[int] = []
+    for name, trans, _ in preprocessor.transformers_:
+        if name == "cat":
+            cat_sizes = [len(c) for c in trans.named_steps["onehot"].categories_]
+    return width - sum(cat_sizes), cat_sizes
+
+
 def category_value(v: object, known: frozenset[str] | set[str]) -> object:
     """A category cell as the encoder sees it: NaN for missing (SimpleImputer fills it; a None
     would become a category of its own), the string for a known value, else ``OTHER``."""

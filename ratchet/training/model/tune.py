@@ -40,12 +40,14 @@ from optuna.trial import TrialState
 from ratchet.core.config import RatchetConfig, SearchParam
 from ratchet.core.progress import step
 from ratchet.core.schema import Schema
+from ratchet.training.model.families import FAMILIES
 from ratchet.training.model.fit import EpochProgress, FitResult, Predictor, fit, world_size
 from ratchet.training.model.pruning import TrialPruning, make_pruner, make_storage
 
 log = logging.getLogger(__name__)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+DEFAULT_MODEL_CLASS = FAMILIES["mlp"]
 RESUME_OF = "resume_of"  # user attribute of a re-queued trial: the number of the trial it continues
 MAX_ATTEMPTS = 3  # attempts per parameter set before a failing trial is left failed
 
@@ -55,6 +57,8 @@ def suggest(trial: optuna.Trial, space: dict[str, SearchParam]) -> dict[str, Any
     list choice (e.g. hidden layers [64, 32]) is offered by its index."""
     params: dict[str, Any] = {}
     for name, p in space.items():
+        if p.when and not all(_value(params.get(k)) in [_value(v) for v in vs] for k, vs in p.when.items()):
+            continue  # a conditional parameter whose condition the draw so far does not meet
         if p.type == "float":
             params[name] = trial.suggest_float(name, p.low, p.high, log=p.log)
         elif p.type == "int":
@@ -64,6 +68,43 @@ def suggest(trial: optuna.Trial, space: dict[str, SearchParam]) -> dict[str, Any
         else:
             params[name] = trial.suggest_categorical(name, p.choices)
     return params
+
+
+def search_space(cfg: RatchetConfig) -> dict[str, SearchParam]:
+    """``tune.search_space``; with a module of the user's own (``train.model_class`` not the built-in
+    MLP) the ``family`` parameter and those drawn only for some family are left out: the user's
+    module is what is tuned."""
+    space = dict(cfg.tune.search_space)
+    if cfg.train.model_class != DEFAULT_MODEL_CLASS and "family" in space:
+        space = {k: p for k, p in space.items() if k != "family" and not (p.when and "family" in p.when)}
+    return space
+
+
+def applicable(values: dict[str, Any], space: dict[str, SearchParam]) -> dict[str, Any]:
+    """``values`` less the parameters whose ``when`` they do not meet (e.g. TabM's ``k`` for an MLP)."""
+    out = {}
+    for name, v in values.items():
+        p = space.get(name)
+        if p is not None and p.when and not all(
+            _value(values.get(k)) in [_value(c) for c in cs] for k, cs in p.when.items()
+        ):
+            continue
+        out[name] = v
+    return out
+
+
+def _value(v: Any) -> Any:
+    """A value compared by ``when``: lists as tuples (hashable, equal to the YAML list)."""
+    return tuple(v) if isinstance(v, list) else v
+
+
+def encode(values: dict[str, Any], space: dict[str, SearchParam]) -> dict[str, Any]:
+    """Model arguments as Optuna stores them (inverse of ``decode``): a list choice by its index."""
+    out = dict(values)
+    for name, p in space.items():
+        if p.type == "categorical" and name in out and any(isinstance(c, list | dict) for c in p.choices):
+            out[name] = p.choices.index(out[name])
+    return out
 
 
 def decode(params: dict[str, Any], space: dict[str, SearchParam]) -> dict[str, Any]:
@@ -151,6 +192,9 @@ def tune(
     target = trials if trials is not None else cfg.tune.trials
     study = open_study(cfg, storage, study_name)
     resumed = requeue_failed(study)
+    space = search_space(cfg)
+    if cfg.tune.first_trial and not study.get_trials(deepcopy=False):  # a new study starts from the default
+        study.enqueue_trial(encode({k: v for k, v in cfg.tune.first_trial.items() if k in space}, space))
     pruner_args = (cfg.tune.pruning, cfg.tune.pruner_startup_trials, cfg.tune.pruner_warmup_epochs)
     trial_root = Path(checkpoint_root) / study_name if checkpoint_root else None
     worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -160,7 +204,7 @@ def tune(
 
     def objective(trial: optuna.Trial) -> float:
         ran.append(trial.number)
-        params = suggest(trial, cfg.tune.search_space)
+        params = suggest(trial, space)
         key = _key(trial)
         resume = RESUME_OF in trial.user_attrs
         trial.set_user_attr("worker", worker)
@@ -223,13 +267,13 @@ def tune(
     best = min(complete, key=lambda t: t.value)
     final = [EpochProgress("best model")] if progress and world_size(cfg.train) == 1 else []
     result = _fitted_model(best, fitted, lambda: fit(
-        train_df, val_df, schema, cfg.train, decode(best.params, cfg.tune.search_space), progress=False,
+        train_df, val_df, schema, cfg.train, decode(best.params, space), progress=False,
         callbacks=final,
     ))
     return TuneResult(
         study_name=study_name,
         best_trial=best.number,
-        best_params=decode(best.params, cfg.tune.search_space),
+        best_params=decode(best.params, space),
         best_value=float(best.value),
         best=result,
         n_trials=len(fitted),

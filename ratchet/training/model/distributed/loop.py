@@ -41,6 +41,7 @@ class FitSpec:
     seed: int
     trainer: dict[str, Any]  # max_epochs, accelerator, devices, strategy, precision, num_nodes
     early_stopping_patience: int | None = 3
+    restore_best: bool = False
     batches_per_step: int = 1
     callbacks: list[Callback] = field(default_factory=list)
     callback_specs: list[dict[str, Any]] = field(default_factory=list)  # {class_path, init_args}
@@ -116,6 +117,38 @@ class EpochHistory(Callback):
         self.rows = list(state_dict.get("rows", []))
 
 
+class BestWeights(Callback):
+    """Keeps the weights of the epoch with the lowest ``val_loss`` and puts them back at the end of
+    the fit, so early stopping returns the best epoch's model, not the one ``patience`` epochs past
+    it (what the TabM and embeddings papers evaluate, and what most helps the small tables ratchet
+    often trains on). Every rank sees the same synced ``val_loss``, so every rank keeps the same
+    epoch. The copy is saved in checkpoints, so a resumed fit keeps it."""
+
+    def __init__(self) -> None:
+        self.best: float | None = None
+        self.epoch: int | None = None
+        self.weights: dict[str, torch.Tensor] | None = None
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or "val_loss" not in trainer.callback_metrics:
+            return
+        loss = float(trainer.callback_metrics["val_loss"])
+        if self.best is None or loss < self.best:  # a NaN loss is never best
+            self.best, self.epoch = loss, int(trainer.current_epoch)
+            self.weights = {k: v.detach().to("cpu", copy=True) for k, v in pl_module.state_dict().items()}
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        if self.weights is not None:
+            pl_module.load_state_dict(self.weights)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "epoch": self.epoch, "weights": self.weights}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best, self.epoch = state_dict.get("best"), state_dict.get("epoch")
+        self.weights = state_dict.get("weights")
+
+
 def build_callback(spec: dict[str, Any]) -> Callback:
     """A Lightning callback from ``{"class_path": "pkg.mod.Class", "init_args": {...}}``."""
     path = spec.get("class_path")
@@ -167,6 +200,8 @@ def run_fit(spec: FitSpec, *, logger: Any = False) -> FitOutput:
     callbacks: list[Callback] = [history]
     if spec.early_stopping_patience is not None:
         callbacks.append(EarlyStopping("val_loss", patience=spec.early_stopping_patience))
+    best = BestWeights() if spec.restore_best else None
+    callbacks += [best] if best is not None else []
     ckpt_callbacks, ckpt_path = _checkpointing(spec)
     callbacks += ckpt_callbacks
     callbacks += [build_callback(s) for s in spec.callback_specs]
@@ -187,6 +222,11 @@ def run_fit(spec: FitSpec, *, logger: Any = False) -> FitOutput:
         warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    if best is not None and best.epoch is not None:  # the model is the best epoch's: so are its validation metrics
+        row = next((r for r in history.rows if int(r["epoch"]) == best.epoch), {})
+        metrics.update({k: float(v) for k, v in row.items() if k.startswith("val_")})
+        metrics["val_loss"] = float(best.best)
+        metrics["best_epoch"] = float(best.epoch)
     metrics["epochs"] = float(trainer.current_epoch)
     metrics["start_epoch"] = float(history.start_epoch)
     rank = {

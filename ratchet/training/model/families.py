@@ -1,0 +1,342 @@
+"""Model families beyond the plain MLP: numeric embeddings and TabM, as LightningModules.
+
+The families (``FAMILIES``, chosen by ``train.family`` or by the search's ``family`` parameter):
+
+* ``mlp``: ``ratchet.training.model.module.TabularMLP``, the plain MLP.
+* ``mlp_ple``: :class:`EmbeddingMLP`, the MLP over piecewise-linear embeddings of the numeric
+  columns (Gorishniy et al., "On Embeddings for Numerical Features in Tabular Deep Learning",
+  NeurIPS 2022), from ``rtdl_num_embeddings``; the bins are quantiles of the training rows.
+* ``tabm``: :class:`TabMModule`, TabM (Gorishniy et al., ICLR 2025): ``k`` MLPs that share
+  their weights (BatchEnsemble layers from the ``tabm`` package) over the same embeddings,
+  trained at once, each on its own loss, and averaged at prediction.
+
+All take the preprocessed matrix the plain MLP takes (``ratchet.training.model.preprocess``:
+the numeric columns, imputed and standardised, then the one-hot categories), so the
+preprocessing, the Predictor, DDP, chunked steps and the serving fast path are the same for
+every family. The numeric block is the first ``n_numeric`` columns; the rest is one-hot.
+
+Categorical columns: the one-hot block enters the first linear layer, which is a learned
+embedding of each category (``one_hot @ W`` is the row of ``W`` for that category) of the
+layer's width; this is also how the TabM reference implementation feeds categories
+(``tabm.TabM``'s ``_OneHotEncoding``), and for TabM the first BatchEnsemble layer's
+per-member scaling is initialised per feature chunk (``start_scaling_init_chunks``: one
+chunk per numeric embedding, one per categorical column's one-hot), as ``tabm.TabM`` does.
+An unseen category is all zeros, as in the plain MLP.
+
+``data_args`` (a classmethod called by ``fit`` on the training split, before the module is
+built) supplies what depends on the data: the numeric/categorical layout and the bins, so a
+pickled Predictor rebuilds the same module from its hyperparameters.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ratchet.training.model.module import TabularMLP
+
+FAMILIES = {
+    "mlp": "ratchet.training.model.module.TabularMLP",
+    "mlp_ple": "ratchet.training.model.families.EmbeddingMLP",
+    "tabm": "ratchet.training.model.families.TabMModule",
+}
+
+
+def family_class(family: str) -> str:
+    """The import path of a family's module; an unknown family is one clear error."""
+    try:
+        return FAMILIES[family]
+    except KeyError:
+        raise ValueError(f"unknown model family {family!r}; known: {', '.join(FAMILIES)}") from None
+
+
+def quantile_bins(x_num: torch.Tensor, n_bins: int) -> list[list[float]]:
+    """Bin edges per numeric column: ``rtdl_num_embeddings.compute_bins`` (quantiles, duplicates
+    removed) on the training rows, as plain lists (they travel in the hyperparameters).
+
+    ``compute_bins`` refuses a constant column; such a column (constant on the training rows)
+    gets one bin around its value, which is min-max scaling of a constant: it carries nothing,
+    as in the plain MLP."""
+    from rtdl_num_embeddings import compute_bins
+
+    x_num = x_num.float()
+    n = len(x_num)
+    varying = [j for j in range(x_num.shape[1]) if bool((x_num[:, j] != x_num[0, j]).any())] if n else []
+    bins: dict[int, list[float]] = {}
+    if varying and n > 2:
+        with warnings.catch_warnings():  # a two-valued column (a flag) has one bin: fine, as documented there
+            warnings.simplefilter("ignore", UserWarning)
+            edges = compute_bins(x_num[:, varying], n_bins=max(2, min(int(n_bins), n - 1)))
+        bins = {j: e.tolist() for j, e in zip(varying, edges, strict=True)}
+    out = []
+    for j in range(x_num.shape[1]):
+        if j in bins:
+            out.append(bins[j])
+        else:
+            v = float(x_num[0, j]) if n else 0.0
+            out.append([v - 1.0, v + 1.0])
+    return out
+
+
+def _numpy_layers(net: nn.Sequential) -> list[tuple[np.ndarray | None, np.ndarray | None]] | None:
+    """A Sequential of Linear/ReLU/Dropout as (W.T, b) pairs, (None, None) for a ReLU; None otherwise."""
+    layers: list = []
+    for layer in net:
+        if isinstance(layer, nn.Linear):
+            b = np.zeros(layer.out_features, np.float32) if layer.bias is None else layer.bias.detach().numpy()
+            layers.append((layer.weight.detach().numpy().astype(np.float32).T.copy(), b.astype(np.float32)))
+        elif isinstance(layer, nn.ReLU):
+            layers.append((None, None))
+        elif not isinstance(layer, nn.Dropout | nn.Identity):
+            return None
+    return layers
+
+
+def _ple(bins: list[list[float]], d_embedding: int) -> nn.Module:
+    from rtdl_num_embeddings import PiecewiseLinearEmbeddings
+
+    with warnings.catch_warnings():  # a one-bin (constant or two-valued) column is allowed; no warning per build
+        warnings.simplefilter("ignore", UserWarning)
+        # version "B" (the TabM paper's): a linear embedding plus a zero-initialised piecewise-linear part,
+        # so training starts from the plain linear model; no activation, as the package recommends for MLPs
+        return PiecewiseLinearEmbeddings(
+            [torch.tensor(b, dtype=torch.float32) for b in bins], int(d_embedding), activation=False, version="B"
+        )
+
+
+class _Embedded(TabularMLP):
+    """Shared by the families: the numeric/one-hot layout and ``data_args``."""
+
+    def __init__(
+        self,
+        n_features: int,
+        n_classes: int,
+        n_numeric: int = 0,
+        cat_sizes: list[int] | tuple[int, ...] = (),
+        bins: list[list[float]] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(n_features, n_classes, **kwargs)
+        if n_numeric + sum(cat_sizes) != n_features:
+            raise ValueError(
+                f"n_numeric ({n_numeric}) + one-hot widths ({sum(cat_sizes)}) != n_features ({n_features})"
+            )
+        if n_numeric and (bins is None or len(bins) != n_numeric):
+            raise ValueError(f"{type(self).__name__} needs bins for each of its {n_numeric} numeric columns")
+        self.n_numeric = int(n_numeric)
+        self.cat_sizes = [int(c) for c in cat_sizes]
+        self.net = None  # replaced by the family's network (TabularMLP built a plain one)
+
+    @classmethod
+    def data_args(
+        cls, x_train: torch.Tensor, n_numeric: int, cat_sizes: list[int], args: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Arguments fitted on the training split: the layout and the numeric columns' bins."""
+        out: dict[str, Any] = {"n_numeric": int(n_numeric), "cat_sizes": [int(c) for c in cat_sizes]}
+        if n_numeric:
+            out["bins"] = quantile_bins(x_train[:, :n_numeric], int(args.get("n_bins", DEFAULT_BINS)))
+        return out
+
+    def _numpy_features(self):
+        """``_features`` as numpy (the serving fast path: ``numpy_forward``): the piecewise-linear
+        embedding written out from ``rtdl_num_embeddings``' fitted tensors (version B: a linear
+        embedding plus the encoding's per-feature linear map, no activation)."""
+        n_num = self.n_numeric
+        if not n_num:
+            return lambda x: x
+        emb = self.num_embeddings
+        w0 = emb.linear0.weight.detach().numpy().astype(np.float32)  # (n, d)
+        b0 = emb.linear0.bias.detach().numpy().astype(np.float32)
+        ew = emb.impl.weight.detach().numpy().astype(np.float32)  # (n, bins)
+        eb = emb.impl.bias.detach().numpy().astype(np.float32)
+        single = emb.impl.single_bin_mask
+        single = None if single is None else single.detach().numpy()
+        lw = emb.linear.weight.detach().numpy().astype(np.float32)  # (n, bins, d)
+        if emb.linear.bias is not None or emb.activation is not None:
+            return None  # only version B without activation is built here
+
+        n_bins = ew.shape[1]
+        lw_t = np.ascontiguousarray(lw)  # (n, bins, d): one batched matmul per feature, not an einsum
+        lo = np.full(n_bins, 0.0, np.float32)
+        hi = np.full(n_bins, 1.0, np.float32)
+        if n_bins > 1:  # the first component is only capped at 1, the last only floored at 0
+            lo[0], hi[-1] = -np.inf, np.inf
+        lo = np.broadcast_to(lo, ew.shape).copy()
+        hi = np.broadcast_to(hi, ew.shape).copy()
+        if single is not None and n_bins > 1:  # a one-bin feature's last component is not clamped
+            lo[single, -1] = -np.inf
+        if n_bins == 1:
+            lo[:], hi[:] = -np.inf, np.inf
+
+        def features(x: np.ndarray) -> np.ndarray:
+            num = x[:, :n_num]
+            enc = np.clip(eb + ew * num[..., None], lo, hi)  # (rows, n, bins)
+            ple = np.matmul(enc.transpose(1, 0, 2), lw_t).transpose(1, 0, 2)  # (rows, n, d)
+            out = (b0 + w0 * num[..., None] + ple).reshape(len(x), -1)
+            return np.concatenate([out, x[:, n_num:]], axis=1) if x.shape[1] > n_num else out
+
+        return features
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, d_in): the numeric embeddings, flattened, then the one-hot block."""
+        if not self.n_numeric:
+            return x
+        emb = self.num_embeddings(x[:, : self.n_numeric]).flatten(1)
+        return torch.cat([emb, x[:, self.n_numeric :]], dim=1) if x.shape[1] > self.n_numeric else emb
+
+
+# 24 quantile bins rather than the paper's 48: on the few-thousand-row sets ratchet trains on, 48 bins
+# hold a few dozen rows each and the embedding's cost grows with the bins (see benchmarks/real_data.py)
+DEFAULT_BINS = 24
+
+
+class EmbeddingMLP(_Embedded):
+    """The MLP over piecewise-linear embeddings of the numeric columns (``mlp_ple``)."""
+
+    def __init__(
+        self,
+        n_features: int,
+        n_classes: int,
+        n_numeric: int = 0,
+        cat_sizes: list[int] | tuple[int, ...] = (),
+        bins: list[list[float]] | None = None,
+        n_bins: int = DEFAULT_BINS,
+        d_embedding: int = 8,
+        hidden: list[int] | tuple[int, ...] = (64, 32),
+        dropout: float = 0.1,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(n_features, n_classes, n_numeric, cat_sizes, bins, hidden=hidden, dropout=dropout, **kwargs)
+        self.num_embeddings = _ple(bins, d_embedding) if n_numeric else None
+        width = n_numeric * int(d_embedding) + sum(self.cat_sizes)
+        layers: list[nn.Module] = []
+        for h in hidden:
+            layers += [nn.Linear(width, int(h)), nn.ReLU(), nn.Dropout(dropout)]
+            width = int(h)
+        layers.append(nn.Linear(width, n_classes))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self._features(x))
+
+    def numpy_forward(self):
+        """``forward`` as numpy on a float32 matrix (the serving fast path), or None."""
+        features = self._numpy_features()
+        layers = _numpy_layers(self.net)
+        if features is None or layers is None:
+            return None
+
+        def run(x: np.ndarray) -> np.ndarray:
+            h = features(x)
+            for w, b in layers:
+                h = h @ w + b if w is not None else np.maximum(h, 0.0)
+            return h
+
+        return run
+
+
+class TabMModule(_Embedded):
+    """TabM (``tabm``): ``k`` weight-sharing MLPs over piecewise-linear embeddings.
+
+    ``forward`` returns what every ratchet model returns, one prediction per row: for a
+    classifier the log of the members' mean probability (a softmax of it, as the Predictor
+    takes, gives that mean exactly), for regression the members' mean output. Training
+    minimises the mean of the members' own losses (``training_loss``), as the paper does, so
+    the members stay diverse; validation, early stopping and pruning watch the ensemble.
+
+    The blocks have one width, ``max(hidden)``, and ``len(hidden)`` of them. ``k`` defaults
+    to 8, not the paper's 32: on CPU the cost grows with k (BatchEnsemble runs k rows per row),
+    and the paper's own ablation shows most of the gain by k = 8.
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        n_classes: int,
+        n_numeric: int = 0,
+        cat_sizes: list[int] | tuple[int, ...] = (),
+        bins: list[list[float]] | None = None,
+        n_bins: int = DEFAULT_BINS,
+        d_embedding: int = 8,
+        k: int = 8,
+        hidden: list[int] | tuple[int, ...] = (128, 128),
+        dropout: float = 0.1,
+        **kwargs: Any,
+    ) -> None:
+        from tabm import EnsembleView, LinearEnsemble, make_tabm_backbone
+
+        super().__init__(n_features, n_classes, n_numeric, cat_sizes, bins, hidden=hidden, dropout=dropout, **kwargs)
+        self.k = int(k)
+        self.num_embeddings = _ple(bins, d_embedding) if n_numeric else None
+        chunks = [int(d_embedding)] * n_numeric + self.cat_sizes
+        self.ensemble_view = EnsembleView(k=self.k)
+        self.backbone = make_tabm_backbone(
+            d_in=sum(chunks), n_blocks=len(hidden), d_block=int(max(hidden)), dropout=dropout, k=self.k,
+            arch_type="tabm",
+            # tabm.TabM.make's choice with numeric embeddings ('random-signs' without)
+            start_scaling_init="normal" if n_numeric else "random-signs",
+            start_scaling_init_chunks=chunks,
+        )
+        self.output = LinearEnsemble(int(max(hidden)), n_classes, k=self.k)
+
+    def members(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, k, outputs): every member's logits (or standardised value)."""
+        return self.output(self.backbone(self.ensemble_view(self._features(x))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.members(x)
+        if self.regression:
+            return out.mean(dim=1)
+        # log of the mean probability, computed stably: logsumexp over members of log-softmax, minus log k
+        return torch.logsumexp(torch.log_softmax(out, dim=-1), dim=1) - math.log(self.k)
+
+    def numpy_forward(self):
+        """``forward`` as numpy on a float32 matrix (the serving fast path), or None: each
+        BatchEnsemble layer is ``((x * r) @ W.T) * s + bias`` per member, the head one linear map
+        per member (``tabm.LinearBatchEnsemble``, ``tabm.LinearEnsemble``)."""
+        from tabm import LinearBatchEnsemble
+
+        features = self._numpy_features()
+        if features is None:
+            return None
+        blocks = []
+        for block in self.backbone.blocks:
+            linear = block[0]
+            if not isinstance(linear, LinearBatchEnsemble) or not isinstance(block[1], nn.ReLU):
+                return None
+            blocks.append(tuple(
+                None if t is None else t.detach().numpy().astype(np.float32)
+                for t in (linear.r, linear.weight.T, linear.s, linear.bias)
+            ))
+        hw = self.output.weight.detach().numpy().astype(np.float32)  # (k, d, out)
+        hb = self.output.bias.detach().numpy().astype(np.float32)  # (k, out)
+        regression, log_k = self.regression, math.log(self.k)
+
+        def run(x: np.ndarray) -> np.ndarray:
+            f = features(x)
+            h = np.broadcast_to(f[:, None, :], (len(f), len(hb), f.shape[1]))  # every member sees the row
+            for r, wt, sc, b in blocks:
+                h = (h * r) @ wt
+                h *= sc
+                if b is not None:
+                    h += b
+                np.maximum(h, 0.0, out=h)
+            out = np.matmul(h.transpose(1, 0, 2), hw).transpose(1, 0, 2) + hb  # (rows, k, outputs)
+            if regression:
+                return out.mean(axis=1)
+            z = out - out.max(axis=2, keepdims=True)
+            logp = z - np.log(np.exp(z).sum(axis=2, keepdims=True))  # members' log-softmax
+            m = logp.max(axis=1, keepdims=True)
+            return (m + np.log(np.exp(logp - m).sum(axis=1, keepdims=True)))[:, 0, :] - log_k
+
+        return run
+
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = self.members(x)  # (n, k, outputs)
+        flat = out.flatten(0, 1)
+        return self._loss(flat, y.repeat_interleave(self.k))

@@ -1,0 +1,90 @@
+"""The fast path serves every model family with a numpy forward pass equal to the model's own."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from ratchet.core.schema import Schema, TargetSpec
+from ratchet.serving import create_app
+from ratchet.serving.fastpath import _numpy_network, compile_fast_path
+from ratchet.serving.validation import RowValidator
+from ratchet.training.model.families import FAMILIES
+from ratchet.training.model.fit import Predictor
+from ratchet.training.model.module import import_class
+from ratchet.training.model.preprocess import build_preprocessor, frame_for_model, layout
+
+from .helpers import MIXED_SCHEMA, MemoryProvider, mixed_rows, serving_config
+
+REGRESSION_SCHEMA = Schema(columns=MIXED_SCHEMA.columns, target=TargetSpec(name="y", task="regression"))
+
+
+def family_predictor(family: str, schema: Schema) -> Predictor:
+    """A ratchet model of ``family``: the preprocessor and the bins fitted on messy rows (gaps, unseen
+    categories, a far outlier), every weight drawn at random (no training: the zero-initialised
+    piecewise-linear part of the embeddings must count too), in eval mode as served."""
+    train = pd.DataFrame(mixed_rows(400, seed=1, messy=True))
+    pre = build_preprocessor(schema)
+    x = torch.as_tensor(np.asarray(pre.fit_transform(frame_for_model(train, schema)), dtype=np.float32))
+    cls = import_class(FAMILIES[family])
+    regression = schema.target.is_regression
+    args = {"n_features": x.shape[1], "n_classes": 1 if regression else 3, "hidden": [16, 16], "dropout": 0.2}
+    if regression:
+        args["task"] = "regression"
+    if hasattr(cls, "data_args"):
+        args.update(cls.data_args(x, *layout(pre, x.shape[1]), {"n_bins": 6}))
+    torch.manual_seed(0)
+    module = cls(**args)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.normal_(0.0, 0.5)
+    p = Predictor(pre, module, FAMILIES[family], schema, args, (3.0, 2.0) if regression else None)
+    p.version = "1"
+    return p
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_each_family_is_served_by_a_numpy_forward_equal_to_its_predict_proba(tmp_path, family):
+    predictor = family_predictor(family, MIXED_SCHEMA)
+    assert _numpy_network(predictor.module) is not None  # numpy, not the torch fallback
+    fast = compile_fast_path(predictor)
+    assert fast is not None
+    rows = mixed_rows(50, seed=5, messy=True)
+    batch = RowValidator(MIXED_SCHEMA).validate(rows)
+    want = predictor.predict_proba(batch.frame)
+    assert want.std(axis=0).max() > 1e-3  # the random weights give answers that differ row to row
+    np.testing.assert_allclose(fast.predict_proba(batch.columns, batch.n_rows), want, atol=1e-5)
+    app = create_app(MemoryProvider({"1": predictor}, {"champion": "1"}), serving_config(), tmp_path,
+                     watch_interval_s=None)
+    with TestClient(app) as c:
+        assert app.state.ratchet.snapshot.champion.fast is not None
+        single = c.post("/predict", json={"row": rows[0]}).json()
+        many = c.post("/predict", json={"rows": rows}).json()
+    np.testing.assert_allclose(many["probabilities"], want, atol=1e-5)
+    np.testing.assert_allclose(single["probabilities"][0], want[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["mlp_ple", "tabm"])
+def test_regression_families_are_served_by_the_fast_path(family):
+    predictor = family_predictor(family, REGRESSION_SCHEMA)
+    fast = compile_fast_path(predictor)
+    assert fast is not None and fast.regression
+    batch = RowValidator(REGRESSION_SCHEMA).validate(mixed_rows(30, seed=6, messy=True))
+    np.testing.assert_allclose(
+        fast.predict_values(batch.columns, batch.n_rows), predictor.predict(batch.frame), rtol=1e-4, atol=1e-4
+    )
+
+
+def test_a_family_whose_numpy_forward_disagrees_falls_back_to_torch(caplog):
+    """A wrong numpy forward is caught by the check at load: the module's torch forward serves instead."""
+    predictor = family_predictor("tabm", MIXED_SCHEMA)
+    right = predictor.module.numpy_forward
+    predictor.module.numpy_forward = lambda: (lambda x, f=right(): f(x)[:, ::-1])
+    fast = compile_fast_path(predictor)
+    assert fast is not None
+    batch = RowValidator(MIXED_SCHEMA).validate(mixed_rows(10, seed=7, messy=True))
+    np.testing.assert_allclose(fast.predict_proba(batch.columns, batch.n_rows), predictor.predict_proba(batch.frame),
+                               atol=1e-5)
