@@ -57,11 +57,12 @@ class FastJSONResponse(JSONResponse):
     orjson will not take), its raw headers built directly: starlette's ``init_headers`` costs
     more than orjson's rendering on a single-row answer."""
 
-    def __init__(self, content, status_code: int = 200, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, content, status_code: int = 200, headers: dict[str, str] | None = None,
+                 raw_headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
         self.status_code = status_code
         self.background = None
         body = self.body = self.render(content)
-        raw = [(b"content-length", b"%d" % len(body)), (b"content-type", b"application/json")]
+        raw = [(b"content-length", b"%d" % len(body)), (b"content-type", b"application/json"), *raw_headers]
         if headers:
             raw.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
         self.raw_headers = raw
@@ -143,7 +144,7 @@ class PredictHandler:
         m.observe_routed(slot.version)
         try:
             batch = slot.validator.validate(req.rows)
-            labels, proba = slot.predict(batch)
+            labels, proba, confidence = slot.predict_scored(batch)
         except (RequestError, ModelFailure) as e:
             if not canary:
                 if isinstance(e, ModelFailure):
@@ -151,7 +152,7 @@ class PredictHandler:
                     m.observe_model_error(slot.version, alias)
                 raise
             slot, alias = snap.champion, "champion"
-            batch, labels, proba = self._fall_back(e, snap, req, state)
+            batch, labels, proba, confidence = self._fall_back(e, snap, req, state)
         if batch.unseen_categories or batch.out_of_range:
             self._count_inputs(slot.version, batch)
         if proba is None:  # a regression model: a number per row, no classes
@@ -160,20 +161,19 @@ class PredictHandler:
             rt.feedback.record(rid, slot.version, labels, None)
         else:
             m.observe_predictions(slot.version, alias, labels)
-            confidence = proba.max(axis=1)
             if slot.calibration is not None:  # the estimate of accuracy without labels
-                m.observe_estimated(slot.version, slot.calibration.apply(confidence))
+                m.observe_estimated(slot.version, slot.calibration.apply(np.asarray(confidence, dtype=float)))
             rt.profiler.record(slot.version, batch, labels, confidence)
             rt.feedback.record(rid, slot.version, labels, slot.classes)
         body = (render or render_predict)(req, rid, slot, alias, labels, proba)
         if chosen and snap.traffic.shadow:
             if not rt.submit_shadow(self.shadow_predict, slot.version, snap.challenger, req.rows, rid, labels):
                 m.shadow_dropped.labels("queue_full").inc()
-        return FastJSONResponse(body, headers={"X-Model-Version": slot.version, "X-Model-Alias": alias})
+        return FastJSONResponse(body, raw_headers=slot_headers(slot, alias))
 
     def _fall_back(self, e: Exception, snap: Snapshot, req: PredictRequest, state: dict) -> tuple:
         """The challenger rejected the rows or failed: the champion answers (a bad request is
-        then the champion's 422). (batch, labels, probabilities)."""
+        then the champion's 422). (batch, labels, probabilities, top probabilities)."""
         m = self.metrics
         challenger_version = snap.challenger.version
         if isinstance(e, ModelFailure):
@@ -184,13 +184,13 @@ class PredictHandler:
         m.observe_routed(slot.version)
         batch = slot.validator.validate(req.rows)
         try:
-            labels, proba = slot.predict(batch)
+            labels, proba, confidence = slot.predict_scored(batch)
         except ModelFailure as e2:
             log.error("%s", e2)
             m.observe_model_error(slot.version, "champion")
             raise
         m.observe_fallback(challenger_version, "schema" if isinstance(e, RequestError) else "model_error")
-        return batch, labels, proba
+        return batch, labels, proba, confidence
 
     def shadow_predict(self, champion_version: str, slot: Slot, rows: list, rid: str, served: list) -> None:
         """The challenger on a request the champion answered (in the shadow worker): recorded,
@@ -267,6 +267,21 @@ class Protocol:
 
 
 PREDICT_PROTOCOL = Protocol(parse=parse_predict_body, render=render_predict)
+
+
+def slot_headers(slot: Slot, alias: str) -> tuple[tuple[bytes, bytes], ...]:
+    """``X-Model-Version`` and ``X-Model-Alias`` of an answer, encoded once per slot and alias."""
+    key = (slot.version, alias)
+    hit = _SLOT_HEADERS.get(key)
+    if hit is None:
+        if len(_SLOT_HEADERS) > 64:
+            _SLOT_HEADERS.clear()
+        hit = _SLOT_HEADERS[key] = ((b"x-model-version", slot.version.encode("latin-1")),
+                                    (b"x-model-alias", alias.encode("latin-1")))
+    return hit
+
+
+_SLOT_HEADERS: dict[tuple[str, str], tuple] = {}
 
 
 def pinned_slot(snap: Snapshot, version: str) -> tuple[Slot, str]:

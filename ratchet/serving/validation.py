@@ -125,6 +125,8 @@ class PredictRequest:
 
 def parse_predict_body(obj: object, max_rows: int) -> PredictRequest:
     """``{"rows": [{...}, ...], "entity_key": "..."}`` or ``{"row": {...}, "entity_key": "..."}``."""
+    if type(obj) is dict and len(obj) == 1 and type(obj.get("row")) is dict:  # the common single row
+        return PredictRequest(rows=[obj["row"]], entity_key=None, single=True)
     if not isinstance(obj, dict):
         raise RequestError(
             422,
