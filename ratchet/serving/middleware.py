@@ -150,9 +150,11 @@ class ObserveMiddleware:
         rid = state["request_id"] = _request_id(h)
         status = 500
         started = False
+        background = None
         try:
             response = await route(scope, receive)
             status = response.status_code
+            background = response.background
             raw = response.raw_headers
             names = {name for name, _ in raw}
             if b"x-request-id" not in names:
@@ -162,8 +164,6 @@ class ObserveMiddleware:
             started = True
             await send({"type": "http.response.start", "status": status, "headers": raw})
             await send({"type": "http.response.body", "body": response.body})
-            if response.background is not None:
-                await response.background()
         except Exception:
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             status = 500
@@ -173,6 +173,11 @@ class ObserveMiddleware:
             self.runtime.metrics.observe_request(
                 scope["path"], scope["method"], status, state.get("model_version"), time.perf_counter() - t0
             )
+        if background is not None:  # after the answer is out (a shadow prediction): not in its latency
+            try:
+                await background()
+            except Exception:
+                log.exception("background work after %s %s failed", scope.get("method"), scope.get("path"))
 
     def _version(self, state: dict) -> str:
         """The version that answered, else the loaded champion's, else ``none``."""
