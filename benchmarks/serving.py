@@ -8,6 +8,8 @@ and puts the same load on each in turn, the servers interleaved over ``--rounds`
   empty uvicorn endpoint   a raw ASGI app that reads the body and answers a constant: the limit
   ratchet, fast path       ``python -m ratchet.serving``: champion and challenger loaded, a 50 % split
                            (routing on), live profiling (the shipped config), metrics, feedback store
+  ratchet, V2 protocol     the same server, ``POST /v2/models/<name>/infer`` (the Open Inference
+                           Protocol, a tensor per column) through ``/predict``'s code path
   ratchet, fast path off   the same server with ``serving.fast_path: false``: the model's own
                            ``predict_proba`` (pandas, the ColumnTransformer, torch), as the peers run it
   mlflow models serve      ``mlflow models serve -m models:/<name>/<v> --env-manager local``: the
@@ -332,6 +334,10 @@ def start_servers(args, ctx, versions: dict, rows: list[dict], tmp: Path, env: d
             stats = httpx.get(f"{url}/stats").json()
             assert health["challenger"] == versions["v2"], health
             assert all(stats["fast_path"].values()) is fast, stats["fast_path"]  # what the row's name says
+            if fast:  # the same server and rows under the Open Inference Protocol
+                servers.append(Server("ratchet, V2 protocol", servers[-1].proc,
+                                      f"{url}/v2/models/{ctx.cfg.model_name}/infer",
+                                      [v2_body([r]) for r in rows], [v2_body(b) for b in batches]))
     if want("mlflow"):
         port = free_port()
         add("mlflow models serve", [str(bin_dir / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager",
@@ -391,7 +397,9 @@ def _check_answers(servers: list[Server]) -> None:
 
 
 def _fmt(v: float | None, spec: str) -> str:
-    return "-" if v is None else format(v, spec)
+    if v is None:  # right-aligned in the column's width
+        return format("-", ">" + spec.split(".")[0].rstrip("df"))
+    return format(v, spec)
 
 
 def print_table(servers: list[Server], rounds: int, tool: str) -> None:
