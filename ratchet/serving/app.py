@@ -38,9 +38,11 @@ one, 403 with a wrong one.
 
 Every response carries ``X-Request-ID`` and ``X-Model-Version`` (the version that answered,
 else the loaded champion's, else ``none``); every client error is JSON ``{"detail", "request_id"}``
-(plus ``errors`` for field errors). ``POST /predict`` is answered by the outermost middleware
-itself, without FastAPI's router and dependency layer (which cost more than a single-row
-prediction); the FastAPI route runs the same handler and carries the OpenAPI description.
+(plus ``errors`` for field errors). ``POST /predict`` (and the V2 infer) is answered by
+:class:`ServingApp` before FastAPI's own stack (its telemetry and error middleware, router and
+dependency layer cost more than a single-row prediction), through the same
+:class:`~ratchet.serving.middleware.ObserveMiddleware` as every other route; the FastAPI route
+runs the same handler and carries the OpenAPI description.
 
 Where things are: this module assembles the app (runtime, lifespan, middleware, exception
 handlers, the route table, the OpenAPI document); :mod:`ratchet.serving.middleware` the ASGI

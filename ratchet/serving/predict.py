@@ -16,8 +16,15 @@ A regression model's answer is ``predictions`` (a number per row), ``model_versi
 ``alias`` and ``request_id``: no ``probabilities`` or ``classes``.
 
 Requests of at most ``serving.inline_max_rows`` rows whose models have a fast path are
-predicted on the event loop (~0.1 ms of numpy: cheaper than a hop to a worker thread and back);
-others in a worker thread. The answer is rendered with orjson.
+predicted on the event loop (~0.1 ms of numpy: cheaper than a hop to a worker thread and back),
+and so is their shadow prediction, after the answer is sent; others in a worker thread (and the
+shadow thread). The answer is rendered with orjson.
+
+Where a single-row request's time goes (py-spy on the running service, wrk with 8 connections,
+2 shared cores): about half in uvicorn and the kernel (parsing, the task, the two socket
+writes: an empty uvicorn endpoint's whole request costs ~30 us of CPU), a fifth in the model's
+fast path, the rest in parsing, validation, metrics, the profiler and feedback hand-offs and
+rendering, a few us each.
 """
 
 from __future__ import annotations
