@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -42,7 +41,10 @@ from ratchet.data.coercion import FALSE_WORDS, TRUE_WORDS
 from ratchet.data.datetimes import parse_datetime
 
 MAX_REPORTED_ERRORS = 20
-_LONG_DIGITS = re.compile(rb"[0-9]{20}")
+# a run of 20 digits, found as twenty 9s once every digit is a 9 (bytes.translate and find run at
+# C speed: a tenth of a regular expression's scan of a 100-row body)
+_DIGITS_AS_NINES = bytes.maketrans(b"012345678", b"999999999")
+_TWENTY_DIGITS = b"9" * 20
 MAX_ENTITY_KEY_LEN = 512
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
@@ -95,7 +97,7 @@ def parse_json(raw: bytes) -> object:
     answer. A body with a run of 20 digits goes to the stdlib at once: orjson reads an integer
     past 64 bits as a float, the stdlib as an int. So: the same objects and the same messages
     as the stdlib alone."""
-    if orjson is not None and _LONG_DIGITS.search(raw) is None:
+    if orjson is not None and raw.translate(_DIGITS_AS_NINES).find(_TWENTY_DIGITS) < 0:
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
