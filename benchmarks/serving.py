@@ -1,50 +1,50 @@
-"""The same registered model served by ratchet and by ``mlflow models serve``: throughput and latency.
+"""The same registered champion served by ratchet and by its peers: one table from one run.
 
 Trains a small model with ratchet's own ``fit`` on the synthetic stream, registers it in a
-temporary home (MLflow on SQLite), then on this machine, one after the other, puts the same
-load on:
+temporary home (MLflow on SQLite), starts every server below on that one registered version,
+and puts the same load on each in turn, the servers interleaved over ``--rounds`` rounds
+(medians reported, every round printed as it comes):
 
-  mlflow      ``mlflow models serve -m models:/<name>/1 --env-manager local`` (uvicorn, 1 worker)
-  ratchet     ``python -m ratchet.serving`` with a challenger loaded and a 50 % split (routing on),
-              live profiling on (the shipped config), metrics on
-  ratchet V2  the same server and rows under the Open Inference Protocol
-              (``POST /v2/models/<name>/infer``, a [1, 1] tensor per column)
-  bare        a FastAPI endpoint that parses the JSON and returns a constant (the ceiling)
+  empty uvicorn endpoint   a raw ASGI app that reads the body and answers a constant: the limit
+  ratchet, fast path       ``python -m ratchet.serving``: champion and challenger loaded, a 50 % split
+                           (routing on), live profiling (the shipped config), metrics, feedback store
+  ratchet, V2 protocol     the same server, ``POST /v2/models/<name>/infer`` (the Open Inference
+                           Protocol, a tensor per column) through ``/predict``'s code path
+  ratchet, fast path off   the same server with ``serving.fast_path: false``: the model's own
+                           ``predict_proba`` (pandas, the ColumnTransformer, torch), as the peers run it
+  mlflow models serve      ``mlflow models serve -m models:/<name>/<v> --env-manager local``: the
+                           model's pyfunc in MLflow's scoring server (uvicorn, 1 worker)
+  BentoML                  a ``@bentoml.service`` (1 worker) calling the same pyfunc on a DataFrame
+  MLServer                 MLServer's MLflow runtime on the same pyfunc (Open Inference Protocol,
+                           pandas codec, ``parallel_workers: 0``)
 
-Load: 8 closed-loop keep-alive connections, single-row requests drawn from 256 rows,
-``--seconds`` each after a 2 s warm-up on the same connections, the servers interleaved over
-``--rounds`` rounds (medians reported), from ``python -m benchmarks.loadgen`` in a process
-of its own for every server alike (``--tool wrk`` for wrk, when it is installed). That generator
-is built like wrk: asyncio on uvloop, raw HTTP/1.1, every request encoded once: ~0.1 ms of CPU
-per request (measured against the bare app: 2,850 req/s for a third of a core). The
-thread-per-connection httpx client it replaced spent ~1.1 ms per request (730 req/s for 85 % of
-a core) and, on a 2-core machine, took that CPU from the server it measured (bare FastAPI
-then showed p99 32 ms, ratchet 35 ms). All three servers are uvicorn from the same environment,
-so all get httptools and uvloop. Prints requests/s, p50 and p99 per server and ratchet / mlflow.
+BentoML and MLServer are the optional ``bench`` extra; each is skipped with a note when its
+interpreter (``--bentoml-python``, ``--mlserver-python``; default: this one) cannot import it.
+MLServer pins an older FastAPI than ratchet, and the two peers pin different OpenTelemetry
+releases, so each may live in a venv of its own that sees this one's packages after its own
+(a ``.pth`` file in it naming this venv's site-packages).
 
-Measured on a 2-core machine shared with other work, quiet at the time (median of 2 rounds):
+The same thread settings for every server: one process serving (one uvicorn worker, one BentoML
+worker, no MLServer worker pool), ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS`` and
+``OPENBLAS_NUM_THREADS`` = 1 in every server's environment (torch reads them at start: one
+intra-op thread, as ratchet's own ``serving.torch_threads: 1``), the same machine, one at a time.
 
-    mlflow models serve                  45 req/s   p50 169 ms   p99 400 ms
-    ratchet (routing 50/50, profiling)  2262 req/s   p50 3.1 ms   p99 9.1 ms
-    bare FastAPI (no model)             2833 req/s   p50 2.4 ms   p99 7.1 ms
+Load: wrk (``--tool loadgen``: ``python -m benchmarks.loadgen``, when wrk is not installed),
+8 keep-alive connections, 1 thread, a 2 s warm-up on the same server first, single-row requests
+drawn from 256 rows, and requests of 100 rows (16 distinct batches). Each server gets its own
+protocol's body for the same rows. The table: requests/s, rows/s, p50 and p99 latency, non-2xx
+answers (and socket errors), the server's CPU time per request (its process and children, from
+/proc: the figure least moved by other work on a shared machine) and requests/s as a multiple of
+the empty endpoint's in the same round. Every figure is computed in the run.
 
-ratchet / mlflow: throughput x50 (target x5); ratchet p99 9.1 ms (target 25 ms; 11.4 ms in an
-earlier run). In the canary under load (8 connections, 30 % of answers labelled) ratchet
-served 1490 req/s, p99 13 ms, no non-2xx response.
+Then, unless ``--no-canary``: a canary under load (load from a second process; the challenger,
+a copy of the champion, ramps 5-25-50-100 % and is promoted; a broken challenger, NaN weights, is
+ramped and rolled back at its first step; every non-2xx answer counted).
 
-Then a canary under load: with load running from a second process, the challenger (a copy
-of the champion) ramps 5-25-50-100 % and is promoted, then a broken challenger (NaN weights)
-is ramped and rolled back at its first step; every non-2xx response is counted.
-
-    python benchmarks/serving.py [--seconds 10] [--rounds 2] [--no-bare] [--no-canary] [--no-mlflow] [--keep]
-    python benchmarks/serving.py --families mlp,mlp_ple,tabm   # req/s per model family, against the MLP
-
-Per family (issue 23; champion only, 8 connections, 5 s, median of 3 interleaved rounds, 2 cores at a
-load average of 8 to 11; every family on the fast path, its forward pass in numpy):
-
-    mlp       2238 req/s  p99 24.0 ms
-    mlp_ple   2398 req/s  p99 16.9 ms   x1.07 of mlp
-    tabm      2145 req/s  p99 17.5 ms   x0.96 of mlp   (target: >= x0.8)
+    python benchmarks/serving.py [--seconds 10] [--rounds 2] [--only empty,ratchet,mlflow,bentoml,mlserver]
+                                 [--bentoml-python PATH] [--mlserver-python PATH] [--tool wrk|loadgen]
+                                 [--no-canary] [--keep]
+    python benchmarks/serving.py --families mlp,mlp_ple,tabm   # req/s per model family (issue 23), against the first
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,18 +71,23 @@ from ratchet.core.files import free_port, stop_process  # noqa: E402
 
 TOKEN = "bench-t0ken"
 HOST = "127.0.0.1"
-MLFLOW, RATCHET, BARE = "mlflow models serve", "ratchet (routing 50/50, profiling)", "bare FastAPI (no model)"
-V2 = "ratchet, Open Inference Protocol (same)"
+BATCH = 100
+THREADS_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 V2_TYPES = {bool: "BOOL", int: "INT64", float: "FP64", str: "BYTES"}
 
 
-def v2_body(row: dict) -> str:
-    """The same row as an Open Inference Protocol infer request: a [1, 1] tensor per column."""
-    return json.dumps({"inputs": [{"name": k, "shape": [1, 1], "datatype": V2_TYPES[type(v)], "data": [v]}
-                                  for k, v in row.items()]})
+def v2_body(rows: list[dict], pandas_codec: bool = False) -> str:
+    """The rows as an Open Inference Protocol infer request: one [n] tensor per column (MLServer's
+    pandas codec when ``pandas_codec``; ratchet reads either)."""
+    cols = list(rows[0])
+    body: dict = {"inputs": [{"name": k, "shape": [len(rows)], "datatype": V2_TYPES[type(rows[0][k])],
+                              "data": [r[k] for r in rows]} for k in cols]}
+    if pandas_codec:
+        body["parameters"] = {"content_type": "pd"}
+    return json.dumps(body)
 
 
-def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180.0) -> None:
+def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 240.0, method: str = "GET") -> None:
     import httpx
 
     deadline = time.monotonic() + timeout
@@ -89,7 +95,7 @@ def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180.
         if proc.poll() is not None:
             raise RuntimeError(f"{url}: process exited ({proc.returncode}); see {log}:\n{log.read_text()[-2000:]}")
         try:
-            if httpx.get(url, timeout=2).status_code == 200:
+            if httpx.request(method, url, timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -144,9 +150,28 @@ def build_home(home: Path, family: str | None = None) -> tuple[object, list[dict
 
 
 # ---------------------------------------------------------------- load
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and all its children, alive now."""
+    import psutil
+
+    try:
+        procs = [psutil.Process(pid)]
+        procs += procs[0].children(recursive=True)
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
 def wrk_load(url: str, bodies: list[str], seconds: float, connections: int, tmp: Path) -> dict:
     script = tmp / "bodies.lua"
-    lua_bodies = ",\n".join("[[" + b + "]]" for b in bodies)
+    lua_bodies = ",\n".join("[==[" + b + "]==]" for b in bodies)
     script.write_text(textwrap.dedent("""
         wrk.method = "POST"
         wrk.headers["Content-Type"] = "application/json"
@@ -158,7 +183,7 @@ def wrk_load(url: str, bodies: list[str], seconds: float, connections: int, tmp:
         end
     """) % lua_bodies)
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "--latency", "-s", str(script), url],
+        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script), url],
         capture_output=True, text=True, timeout=seconds + 60,
     ).stdout
 
@@ -178,54 +203,244 @@ def wrk_load(url: str, bodies: list[str], seconds: float, connections: int, tmp:
         "p50_ms": ms("50"),
         "p99_ms": ms("99"),
         "non_2xx": (int(non2xx[1]) if non2xx else 0) + (sum(int(x) for x in sock.groups()) if sock else 0),
-        "tool": "wrk",
     }
 
 
-def loadgen_load(url: str, bodies: list[str], seconds: float, connections: int, tmp: Path,
-                 warmup: float = 2.0) -> dict:
-    """The same load from ``python -m benchmarks.loadgen`` in a process of its own (asyncio
-    with uvloop, raw keep-alive HTTP/1.1, requests encoded once: a few per cent of one core at
-    these rates), ``warmup`` seconds first on the same connections, not counted."""
+def loadgen_load(url: str, bodies: list[str], seconds: float, connections: int, tmp: Path) -> dict:
+    """The same load from ``python -m benchmarks.loadgen`` in a process of its own."""
     bodies_file, out = tmp / "bodies.jsonl", tmp / "load.json"
     bodies_file.write_text("\n".join(bodies) + "\n")
     out.unlink(missing_ok=True)
     subprocess.run(
         [sys.executable, "-m", "benchmarks.loadgen", "--url", url, "--bodies", str(bodies_file),
-         "--connections", str(connections), "--duration", str(seconds), "--warmup", str(warmup),
-         "--out", str(out)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, check=True, timeout=seconds + warmup + 120,
+         "--connections", str(connections), "--duration", str(seconds), "--out", str(out)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, check=True, timeout=seconds + 120,
     )
     r = json.loads(out.read_text())
-    return {**r, "tool": "benchmarks.loadgen"}
+    return {k: r[k] for k in ("requests", "requests_per_s", "p50_ms", "p99_ms")} | {
+        "non_2xx": (r.get("non_2xx") or 0) + (r.get("transport_errors") or 0)}
 
 
-def measure(url: str, bodies: list[str], seconds: float, connections: int, tmp: Path, tool: str) -> dict:
-    if tool == "wrk":
-        wrk_load(url, bodies, 2, connections, tmp)  # warm-up
-        return wrk_load(url, bodies, seconds, connections, tmp)
-    return loadgen_load(url, bodies, seconds, connections, tmp)
+def measure(server: Server, bodies: list[str], seconds: float, connections: int, tmp: Path, tool: str) -> dict:
+    """Warm-up (2 s, not counted), then ``seconds`` of load; adds the server's CPU per request."""
+    load = wrk_load if tool == "wrk" else loadgen_load
+    load(server.url, bodies, 2, connections, tmp)
+    cpu0 = _cpu_seconds(server.proc.pid)
+    r = load(server.url, bodies, seconds, connections, tmp)
+    cpu = _cpu_seconds(server.proc.pid) - cpu0
+    r["cpu_us_per_request"] = cpu / r["requests"] * 1e6 if r["requests"] else None
+    return r
 
 
 # ---------------------------------------------------------------- servers
-BARE_APP = """
-import uvicorn
-from fastapi import FastAPI, Request
-app = FastAPI()
-@app.post("/predict")
-async def predict(request: Request):
-    body = await request.json()
-    return {"predictions": [0], "model_version": "1", "echo": len(body)}
-uvicorn.run(app, host="127.0.0.1", port=%d, log_level="warning", access_log=False)
+EMPTY_APP = """
+import sys, uvicorn
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    more = True
+    while more:
+        message = await receive()
+        more = message.get("more_body", False)
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": b'{"predictions":[0]}'})
+
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
+"""
+
+BENTO_SERVICE = """
+import os
+
+import bentoml
+import mlflow.pyfunc
+import pandas as pd
+
+
+@bentoml.service(workers=1)
+class Champion:
+    def __init__(self) -> None:
+        self.model = mlflow.pyfunc.load_model(os.environ["BENCH_MODEL_PATH"])
+
+    @bentoml.api
+    def predict(self, rows: list[dict]) -> list:
+        return self.model.predict(pd.DataFrame(rows))["prediction"].tolist()
 """
 
 
-def start(cmd: list[str], env: dict, log: Path, ready_url: str) -> subprocess.Popen:
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=open(log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
-    wait_http(ready_url, proc, log)
+@dataclass
+class Server:
+    name: str
+    proc: subprocess.Popen
+    url: str  # where the load goes
+    single: list[str]  # request bodies, one row each
+    batch: list[str]  # request bodies, BATCH rows each
+    runs: dict[str, list[dict]] = field(default_factory=lambda: {"single": [], "batch": []})
+
+
+def start(cmd: list[str], env: dict, log: Path, ready_url: str, cwd: Path = ROOT, method: str = "GET") -> subprocess.Popen:
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=open(log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    try:
+        wait_http(ready_url, proc, log, method=method)
+    except Exception:
+        stop(proc)
+        raise
     return proc
 
 
+def _imports(python: str, module: str) -> bool:
+    return subprocess.run([python, "-c", f"import {module}"], capture_output=True).returncode == 0
+
+
+def start_servers(args, ctx, versions: dict, rows: list[dict], tmp: Path, env: dict) -> tuple[list[Server], list[str]]:
+    """Every server asked for, in table order; notes for the ones skipped."""
+    import httpx
+    import mlflow
+
+    bin_dir = Path(sys.executable).parent
+    only = set(args.only.split(",")) if args.only else None
+    want = lambda key: only is None or key in only  # noqa: E731
+    batches = [rows[(i * 37) % len(rows):][:BATCH] or rows[:BATCH] for i in range(16)]
+    batches = [b if len(b) == BATCH else (b + rows)[:BATCH] for b in batches]
+    ratchet_single = [json.dumps({"row": r}) for r in rows]
+    ratchet_batch = [json.dumps({"rows": b}) for b in batches]
+    servers: list[Server] = []
+    notes: list[str] = []
+    model_uri = f"models:/{ctx.cfg.model_name}/{versions['v1']}"
+
+    def add(name: str, cmd: list[str], ready: str, url: str, single: list[str], batch: list[str],
+            server_env: dict | None = None, cwd: Path = ROOT, log: str = "", method: str = "GET") -> None:
+        print(f"  starting {name} ...", flush=True)
+        proc = start(cmd, server_env or env, tmp / f"{log or name.split()[0].lower()}.log", ready, cwd, method)
+        servers.append(Server(name, proc, url, single, batch))
+
+    if want("empty"):
+        port = free_port()
+        add("empty uvicorn endpoint", [sys.executable, "-c", EMPTY_APP, str(port)], f"http://{HOST}:{port}/",
+            f"http://{HOST}:{port}/predict", ratchet_single, ratchet_batch, log="empty", method="POST")
+    if want("ratchet"):
+        for fast in (True, False):
+            port = free_port()
+            run_env = dict(env)
+            if not fast:  # its own serving folder (traffic file, profiles), the same registry
+                home = tmp / "home-no-fast-path"
+                override = tmp / "no-fast-path.yaml"
+                override.write_text("serving:\n  fast_path: false\n")
+                run_env |= {"RATCHET_HOME": str(home), "RATCHET_MLFLOW_TRACKING_URI": env["MLFLOW_TRACKING_URI"],
+                            "RATCHET_CONFIG": os.pathsep.join([env["RATCHET_CONFIG"], str(override)])}
+            url = f"http://{HOST}:{port}"
+            add(f"ratchet, fast path{'' if fast else ' off'}", [sys.executable, "-m", "ratchet.serving", "--port", str(port)],
+                f"{url}/ready", f"{url}/predict", ratchet_single, ratchet_batch, run_env,
+                log=f"ratchet{'' if fast else '-no-fast-path'}")
+            headers = {"Authorization": f"Bearer {TOKEN}"}
+            httpx.put(f"{url}/admin/traffic", json={"challenger_share": 0.5}, headers=headers).raise_for_status()
+            health = httpx.get(f"{url}/health").json()
+            stats = httpx.get(f"{url}/stats").json()
+            assert health["challenger"] == versions["v2"], health
+            assert all(stats["fast_path"].values()) is fast, stats["fast_path"]  # what the row's name says
+            if fast:  # the same server and rows under the Open Inference Protocol
+                servers.append(Server("ratchet, V2 protocol", servers[-1].proc,
+                                      f"{url}/v2/models/{ctx.cfg.model_name}/infer",
+                                      [v2_body([r]) for r in rows], [v2_body(b) for b in batches]))
+    if want("mlflow"):
+        port = free_port()
+        add("mlflow models serve", [str(bin_dir / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager",
+                                    "local", "-h", HOST, "-p", str(port), "-w", "1"],
+            f"http://{HOST}:{port}/ping", f"http://{HOST}:{port}/invocations",
+            [json.dumps({"dataframe_records": [r]}) for r in rows],
+            [json.dumps({"dataframe_records": b}) for b in batches], log="mlflow")
+    model_path = None
+    if want("bentoml") or want("mlserver"):
+        mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+        model_path = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(tmp / "model")))
+    peer_env = {**env, "BENCH_MODEL_PATH": str(model_path)}
+    if want("bentoml"):
+        peers_python = args.bentoml_python or sys.executable
+        if _imports(peers_python, "bentoml"):
+            port = free_port()
+            (tmp / "bento").mkdir(exist_ok=True)
+            (tmp / "bento" / "service.py").write_text(BENTO_SERVICE)
+            add("BentoML", [peers_python, "-m", "bentoml", "serve", "service:Champion", "--host", HOST, "--port",
+                            str(port)],
+                f"http://{HOST}:{port}/readyz", f"http://{HOST}:{port}/predict",
+                [json.dumps({"rows": [r]}) for r in rows], [json.dumps({"rows": b}) for b in batches],
+                {**peer_env, "BENTOML_DO_NOT_TRACK": "True"}, cwd=tmp / "bento", log="bentoml")
+        else:
+            notes.append(f"BentoML skipped: not importable by {peers_python} (pip install 'ratchet[bench]')")
+    if want("mlserver"):
+        peers_python = args.mlserver_python or sys.executable
+        if _imports(peers_python, "mlserver_mlflow"):
+            port = free_port()
+            folder = tmp / "mlserver"
+            (folder / "champion").mkdir(parents=True, exist_ok=True)
+            (folder / "settings.json").write_text(json.dumps({
+                "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(),
+                "parallel_workers": 0, "debug": False}))
+            (folder / "champion" / "model-settings.json").write_text(json.dumps({
+                "name": "champion", "implementation": "mlserver_mlflow.MLflowRuntime",
+                "parameters": {"uri": str(model_path)}}))
+            add("MLServer", [str(Path(peers_python).parent / "mlserver"), "start", str(folder)],
+                f"http://{HOST}:{port}/v2/models/champion/ready", f"http://{HOST}:{port}/v2/models/champion/infer",
+                [v2_body([r], pandas_codec=True) for r in rows], [v2_body(b, pandas_codec=True) for b in batches],
+                peer_env, cwd=folder, log="mlserver")
+        else:
+            notes.append(f"MLServer skipped: mlserver_mlflow not importable by {peers_python} "
+                         "(pip install 'ratchet[bench]', in a venv of its own: it pins an older FastAPI)")
+    return servers, notes
+
+
+def _check_answers(servers: list[Server]) -> None:
+    """Every server answers one of its single-row and batch bodies with 200 before it is measured."""
+    import httpx
+
+    for s in servers:
+        for body in (s.single[0], s.batch[0]):
+            r = httpx.post(s.url, content=body, headers={"Content-Type": "application/json"}, timeout=60)
+            if r.status_code != 200:
+                raise RuntimeError(f"{s.name}: {r.status_code} {r.text[:300]}")
+
+
+def _fmt(v: float | None, spec: str) -> str:
+    if v is None:  # right-aligned in the column's width
+        return format("-", ">" + spec.split(".")[0].rstrip("df"))
+    return format(v, spec)
+
+
+def print_table(servers: list[Server], rounds: int, tool: str) -> None:
+    empty = next((s for s in servers if s.name.startswith("empty")), None)
+
+    def med(s: Server, kind: str, key: str) -> float | None:
+        vals = [r[key] for r in s.runs[kind] if r.get(key) is not None]
+        return statistics.median(vals) if vals else None
+
+    def ratio(s: Server, kind: str) -> float | None:
+        if empty is None or not empty.runs[kind]:
+            return None  # each round's requests/s over the empty endpoint's in the same round, then the median
+        return statistics.median(a["requests_per_s"] / b["requests_per_s"]
+                                 for a, b in zip(s.runs[kind], empty.runs[kind], strict=True) if b["requests_per_s"])
+
+    head = (f"{'server':24s} | {'req/s':>7s} {'p50 ms':>7s} {'p99 ms':>7s} {'non2xx':>6s} {'cpu us':>7s} {'x empty':>7s}"
+            f" | {'req/s':>6s} {'rows/s':>7s} {'p50 ms':>7s} {'p99 ms':>7s} {'non2xx':>6s} {'cpu us':>7s} {'x empty':>7s}")
+    print(f"\nmedian of {rounds} round(s), {tool}, 8 connections; cpu us: the server's CPU time per request\n")
+    print(f"{'':24s} | {'single row':^50s} | {f'batches of {BATCH} rows':^56s}")
+    print(head)
+    print("-" * len(head))
+    for s in servers:
+        cells = []
+        for kind in ("single", "batch"):
+            rps = med(s, kind, "requests_per_s")
+            cells.append(
+                f"{_fmt(rps, '7.0f' if kind == 'single' else '6.0f')} "
+                + (f"{_fmt(rps * BATCH if rps is not None else None, '7.0f')} " if kind == "batch" else "")
+                + f"{_fmt(med(s, kind, 'p50_ms'), '7.2f')} {_fmt(med(s, kind, 'p99_ms'), '7.2f')} "
+                f"{_fmt(med(s, kind, 'non_2xx'), '6.0f')} {_fmt(med(s, kind, 'cpu_us_per_request'), '7.0f')} "
+                f"{_fmt(ratio(s, kind), '7.3f')}"
+            )
+        print(f"{s.name:24s} | {cells[0]} | {cells[1]}")
+
+
+# ---------------------------------------------------------------- canary
 def canary_under_load(ctx, url: str, rows: list[dict], labels: list[int], versions: dict, tmp: Path) -> dict:
     """Ramp and promote v2, then ramp v3 (broken) and roll it back, under load from a second process."""
     from ratchet.core.config import CanaryConfig
@@ -280,16 +495,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=2, help="each server this many times, interleaved")
-    ap.add_argument("--no-bare", action="store_true", help="skip the bare FastAPI ceiling")
+    ap.add_argument("--only", default=None, help="comma-separated: empty,ratchet,mlflow,bentoml,mlserver")
+    ap.add_argument("--bentoml-python", default=None, help="the interpreter that runs BentoML (default: this one)")
+    ap.add_argument("--mlserver-python", default=None, help="the interpreter that runs MLServer (default: this one)")
     ap.add_argument("--no-canary", action="store_true", help="skip the canary-under-load part")
-    ap.add_argument("--no-mlflow", action="store_true", help="skip mlflow models serve (ratchet's two protocols only)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary home")
-    ap.add_argument("--tool", choices=("loadgen", "wrk"), default="loadgen",
-                    help="load generator for every server alike (wrk: when installed)")
+    ap.add_argument("--tool", choices=("wrk", "loadgen"), default="wrk" if shutil.which("wrk") else "loadgen",
+                    help="load generator for every server alike (default: wrk when installed)")
     ap.add_argument("--families", default="",
                     help="only ratchet's /predict, one server per model family (e.g. mlp,mlp_ple,tabm), interleaved; "
                     "req/s and p99 per family and against the first")
     args = ap.parse_args(argv)
+    if args.tool == "wrk" and not shutil.which("wrk"):
+        ap.error("wrk is not installed (apt-get install wrk), or use --tool loadgen")
     if args.families:
         return families_main(args, [f for f in args.families.split(",") if f])
 
@@ -298,6 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     bin_dir = Path(sys.executable).parent
     env = {
         **os.environ,
+        **THREADS_ENV,
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         "RATCHET_HOME": str(home),
         "RATCHET_CONFIG": str(ROOT / "ratchet" / "configs" / "ratchet.yaml"),
@@ -309,93 +528,52 @@ def main(argv: list[str] | None = None) -> int:
     env.pop("RATCHET_API_KEY", None)
     print(f"building a model in {home} ...", flush=True)
     ctx, rows, labels, versions = build_home(home)
-    ratchet_bodies = [json.dumps({"row": r}) for r in rows]
-    mlflow_bodies = [json.dumps({"dataframe_records": [r]}) for r in rows]
-    if args.tool == "wrk" and not shutil.which("wrk"):
-        ap.error("wrk is not installed")
-    tool = "wrk" if args.tool == "wrk" else "benchmarks.loadgen (asyncio + uvloop, raw HTTP/1.1, own process)"
-    print(f"load: {args.connections} closed-loop connections, single-row requests, {args.seconds:.0f} s each "
-          f"after a 2 s warm-up, {tool}\n")
-
-    procs: list[subprocess.Popen] = []
+    servers: list[Server] = []
     try:
-        import httpx
-
-        targets: dict[str, tuple[str, list[str]]] = {}
-        if not args.no_mlflow:
-            port = free_port()
-            procs.append(start(
-                [str(bin_dir / "mlflow"), "models", "serve", "-m", f"models:/{ctx.cfg.model_name}/{versions['v1']}",
-                 "--env-manager", "local", "-h", HOST, "-p", str(port)],
-                env, tmp / "mlflow.log", f"http://{HOST}:{port}/ping",
-            ))
-            targets[MLFLOW] = (f"http://{HOST}:{port}/invocations", mlflow_bodies)
-        port = free_port()
-        procs.append(start([sys.executable, "-m", "ratchet.serving", "--port", str(port)], env,
-                           tmp / "ratchet.log", f"http://{HOST}:{port}/ready"))
-        url = f"http://{HOST}:{port}"
-        targets[RATCHET] = (f"{url}/predict", ratchet_bodies)
-        # the same rows, the same server, under the Open Inference Protocol (target: >= 0.8x /predict's req/s)
-        targets[V2] = (f"{url}/v2/models/{ctx.cfg.model_name}/infer", [v2_body(r) for r in rows])
-        admin_headers = {"Authorization": f"Bearer {TOKEN}"}
-        httpx.put(f"{url}/admin/traffic", json={"challenger_share": 0.5}, headers=admin_headers).raise_for_status()
-        health = httpx.get(f"{url}/health").json()
-        assert health["challenger"] == versions["v2"], health
-        if not args.no_bare:
-            port = free_port()
-            procs.append(start([sys.executable, "-c", BARE_APP % port], env, tmp / "bare.log",
-                               f"http://{HOST}:{port}/docs"))
-            targets[BARE] = (f"http://{HOST}:{port}/predict", ratchet_bodies)
-
-        # rounds interleave the servers, so a change in the machine's background load hits all of them
-        runs: dict[str, list[dict]] = {name: [] for name in targets}
-        print(f"{'round':5s} {'server':38s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'non-2xx':>8s}")
+        servers, notes = start_servers(args, ctx, versions, rows, tmp, env)
+        _check_answers(servers)
+        print(f"\nload: {args.tool}, {args.connections} connections, {args.seconds:.0f} s per measurement after a 2 s "
+              f"warm-up; threads: {', '.join(f'{k}={v}' for k, v in THREADS_ENV.items())} in every server, "
+              "one serving process each\n")
+        print(f"{'round':5s} {'server':24s} {'rows':>5s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'non-2xx':>8s} "
+              f"{'cpu us':>7s}")
         for rnd in range(1, args.rounds + 1):
-            for name, (target, bodies) in targets.items():
-                r = measure(target, bodies, args.seconds, args.connections, tmp, args.tool)
-                runs[name].append(r)
-                print(f"{rnd:<5d} {name:38s} {r['requests_per_s']:8.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
-                      f"{r['non_2xx']:8d}", flush=True)
-            rt = runs[RATCHET][-1]
-            if MLFLOW in runs:
-                m = runs[MLFLOW][-1]
-                print(f"      ratchet / mlflow this round: throughput x{rt['requests_per_s'] / m['requests_per_s']:.2f}")
-            print(f"      V2 / /predict this round: throughput x{runs[V2][-1]['requests_per_s'] / rt['requests_per_s']:.2f}")
-        med = {name: {k: statistics.median(r[k] for r in rs) for k in ("requests_per_s", "p50_ms", "p99_ms")}
-               for name, rs in runs.items()}
-        print(f"\nmedian of {args.rounds} rounds:")
-        for name, r in med.items():
-            print(f"      {name:38s} {r['requests_per_s']:8.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f}")
-        rt = med[RATCHET]
-        if MLFLOW in med:
-            m = med[MLFLOW]
-            print(f"\nratchet / mlflow: throughput x{rt['requests_per_s'] / m['requests_per_s']:.2f}, "
-                  f"p99 x{rt['p99_ms'] / m['p99_ms']:.3f}   (target: throughput >= x5, ratchet p99 <= 25 ms)")
-        print(f"Open Inference Protocol / /predict: throughput x{med[V2]['requests_per_s'] / rt['requests_per_s']:.2f}, "
-              f"p99 x{med[V2]['p99_ms'] / rt['p99_ms']:.2f}   (target: throughput >= x0.8)")
-        if BARE in med:
-            print(f"ratchet / bare FastAPI: throughput x{rt['requests_per_s'] / med[BARE]['requests_per_s']:.2f}, "
-                  f"p99 x{rt['p99_ms'] / med[BARE]['p99_ms']:.2f}")
-        stats = httpx.get(f"{url}/stats").json()
-        print(f"ratchet requests by version: { {v: s['requests'] for v, s in stats['versions'].items()} }, "
-              f"fast path: {stats.get('fast_path')}")
-        httpx.put(f"{url}/admin/traffic", json={"challenger_share": 0.0}, headers=admin_headers).raise_for_status()
+            for s in servers:
+                for kind, bodies in (("single", s.single), ("batch", s.batch)):
+                    r = measure(s, bodies, args.seconds, args.connections, tmp, args.tool)
+                    s.runs[kind].append(r)
+                    print(f"{rnd:<5d} {s.name:24s} {1 if kind == 'single' else BATCH:5d} {r['requests_per_s']:8.0f} "
+                          f"{_fmt(r['p50_ms'], '8.2f')} {_fmt(r['p99_ms'], '8.2f')} {r['non_2xx']:8d} "
+                          f"{_fmt(r['cpu_us_per_request'], '7.0f')}", flush=True)
+        print_table(servers, args.rounds, args.tool)
+        for note in notes:
+            print(note)
+        fast = next((s for s in servers if s.name == "ratchet, fast path"), None)
+        if fast is not None:
+            import httpx
 
-        if not args.no_canary:
-            print("\ncanary under load (ramp 5-25-50-100 % and promote; then a broken challenger, rolled back) ...",
-                  flush=True)
-            c = canary_under_load(ctx, url, rows, labels, versions, tmp)
-            for o in c["outcomes"]:
-                print(f"  v{o['challenger']}: {o['action']} {o['steps']}"
-                      + (f" - {'; '.join(o['reason'])[:160]}" if o.get("reason") else ""))
-            ld = c["load"]
-            print(f"  load during the canaries ({c['seconds']} s): {ld['requests']} requests, "
-                  f"{ld['requests_per_s']} req/s, non-2xx {ld['non_2xx']}, transport errors "
-                  f"{ld['transport_errors'] or 0}, feedback non-2xx {ld['feedback_non_2xx']}, "
-                  f"p99 {ld['p99_ms']} ms, by version {ld['by_version']}")
+            stats = httpx.get(fast.url.replace("/predict", "/stats")).json()
+            print(f"ratchet, fast path: requests by version {({v: s['requests'] for v, s in stats['versions'].items()})}")
+            if not args.no_canary:
+                print("\ncanary under load (ramp 5-25-50-100 % and promote; then a broken challenger, rolled back) ...",
+                      flush=True)
+                url = fast.url.removesuffix("/predict")
+                import httpx
+
+                httpx.put(f"{url}/admin/traffic", json={"challenger_share": 0.0},
+                          headers={"Authorization": f"Bearer {TOKEN}"}).raise_for_status()
+                c = canary_under_load(ctx, url, rows, labels, versions, tmp)
+                for o in c["outcomes"]:
+                    print(f"  v{o['challenger']}: {o['action']} {o['steps']}"
+                          + (f" - {'; '.join(o['reason'])[:160]}" if o.get("reason") else ""))
+                ld = c["load"]
+                print(f"  load during the canaries ({c['seconds']} s): {ld['requests']} requests, "
+                      f"{ld['requests_per_s']} req/s, non-2xx {ld['non_2xx']}, transport errors "
+                      f"{ld['transport_errors'] or 0}, feedback non-2xx {ld['feedback_non_2xx']}, "
+                      f"p99 {ld['p99_ms']} ms, by version {ld['by_version']}")
     finally:
-        for p in procs:
-            stop(p)
+        for s in servers:
+            stop(s.proc)
         if args.keep:
             print(f"kept {tmp}")
         else:
@@ -410,12 +588,12 @@ def families_main(args, families: list[str]) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="ratchet-bench-families-"))
     bin_dir = Path(sys.executable).parent
     procs: list[subprocess.Popen] = []
-    targets: dict[str, tuple[str, list[str]]] = {}
+    targets: dict[str, Server] = {}
     try:
         for fam in families:
             home = tmp / fam / "home"
             env = {
-                **os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+                **os.environ, **THREADS_ENV, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
                 "RATCHET_HOME": str(home), "RATCHET_CONFIG": str(ROOT / "ratchet" / "configs" / "ratchet.yaml"),
                 "RATCHET_ADMIN_TOKEN": TOKEN, "MLFLOW_TRACKING_URI": f"sqlite:///{(home / 'mlflow.db').resolve()}",
                 "WHYLOGS_NO_ANALYTICS": "True", "PYTHONPATH": str(ROOT),
@@ -426,21 +604,22 @@ def families_main(args, families: list[str]) -> int:
             port = free_port()
             procs.append(start([sys.executable, "-m", "ratchet.serving", "--port", str(port)], env,
                                tmp / f"{fam}.log", f"http://{HOST}:{port}/ready"))
-            targets[fam] = (f"http://{HOST}:{port}", [json.dumps({"row": r}) for r in rows])
+            targets[fam] = Server(fam, procs[-1], f"http://{HOST}:{port}/predict",
+                                  [json.dumps({"row": r}) for r in rows], [])
         runs: dict[str, list[dict]] = {f: [] for f in families}
         print(f"\n{args.connections} connections, single-row /predict, {args.seconds:.0f} s each, champion only")
         print(f"{'round':5s} {'family':10s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'non-2xx':>8s}")
         for rnd in range(1, args.rounds + 1):
-            for fam, (url, bodies) in targets.items():
-                r = measure(f"{url}/predict", bodies, args.seconds, args.connections, tmp, args.tool)
+            for fam, server in targets.items():
+                r = measure(server, server.single, args.seconds, args.connections, tmp, args.tool)
                 runs[fam].append(r)
                 print(f"{rnd:<5d} {fam:10s} {r['requests_per_s']:8.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
                       f"{r['non_2xx']:8d}", flush=True)
         base = families[0]
         med = {f: {k: statistics.median(r[k] for r in rs) for k in ("requests_per_s", "p99_ms")} for f, rs in runs.items()}
         print(f"\nmedian of {args.rounds} rounds (target: each family's req/s >= 0.8x {base}'s):")
-        for fam, (url, _) in targets.items():
-            fast = httpx.get(f"{url}/stats").json().get("fast_path")
+        for fam, server in targets.items():
+            fast = httpx.get(server.url.replace("/predict", "/stats")).json().get("fast_path")
             print(f"      {fam:10s} {med[fam]['requests_per_s']:8.0f} req/s  p99 {med[fam]['p99_ms']:6.2f} ms  "
                   f"x{med[fam]['requests_per_s'] / med[base]['requests_per_s']:.2f} of {base}  fast path: {fast}")
     finally:

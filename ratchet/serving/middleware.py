@@ -1,10 +1,11 @@
 """The ASGI layer around the FastAPI app, and what every route shares below it.
 
-* :class:`ObserveMiddleware`, the outermost layer: a request id and ``X-Model-Version`` on
-  every response, request count/latency/errors per route and version, any unhandled
-  exception as a JSON 500; the routes in its ``direct`` table (``POST /predict``) it answers
-  itself, without FastAPI's router and dependency layer (which cost more than a single-row
-  prediction);
+* :class:`ObserveMiddleware`: a request id and ``X-Model-Version`` on every response, request
+  count/latency/errors per route and version, any unhandled exception as a JSON 500; the routes
+  in its ``direct`` table (``POST /predict``, the V2 infer) it answers itself
+  (:meth:`~ObserveMiddleware.serve_direct`, which the app calls before FastAPI's middleware,
+  router and dependency layers: on a single-row prediction they cost more than the model);
+* :class:`RequestHeaders`: a request's headers parsed once;
 * :class:`Auth`: the API key (``X-API-Key``) and the admin token (``Authorization: Bearer``);
   :func:`check_bind`, the admin routes never open on a network;
 * :func:`read_json_body`: a JSON body read straight from ASGI ``receive``, with ratchet's
@@ -22,7 +23,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import MutableHeaders
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 
@@ -51,10 +52,46 @@ def request_id_of(scope: dict) -> str | None:
     return scope.get("state", {}).get("request_id")
 
 
+class RequestHeaders:
+    """A request's headers read once into a dict (ASGI gives lower-case names): ``get`` as
+    starlette's ``Headers.get``, without its scan of the whole list at every look-up. A name sent
+    twice keeps its first value, as ``Headers.get`` does."""
+
+    __slots__ = ("_d",)
+
+    def __init__(self, raw: list) -> None:
+        d: dict[bytes, bytes] = {}
+        for name, value in raw:
+            d.setdefault(name, value)
+        self._d = d
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        v = self._d.get(name.encode("latin-1"))
+        return default if v is None else v.decode("latin-1")
+
+    def __contains__(self, name: str) -> bool:
+        return name.encode("latin-1") in self._d
+
+
+def headers_of(scope: dict) -> RequestHeaders:
+    """The request's headers, parsed once per request (kept in the scope's state)."""
+    state = scope.setdefault("state", {})
+    h = state.get("headers")
+    if h is None:
+        h = state["headers"] = RequestHeaders(scope["headers"])
+    return h
+
+
+def _request_id(headers: RequestHeaders) -> str:
+    sent = headers.get("x-request-id")
+    return sent if sent is not None and _REQUEST_ID_RE.match(sent) else new_request_id()
+
+
 class ObserveMiddleware:
     """Request id on every response; request count/latency/errors per route and version;
     any unhandled exception becomes a JSON 500 (the service keeps serving). Routes in ``direct``
-    are answered here."""
+    are answered by :meth:`serve_direct`, which the app calls before FastAPI's own stack
+    (``ratchet.serving.app``); the middleware answers them too when it is reached first."""
 
     def __init__(self, app, runtime: ServingRuntime, direct: dict[tuple[str, str], DirectRoute] | None = None):
         self.app = app
@@ -67,9 +104,10 @@ class ObserveMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         direct = self.direct.get((scope["method"], scope["path"]))
-        sent = Headers(scope=scope).get("x-request-id")
-        rid = sent if sent is not None and _REQUEST_ID_RE.match(sent) else new_request_id()
-        state = scope.setdefault("state", {})
+        if direct is not None:
+            return await self.serve_direct(scope, receive, send, direct)
+        rid = _request_id(headers_of(scope))
+        state = scope["state"]
         state["request_id"] = rid
         status = [500, False]
 
@@ -80,36 +118,81 @@ class ObserveMiddleware:
                 if "x-request-id" not in headers:
                     headers["X-Request-ID"] = rid
                 if "x-model-version" not in headers:  # the version that answered, else the champion
-                    version = state.get("model_version")
-                    if version is None:
-                        champion = self.runtime.snapshot.champion
-                        version = champion.version if champion is not None else "none"
-                    headers["X-Model-Version"] = version
+                    headers["X-Model-Version"] = self._version(state)
             await send(message)
 
         t0 = time.perf_counter()
         try:
-            if direct is not None:
-                response = await direct(scope, receive)
-                await response(scope, receive, send_wrapper)
-            else:
-                await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive, send_wrapper)
         except Exception:
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
-            if not status[1]:
-                resp = JSONResponse(
-                    {"detail": "internal error", "request_id": rid},
-                    status_code=500,
-                    headers={"X-Request-ID": rid},
-                )
-                await resp(scope, receive, send)
             status[0] = 500
+            if not status[1]:
+                await self._internal_error(scope, receive, send, rid)
         finally:
             route = scope.get("route")
-            path = scope["path"] if direct is not None else getattr(route, "path", None) or "other"
+            path = getattr(route, "path", None) or "other"
             self.runtime.metrics.observe_request(
                 path, scope.get("method", ""), status[0], state.get("model_version"), time.perf_counter() - t0
             )
+
+    async def serve_direct(self, scope, receive, send, route: DirectRoute) -> None:
+        """A direct route: its response (a complete body, as every direct route gives) is sent
+        with two ASGI messages and the request id and model version added to its raw headers,
+        with no wrapper around ``send``."""
+        t0 = time.perf_counter()
+        state = scope.get("state")
+        if state is None:
+            state = scope["state"] = {}
+        h = state.get("headers")
+        if h is None:
+            h = state["headers"] = RequestHeaders(scope["headers"])
+        rid = state["request_id"] = _request_id(h)
+        status = 500
+        started = False
+        background = None
+        try:
+            response = await route(scope, receive)
+            status = response.status_code
+            background = response.background
+            raw = response.raw_headers
+            names = {name for name, _ in raw}
+            if b"x-request-id" not in names:
+                raw.append((b"x-request-id", rid.encode("latin-1")))
+            if b"x-model-version" not in names:
+                raw.append((b"x-model-version", self._version(state).encode("latin-1")))
+            started = True
+            await send({"type": "http.response.start", "status": status, "headers": raw})
+            await send({"type": "http.response.body", "body": response.body})
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            status = 500
+            if not started:
+                await self._internal_error(scope, receive, send, rid)
+        finally:
+            self.runtime.metrics.observe_request(
+                scope["path"], scope["method"], status, state.get("model_version"), time.perf_counter() - t0
+            )
+        if background is not None:  # after the answer is out (a shadow prediction): not in its latency
+            try:
+                await background()
+            except Exception:
+                log.exception("background work after %s %s failed", scope.get("method"), scope.get("path"))
+
+    def _version(self, state: dict) -> str:
+        """The version that answered, else the loaded champion's, else ``none``."""
+        version = state.get("model_version")
+        if version is None:
+            champion = self.runtime.snapshot.champion
+            version = champion.version if champion is not None else "none"
+        return version
+
+    @staticmethod
+    async def _internal_error(scope, receive, send, rid: str) -> None:
+        resp = JSONResponse(
+            {"detail": "internal error", "request_id": rid}, status_code=500, headers={"X-Request-ID": rid}
+        )
+        await resp(scope, receive, send)
 
 
 # ---------------------------------------------------------------- credentials
@@ -128,12 +211,12 @@ class Auth:
         self.api_key = api_key or None
         self.admin_token = admin_token or None
 
-    def check_api_key(self, headers: Headers) -> None:
+    def check_api_key(self, headers) -> None:
         """``/predict`` and ``/feedback``: ``X-API-Key``."""
         if self.api_key:
             _check_secret(headers.get("x-api-key"), self.api_key, "API key (X-API-Key header)")
 
-    def check_admin(self, headers: Headers) -> None:
+    def check_admin(self, headers) -> None:
         """``/admin/*``: ``Authorization: Bearer <admin token>``."""
         if not self.admin_token:
             return
@@ -165,7 +248,7 @@ def check_bind(host: str, admin_token: str | None) -> None:
 
 
 # ---------------------------------------------------------------- bodies and errors
-async def read_json_body(headers: Headers, receive, limit: int, untyped_ok: bool = False) -> object:
+async def read_json_body(headers, receive, limit: int, untyped_ok: bool = False) -> object:
     """The request's JSON body, read straight from the ASGI ``receive`` (4xx as RequestError).
     ``untyped_ok``: a body without a Content-Type is read as JSON (the Open Inference Protocol's
     clients, tritonclient among them, send none)."""

@@ -223,6 +223,8 @@ class LiveProfiler:
         self._buf: list[tuple] = []
         self._names: dict[int, tuple] = {}
         self._pending = 0
+        self._lock = threading.Lock()  # _buf, _pending, _due
+        self._due = False  # the profiler thread was woken for a full batch and has not flushed yet
         self._cond = threading.Condition()
         self._work_lock = threading.Lock()  # one profiling pass at a time
         self._store = _WindowStore(self.root, window_s)
@@ -241,7 +243,7 @@ class LiveProfiler:
         rows are kept as tuples of plain values: the garbage collector stops tracking those,
         so thousands of buffered requests add next to nothing to a full collection (the
         ValidatedBatch itself, a dozen tracked objects, would make each one scan them all)."""
-        if isinstance(inputs, pd.DataFrame):
+        if type(inputs) is pd.DataFrame or isinstance(inputs, pd.DataFrame):
             n, names, rows = len(inputs), None, inputs
         else:
             n, names = inputs.n_rows, self._names_tuple(inputs.names)
@@ -250,19 +252,31 @@ class LiveProfiler:
                 rows = (tuple([columns[c][0] for c in names]),)
             else:
                 rows = tuple(zip(*[columns[c] for c in names], strict=True)) if names else ((),) * n
-        if type(confidence) is np.ndarray and confidence.ndim == 1:
+        if type(confidence) is list:
+            conf = tuple(confidence)
+        elif type(confidence) is np.ndarray and confidence.ndim == 1:
             conf = tuple(confidence.tolist())
         else:
             conf = tuple(np.asarray(confidence, dtype=float).reshape(-1).tolist())
         item = (time.time(), version, names, rows, tuple(predictions), conf)
-        with self._cond:
+        # the hand-off: one uncontended plain Lock (the event loop, the shadow thread and worker
+        # threads all record); the profiler thread's Condition is taken only when a batch is due
+        with self._lock:
             if self._pending + n > self.max_pending_rows:
-                if self.metrics is not None:
-                    self.metrics.profile_dropped.inc(n)
-                return False
-            self._buf.append(item)
-            self._pending += n
-            if self._pending >= self.batch_rows:
+                dropped = True
+            else:
+                dropped = False
+                self._buf.append(item)
+                self._pending += n
+                wake = self._pending >= self.batch_rows and not self._due
+                if wake:
+                    self._due = True
+        if dropped:
+            if self.metrics is not None:
+                self.metrics.profile_dropped.inc(n)
+            return False
+        if wake:
+            with self._cond:
                 self._cond.notify()
         return True
 
@@ -326,7 +340,7 @@ class LiveProfiler:
         while not self._stop.is_set():
             with self._cond:
                 self._cond.wait_for(
-                    lambda: self._stop.is_set() or self._pending >= self.batch_rows, timeout=self.flush_s
+                    lambda: self._stop.is_set() or self.pending_rows >= self.batch_rows, timeout=self.flush_s
                 )
             if self._stop.is_set():
                 return
@@ -338,8 +352,8 @@ class LiveProfiler:
     def flush(self) -> list[Path]:
         """Profile everything buffered now and persist it; returns the files written."""
         with self._work_lock:
-            with self._cond:
-                items, self._buf, self._pending = self._buf, [], 0
+            with self._lock:
+                items, self._buf, self._pending, self._due = self._buf, [], 0, False
             if not items:
                 return []
             groups: dict[tuple[str, float], list] = {}

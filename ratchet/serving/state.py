@@ -14,6 +14,7 @@ without a restart).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -34,6 +35,9 @@ from ratchet.serving.traffic_split import TRAFFIC_FILE, Traffic, read_traffic, w
 from ratchet.serving.validation import RequestError, RowValidator, ValidatedBatch
 
 log = logging.getLogger(__name__)
+
+
+SMALL_BATCH = 16  # up to this many rows, a model's answer is checked and ranked in plain Python
 
 
 class ModelFailure(Exception):
@@ -100,8 +104,15 @@ class Slot:
     def predict(self, batch: ValidatedBatch) -> tuple[list, np.ndarray | None]:
         """(labels, probabilities), checked; ModelFailure on anything odd (RequestError when
         the oddity is the input's: see ``_unscorable``). A regression model: (numbers, None)."""
+        labels, proba, _ = self.predict_scored(batch)
+        return labels, proba
+
+    def predict_scored(self, batch: ValidatedBatch) -> tuple[list, np.ndarray | None, list | None]:
+        """``predict`` plus each row's top probability (a list of floats; None for a regression
+        model). A few rows are checked and ranked in Python over ``proba.tolist()``: on one row,
+        numpy's isfinite/all/argmax/max calls cost more than the network they follow."""
         if self.regression:
-            return self.predict_values(batch), None
+            return self.predict_values(batch), None, None
         n = batch.n_rows
         try:
             if self.fast is not None:
@@ -115,12 +126,23 @@ class Slot:
                 f"version {self.version}: predict_proba gave shape {proba.shape}, "
                 f"expected {(n, len(self.classes))}"
             )
+        classes = self.classes
+        if n <= SMALL_BATCH:
+            labels, top = [], []
+            for row in proba.tolist():
+                best = max(row, default=math.nan)
+                if math.isfinite(best) and math.isfinite(sum(row)):  # a NaN or inf anywhere: not both
+                    labels.append(classes[row.index(best)])  # the first of equal maxima, as argmax
+                    top.append(best)
+                else:
+                    break
+            else:
+                return labels, proba, top
         finite = np.isfinite(proba)
         if not finite.all():
             self._unscorable(batch, np.flatnonzero(~finite.all(axis=1)))
             raise ModelFailure(f"version {self.version}: predict_proba gave non-finite probabilities")
-        classes = self.classes
-        return [classes[i] for i in proba.argmax(axis=1).tolist()], proba
+        return [classes[i] for i in proba.argmax(axis=1).tolist()], proba, proba.max(axis=1).tolist()
 
     def predict_values(self, batch: ValidatedBatch) -> list[float]:
         """A regression model's numbers (one finite float per row), checked as ``predict``."""

@@ -88,3 +88,36 @@ def test_unscorable_input_is_422_but_a_broken_model_is_500(tmp_path, predictor):
         c.post("/admin/reload")
         assert app.state.ratchet.snapshot.champion.fast is None  # disagrees with itself: NaN
         assert c.post("/predict", json={"row": row}).status_code == 500
+
+
+def test_shadow_of_a_fast_path_challenger_runs_after_the_answer_on_the_event_loop(tmp_path, predictor):
+    """Single rows on fast paths: the challenger's shadow prediction is the response's background
+    (no shadow thread), recorded as the thread's would be: counts, comparisons, feedback."""
+    import copy
+
+    import torch
+
+    challenger = copy.deepcopy(predictor)
+    challenger.version = "2"
+    with torch.no_grad():
+        challenger.module.net[0].bias.add_(0.5)  # answers differ from the champion's on some rows
+    app = create_app(MemoryProvider({"1": predictor, "2": challenger}, {"champion": "1", "challenger": "2"}),
+                     serving_config(), tmp_path, watch_interval_s=None)
+    rows = mixed_rows(30, seed=7, messy=False)
+    with TestClient(app) as c:
+        rt = app.state.ratchet
+        assert rt.snapshot.challenger.fast is not None
+        c.put("/admin/traffic", json={"challenger_share": 1.0, "shadow": True}).raise_for_status()
+        answers = [c.post("/predict", json={"row": r}) for r in rows]
+        assert all(a.status_code == 200 and a.headers["X-Model-Version"] == "1" for a in answers)
+        assert rt._shadow_pool is None  # nothing went to the shadow thread
+        stats = c.get("/stats").json()["versions"]
+        assert stats["2"]["shadow_requests"] == stats["2"]["shadow_rows"] == len(rows)
+        assert stats["1"]["rows"] == len(rows) and stats["2"]["rows"] == 0
+        metrics = c.get("/metrics").text
+        agree = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                    if line.startswith("ratchet_shadow_comparisons_total{"))
+        assert agree == len(rows)
+        body = answers[0].json()
+        fb = c.post("/feedback", json={"request_id": body["request_id"], "label": body["predictions"][0]}).json()
+        assert set(fb["versions"]) == {"1", "2"}  # the shadow answer is scored too
