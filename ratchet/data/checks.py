@@ -141,8 +141,11 @@ class BatchAudit:
         self.schema = schema
         self.rows = 0
         self.dtypes: dict[str, str] = {}  # each typed column's dtype over the chunks so far
-        self._profiling = profile
-        self.profile = None  # merged whylogs DatasetProfileView of the typed rows
+        self._profiler = None
+        if profile:
+            from ratchet.data.profiling import FrameProfiler
+
+            self._profiler = FrameProfiler()  # one whylogs profile of the typed rows, chunk by chunk
         self._hashes: list[np.ndarray] = []
         self._header: list[Violation] | None = None  # violations of the columns themselves
         self._present: list[str] = []
@@ -170,7 +173,6 @@ class BatchAudit:
 
     def add(self, df: pd.DataFrame) -> pd.DataFrame:
         """Type one chunk (see ``check_batch``) and count its violations; return the typed chunk."""
-        from ratchet.data.profiling import merge_profiles, profile_frame
         from ratchet.data.rows import row_hashes
 
         if not all(isinstance(c, str) for c in df.columns):
@@ -191,9 +193,8 @@ class BatchAudit:
             self.dtypes[c] = _wider(self.dtypes.get(c), str(out[c].dtype))
         if len(out) and out.shape[1]:
             self._ranges(out)
-            if self._profiling:
-                view = profile_frame(out)
-                self.profile = view if self.profile is None else merge_profiles([self.profile, view])
+            if self._profiler is not None:
+                self._profiler.track(out)
             self._hashes.append(row_hashes(out))
         return out
 
@@ -268,6 +269,13 @@ class BatchAudit:
                 self._tally(spec.name, "above", finite[finite > spec.max], ordered=True, reverse=True)
 
     # -- the whole batch ----------------------------------------------------
+    @property
+    def profile(self):  # -> whylogs DatasetProfileView | None
+        """The whylogs profile of the typed rows so far (None before any, or without profiling)."""
+        if self._profiler is None or not self._profiler.frames:
+            return None
+        return self._profiler.view()
+
     def hashes(self) -> np.ndarray:
         """The uint64 hash of every row (``ratchet.data.rows.row_hashes``), in order."""
         return np.concatenate(self._hashes) if self._hashes else np.zeros(0, dtype=np.uint64)

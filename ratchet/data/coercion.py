@@ -69,6 +69,12 @@ def as_category_str(s: pd.Series) -> pd.Series:
             return str(int(x))
         return str(x).strip()
 
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        # each distinct value once (a text column pyarrow read as a dictionary), then spread by
+        # its codes: the same strings as the per-value rule below, without a pass per row
+        values = as_category_str(pd.Series(s.cat.categories, dtype=object)).to_numpy(dtype=object)
+        lookup = np.append(values, np.nan)  # code -1 (a null) picks the NaN at the end
+        return pd.Series(lookup[s.cat.codes.to_numpy()], index=s.index, dtype=object)
     if _all_text(s):
         return s.str.strip().where(s.notna(), np.nan).astype(object)
     return s.map(one).astype(object)
