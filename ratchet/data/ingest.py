@@ -211,7 +211,7 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def audit_batch(path: Path, schema: Schema, chunk_rows: int | None = CHUNK_ROWS) -> AuditedBatch:
+def audit_batch(path: Path, schema: Schema, chunk_rows: int | None = CHUNK_ROWS, *, exact: bool = False) -> AuditedBatch:
     """Read, type, check and profile a batch; collect every violation.
 
     The file is read in chunks of ``chunk_rows`` rows (``checks.BatchAudit``): a batch of one
@@ -222,12 +222,15 @@ def audit_batch(path: Path, schema: Schema, chunk_rows: int | None = CHUNK_ROWS)
 
     pyarrow's reader (``reading.iter_typed_batch``) reads it first; where it cannot judge the file
     as the exact reader would (a cell that is no number, a ragged row, ...), the audit starts over
-    with the exact reader (``reading.iter_batch``), which names every violation."""
+    with the exact reader (``reading.iter_batch``), which names every violation. ``exact``: the
+    exact reader only (the typed reader's results are tested against it)."""
     path = Path(path)
     digest_of_file = file_digest(path)
     try:
         try:
             spill = TypedSpill()
+            if exact:
+                raise NotExact("the exact reader was asked for")
             audit, first, last, chunks = _audit_chunks(path, schema, chunk_rows, spill, typed_read=True)
             typed_read = True
         except NotExact:
