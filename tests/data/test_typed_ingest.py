@@ -18,7 +18,13 @@ import whylogs as why
 
 from ratchet.core.config import DriftConfig
 from ratchet.data import ingest
-from ratchet.data.profiling import FrameProfiler, deserialize_profile, drift_report, merge_profiles, profile_frame
+from ratchet.data.profiling import (
+    FrameProfiler,
+    deserialize_profile,
+    drift_report,
+    merge_profiles,
+    profile_frame,
+)
 from ratchet.data.schema_inference import infer_schema
 from ratchet.demo.synthetic import DEMO_TARGET, generate_batch
 
