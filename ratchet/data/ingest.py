@@ -269,6 +269,8 @@ def _audit_chunks(path: Path, schema: Schema, chunk_rows: int | None, spill: Typ
     with step(f"checking {path.name}", unit="rows") as progress:
         for raw in reader(path, schema, chunk_rows):
             typed, chunks = audit.add(raw), chunks + 1
+            if typed_read and audit.typed_examples:  # a message would quote 1.5 for the file's '1.50'
+                raise NotExact("a violation's examples are cells the typed reader parsed")
             first = typed if first is None else first
             spill.write(typed)
             progress.advance(len(raw))
