@@ -117,6 +117,8 @@ class FrameProfiler:
                 split = _split_numbers(series)
                 if split is None:
                     column.track_column(series)  # whylogs' own split
+                elif split.numpy.ints is not None:
+                    _track_ints(column, split)
                 else:
                     column._process_extracted_column(split)
         self._frames += 1
@@ -159,6 +161,38 @@ def _split_numbers(s: pd.Series) -> PreprocessedColumn | None:
     out.inf_count = int(np.isinf(floats).sum())
     out.numpy.floats = floats
     return out
+
+
+# an int column spanning fewer values than this is counted per value (np.bincount)
+_INT_SPAN = 1 << 16
+
+
+def _track_ints(column: Any, split: PreprocessedColumn) -> None:
+    """An int64 column into whylogs' metrics, frequent items and HyperLogLog from each distinct
+    value and its count (``np.bincount``) when its values span fewer than ``_INT_SPAN``: the same
+    sketches as whylogs' per-value ``update_np`` (each value as its decimal string; a HyperLogLog is
+    the same whatever the repetition of its values), a third of the time on a chunk of ages."""
+    ints = split.numpy.ints
+    low = int(ints.min()) if len(ints) else 0
+    if not len(ints) or int(ints.max()) - low >= _INT_SPAN:
+        column._process_extracted_column(split)
+        return
+    counts = np.bincount(ints - low)
+    present = np.flatnonzero(counts)
+    values = present + low
+    for metric in column._metrics.values():
+        if metric.namespace == "frequent_items":
+            sketch = metric.frequent_strings.value
+            for value, n in zip(values.tolist(), counts[present].tolist(), strict=True):
+                sketch.update(str(value), n)
+            column._success_count += len(ints)
+        elif metric.namespace == "cardinality":
+            metric.hll.value.update_np(values)
+            column._success_count += len(ints)
+        else:
+            result = metric.columnar_update(split)
+            column._failure_count += result.failures
+            column._success_count += result.successes
 
 
 # a column with more distinct values than this share of its rows: whylogs' per-value updates,
