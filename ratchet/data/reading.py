@@ -211,8 +211,8 @@ def _arrow_csv_chunks(path: Path, schema: Schema, chunk_rows: int | None) -> Ite
     import pyarrow.csv as pa_csv
 
     header = _header(path)
-    if len(set(header)) != len(header):
-        raise NotExact("a header name repeats")
+    if len(set(header)) != len(header) or "" in header:  # pandas renames these ("Unnamed: 3", "a.1")
+        raise NotExact("a header name repeats or is empty")
     quoted = _has_bytes(path, (b'"', b"\0"))
     if quoted:
         _scan_csv(path)  # what only the csv module judges exactly: quotes

@@ -107,7 +107,7 @@ def test_the_parquet_the_audit_writes_holds_the_exact_readers_rows(setting, tmp_
 CASES = {"not_a_number": "dtype", "overflow": "dtype", "spelled_nan": "dtype", "ragged": "malformed_csv",
          "stray_quote": "malformed_csv", "duplicate_header": "duplicate_column", "unseen_category": "unknown_category",
          "bad_label": "unknown_label", "not_utf8": "encoding", "quoted_ok": None, "bom": None,
-         "not_whole": "dtype", "label_not_a_class": "unknown_label"}
+         "not_whole": "dtype", "label_not_a_class": "unknown_label", "unnamed_column": "extra_column"}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -141,6 +141,8 @@ def test_a_file_the_typed_reader_cannot_judge_gets_the_exact_readers_verdict(set
         text = "\n".join(lines) + "\n"
     elif case == "duplicate_header":
         text = text.replace("purpose", "age", 1)
+    elif case == "unnamed_column":  # pandas calls it 'Unnamed: 11'
+        text = "\n".join(line + ",x" for line in text.splitlines()).replace(",x", ",", 1) + "\n"
     elif case == "bom":
         text = "\ufeff" + text
     path = _write(text, tmp_path / f"{case}.csv")
