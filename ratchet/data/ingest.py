@@ -85,7 +85,8 @@ class TypedSpill:
             self._out.close()
             self._out = None
         self._first = None
-        self._remove()
+        if self._remove is not None:  # None in a pickled copy, which owns no file
+            self._remove()
 
     @property
     def path(self) -> Path | None:

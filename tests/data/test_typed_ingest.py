@@ -11,6 +11,8 @@ report differs by no more than the sketches' stated error.
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -100,7 +102,12 @@ def test_the_parquet_the_audit_writes_holds_the_exact_readers_rows(setting, tmp_
     quick, exact = _both(path, schema)
     _same_audit(quick, exact)
     written = pd.read_parquet(quick.spill.path)
-    pd.testing.assert_frame_equal(written, pd.concat(list(ingest.typed_frames(exact)), ignore_index=True))
+    expected = pd.concat(list(ingest.typed_frames(exact)), ignore_index=True)
+    pd.testing.assert_frame_equal(written, expected)
+    # a pickled copy (a task result persisted) owns no file: it reads the batch again
+    copy = pickle.loads(pickle.dumps(quick))
+    assert copy.spill.path is None and quick.spill.path.exists()
+    pd.testing.assert_frame_equal(pd.concat(list(ingest.typed_frames(copy)), ignore_index=True), expected)
 
 
 # the rule each file breaks (None: it passes)
