@@ -30,7 +30,18 @@ def parse_numeric(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
         num = s.astype("float64")
     else:
-        num = pd.to_numeric(_strip(s), errors="coerce").astype("float64")
+        stripped = _strip(s)
+        num = pd.to_numeric(stripped, errors="coerce").astype("float64")
+        parsed = num.notna()
+        if parsed.any():
+            # pandas' to_numeric is not correctly rounded: a third of 17-digit decimals (what
+            # to_csv writes) come out 1 ulp off. Python's float() (what astype runs per value) is,
+            # as pyarrow's CSV reader is: the cells it parsed go through it again, so a file's
+            # numbers are typed alike by either reader (reading.iter_typed_batch).
+            try:
+                num[parsed] = stripped[parsed].astype("float64")
+            except (TypeError, ValueError):  # a cell pandas reads as a number and float() does not
+                pass
     return num, s.notna() & num.isna()
 
 
