@@ -141,9 +141,14 @@ class BatchAudit:
         self.schema = schema
         self.rows = 0
         self.dtypes: dict[str, str] = {}  # each typed column's dtype over the chunks so far
-        self._profiling = profile
-        self.profile = None  # merged whylogs DatasetProfileView of the typed rows
+        self._profiler = None
+        if profile:
+            from ratchet.data.profiling import FrameProfiler
+
+            self._profiler = FrameProfiler()  # one whylogs profile of the typed rows, chunk by chunk
         self._hashes: list[np.ndarray] = []
+        self._sorted: np.ndarray | None = None  # the hashes sorted (``_sorted_hashes``)
+        self.typed_examples = False  # a violation's examples are parsed values, not the file's text
         self._header: list[Violation] | None = None  # violations of the columns themselves
         self._present: list[str] = []
         self._tallies: dict[tuple[str, str], _Tally] = {}
@@ -170,7 +175,6 @@ class BatchAudit:
 
     def add(self, df: pd.DataFrame) -> pd.DataFrame:
         """Type one chunk (see ``check_batch``) and count its violations; return the typed chunk."""
-        from ratchet.data.profiling import merge_profiles, profile_frame
         from ratchet.data.rows import row_hashes
 
         if not all(isinstance(c, str) for c in df.columns):
@@ -191,11 +195,18 @@ class BatchAudit:
             self.dtypes[c] = _wider(self.dtypes.get(c), str(out[c].dtype))
         if len(out) and out.shape[1]:
             self._ranges(out)
-            if self._profiling:
-                view = profile_frame(out)
-                self.profile = view if self.profile is None else merge_profiles([self.profile, view])
+            if self._profiler is not None:
+                self._profiler.track(out)
             self._hashes.append(row_hashes(out))
         return out
+
+    def _tally_cells(self, column: str, rule: str, cells: pd.Series) -> None:
+        """A tally whose examples are the cells as read: a column that came parsed already
+        (``reading.iter_typed_batch``) shows ``1.5`` where the file's text was ``'1.50'``, so it
+        marks the audit ``typed_examples`` (ingest then reads the file with the exact reader)."""
+        if len(cells) and cells.dtype != object:
+            self.typed_examples = True
+        self._tally(column, rule, cells)
 
     def _parsed(self, s: pd.Series, parse, name: str) -> pd.Series:
         values, bad = parse(s)
@@ -213,7 +224,7 @@ class BatchAudit:
             num = self._parsed(s, parse_numeric, name)
             if spec.dtype == "int":
                 finite = num.notna() & np.isfinite(num)
-                self._tally(name, "whole", s[finite & (num != np.round(num))])
+                self._tally_cells(name, "whole", s[finite & (num != np.round(num))])
                 if finite.all():
                     return num.astype("int64")
                 # int columns with nulls or infinities stay float64
@@ -248,7 +259,7 @@ class BatchAudit:
             labels = as_category_str(s)
             valid = labels.isin([str(c) for c in classes])
         self._tally(name, "missing_label", s[missing])
-        self._tally(name, "unknown_label", s[~missing & ~valid])
+        self._tally_cells(name, "unknown_label", s[~missing & ~valid])
         if len(self._classes) < 2:
             self._classes.update(labels[valid].unique().tolist())
         if int_classes and valid.all():
@@ -268,16 +279,30 @@ class BatchAudit:
                 self._tally(spec.name, "above", finite[finite > spec.max], ordered=True, reverse=True)
 
     # -- the whole batch ----------------------------------------------------
+    @property
+    def profile(self):  # -> whylogs DatasetProfileView | None
+        """The whylogs profile of the typed rows so far (None before any, or without profiling)."""
+        if self._profiler is None or not self._profiler.frames:
+            return None
+        return self._profiler.view()
+
     def hashes(self) -> np.ndarray:
         """The uint64 hash of every row (``ratchet.data.rows.row_hashes``), in order."""
         return np.concatenate(self._hashes) if self._hashes else np.zeros(0, dtype=np.uint64)
+
+    def _sorted_hashes(self) -> np.ndarray:
+        """``hashes`` sorted, once for both the duplicate count and the digest (a sort of 10M
+        hashes is a second)."""
+        if self._sorted is None or len(self._sorted) != self.rows:
+            self._sorted = np.sort(self.hashes())
+        return self._sorted
 
     def digest(self) -> str:
         from ratchet.data.rows import digest_of_hashes
 
         names = [c.name for c in self.schema.columns if c.name in self._present]
         names += [self.schema.target.name] if self.schema.target.name in self._present else []
-        return digest_of_hashes(names, self.hashes())
+        return digest_of_hashes(names, self._sorted_hashes(), presorted=True)
 
     def _count(self, column: str, rule: str) -> tuple[int, str]:
         t = self._tallies.get((column, rule))
@@ -314,8 +339,8 @@ class BatchAudit:
             out.append(Violation(None, "min_rows", f"batch has {n} row(s); the schema's min_rows is {schema.min_rows}"))
         if n == 0 or self._typed_columns == 0:
             return out
-        hashes = self.hashes()
-        dup_rows = n - len(np.unique(hashes))
+        ordered = self._sorted_hashes()
+        dup_rows = n - (1 + int(np.count_nonzero(ordered[1:] != ordered[:-1])))
         if dup_rows / n > schema.max_duplicate_share:
             out.append(_over_share(
                 None, "duplicate_rows", dup_rows, n, schema.max_duplicate_share,

@@ -30,7 +30,18 @@ def parse_numeric(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
         num = s.astype("float64")
     else:
-        num = pd.to_numeric(_strip(s), errors="coerce").astype("float64")
+        stripped = _strip(s)
+        num = pd.to_numeric(stripped, errors="coerce").astype("float64")
+        parsed = num.notna()
+        if parsed.any():
+            # pandas' to_numeric is not correctly rounded: a third of 17-digit decimals (what
+            # to_csv writes) come out 1 ulp off. Python's float() (what astype runs per value) is,
+            # as pyarrow's CSV reader is: the cells it parsed go through it again, so a file's
+            # numbers are typed alike by either reader (reading.iter_typed_batch).
+            try:
+                num[parsed] = stripped[parsed].astype("float64")
+            except (TypeError, ValueError):  # a cell pandas reads as a number and float() does not
+                pass
     return num, s.notna() & num.isna()
 
 
@@ -69,6 +80,12 @@ def as_category_str(s: pd.Series) -> pd.Series:
             return str(int(x))
         return str(x).strip()
 
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        # each distinct value once (a text column pyarrow read as a dictionary), then spread by
+        # its codes: the same strings as the per-value rule below, without a pass per row
+        values = as_category_str(pd.Series(s.cat.categories, dtype=object)).to_numpy(dtype=object)
+        lookup = np.append(values, np.nan)  # code -1 (a null) picks the NaN at the end
+        return pd.Series(lookup[s.cat.codes.to_numpy()], index=s.index, dtype=object)
     if _all_text(s):
         return s.str.strip().where(s.notna(), np.nan).astype(object)
     return s.map(one).astype(object)

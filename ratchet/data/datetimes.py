@@ -88,7 +88,9 @@ def parse_datetimes(s: pd.Series) -> tuple[pd.Series, pd.Series]:
         except ValueError:
             parsed.append(None)
             bad[i] = True
-    out = pd.Series(pd.to_datetime(pd.Series(parsed, dtype=object), errors="coerce"), index=s.index)
+    # the values, not the Series: a Series given a new index aligns to it, and a chunk after the
+    # first (index from chunk_rows on) came out all null
+    out = pd.Series(pd.to_datetime(pd.Series(parsed, dtype=object), errors="coerce").to_numpy(), index=s.index)
     return out.astype("datetime64[ns]"), pd.Series(bad, index=s.index)
 
 

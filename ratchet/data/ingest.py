@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import tempfile
+import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,7 +30,7 @@ from ratchet.core.progress import step
 from ratchet.core.schema import Schema
 from ratchet.data.batch_ref import PROFILE_PREFIX, BatchRef
 from ratchet.data.checks import BatchAudit
-from ratchet.data.reading import iter_batch
+from ratchet.data.reading import NotExact, iter_batch, iter_typed_batch
 from ratchet.data.repository.base import DataRepoError, DataRepository, MergeConflict
 from ratchet.data.violations import BatchRejected, Violation
 
@@ -40,6 +43,58 @@ class IngestRejected(Exception):
     def __init__(self, message: str, report: dict[str, Any]):
         super().__init__(message)
         self.report = report
+
+
+class TypedSpill:
+    """The typed rows of a batch audited in chunks, written as Parquet while the audit reads them:
+    what ``stage_batch`` stores, so a batch is read and typed once, not a second time to write it.
+    Given up (``path`` None; ``typed_frames`` reads the file again) when a chunk's dtypes differ
+    from the first chunk's (an int column with a null in one chunk is float64 over the batch).
+    Its folder is removed when the last ``AuditedBatch`` holding it goes, or at exit."""
+
+    def __init__(self) -> None:
+        from ratchet.data.repository.parquet import ParquetChunks
+
+        self._folder = Path(tempfile.mkdtemp(prefix="ratchet-ingest-"))
+        self._remove = weakref.finalize(self, shutil.rmtree, self._folder, True)
+        self._out: ParquetChunks | None = ParquetChunks(self._folder / "typed.parquet")
+        self._dtypes: list[str] | None = None
+        self._first: pd.DataFrame | None = None  # held until a second chunk comes: one chunk needs no file
+
+    def write(self, typed: pd.DataFrame) -> None:
+        if self._out is None:
+            return
+        dtypes = [str(t) for t in typed.dtypes]
+        if self._dtypes is None:
+            self._dtypes, self._first = dtypes, typed
+            return
+        if dtypes != self._dtypes:
+            self.discard()
+            return
+        if self._first is not None:
+            self._out.write(self._first)
+            self._first = None
+        self._out.write(typed)
+
+    def close(self) -> None:
+        if self._out is not None:
+            self._out.close()
+
+    def discard(self) -> None:
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+        self._first = None
+        if self._remove is not None:  # None in a pickled copy, which owns no file
+            self._remove()
+
+    @property
+    def path(self) -> Path | None:
+        """The Parquet file of every typed row, None when given up."""
+        return None if self._out is None else self._out.file
+
+    def __getstate__(self) -> dict:  # a copy (pickled) names no file: it reads the batch again
+        return {"_folder": self._folder, "_remove": None, "_out": None, "_dtypes": self._dtypes, "_first": None}
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: compared (and hashed) by identity; it holds a frame
@@ -65,6 +120,8 @@ class AuditedBatch:
     chunk_rows: int | None = None
     dtypes: Mapping[str, str] = field(default_factory=dict)  # each column's dtype over the whole batch
     first_chunk: pd.DataFrame | None = field(default=None, repr=False)  # its first typed rows
+    typed_read: bool = False  # read by pyarrow's typed reader (``reading.iter_typed_batch``), not the exact one
+    spill: TypedSpill | None = field(default=None, repr=False)  # its typed rows, written by the audit
 
     @property
     def scoring_frame(self) -> pd.DataFrame | None:
@@ -155,52 +212,89 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def audit_batch(path: Path, schema: Schema, chunk_rows: int | None = CHUNK_ROWS) -> AuditedBatch:
+def audit_batch(path: Path, schema: Schema, chunk_rows: int | None = CHUNK_ROWS, *, exact: bool = False) -> AuditedBatch:
     """Read, type, check and profile a batch; collect every violation.
 
     The file is read in chunks of ``chunk_rows`` rows (``checks.BatchAudit``): a batch of one
     chunk keeps its typed ``frame``; a larger one keeps only counts, its merged profile and
-    8 bytes a row of hashes (``frame`` is None; ``typed_frames`` reads it again to write it),
-    so memory stays flat in the batch's size. None: one chunk, however large."""
+    8 bytes a row of hashes (``frame`` is None), and writes its typed chunks to a Parquet file
+    (``TypedSpill``: what ``stage_batch`` stores), so memory stays flat in the batch's size.
+    None: one chunk, however large.
+
+    pyarrow's reader (``reading.iter_typed_batch``) reads it first; where it cannot judge the file
+    as the exact reader would (a cell that is no number, a ragged row, ...), the audit starts over
+    with the exact reader (``reading.iter_batch``), which names every violation. ``exact``: the
+    exact reader only (the typed reader's results are tested against it)."""
     path = Path(path)
     digest_of_file = file_digest(path)
-    audit = BatchAudit(schema)
-    typed, first, chunks = None, None, 0
     try:
-        with step(f"checking {path.name}", unit="rows") as progress:
-            for raw in iter_batch(path, schema, chunk_rows):
-                typed, chunks = audit.add(raw), chunks + 1
-                first = typed if first is None else first
-                progress.advance(len(raw))
-                del raw
+        try:
+            spill = TypedSpill()
+            if exact:
+                raise NotExact("the exact reader was asked for")
+            audit, first, last, chunks = _audit_chunks(path, schema, chunk_rows, spill, typed_read=True)
+            typed_read = True
+        except NotExact:
+            spill.discard()
+            spill = TypedSpill()
+            audit, first, last, chunks = _audit_chunks(path, schema, chunk_rows, spill, typed_read=False)
+            typed_read = False
     except BatchRejected as e:
+        spill.discard()
         return AuditedBatch(batch_id_for(digest_of_file), str(path), None, tuple(e.violations),
                             digest=digest_of_file, file_digest=digest_of_file)
+    spill.close()
     violations = audit.violations()
     digest = audit.digest()
     errors = tuple(v for v in violations if v.fatal)
     # a batch over one chunk keeps what ``typed_frames`` needs to read it again
-    again = dict(schema=schema, chunk_rows=chunk_rows, dtypes=audit.dtypes, first_chunk=first) if chunks > 1 else {}
+    again = dict(schema=schema, chunk_rows=chunk_rows, dtypes=audit.dtypes, first_chunk=first,
+                 typed_read=typed_read, spill=spill) if chunks > 1 else {}
+    if chunks <= 1 or errors:
+        spill.discard()
     return AuditedBatch(
-        batch_id_for(digest), str(path), typed if chunks == 1 else None, errors, digest=digest,
+        batch_id_for(digest), str(path), last if chunks == 1 else None, errors, digest=digest,
         file_digest=digest_of_file, warnings=tuple(v for v in violations if not v.fatal), rows=audit.rows,
         profile=None if errors else audit.profile.serialize(),  # whylogs' .bin (profiling.serialize_profile)
         **again,
     )
 
 
+def _audit_chunks(path: Path, schema: Schema, chunk_rows: int | None, spill: TypedSpill, typed_read: bool
+                  ) -> tuple[BatchAudit, pd.DataFrame | None, pd.DataFrame | None, int]:
+    """(the audit of every chunk, the first typed chunk, the last, how many chunks); each typed
+    chunk is written to ``spill`` too."""
+    audit = BatchAudit(schema)
+    typed, first, chunks = None, None, 0
+    reader = iter_typed_batch if typed_read else iter_batch
+    with step(f"checking {path.name}", unit="rows") as progress:
+        for raw in reader(path, schema, chunk_rows):
+            typed, chunks = audit.add(raw), chunks + 1
+            if typed_read and audit.typed_examples:  # a message would quote 1.5 for the file's '1.50'
+                raise NotExact("a violation's examples are cells the typed reader parsed")
+            first = typed if first is None else first
+            spill.write(typed)
+            progress.advance(len(raw))
+            del raw
+    return audit, first, typed, chunks
+
+
 def typed_frames(audited: AuditedBatch) -> Iterator[pd.DataFrame]:
-    """The typed rows of a batch audited in chunks, read again from its file chunk by chunk, in
-    the dtypes of the whole batch; ``DataRepoError`` when the file no longer holds the rows the
-    audit saw (their digest differs)."""
+    """The typed rows of a batch audited in chunks, read again from its file chunk by chunk (by
+    the reader its audit used), in the dtypes of the whole batch; ``DataRepoError`` when the file
+    no longer holds the rows the audit saw (their digest differs)."""
     if audited.frame is not None:
         yield audited.frame
         return
     audit = BatchAudit(audited.schema, profile=False)
-    with step(f"writing {Path(audited.source).name}", total=audited.rows, unit="rows") as progress:
-        for raw in iter_batch(Path(audited.source), audited.schema, audited.chunk_rows):
-            progress.advance(len(raw))
-            yield audit.add(raw).astype(audited.dtypes)
+    reader = iter_typed_batch if audited.typed_read else iter_batch
+    try:
+        with step(f"writing {Path(audited.source).name}", total=audited.rows, unit="rows") as progress:
+            for raw in reader(Path(audited.source), audited.schema, audited.chunk_rows):
+                progress.advance(len(raw))
+                yield audit.add(raw).astype(audited.dtypes)
+    except (NotExact, BatchRejected):
+        raise DataRepoError(f"batch file {audited.source} changed while it was ingested; ingest it again") from None
     if audit.digest() != audited.digest:
         raise DataRepoError(f"batch file {audited.source} changed while it was ingested; ingest it again")
 
@@ -270,6 +364,8 @@ def stage_batch(repo: DataRepository, audited: AuditedBatch, path: Path, cfg: Da
         key = ref.data_key(cfg.batch_prefix)
         if audited.frame is not None:
             repo.write_dataframe(branch, key, audited.frame)
+        elif audited.spill is not None and audited.spill.path is not None:
+            repo.put_file(branch, key, audited.spill.path)  # the typed rows the audit wrote
         else:
             repo.write_frames(branch, key, typed_frames(audited))
         repo.put_object(branch, ref.profile_key, audited.profile)

@@ -4,6 +4,15 @@
 file itself (missing, empty, too large, not UTF-8, malformed CSV, no data rows, unsupported
 suffix). CSV cells are read as strings, so a stray ``abc`` in a numeric column is reported by
 the audit (``ratchet.data.checks``) rather than silently turning the column into text.
+
+``iter_typed_batch`` is the quick way to the same typed rows (what ingest reads first): pyarrow's
+multithreaded CSV reader parses the schema's numeric columns into float64 and reads text columns
+as dictionaries (each distinct string once). It gives up, with ``NotExact``, wherever it could
+judge a file differently from the exact reader: a cell it cannot parse as a number (the audit
+names it), a ragged row, a duplicate header name, a NaN or infinity spelled in a cell, invalid
+UTF-8; the caller then reads the file again with ``iter_batch``. Files holding a quote or a NUL
+byte get the exact reader's structural scan (``_scan_csv``) first, since pyarrow's parser is more
+lenient about stray quotes than the csv module.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ import csv
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ratchet.core.files import CSV_SUFFIXES, PARQUET_SUFFIXES
@@ -129,6 +139,126 @@ def _parquet_chunks(path: Path, chunk_rows: int | None) -> Iterator[pd.DataFrame
         raise
     except Exception as e:  # pyarrow raises several types for corrupt files
         raise reject("unreadable_file", f"file {path.name} is not a readable Parquet file: {e}", path) from None
+
+
+class NotExact(Exception):
+    """``iter_typed_batch`` met something only the exact reader (``iter_batch``) judges; read the
+    file again with it."""
+
+
+def _header(path: Path) -> list[str]:
+    """The CSV's first non-blank row, as the csv module reads it."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            for row in csv.reader(fh, strict=True):
+                if row:
+                    return row
+    except (csv.Error, UnicodeDecodeError) as e:
+        raise NotExact(str(e)) from None
+    return []
+
+
+def _has_bytes(path: Path, needles: tuple[bytes, ...]) -> bool:
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            if any(n in block for n in needles):
+                return True
+    return False
+
+
+def _arrow_types(schema: Schema, header: list[str]) -> dict:
+    """The pyarrow type each column is read as: float64 for numbers (and integer class labels),
+    a dictionary of strings for categories, text and string labels (each distinct value once),
+    plain strings for the rest (booleans, datetimes, extra columns), typed later by the audit."""
+    import pyarrow as pa
+
+    numeric, words = pa.float64(), pa.dictionary(pa.int32(), pa.string())
+    types = dict.fromkeys(header, pa.string())
+    for spec in schema.columns:
+        if spec.name in types:
+            if spec.role == "ignore" or spec.dtype in ("category", "text"):
+                types[spec.name] = words
+            elif spec.dtype in ("float", "int"):
+                types[spec.name] = numeric
+    target = schema.target
+    if target.name in types:
+        int_classes = not target.is_regression and all(
+            isinstance(c, int) and not isinstance(c, bool) for c in target.classes)
+        types[target.name] = numeric if target.is_regression or int_classes else words
+    return types
+
+
+def _typed_frame(table, numeric: list[str]) -> pd.DataFrame:
+    """A pyarrow chunk as pandas (text columns as ``Categorical``, plain strings as objects with NaN
+    for nulls, as pandas' reader gives them); ``NotExact`` for a NaN or infinity a cell spelled out
+    (``1e400``, ``NAN``): the exact reader judges those."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for name in numeric:
+        col = table.column(name)
+        if pc.any(pc.is_inf(col)).as_py() or pc.any(pc.is_nan(col)).as_py():
+            raise NotExact(f"column {name!r} holds a NaN or infinity spelled in a cell")
+    df = table.to_pandas()
+    for name, field in zip(table.column_names, table.schema, strict=True):
+        if field.type == pa.string():
+            df[name] = df[name].where(df[name].notna(), np.nan)
+    return df
+
+
+def _arrow_csv_chunks(path: Path, schema: Schema, chunk_rows: int | None) -> Iterator[pd.DataFrame]:
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    header = _header(path)
+    if len(set(header)) != len(header) or "" in header:  # pandas renames these ("Unnamed: 3", "a.1")
+        raise NotExact("a header name repeats or is empty")
+    quoted = _has_bytes(path, (b'"', b"\0"))
+    if quoted:
+        _scan_csv(path)  # what only the csv module judges exactly: quotes
+    types = _arrow_types(schema, header)
+    numeric = [name for name, t in types.items() if t == pa.float64()]
+    try:
+        reader = pa_csv.open_csv(
+            path,
+            read_options=pa_csv.ReadOptions(block_size=1 << 22),
+            parse_options=pa_csv.ParseOptions(newlines_in_values=quoted),
+            convert_options=pa_csv.ConvertOptions(column_types=types, null_values=NA_TOKENS, strings_can_be_null=True),
+        )
+        pending: list = []
+        held = 0
+        for batch in reader:
+            pending.append(batch)
+            held += batch.num_rows
+            while chunk_rows is not None and held >= chunk_rows:
+                table = pa.Table.from_batches(pending, schema=reader.schema)
+                yield _typed_frame(table.slice(0, chunk_rows), numeric)
+                rest = table.slice(chunk_rows)
+                pending, held = rest.to_batches(), rest.num_rows
+                del table, rest
+        if held:
+            yield _typed_frame(pa.Table.from_batches(pending, schema=reader.schema), numeric)
+    except pa.ArrowInvalid as e:
+        raise NotExact(str(e)) from None
+
+
+def iter_typed_batch(path: Path | str, schema: Schema, chunk_rows: int | None = None) -> Iterator[pd.DataFrame]:
+    """``iter_batch`` with the columns already typed where pyarrow types them as the audit would
+    (see the module's docstring): numbers as float64, text as pandas ``Categorical``; the same
+    ``BatchRejected`` for an unusable file, ``NotExact`` (possibly after some frames) where only
+    ``iter_batch`` can judge the file. Parquet files are read as ``iter_batch`` reads them."""
+    path = Path(path)
+    _check_file(path, schema)
+    if path.suffix.lower() not in CSV_SUFFIXES:
+        yield from iter_batch(path, schema, chunk_rows)
+        return
+    rows = 0
+    for df in _arrow_csv_chunks(path, schema, chunk_rows):
+        if len(df):
+            rows += len(df)
+            yield df
+    if not rows:
+        raise reject("no_rows", f"file {path.name} has a header but no data rows", path)
 
 
 def _check_file(path: Path, schema: Schema) -> None:
