@@ -41,8 +41,8 @@ def start_canary(ctx: Context, admin: AdminClient, challenger: str | None = None
     A marker in the service's state folder says a canary runs until it ends. The data commit is
     the gate's when a release ran one, else the challenger's lineage's: read once."""
     challenger = rollout.pin_challenger(ctx.registry, challenger)
-    commit = (gate.data_commit if gate else None) or rollout.data_commit_of(ctx.registry, challenger)
-    monitor = rollout.begin(admin, ctx.cfg.canary, ctx.registry.alias("champion"), challenger, commit)
+    monitor = rollout.begin(admin, ctx.cfg.canary, ctx.registry.alias("champion"), challenger,
+                            rollout.data_commit_of(ctx.registry, challenger, gate))
     markers.mark_running(ctx.settings.serving_dir, monitor, trigger)
     return monitor
 

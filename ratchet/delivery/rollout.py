@@ -120,9 +120,11 @@ def stop(admin: AdminClient, registry, ledger: Ledger, monitor: CanaryMonitor, r
                      keep_challenger=keep, data_commit=data_commit, action=action)
 
 
-def data_commit_of(registry, version: str) -> str | None:
-    """The data commit ``version`` was trained on (its registry tag), for the ledger; None when
-    the registry cannot say."""
+def data_commit_of(registry, version: str, gate: GateEvidence | None = None) -> str | None:
+    """The data commit ``version`` was trained on, for the ledger: the one the offline ``gate``
+    scored when a release ran it, else the version's registry tag; None when neither can say."""
+    if gate is not None and gate.data_commit:
+        return gate.data_commit
     try:
         return registry.lineage(version).data_commit or None
     except Exception:
