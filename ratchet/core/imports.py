@@ -33,9 +33,10 @@ def without_sklearn() -> Iterator[None]:
 # (``ratchet_cli.warm_process``, which adds the command line itself) and the runner's forkserver
 # (``deployments.warm``). Names, not imports: the core stays free of the layers above it.
 PRELOAD = (
-    "prefect", "pandas", "pyarrow.parquet", "ratchet.data.profiling", "flows.ingest", "flows.train", "flows.promote",
-    "flows.release", "flows.canary", "flows.monitor", "flows.score", "flows.gc", "torch", "lightning", "mlflow.pyfunc",
-    "optuna", "mlflow.store.tracking.sqlalchemy_store", "mlflow.store.model_registry.sqlalchemy_store",
+    "prefect", "pandas", "pyarrow.parquet", "ratchet.data.profiling", "ratchet.data.profile_drift", "flows.ingest",
+    "flows.train", "flows.promote", "flows.release", "flows.canary", "flows.monitor", "flows.score", "flows.gc", "torch",
+    "lightning", "mlflow.pyfunc", "optuna", "mlflow.store.tracking.sqlalchemy_store",
+    "mlflow.store.model_registry.sqlalchemy_store",
 )
 
 

@@ -342,7 +342,8 @@ def measure_drift(
     ref = reference_profile(repo, cfg.main_branch)
     if ref is None or audited.profile is None:
         return audited
-    from ratchet.data.profiling import deserialize_profile, drift_report
+    from ratchet.data.profile_drift import drift_report
+    from ratchet.data.profiling import deserialize_profile
 
     # datetimes are left out: their calendar parts differ between time-ordered batches by construction
     report = drift_report(ref, deserialize_profile(audited.profile), drift, columns=schema.drift_feature_names)

@@ -15,7 +15,8 @@ from ratchet.core.config import RatchetConfig
 from ratchet.core.performance import window_estimate
 from ratchet.core.schema import Schema
 from ratchet.data.ingest import reference_profile
-from ratchet.data.profiling import deserialize_profile, drift_html, drift_report, merge_profiles
+from ratchet.data.profile_drift import drift_html, drift_report
+from ratchet.data.profiling import deserialize_profile, merge_profiles
 from ratchet.data.repository.base import DataRepository
 from ratchet.monitoring.batch_scores import champion_baseline
 from ratchet.monitoring.concept import Baseline, ConceptCheck, Sample, check, spent_alpha

@@ -113,7 +113,8 @@ def drift_onset(repo: DataRepository, commit: str, paths: list[str], cfg: Ratche
     per feature; a shift in a feature it ignores is listed, never an onset. The test needs both a
     p-value and an effect of ``cfg.drift.min_effect``: at large n the effect decides, so the
     batch size does not. Without a schema every column is tested (the label included)."""
-    from ratchet.data.profiling import deserialize_profile, drift_report, merge_profiles
+    from ratchet.data.profile_drift import drift_report
+    from ratchet.data.profiling import deserialize_profile, merge_profiles
 
     read: dict[str, object] = {}
 

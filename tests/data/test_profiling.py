@@ -5,10 +5,9 @@ import pytest
 from scipy import stats
 
 from ratchet.core.config import DriftConfig
+from ratchet.data.profile_drift import drift_html, drift_report
 from ratchet.data.profiling import (
     deserialize_profile,
-    drift_html,
-    drift_report,
     merge_profiles,
     profile_frame,
     profile_rows,
@@ -141,7 +140,7 @@ def test_holm_adjusts_p_values_as_statsmodels_does():
     import numpy as np
     from statsmodels.stats.multitest import multipletests
 
-    from ratchet.data.profiling import holm
+    from ratchet.data.profile_drift import holm
 
     rng = np.random.default_rng(3)
     for m in (2, 3, 7, 12):

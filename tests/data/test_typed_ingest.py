@@ -20,10 +20,10 @@ import whylogs as why
 
 from ratchet.core.config import DriftConfig
 from ratchet.data import ingest
+from ratchet.data.profile_drift import drift_report
 from ratchet.data.profiling import (
     FrameProfiler,
     deserialize_profile,
-    drift_report,
     merge_profiles,
     profile_frame,
 )

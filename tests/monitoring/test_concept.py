@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 
 from ratchet.core.config import DriftConfig
-from ratchet.data.profiling import drift_report, merge_profiles, profile_frame
+from ratchet.data.profile_drift import drift_report
+from ratchet.data.profiling import merge_profiles, profile_frame
 from ratchet.monitoring.concept import Baseline, ConceptCheck, Sample, check, spent_alpha
 from ratchet.monitoring.drift import feedback_windows, live_concept
 from ratchet.monitoring.drift_result import DriftResult

@@ -120,7 +120,8 @@ def test_large_batches_do_not_turn_a_small_shift_into_drift():
     """The verdict follows the effect at large n: a shift of 0.02 sd is no drift at 500 or 50,000
     rows a side, one of 0.5 sd is drift at both."""
     from ratchet.core.config import DriftConfig
-    from ratchet.data.profiling import drift_report, profile_frame
+    from ratchet.data.profile_drift import drift_report
+    from ratchet.data.profiling import profile_frame
 
     rng = np.random.default_rng(0)
     for n in (500, 50_000):
