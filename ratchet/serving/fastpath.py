@@ -212,35 +212,11 @@ def _compile_preprocessor(pre, schema: Schema) -> tuple[list[tuple[Callable, int
 # ---------------------------------------------------------------- network
 def _numpy_mlp(module) -> Callable | None:
     """Linear/ReLU/Dropout layers of ``module.net`` as numpy, when ``forward`` is ``net(x)``."""
-    from torch import nn
+    from ratchet.training.model.families import numpy_sequential
 
-    net = getattr(module, "net", None)
-    if not isinstance(net, nn.Sequential) or module.training:
+    if module.training:
         return None
-    layers: list = []
-    for layer in net:
-        if isinstance(layer, nn.Linear):
-            w = layer.weight.detach().cpu().numpy().astype(np.float32).T.copy()
-            b = None if layer.bias is None else layer.bias.detach().cpu().numpy().astype(np.float32)
-            layers.append(("linear", w, b))
-        elif isinstance(layer, nn.ReLU):
-            layers.append(("relu", None, None))
-        elif isinstance(layer, nn.Dropout | nn.Identity):
-            continue  # no-ops in eval mode
-        else:
-            return None
-
-    def run(x: np.ndarray) -> np.ndarray:
-        for kind, w, b in layers:
-            if kind == "linear":
-                x = x @ w
-                if b is not None:
-                    x = x + b
-            else:
-                x = np.maximum(x, 0.0)
-        return x
-
-    return run
+    return numpy_sequential(getattr(module, "net", None))
 
 
 def _numpy_network(module) -> Callable | None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -83,18 +84,34 @@ def quantile_bins(x_num: torch.Tensor, n_bins: int) -> list[list[float]]:
     return out
 
 
-def _numpy_layers(net: nn.Sequential) -> list[tuple[np.ndarray | None, np.ndarray | None]] | None:
-    """A Sequential of Linear/ReLU/Dropout as (W.T, b) pairs, (None, None) for a ReLU; None otherwise."""
-    layers: list = []
+def numpy_sequential(net: nn.Module) -> Callable[[np.ndarray], np.ndarray] | None:
+    """A ``Sequential`` of Linear/ReLU/Dropout/Identity layers as a numpy function on a float32
+    matrix (Dropout and Identity are no-ops in eval mode); None for any other layer. The serving
+    fast path's plain MLP (``ratchet.serving.fastpath``) and the embedding MLP's head both run on it."""
+    if not isinstance(net, nn.Sequential):
+        return None
+    layers: list[tuple[np.ndarray, np.ndarray | None] | None] = []  # None: a ReLU
     for layer in net:
         if isinstance(layer, nn.Linear):
-            b = np.zeros(layer.out_features, np.float32) if layer.bias is None else layer.bias.detach().numpy()
-            layers.append((layer.weight.detach().numpy().astype(np.float32).T.copy(), b.astype(np.float32)))
+            w = layer.weight.detach().cpu().numpy().astype(np.float32).T.copy()
+            b = None if layer.bias is None else layer.bias.detach().cpu().numpy().astype(np.float32)
+            layers.append((w, b))
         elif isinstance(layer, nn.ReLU):
-            layers.append((None, None))
+            layers.append(None)
         elif not isinstance(layer, nn.Dropout | nn.Identity):
             return None
-    return layers
+
+    def run(x: np.ndarray) -> np.ndarray:
+        for layer in layers:
+            if layer is None:
+                x = np.maximum(x, 0.0)
+            else:
+                x = x @ layer[0]
+                if layer[1] is not None:
+                    x = x + layer[1]
+        return x
+
+    return run
 
 
 def _ple(bins: list[list[float]], d_embedding: int) -> nn.Module:
@@ -227,17 +244,10 @@ class EmbeddingMLP(_Embedded):
     def numpy_forward(self):
         """``forward`` as numpy on a float32 matrix (the serving fast path), or None."""
         features = self._numpy_features()
-        layers = _numpy_layers(self.net)
-        if features is None or layers is None:
+        head = numpy_sequential(self.net)
+        if features is None or head is None:
             return None
-
-        def run(x: np.ndarray) -> np.ndarray:
-            h = features(x)
-            for w, b in layers:
-                h = h @ w + b if w is not None else np.maximum(h, 0.0)
-            return h
-
-        return run
+        return lambda x: head(features(x))
 
 
 class TabMModule(_Embedded):
