@@ -141,13 +141,9 @@ class ObserveMiddleware:
         with two ASGI messages and the request id and model version added to its raw headers,
         with no wrapper around ``send``."""
         t0 = time.perf_counter()
-        state = scope.get("state")
-        if state is None:
-            state = scope["state"] = {}
-        h = state.get("headers")
-        if h is None:
-            h = state["headers"] = RequestHeaders(scope["headers"])
-        rid = state["request_id"] = _request_id(h)
+        rid = _request_id(headers_of(scope))
+        state = scope["state"]
+        state["request_id"] = rid
         status = 500
         started = False
         background = None
