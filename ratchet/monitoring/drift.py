@@ -155,11 +155,12 @@ def production_drift(
             html.parent.mkdir(parents=True, exist_ok=True)
             result.html = str(drift_html(ref, live, html, cfg=cfg.drift, columns=schema.drift_feature_names))
         stats = live_stats(service_url, champion)
+        earlier = drift_history(out_dir) if stats else []  # the readings before this one, read once
         if stats:
             result.feedback_total, result.correct_total = stats.get("feedback", 0), stats.get("correct", 0)
         base = champion_baseline(registry, schema)
         if base is not None and not base.regression and stats:
-            readings = [h for h in drift_history(out_dir) if h.champion == champion and h.feedback_total is not None]
+            readings = [h for h in earlier if h.champion == champion and h.feedback_total is not None]
             verdict = live_concept([*readings, result], base, cfg.drift)
             if verdict is not None:
                 result.concept = verdict.to_dict()
@@ -172,7 +173,7 @@ def production_drift(
                     )
                     registry.mark(champion, VersionMarks(concept_live_onset=window_start(verdict.onset)))
         if base is not None and not base.regression and stats and stats.get("estimated_rows"):
-            _estimated_quality(result, base, stats, drift_history(out_dir))
+            _estimated_quality(result, base, stats, earlier)
         if stats and stats.get("feedback", 0) >= MIN_FEEDBACK and stats.get("live_accuracy") is not None:
             result.live_accuracy = stats["live_accuracy"]
             result.feedback = stats["feedback"]
@@ -180,7 +181,7 @@ def production_drift(
                 result.detected = True
                 result.reason = f"live accuracy {stats['live_accuracy']:.3f} below the floor {cfg.gate.floor}"
         if stats and stats.get("task") == "regression":
-            _regression_quality(result, registry, champion, stats, out_dir, cfg)
+            _regression_quality(result, registry, champion, stats, earlier, cfg)
     (out_dir / "drift.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
     history = out_dir / "reports" / "drift" / "history.jsonl"
     history.parent.mkdir(parents=True, exist_ok=True)
@@ -243,11 +244,11 @@ def _estimated_quality(result: DriftResult, base: Baseline, stats: dict[str, Any
 
 
 def _regression_quality(result: DriftResult, registry: Registry, champion: str, stats: dict[str, Any],
-                        out_dir: Path, cfg: RatchetConfig) -> None:
+                        history: list[DriftResult], cfg: RatchetConfig) -> None:
     """``live_error`` of a regression champion into ``result`` (the index counts this champion's
     earlier tests in the drift history)."""
     metrics = dict(registry.client.get_run(registry.version_info(champion)["run_id"]).data.metrics)
-    index = 1 + sum(1 for h in drift_history(out_dir) if h.champion == champion and h.live_error is not None)
+    index = 1 + sum(1 for h in history if h.champion == champion and h.live_error is not None)
     found = live_error(stats, metrics, index, cfg.drift)
     if found is None:
         return
