@@ -8,6 +8,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from ratchet.demo.report import inline_report, write_report
 from ratchet.demo.stream import DemoData, make_demo_data
+from ratchet.monitoring.drift_result import DriftResult
 from ratchet.runtime.context import Context
 from ratchet_prefect.options import task
 
@@ -19,7 +20,7 @@ def generate_demo_data(ctx: Context, run_dir: str) -> DemoData:
 
 @task
 def write_demo_report(
-    ctx: Context, run: str, run_dir: str, data: DemoData, traffic: dict, drift: dict, started: float
+    ctx: Context, run: str, run_dir: str, data: DemoData, traffic: dict, drift: DriftResult, started: float
 ) -> dict:
     """Score every champion on held-out rows of every batch; write report.json/.md and the plot."""
     report, curves = inline_report(ctx, run, data, traffic, drift, started)

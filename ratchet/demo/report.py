@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ratchet.core.schema import Schema
+from ratchet.monitoring.drift_result import DriftResult
 from ratchet.training.model.fit import Predictor
 from ratchet.training.model.preprocess import encode_target
 
@@ -46,7 +47,7 @@ def champions_in_order(ledger) -> list[str]:
     return out
 
 
-def inline_report(ctx, run: str, data, traffic: dict, drift: dict, started: float) -> tuple[dict, dict]:
+def inline_report(ctx, run: str, data, traffic: dict, drift: DriftResult, started: float) -> tuple[dict, dict]:
     """The inline demo's report: every champion scored on held-out rows of every batch.
     Returns the report and its accuracy curves (``ctx`` gives schema, ledger, registry, repo)."""
     import time
@@ -79,7 +80,7 @@ def inline_report(ctx, run: str, data, traffic: dict, drift: dict, started: floa
         f"{metric}_new_champion_after_drift": mean_acc(new, after),
         f"{metric}_curves": {v: dict(c) for v, c in curves.items()},
         "traffic": traffic,
-        "drift": drift,
+        "drift": drift.to_dict(),  # the report is JSON: the monitor's finding as it writes drift.json
         "ledger": [asdict(e) for e in ctx.ledger.history()],
         "data_main_commit": ctx.repo.resolve(ctx.cfg.data.main_branch),
     }
