@@ -212,3 +212,27 @@ def test_the_studentized_p_value_is_the_monte_carlo_rank_of_hall_s_statistic():
     assert 0 < exceed < samples and res["p_value"] == pytest.approx((1 + exceed) / (samples + 1), abs=1e-12)
     # an overwhelming improvement: no resample reaches it, and p is the smallest rank's, never 0
     assert studentized(d + 5.0, samples, seed, 0.05)["p_value"] == pytest.approx(1 / (samples + 1))
+
+
+def test_a_mean_skewed_towards_the_challenger_s_losses_needs_cochran_s_rows():
+    """97 rows a little better and 3 rows much worse: the mean says better, but it rests on how few of
+    the bad rows the sample holds. Below 28 + 25 g² rows the test says nothing; the same rows, skewed the
+    other way (rare large gains), are judged by the test itself."""
+    from ratchet.promotion.paired_tests import cochran_rows, studentized
+
+    d = np.r_[np.full(97, 1.0), np.full(3, -20.0)] + np.random.default_rng(8).normal(0, 0.1, 100)
+    assert d.mean() > 0
+    needed = cochran_rows(d - d.mean())
+    assert needed > len(d)
+    res = studentized(d, 500, 0, 0.05)
+    assert res["p_value"] == 1.0 and res["rows_needed"] == pytest.approx(needed)
+    assert "Cochran" in res["note"]
+    assert "rows_needed" not in studentized(-d + 2 * d.mean(), 500, 0, 0.05)  # mirrored: rare large gains
+
+    # through the gate: an RMSE challenger whose rare bad rows carry its loss is kept, and says why
+    y = np.zeros(100)
+    champ = np.full(100, 2.0)
+    chal = np.sqrt(np.maximum(4.0 - d, 0.0))  # squared error: champion's 4 minus d per row
+    decision = decide_regression(y, champ, chal, cfg(regression_metric="rmse", bootstrap_samples=500))
+    assert decision.decision == "keep" and decision.evidence.checks["significance"] is False
+    assert any("Cochran's rule" in r for r in decision.reasons), decision.reasons
