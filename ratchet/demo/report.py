@@ -243,7 +243,8 @@ promotion were started by Prefect automations.
 | champion versions, in order | {', '.join(report['champion_versions'])} |
 | drift onset (first drifted batch published) | 0 s |
 | drift detected by the monitoring flow | {sec('drift_detected_at')} |
-| better champion at 100% traffic | {sec('recovered_at')} |
+| better champion at 100% traffic (the first to beat the old one after drift) | {sec('recovered_at')} |
+| final champion at 100% traffic | {sec('final_champion_at')} |
 | accuracy before drift (old champion) | {_num(acc['accuracy_before_drift'])} |
 | accuracy after drift, old champion | {_num(acc['accuracy_old_champion_after_drift'])} |
 | accuracy after recovery, new champion | {_num(acc['accuracy_after_recovery'])} |

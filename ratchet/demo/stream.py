@@ -103,8 +103,21 @@ def loop_report(ctx, data: DemoData, timeline, run: str) -> dict:
 
     old_p = ctx.registry.load_predictor(old) if old else None
     new_p = ctx.registry.load_predictor(new) if new else None
-    reached = [e for e in after if e.action == "promote" and e.to_version == new]  # the canary's last step: 100 %
-    recovered_at = reached[-1].ts if reached and new != old else None
+    old_post = _mean_accuracy(old_p, post, schema) if old_p else None
+    # "Recovered": the first champion after the onset (a promote entry: the canary's last step, 100 %)
+    # that beats the stale champion on the post-drift holdouts, not the final one: a better model that
+    # a still better one replaces later has already recovered the loss.
+    post_acc: dict[str, float] = {}
+    recovered_at = final_at = None
+    for e in after:
+        if e.action != "promote" or e.to_version in (None, old):
+            continue
+        if e.to_version not in post_acc:
+            post_acc[e.to_version] = _mean_accuracy(ctx.registry.load_predictor(e.to_version), post, schema)
+        if recovered_at is None and (old_post is None or post_acc[e.to_version] > old_post):
+            recovered_at = e.ts
+        if e.to_version == new:
+            final_at = e.ts
     report = {
         "run": run,
         "mode": "event-driven",
@@ -114,8 +127,10 @@ def loop_report(ctx, data: DemoData, timeline, run: str) -> dict:
         "drift_detected_at": detections[0]["checked_at"] if detections else None,
         "recovered_at": recovered_at,
         "time_to_recover_s": (recovered_at - onset) if recovered_at else None,
+        "final_champion_at": final_at,
+        "accuracy_after_drift_by_version": post_acc,
         "accuracy_before_drift": _mean_accuracy(old_p, pre, schema) if old_p else None,
-        "accuracy_old_champion_after_drift": _mean_accuracy(old_p, post, schema) if old_p else None,
+        "accuracy_old_champion_after_drift": old_post,
         "accuracy_after_recovery": _mean_accuracy(new_p, post, schema) if new_p else None,
         "accuracy_post_drift_only_model": _mean_accuracy(baseline.predictor, post, schema),
         "final_champion": new,
