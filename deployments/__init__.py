@@ -29,6 +29,21 @@ from ratchet.core.config import RatchetConfig
 NOTIFY_DEPLOYMENT = "notify/webhook"  # run by the notification automations with each message
 
 
+def deployment_flows() -> dict:
+    """The flow objects the deployments run, by flow name (``build_deployments`` builds from these)."""
+    from flows.gc import gc_flow
+    from flows.ingest import ingest_flow
+    from flows.monitor import monitor_flow
+    from flows.notify import notify_flow
+    from flows.promote import evaluate_flow, promote_flow, rollback_flow
+    from flows.release import release_flow
+    from flows.score import score_flow
+    from flows.train import train_flow
+
+    return {f.name: f for f in (train_flow, release_flow, monitor_flow, gc_flow, ingest_flow, evaluate_flow,
+                                promote_flow, rollback_flow, score_flow, notify_flow)}
+
+
 def build_deployments(cfg: RatchetConfig) -> list:
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.events import DeploymentEventTrigger

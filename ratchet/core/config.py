@@ -309,6 +309,10 @@ class LoopConfig(_Strict):
     # for heartbeat_timeout_s (its runner died) is marked Crashed (deployments/heartbeats.py)
     heartbeat_s: int = Field(30, ge=30)
     heartbeat_timeout_s: int = Field(90, ge=10)
+    # how often the runner (``ratchet up``) asks its Prefect server for runs that are due: a run an
+    # automation asks for starts within this (Prefect's default, 10 s, put up to 20 s of waiting on
+    # a retraining and its release); one cheap query to a server on the same machine
+    runner_poll_s: float = Field(2.0, gt=0)
     work_pool: str = "ratchet-process"
 
     @model_validator(mode="after")

@@ -44,3 +44,52 @@ def test_flow_runs_fork_from_a_warm_forkserver_and_complete(tmp_path):
     assert all(x["preloaded"] for x in ran) and ran[0]["pid"] != ran[1]["pid"]
     runs = httpx.post(f"{api}/flow_runs/filter", json={"flows": {"name": {"any_": ["warm-probe"]}}}).json()
     assert len(runs) >= 2 and all(run["state_type"] == "COMPLETED" for run in runs)
+
+
+SERVED = """
+import sys
+from deployments.warm import fork_flow_runs
+fork_flow_runs(preload=("prefect", "flows.ingest"))
+from deployments.serve import run_served
+from tests.flows.warm_probe import warm_probe
+run_served([warm_probe.to_deployment(name=sys.argv[1])], {"warm-probe": warm_probe}, query_seconds=1)
+"""
+
+
+def test_a_served_deployment_s_run_forks_from_the_warm_forkserver(tmp_path):
+    """The runner ``ratchet up`` starts (``deployments.serve.run_served``) runs a deployment's run
+    as a fork of the forkserver: not ``python -m prefect.engine``, a fresh interpreter whose
+    parent is the runner and which has imported nothing ahead (Prefect 3.9's runner does that
+    for every deployment it was not given the flow object of)."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    api = PREFECT_API_URL.value()
+    env = {**os.environ, "PREFECT_API_URL": api}
+    env.pop("RATCHET_WARM", None)
+    name = f"served-{tmp_path.name}"[:60]
+    runner = subprocess.Popen([sys.executable, "-c", SERVED, name], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    out = tmp_path / "ran.json"
+    try:
+        with get_client(sync_client=True) as client:
+            deadline = time.time() + 120
+            deployment = None
+            while deployment is None and time.time() < deadline and runner.poll() is None:
+                try:
+                    deployment = client.read_deployment_by_name(f"warm-probe/{name}")
+                except Exception:  # not registered yet
+                    time.sleep(0.5)
+            assert deployment is not None, runner.stderr.read()[-3000:] if runner.poll() is not None else "no deployment"
+            run = client.create_flow_run_from_deployment(deployment.id, parameters={"out": str(out)})
+            while time.time() < deadline and not client.read_flow_run(run.id).state.is_final():
+                time.sleep(0.5)
+            assert client.read_flow_run(run.id).state.is_completed()
+        ran = json.loads(out.read_text())
+        assert ran["ppid"] != runner.pid, "the run's parent is the runner: a fresh interpreter, not a fork"
+        assert ran["preloaded"], "the run found nothing imported ahead"
+    finally:
+        runner.terminate()
+        runner.wait(timeout=60)
