@@ -40,3 +40,33 @@ def fork_flow_runs(preload: tuple[str, ...] | None = None) -> None:
             return context
 
     engine.multiprocessing = _Forkserver()  # type: ignore[assignment]
+    _pickle_flows_by_reference()
+
+
+def _pickle_flows_by_reference() -> None:
+    """A flow handed to a fork is pickled as its module and name, and the fork takes the flow its
+    forkserver imported. Why: cloudpickle sends a flow's function by value (its module's attribute
+    of that name is the ``Flow``, not the function), rebuilding the function's globals from the names
+    its body uses; an annotation postponed by ``from __future__ import annotations`` (``options:
+    RunOptions``) is not one of them, and Prefect's validation of the parameters failed with
+    "not fully defined". Every task the body calls was copied by value too. A flow that is not a
+    module attribute (made in a function) is pickled as before."""
+    import copyreg
+
+    from prefect import Flow
+
+    def reduce(flow: Flow) -> Any:
+        module = sys.modules.get(getattr(flow.fn, "__module__", ""))
+        name = getattr(flow.fn, "__name__", "")
+        if module is not None and getattr(module, name, None) is flow:
+            return _module_flow, (module.__name__, name)
+        return flow.__reduce_ex__(4)
+
+    copyreg.pickle(Flow, reduce)
+
+
+def _module_flow(module: str, name: str) -> Any:
+    """The flow ``module.name`` where it is unpickled (in a fork: imported already)."""
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

@@ -90,6 +90,7 @@ def test_a_served_deployment_s_run_forks_from_the_warm_forkserver(tmp_path):
         ran = json.loads(out.read_text())
         assert ran["ppid"] != runner.pid, "the run's parent is the runner: a fresh interpreter, not a fork"
         assert ran["preloaded"], "the run found nothing imported ahead"
+        assert ran["options"] == "RunOptions"  # the flow's typed parameters validated in the fork
     finally:
         runner.terminate()
         runner.wait(timeout=60)
