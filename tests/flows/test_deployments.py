@@ -97,3 +97,24 @@ def test_prefect_deploy_all_registers_every_deployment(tmp_path):
     listed = r.stdout
     for d in _project()["deployments"]:
         assert f"{ENTRY_FLOW[d['entrypoint']]}/{d['name']}" in listed
+
+
+def test_the_runner_is_given_every_deployment_as_built_with_its_flow():
+    """``deployments.serve`` hands each deployment to the runner through ``add_flow`` (so its runs
+    fork warm): the same deployment, rebuilt from ``served``'s arguments, with the flow it was made of."""
+    from prefect.deployments.runner import RunnerDeployment
+
+    from deployments import deployment_flows
+    from deployments.serve import served
+
+    cfg = load_config([Path(f) for f in CONFIG_FILES[:1]])
+    flows = deployment_flows()
+    built = build_deployments(cfg)
+    assert {d.flow_name for d in built} == set(flows)
+    for d in built:
+        again = RunnerDeployment.from_flow(flows[d.flow_name], **served(d))
+        for field in ("name", "flow_name", "entrypoint", "parameters", "tags", "concurrency_limit", "description"):
+            assert getattr(again, field) == getattr(d, field), (d.name, field)
+        assert again.concurrency_options == d.concurrency_options, d.name
+        assert [t.model_dump() for t in again.triggers] == [t.model_dump() for t in d.triggers], d.name
+        assert [s.schedule for s in again.schedules or []] == [s.schedule for s in d.schedules or []], d.name
