@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import Any
@@ -29,6 +30,19 @@ def fork_flow_runs(preload: tuple[str, ...] | None = None) -> None:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(warm_preload(PRELOAD if preload is None else preload))
 
+    starting: list[str] = []  # the flow run whose process run_flow_in_subprocess is starting
+
+    class _RunContext:
+        """The forkserver context, whose processes carry their flow run's name (``process_name``)."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(context, name)
+
+        @staticmethod
+        def Process(target: Any = None, args: tuple = (), **kw: Any) -> Any:  # noqa: N802 (multiprocessing's name)
+            name = process_name(starting[-1]) if starting else None
+            return context.Process(target=_named, args=(name, target, *args), **kw)
+
     class _Forkserver:
         """``multiprocessing`` as the flow engine sees it: the forkserver context for any name."""
 
@@ -37,10 +51,40 @@ def fork_flow_runs(preload: tuple[str, ...] | None = None) -> None:
 
         @staticmethod
         def get_context(method: str | None = None) -> Any:
-            return context
+            return _RunContext()
+
+    start = engine.run_flow_in_subprocess
+
+    def run_flow_in_fork(flow: Any, flow_run: Any = None, *args: Any, **kw: Any) -> Any:
+        starting.append(str(flow_run.id) if flow_run is not None else "")
+        try:
+            return start(flow, flow_run, *args, **kw)
+        finally:
+            starting.pop()
+
+    import prefect.runner._starter_direct as direct  # "patch the module to override", as it says
 
     engine.multiprocessing = _Forkserver()  # type: ignore[assignment]
+    direct.run_flow_in_subprocess = run_flow_in_fork
     _pickle_flows_by_reference()
+
+
+def process_name(flow_run_id: str) -> str:
+    """The name (``/proc/<pid>/comm``, what ``ps`` and ``top`` show) of the fork that runs
+    ``flow_run_id``: a fork's environment (``/proc/<pid>/environ``) is its forkserver's, so the
+    run id Prefect sets there for a spawned run cannot name it. 15 bytes at most (the kernel's
+    limit): the id's last 11 hex digits, the random part of a UUIDv7."""
+    return f"run-{flow_run_id.replace('-', '')[-11:]}"
+
+
+def _named(name: str | None, target: Any, *args: Any) -> Any:
+    """In the fork: take ``name``, then run Prefect's target."""
+    if name:
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):  # a name is a convenience, never a failure
+            ctypes.CDLL(None, use_errno=True).prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+    return target(*args)
 
 
 def _pickle_flows_by_reference() -> None:

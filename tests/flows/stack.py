@@ -83,11 +83,17 @@ def train_runs(api: str) -> list[dict]:
 
 
 def flow_run_process(run_id: str) -> int | None:
-    """The process executing ``run_id`` (the runner starts it with the run's id in its environment)."""
+    """The process executing ``run_id``: a fork of the runner's forkserver named after the run
+    (``deployments.warm.process_name``), or a spawned one with the run's id in its environment."""
+    from deployments.warm import process_name
+
+    name = process_name(run_id)
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
+            if (proc / "comm").read_text().strip() == name:
+                return int(proc.name)
             environ = (proc / "environ").read_bytes().split(b"\0")
         except OSError:
             continue

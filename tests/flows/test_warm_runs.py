@@ -91,6 +91,9 @@ def test_a_served_deployment_s_run_forks_from_the_warm_forkserver(tmp_path):
         assert ran["ppid"] != runner.pid, "the run's parent is the runner: a fresh interpreter, not a fork"
         assert ran["preloaded"], "the run found nothing imported ahead"
         assert ran["options"] == "RunOptions"  # the flow's typed parameters validated in the fork
+        from deployments.warm import process_name
+
+        assert ran["comm"] == process_name(str(run.id))  # named after its run: `ps` tells the runs apart
     finally:
         runner.terminate()
         runner.wait(timeout=60)

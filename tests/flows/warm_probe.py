@@ -17,4 +17,4 @@ def warm_probe(out: str, options: RunOptions = RunOptions()) -> None:
     Prefect validates it against the annotation, resolved in the flow function's module."""
     with open(out, "w") as f:
         json.dump({"pid": os.getpid(), "ppid": os.getppid(), "preloaded": "flows.ingest" in sys.modules,
-                   "options": type(options).__name__}, f)
+                   "options": type(options).__name__, "comm": open("/proc/self/comm").read().strip()}, f)
