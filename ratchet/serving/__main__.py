@@ -94,8 +94,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--log-level", default="warning")
     args = ap.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper())
-    import uvicorn
-
     from ratchet.core.config import load_config
     from ratchet.serving.middleware import OpenAdminError, check_bind
 
@@ -108,17 +106,28 @@ def main(argv: list[str] | None = None) -> int:
     ctx, app = build_app()
     tune_process(app)
     log_server_stack()
+    run_server(app, host, args.port or ctx.cfg.serving.port, args.log_level)
+    return 0
+
+
+def run_server(app, host: str, port: int, log_level: str = "warning") -> None:
+    """uvicorn as the service runs it (``python -m ratchet.serving`` and ``ratchet serve``)."""
+    import uvicorn
+
+    from ratchet.serving.transport import http_protocol
+
     uvicorn.run(
         app,
         host=host,
-        port=args.port or ctx.cfg.serving.port,
-        log_level=args.log_level,
+        port=port,
+        log_level=log_level,
         access_log=False,
         # no X-Forwarded-* rewriting of the client address: nothing here reads it, and the
         # middleware costs a few per cent of a single-row /predict
         proxy_headers=False,
+        # a response's head and body in one socket write (ratchet.serving.transport)
+        http=http_protocol(),
     )
-    return 0
 
 
 if __name__ == "__main__":
