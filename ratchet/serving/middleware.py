@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import itertools
 import logging
@@ -171,9 +170,6 @@ class ObserveMiddleware:
                 scope["path"], scope["method"], status, state.get("model_version"), time.perf_counter() - t0
             )
         if background is not None:  # after the answer is out (a shadow prediction): not in its latency
-            # one turn of the event loop first: the server's transport sends what this turn wrote
-            # at its end (ratchet.serving.transport), so the answer leaves before this work starts
-            await asyncio.sleep(0)
             try:
                 await background()
             except Exception:

@@ -5,8 +5,9 @@ uvicorn writes a response's status line and headers (``http.response.start``) an
 single-row ``/predict`` costs two ``send`` system calls and two TCP segments, and the client
 wakes up twice (on a 2-core machine the load generator shares the cores with the server). The
 transport here holds the writes made during one turn of the event loop and sends them with one
-``write`` at the end of the turn (``loop.call_soon``): the same bytes in the same order, one
-system call. ``close()`` sends what is held first.
+``write`` when the response is complete (uvicorn's ``on_response_complete``), or at the end of
+the turn (``loop.call_soon``) for what a streamed response writes: the same bytes in the same
+order, one system call. ``close()`` sends what is held first.
 
 uvicorn takes a protocol class as ``http=``: :func:`http_protocol` gives its httptools protocol
 (h11 when httptools is not installed) with this transport under it. Written here, not found in
@@ -71,5 +72,11 @@ def http_protocol() -> type:
     class CoalescingHTTPProtocol(base):
         def connection_made(self, transport) -> None:  # type: ignore[override]
             super().connection_made(CoalescingTransport(transport, asyncio.get_running_loop()))
+
+        def on_response_complete(self) -> None:
+            # the whole response is written: out at once, before whatever the app does next
+            # (a shadow prediction after the answer), not at the end of the loop's turn
+            self.transport.flush()
+            super().on_response_complete()
 
     return CoalescingHTTPProtocol

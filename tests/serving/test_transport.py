@@ -98,8 +98,18 @@ def served(tmp_path, monkeypatch):
     thread.join(timeout=30)
 
 
-def test_each_answer_is_one_write_and_the_shadow_still_runs(served):
+def test_each_answer_is_one_write_and_the_shadow_still_runs(served, monkeypatch):
     url, app, chunks = served
+    from ratchet.serving.predict import PredictHandler
+
+    written_before_shadow: list[int] = []
+    shadow = PredictHandler.shadow_predict
+
+    def watched(self, *args):
+        written_before_shadow.append(len(chunks))
+        return shadow(self, *args)
+
+    monkeypatch.setattr(PredictHandler, "shadow_predict", watched)
     rows = mixed_rows(12, seed=7, messy=False)
     with httpx.Client(base_url=url, timeout=10) as client:  # one keep-alive connection
         r = client.put("/admin/traffic", json={"challenger_share": 1.0, "shadow": True})
@@ -113,6 +123,8 @@ def test_each_answer_is_one_write_and_the_shadow_still_runs(served):
     for chunk, answer in zip(chunks, answers, strict=False):
         assert chunk.startswith(b"HTTP/1.1 200 OK\r\n") and chunk.endswith(answer.content)
     assert chunks[-1].startswith(b"HTTP/1.1 400") and chunks[-1].endswith(bad.content)
+    # the shadow prediction of answer i runs after answer i is on the socket
+    assert written_before_shadow == list(range(1, len(rows) + 1))
     rt = app.state.ratchet
     rt.flush()
     assert rt.metrics.stats()["versions"]["2"]["shadow_rows"] == len(rows)
