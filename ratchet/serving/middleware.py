@@ -152,11 +152,12 @@ class ObserveMiddleware:
             status = response.status_code
             background = response.background
             raw = response.raw_headers
-            names = {name for name, _ in raw}
-            if b"x-request-id" not in names:
-                raw.append((b"x-request-id", rid.encode("latin-1")))
-            if b"x-model-version" not in names:
-                raw.append((b"x-model-version", self._version(state).encode("latin-1")))
+            if not getattr(response, "identified", False):
+                names = {name for name, _ in raw}
+                if b"x-request-id" not in names:
+                    raw.append((b"x-request-id", rid.encode("latin-1")))
+                if b"x-model-version" not in names:
+                    raw.append((b"x-model-version", self._version(state).encode("latin-1")))
             started = True
             await send({"type": "http.response.start", "status": status, "headers": raw})
             await send({"type": "http.response.body", "body": response.body})
