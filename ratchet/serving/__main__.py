@@ -127,6 +127,9 @@ def run_server(app, host: str, port: int, log_level: str = "warning") -> None:
         proxy_headers=False,
         # a response's head and body in one socket write (ratchet.serving.transport)
         http=http_protocol(),
+        # no "server: uvicorn" on every answer: it names the stack to anyone, and uvicorn checks
+        # each header it sends against two regular expressions
+        server_header=False,
     )
 
 
