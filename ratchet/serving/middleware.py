@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import itertools
 import logging
@@ -171,6 +172,9 @@ class ObserveMiddleware:
                 scope["path"], scope["method"], status, state.get("model_version"), time.perf_counter() - t0
             )
         if background is not None:  # after the answer is out (a shadow prediction): not in its latency
+            # one turn of the event loop first: the service's transport sends what this turn
+            # wrote at its end (ratchet.serving.transport), so the answer leaves before this work
+            await asyncio.sleep(0)
             try:
                 await background()
             except Exception:
