@@ -7,7 +7,8 @@ routes (without it the service refuses any address but loopback) and ``RATCHET_A
 version as the champion (no aliases followed, no challenger). Because the process only serves, torch's
 intra-op threads are set to ``serving.torch_threads`` (one request's tiny matrix gains
 nothing from a thread pool, and idle pool threads spin on a shared machine). uvicorn uses
-httptools/uvloop (dependencies of ratchet) when they are installed, h11/asyncio otherwise.
+httptools/uvloop (dependencies of ratchet) when they are installed, h11/asyncio otherwise, under
+a transport that sends each response's head and body in one write (:mod:`ratchet.serving.transport`).
 Live profiling (whylogs) runs in a worker process of its own, so that a profiling pass never
 holds the GIL the event loop needs; ``RATCHET_PROFILE_PROCESS=0`` keeps it in a thread.
 """

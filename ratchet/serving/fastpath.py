@@ -11,6 +11,9 @@ model's own ``module`` (a torch network returning logits) then runs under
 ``Linear``/``ReLU``/``Dropout`` layers is also evaluated with numpy matmuls, and so is a module
 that gives its own numpy forward pass (``numpy_forward()``: the MLP over piecewise-linear
 embeddings and TabM, ``ratchet.training.model.families``); a module with neither runs in torch.
+One row (a single-row ``/predict``) of a plain MLP takes a shorter way still: the feature row is
+built in a Python list and each layer is one numpy call with its bias folded into the weights
+(:func:`_single_row`), checked row by row against the model like the rest.
 
 Category values outside the schema's categories go to ratchet's "other" bucket
 (``OTHER``), and a datetime feature's calendar parts are computed from the validated

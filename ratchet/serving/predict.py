@@ -20,11 +20,12 @@ predicted on the event loop (~0.1 ms of numpy: cheaper than a hop to a worker th
 and so is their shadow prediction, after the answer is sent; others in a worker thread (and the
 shadow thread). The answer is rendered with orjson.
 
-Where a single-row request's time goes (py-spy on the running service, wrk with 8 connections,
-2 shared cores): about half in uvicorn and the kernel (parsing, the task, the two socket
-writes: an empty uvicorn endpoint's whole request costs ~30 us of CPU), a fifth in the model's
-fast path, the rest in parsing, validation, metrics, the profiler and feedback hand-offs and
-rendering, a few us each.
+Where a single-row request's time goes: ``docs/scale.md`` ("Where a single-row /predict spends
+its time"), from ``benchmarks/serving_profile.py`` (in process, per part) and py-spy on the
+running service: over half in uvicorn, the event loop and the kernel (an empty uvicorn
+endpoint's whole request costs ~20 us of CPU), the model's single-row fast path under 10 us, the
+rest in parsing, validation, metrics, the profiler and feedback hand-offs and rendering, 1-2 us
+each.
 """
 
 from __future__ import annotations
