@@ -45,6 +45,10 @@ ramped and rolled back at its first step; every non-2xx answer counted).
                                  [--bentoml-python PATH] [--mlserver-python PATH] [--tool wrk|loadgen]
                                  [--no-canary] [--keep]
     python benchmarks/serving.py --families mlp,mlp_ple,tabm   # req/s per model family (issue 23), against the first
+
+Where ratchet's part of a single-row request goes, per part and in process:
+``python benchmarks/serving_profile.py`` (figures and the py-spy view of the running service in
+``docs/scale.md``).
 """
 
 from __future__ import annotations

@@ -30,10 +30,8 @@ def serve(
 ) -> None:
     """HTTP service: POST /predict, GET /health, GET /metrics. Its /admin routes take the
     home's admin token (run/admin-token, made on first use) unless RATCHET_ADMIN_TOKEN is set."""
-    import uvicorn
-
     from ratchet.runtime.stack import admin_token, token_file
-    from ratchet.serving.__main__ import build_app, tune_process
+    from ratchet.serving.__main__ import build_app, run_server, tune_process
 
     settings = home_settings().ensure()
     if not os.environ.get("RATCHET_ADMIN_TOKEN"):  # as `ratchet up`: the admin routes are never open
@@ -41,9 +39,7 @@ def serve(
         typer.echo(f"admin token: {token_file(settings)} (send Authorization: Bearer <it> to /admin routes)", err=True)
     ctx, application = build_app()
     tune_process(application)  # models loaded, GC frozen, short GIL switch: see ratchet.serving
-    uvicorn.run(
-        application, host=host or ctx.cfg.serving.host, port=port or ctx.cfg.serving.port, access_log=False,
-    )
+    run_server(application, host or ctx.cfg.serving.host, port or ctx.cfg.serving.port, log_level="info")
 
 
 @app.command()

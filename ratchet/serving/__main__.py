@@ -7,7 +7,8 @@ routes (without it the service refuses any address but loopback) and ``RATCHET_A
 version as the champion (no aliases followed, no challenger). Because the process only serves, torch's
 intra-op threads are set to ``serving.torch_threads`` (one request's tiny matrix gains
 nothing from a thread pool, and idle pool threads spin on a shared machine). uvicorn uses
-httptools/uvloop (dependencies of ratchet) when they are installed, h11/asyncio otherwise.
+httptools/uvloop (dependencies of ratchet) when they are installed, h11/asyncio otherwise, under
+a transport that sends each response's head and body in one write (:mod:`ratchet.serving.transport`).
 Live profiling (whylogs) runs in a worker process of its own, so that a profiling pass never
 holds the GIL the event loop needs; ``RATCHET_PROFILE_PROCESS=0`` keeps it in a thread.
 """
@@ -94,8 +95,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--log-level", default="warning")
     args = ap.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper())
-    import uvicorn
-
     from ratchet.core.config import load_config
     from ratchet.serving.middleware import OpenAdminError, check_bind
 
@@ -108,17 +107,31 @@ def main(argv: list[str] | None = None) -> int:
     ctx, app = build_app()
     tune_process(app)
     log_server_stack()
+    run_server(app, host, args.port or ctx.cfg.serving.port, args.log_level)
+    return 0
+
+
+def run_server(app, host: str, port: int, log_level: str = "warning") -> None:
+    """uvicorn as the service runs it (``python -m ratchet.serving`` and ``ratchet serve``)."""
+    import uvicorn
+
+    from ratchet.serving.transport import http_protocol
+
     uvicorn.run(
         app,
         host=host,
-        port=args.port or ctx.cfg.serving.port,
-        log_level=args.log_level,
+        port=port,
+        log_level=log_level,
         access_log=False,
         # no X-Forwarded-* rewriting of the client address: nothing here reads it, and the
         # middleware costs a few per cent of a single-row /predict
         proxy_headers=False,
+        # a response's head and body in one socket write (ratchet.serving.transport)
+        http=http_protocol(),
+        # no "server: uvicorn" on every answer: it names the stack to anyone, and uvicorn checks
+        # each header it sends against two regular expressions
+        server_header=False,
     )
-    return 0
 
 
 if __name__ == "__main__":

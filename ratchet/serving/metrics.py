@@ -162,6 +162,7 @@ class ServingMetrics:
         )
         self._lock = threading.Lock()
         self._children: dict[tuple, object] = {}
+        self._predicted: dict[tuple, tuple] = {}  # (version, alias, label) -> (its counter, str(label))
         self._versions: dict[str, _VersionStats] = {}
         self._unrouted_errors = 0
 
@@ -214,24 +215,31 @@ class ServingMetrics:
             self._v(version).fallbacks += 1
 
     def observe_predictions(self, version: str, alias: str, labels: list, shadow: bool = False) -> None:
-        counts: dict = {}
-        for lab in labels:
-            counts[lab] = counts.get(lab, 0) + 1
-        for lab, n in counts.items():
+        if len(labels) == 1:  # a single row: no tally to build
+            counts = ((labels[0], 1),)
+        else:
+            tally: dict = {}
+            for lab in labels:
+                tally[lab] = tally.get(lab, 0) + 1
+            counts = tuple(tally.items())
+        children = self._predicted
+        named = []  # (the class as /stats names it, rows)
+        for lab, n in counts:
             key = (version, alias, lab)
-            child = self._children.get(key)
-            if child is None:
-                child = self._children[key] = self.predictions.labels(version, alias, str(lab))
-            child.inc(n)
+            bound = children.get(key)
+            if bound is None:  # the counter's child and the label's name, looked up once per label
+                bound = children[key] = (self.predictions.labels(version, alias, str(lab)), str(lab))
+            bound[0].inc(n)
+            named.append((bound[1], n))
         with self._lock:
             s = self._v(version)
             if shadow:
                 s.shadow_rows += len(labels)
             else:
                 s.rows += len(labels)
-            for lab, n in counts.items():
-                key = str(lab)
-                s.predicted[key] = s.predicted.get(key, 0) + n
+            predicted = s.predicted
+            for key, n in named:
+                predicted[key] = predicted.get(key, 0) + n
 
     def observe_values(self, version: str, alias: str, n: int, shadow: bool = False) -> None:
         """A regression model's ``n`` predicted rows (numbers: counted, not tallied per value)."""

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import itertools
 import logging
@@ -152,11 +153,12 @@ class ObserveMiddleware:
             status = response.status_code
             background = response.background
             raw = response.raw_headers
-            names = {name for name, _ in raw}
-            if b"x-request-id" not in names:
-                raw.append((b"x-request-id", rid.encode("latin-1")))
-            if b"x-model-version" not in names:
-                raw.append((b"x-model-version", self._version(state).encode("latin-1")))
+            if not getattr(response, "identified", False):
+                names = {name for name, _ in raw}
+                if b"x-request-id" not in names:
+                    raw.append((b"x-request-id", rid.encode("latin-1")))
+                if b"x-model-version" not in names:
+                    raw.append((b"x-model-version", self._version(state).encode("latin-1")))
             started = True
             await send({"type": "http.response.start", "status": status, "headers": raw})
             await send({"type": "http.response.body", "body": response.body})
@@ -170,6 +172,9 @@ class ObserveMiddleware:
                 scope["path"], scope["method"], status, state.get("model_version"), time.perf_counter() - t0
             )
         if background is not None:  # after the answer is out (a shadow prediction): not in its latency
+            # one turn of the event loop first: the service's transport sends what this turn
+            # wrote at its end (ratchet.serving.transport), so the answer leaves before this work
+            await asyncio.sleep(0)
             try:
                 await background()
             except Exception:

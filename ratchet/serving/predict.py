@@ -20,11 +20,12 @@ predicted on the event loop (~0.1 ms of numpy: cheaper than a hop to a worker th
 and so is their shadow prediction, after the answer is sent; others in a worker thread (and the
 shadow thread). The answer is rendered with orjson.
 
-Where a single-row request's time goes (py-spy on the running service, wrk with 8 connections,
-2 shared cores): about half in uvicorn and the kernel (parsing, the task, the two socket
-writes: an empty uvicorn endpoint's whole request costs ~30 us of CPU), a fifth in the model's
-fast path, the rest in parsing, validation, metrics, the profiler and feedback hand-offs and
-rendering, a few us each.
+Where a single-row request's time goes: ``docs/scale.md`` ("Where a single-row /predict spends
+its time"), from ``benchmarks/serving_profile.py`` (in process, per part) and py-spy on the
+running service: over half in uvicorn, the event loop and the kernel (an empty uvicorn
+endpoint's whole request costs ~20 us of CPU), the model's single-row fast path under 10 us, the
+rest in parsing, validation, metrics, the profiler and feedback hand-offs and rendering, 1-2 us
+each.
 """
 
 from __future__ import annotations
@@ -64,12 +65,19 @@ class FastJSONResponse(JSONResponse):
     orjson will not take), its raw headers built directly: starlette's ``init_headers`` costs
     more than orjson's rendering on a single-row answer."""
 
+    # ``request_id`` with ``raw_headers`` naming the model version: the answer carries both ids
+    # (``identified``), and ObserveMiddleware.serve_direct has nothing to look for in its headers
+    identified = False
+
     def __init__(self, content, status_code: int = 200, headers: dict[str, str] | None = None,
-                 raw_headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+                 raw_headers: tuple[tuple[bytes, bytes], ...] = (), request_id: str | None = None) -> None:
         self.status_code = status_code
         self.background = None
         body = self.body = self.render(content)
         raw = [(b"content-length", b"%d" % len(body)), (b"content-type", b"application/json"), *raw_headers]
+        if request_id is not None:
+            raw.append((b"x-request-id", request_id.encode("latin-1")))
+            self.identified = any(name == b"x-model-version" for name, _ in raw_headers)
         if headers:
             raw.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
         self.raw_headers = raw
@@ -176,7 +184,7 @@ class PredictHandler:
             rt.profiler.record(slot.version, batch, labels, confidence)
             rt.feedback.record(rid, slot.version, labels, slot.classes)
         body = (render or render_predict)(req, rid, slot, alias, labels, proba)
-        response = FastJSONResponse(body, raw_headers=slot_headers(slot, alias))
+        response = FastJSONResponse(body, raw_headers=slot_headers(slot, alias), request_id=rid)
         if chosen and snap.traffic.shadow:
             args = (slot.version, snap.challenger, req.rows, rid, labels)
             if inline:

@@ -121,3 +121,27 @@ def test_shadow_of_a_fast_path_challenger_runs_after_the_answer_on_the_event_loo
         body = answers[0].json()
         fb = c.post("/feedback", json={"request_id": body["request_id"], "label": body["predictions"][0]}).json()
         assert set(fb["versions"]) == {"1", "2"}  # the shadow answer is scored too
+
+
+def test_single_row_path_matches_the_model_row_by_row(predictor):
+    """One row goes through the folded single-row path (a list, then one numpy call per layer),
+    which gives what the model's own predict_proba gives on nulls, unseen categories and out-of-range values."""
+    fast = compile_fast_path(predictor)
+    assert fast is not None and fast.single is not None
+    validator = RowValidator(SCHEMA)
+    rows = mixed_rows(300, seed=11, messy=True)
+    want = predictor.predict_proba(validator.validate(rows).frame)
+    for i, r in enumerate(rows):
+        got = fast.predict_proba(validator.validate([r]).columns, 1)
+        assert got.shape == (1, 3)
+        np.testing.assert_allclose(got, want[i:i + 1], atol=1e-5)
+
+
+def test_single_row_path_dropped_when_it_disagrees(predictor, monkeypatch):
+    import ratchet.serving.fastpath as fp
+
+    monkeypatch.setattr(fp, "_softmax_row", lambda logits: np.full((1, logits.shape[0]), 1 / logits.shape[0]))
+    fast = compile_fast_path(predictor)
+    assert fast is not None and fast.single is None  # the matrix path still serves
+    batch = RowValidator(SCHEMA).validate(mixed_rows(1, seed=3, messy=False))
+    np.testing.assert_allclose(fast.predict_proba(batch.columns, 1), predictor.predict_proba(batch.frame), atol=1e-5)

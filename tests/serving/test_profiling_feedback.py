@@ -202,3 +202,35 @@ def test_feedback_entries_leave_the_collectors_view():
     assert not any(gc.is_tracked(e) for e in store._entries.values())
     assert store.resolve("r2", {1: "yes"}) == [("1", True), ("2", False)]
     assert store.resolve("r1", {0: "no"}) == [("1", False)]
+
+
+def test_a_pass_goes_to_the_worker_in_frames_and_all_rows_arrive(tmp_path, monkeypatch):
+    """The items go to the worker process in frames of at most ITEMS_PER_FRAME (pickle holds the
+    GIL the event loop needs for as long as it runs); every row of every version is profiled."""
+    import numpy as np
+
+    from ratchet.serving import profiler as p
+    from ratchet.serving.validation import ValidatedBatch
+
+    sizes: list[int] = []
+    write = p._write_frame
+
+    def counting(f, obj):
+        if isinstance(obj, list) and obj and isinstance(obj[0], tuple) and len(obj[0]) == 6:
+            sizes.append(len(obj))
+        write(f, obj)
+
+    monkeypatch.setattr(p, "_write_frame", counting)
+    prof = p.LiveProfiler(tmp_path, batch_rows=10**6, flush_s=3600, process=True)
+    prof.start()
+    try:
+        names = ["a", "b"]
+        for i in range(2 * p.ITEMS_PER_FRAME + 7):
+            prof.record(str(1 + i % 2), ValidatedBatch({"a": [float(i)], "b": ["x"]}, names, 1), [i % 3],
+                        np.array([0.5]))
+        written = prof.flush()
+        assert sizes == [p.ITEMS_PER_FRAME, p.ITEMS_PER_FRAME, 7] and prof.worker_pid is not None
+        counts = {path.parent.name: _count(DatasetProfileView.deserialize(path.read_bytes()), "a") for path in written}
+        assert counts == {"1": p.ITEMS_PER_FRAME + 4, "2": p.ITEMS_PER_FRAME + 3}
+    finally:
+        prof.stop(flush=False)

@@ -111,6 +111,7 @@ def numpy_sequential(net: nn.Module) -> Callable[[np.ndarray], np.ndarray] | Non
                     x = x + layer[1]
         return x
 
+    run.layers = layers  # the serving fast path folds them for a single row (ratchet.serving.fastpath)
     return run
 
 
