@@ -232,7 +232,7 @@ def run_split(name: str, repeat: int, variants: list[str], trials: int | None, b
         paths.append(folder / f"batch-{i:03d}.csv")
         part.to_csv(paths[-1], index=False)
     home = Home(folder)
-    row: dict = {"dataset": name, "repeat": repeat, "rows": len(frame), "test_rows": n_test}
+    row: dict = {"dataset": name, "repeat": repeat, "rows": len(frame), "test_rows": n_test, "home": str(folder)}
     try:
         home.run("init", "--schema-from", str(paths[0]), "--target", target)
         for p in paths:
