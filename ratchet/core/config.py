@@ -130,6 +130,11 @@ class TuneConfig(_Strict):
         None, description="a new study's first trial: these values of search_space parameters (the measured "
         "default), the others drawn; the search starts from a known good model instead of a random one"
     )
+    keep_first_z: float | None = Field(
+        2.0, ge=0, description="the first trial (first_trial) stays the pick unless another trial's validation "
+        "loss is lower by more than this many standard errors of their per-row difference on the validation "
+        "rows; None: the lowest validation loss wins (ratchet.training.model.tune.select_trial)"
+    )
 
     @model_validator(mode="after")
     def _first_trial_in_space(self) -> TuneConfig:

@@ -187,7 +187,7 @@ def tune_on_commit(
         importance = permutation_importance(result.best.predictor, data.test, schema, cfg.train.seed)
         mlflow.log_dict(importance, "feature_importance.json")
         mlflow.log_params({f"best_{k}": v for k, v in result.best_params.items()})
-        mlflow.log_metrics(metrics | {"trials_pruned": result.n_pruned})
+        mlflow.log_metrics(metrics | {"trials_pruned": result.n_pruned, "kept_first_trial": float(result.kept_first)})
         log_history(result.best.history, prefix="best_")
         _log_curve(result.best.history)
         table = trials_table(result.study)

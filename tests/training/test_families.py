@@ -85,3 +85,34 @@ def test_the_bins_are_quantiles_of_the_training_rows_and_a_constant_column_gets_
     assert bins[1] == [2.0, 4.0]  # constant: one bin around it
     assert bins[2] == [0.0, 0.5, 1.0]  # a flag: the median between its two values
     assert copy.deepcopy(bins) == bins and all(isinstance(v, float) for b in bins for v in b)  # plain lists
+
+
+def test_the_first_trial_is_kept_unless_another_is_better_beyond_the_noise(setup, fitted):
+    """select_trial: a lower validation loss within the noise of the validation rows does not replace
+    the first trial (the measured default); a clearly better model does; without z the minimum wins."""
+    from ratchet.training.model.fit import FitResult
+    from ratchet.training.model.tune import row_losses, select_trial
+
+    cfg, schema, train, val, _ = setup
+    untrained = fit(train, val, schema, cfg.train.model_copy(update={"max_epochs": 1}),
+                    {"family": "mlp", "learning_rate": 1e-6}, progress=False)
+    good = fitted["mlp"]
+    assert row_losses(untrained.predictor, val).mean() > row_losses(good.predictor, val).mean() + 0.1
+    study = optuna.create_study()
+    for value in (0.50, 0.49, 0.40):
+        study.add_trial(optuna.trial.create_trial(value=value, params={}, distributions={}))
+    first, close, far = study.get_trials()
+    models = {first.number: good, close.number: good, far.number: untrained}
+
+    def model_of(t) -> FitResult:
+        return models[t.number]
+
+    # trials 0 and 1 give the same model: a lower reported loss with no per-row difference keeps trial 0
+    chosen, model, kept = select_trial([first, close], first, model_of, val, 2.0)
+    assert chosen.number == 0 and model is good and kept
+    chosen, _, kept = select_trial([first, close], first, model_of, val, None)
+    assert chosen.number == 1 and not kept
+    # the first trial untrained, the other learnt: the difference is far beyond its noise
+    models[first.number], models[far.number] = untrained, good
+    chosen, model, kept = select_trial([first, far], first, model_of, val, 2.0)
+    assert chosen.number == far.number and model is good and not kept
