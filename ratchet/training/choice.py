@@ -138,8 +138,9 @@ def _proxy_losses(train: pd.DataFrame, newest_train: pd.DataFrame, scored: pd.Da
     """Per-row loss on ``scored`` of a linear proxy fitted on ``train`` (log loss for classes,
     squared error on the standardised target for regression); None: nothing to fit.
 
-    A classifier's probabilities are moved to the newest batch's class shares (measured on its
-    training rows, which every candidate holds) before scoring: the prior-shift correction of
+    A classifier's probabilities are moved to the class shares of ``newest_train`` before scoring
+    (at the first origin the newest batch's training rows, which every candidate holds; at an older
+    origin the scored batch itself, whose base rate every candidate then gets alike): the prior-shift correction of
     Saerens et al. (2002), p'(y|x) proportional to p(y|x) * pi_new(y) / pi_train(y). Without it a
     window whose base rate happens to match the newest batch's wins on calibration alone, and a
     seasonal base rate would cut the window short, which is what item 2 of the issue forbids."""
