@@ -1,7 +1,7 @@
 """A real time-ordered stream through the command line, as a user runs it: vega_datasets'
 seattle-weather (NOAA daily records, 2012-2015, a ``date`` column and the day's ``weather``) in
-eight half-year batches by date. ``ratchet lineage`` names every candidate window with its loss
-on the newest batch, and the window is chosen by that evidence, not cut to the newest batch by
+eight half-year batches by date. ``ratchet lineage`` names every candidate window with its mean loss
+over a rolling origin, and the window is chosen by that evidence, not cut to the newest batch by
 the date's calendar parts or by the label's seasonal base rate. Slow: about 5 minutes here."""
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def test_lineage_names_the_candidate_windows_and_the_choice_follows_their_scores
     tied = [c["batches"] for c in candidates if c["loss"] - best["loss"] <= c["se"] + 1e-9]
     assert int(lineage["data_window_batches"]) == max(tied)
     assert lineage["data_window_rule"].startswith(f"best of {len(candidates)} candidates")
-    assert lineage["data_window_choice"].startswith("lowest proxy loss")
+    assert lineage["data_window_choice"].startswith("lowest mean proxy loss over a rolling origin")
     # the label's seasonal shift is reported apart, never an onset
     assert "prior shift, not an onset" in lineage["data_window_rule"]
     assert set(lineage["feature_importance"]) == {"date", "precipitation", "temp_max", "temp_min", "wind"}
