@@ -27,6 +27,10 @@ def test_lineage_names_the_candidate_windows_and_the_choice_follows_their_scores
 
     pd.concat(frames).to_csv(project.folder / "all.csv", index=False)
     _cli(project, "init", "--schema-from", "all.csv", "--target", target)
+    # the user opts in to the best rule in the project config init wrote (the shipped default is since_drift)
+    config = project.home / "ratchet.yaml"
+    assert "window: since_drift" in config.read_text()
+    config.write_text(config.read_text().replace("window: since_drift", "window: best", 1))
     for i, df in enumerate(frames):
         df.to_csv(project.folder / f"half-{i}.csv", index=False)
         assert _cli(project, "ingest", f"half-{i}.csv")["status"] == "published"
