@@ -34,7 +34,8 @@ about 190 times: about 1.5 hours on 2 loaded cores at the test suite's 4 epochs 
 the 4 peers took about 2 minutes there); at 15 epochs, seattle alone (7 rounds) took 14 minutes and
 concept 15, two streams run side by side on the same loaded cores: plan on several hours for a full run.
 
-Measured at 15 epochs (``--streams seattle``, ``--streams concept``, one stream a run; defaults else):
+Measured at 15 epochs (``--streams seattle``, ``--streams concept``, ``--streams none``, one stream a
+run; defaults else; the other streams not yet run at 15 epochs):
 
     stream    peer       prequential  recover  false alarms
     seattle   ratchet          0.605        -             -
@@ -45,6 +46,10 @@ Measured at 15 epochs (``--streams seattle``, ``--streams concept``, one stream 
     concept   all data         0.606    never             -
     concept   newest 3         0.730        1             -
     concept   adwin            0.862        1             0
+    none      ratchet          1.000        -             0
+    none      all data         1.000        -             -
+    none      newest 3         1.000        -             -
+    none      adwin            1.000        -             0
 
 On seattle ratchet's newest challenger, ungated, would have scored 0.673: the gate's caution costs
 0.068 there: it kept three challengers that would have served a batch, each better on that batch
