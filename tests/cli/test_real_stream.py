@@ -1,7 +1,7 @@
 """A real time-ordered stream through the command line, as a user runs it: vega_datasets'
 seattle-weather (NOAA daily records, 2012-2015, a ``date`` column and the day's ``weather``) in
-eight half-year batches by date. ``ratchet lineage`` names every candidate window with its loss
-on the newest batch, and the window is chosen by that evidence, not cut to the newest batch by
+eight half-year batches by date. ``ratchet lineage`` names every candidate window with its mean loss
+over a rolling origin, and the window is chosen by that evidence, not cut to the newest batch by
 the date's calendar parts or by the label's seasonal base rate. Slow: about 5 minutes here."""
 
 from __future__ import annotations
@@ -27,6 +27,10 @@ def test_lineage_names_the_candidate_windows_and_the_choice_follows_their_scores
 
     pd.concat(frames).to_csv(project.folder / "all.csv", index=False)
     _cli(project, "init", "--schema-from", "all.csv", "--target", target)
+    # the user opts in to the best rule in the project config init wrote (the shipped default is since_drift)
+    config = project.home / "ratchet.yaml"
+    assert "window: since_drift" in config.read_text()
+    config.write_text(config.read_text().replace("window: since_drift", "window: best", 1))
     for i, df in enumerate(frames):
         df.to_csv(project.folder / f"half-{i}.csv", index=False)
         assert _cli(project, "ingest", f"half-{i}.csv")["status"] == "published"
@@ -39,7 +43,7 @@ def test_lineage_names_the_candidate_windows_and_the_choice_follows_their_scores
     tied = [c["batches"] for c in candidates if c["loss"] - best["loss"] <= c["se"] + 1e-9]
     assert int(lineage["data_window_batches"]) == max(tied)
     assert lineage["data_window_rule"].startswith(f"best of {len(candidates)} candidates")
-    assert lineage["data_window_choice"].startswith("lowest proxy loss")
+    assert lineage["data_window_choice"].startswith("lowest mean proxy loss over a rolling origin")
     # the label's seasonal shift is reported apart, never an onset
     assert "prior shift, not an onset" in lineage["data_window_rule"]
     assert set(lineage["feature_importance"]) == {"date", "precipitation", "temp_max", "temp_min", "wind"}

@@ -102,7 +102,7 @@ def test_best_keeps_every_batch_of_one_concept_and_records_each_candidate(season
     names = [c["name"] for c in data.candidates]
     assert names[:4] == ["newest 1", "newest 2", "newest 3", "all"]
     assert all(c["loss"] is not None for c in data.candidates)
-    assert data.choice_rule.startswith("lowest proxy loss") and data.rule.startswith("best of")
+    assert data.choice_rule.startswith("lowest mean proxy loss over a rolling origin") and data.rule.startswith("best of")
 
 
 def test_best_recovers_from_pure_concept_drift_in_one_batch(home):
@@ -132,3 +132,30 @@ def test_large_batches_do_not_turn_a_small_shift_into_drift():
         assert drift_report(ref, large, DriftConfig()).detected
         ignored = drift_report(ref, large, DriftConfig(), importance={"x": 0.0})
         assert not ignored.detected and ignored.ignored_shifts == ["x"] and ignored.drifted_features == ["x"]
+
+
+def test_best_judges_windows_out_of_time_over_a_rolling_origin():
+    """Half-year batches whose label threshold moves with the season (a month column says which):
+    the newest batch alone fits its own held-out rows, which share its season, but it cannot
+    predict the other half of the year. The rolling origin scores the two batches before the
+    newest out of time, so the one-batch window loses to windows spanning both seasons."""
+    from ratchet.training.choice import choose
+    from ratchet.training.window import _sides
+
+    rng = np.random.default_rng(5)
+    frames = []
+    for i in range(6):
+        month = rng.integers(1, 7, 400) + 6 * (i % 2)
+        x = rng.normal(0, 1, 400)
+        frames.append(pd.DataFrame({"x": x.round(4), "month": month,
+                                    "label": (x - 0.75 + 1.5 * (month >= 7) > 0).astype(int)}))
+    schema = infer_schema(pd.concat(frames, ignore_index=True), "label")
+
+    def sides(df):
+        return _sides(df, 0.15, 0.2, 7, schema.row_key)
+
+    rolling = {c.name: c.loss for c in choose(frames, schema, sides, 7, {}).candidates}
+    alone = {c.name: c.loss for c in choose(frames, schema, sides, 7, {}, origins=1).candidates}
+    assert rolling["newest 1"] > rolling["all"] + 0.1, rolling
+    assert abs(alone["newest 1"] - alone["all"]) < rolling["newest 1"] - rolling["all"], alone  # in-season: alike
+    assert choose(frames, schema, sides, 7, {}).batches >= 2
