@@ -175,18 +175,18 @@ def _categorical_block(cols: list[str], steps: list, known: list[frozenset[str]]
         return None
     offsets = [0, *itertools.accumulate(len(cats) for cats in encoder.categories_)]
 
+    def category(v: object, seen) -> str:  # the category the fitted encoder sees for a raw value
+        if v is None or (not isinstance(v, str) and v != v):
+            return fill
+        if not isinstance(v, str):
+            v = str(v)
+        return v if v in seen else OTHER
+
     def block(columns: dict, n: int, out: np.ndarray) -> None:  # out: zeros, (n, width)
         for j, c in enumerate(cols):
             lookup, base, seen = lookups[j], offsets[j], known[j]
             for i, v in enumerate(columns[c]):
-                if v is None or (not isinstance(v, str) and v != v):
-                    v = fill
-                else:
-                    if not isinstance(v, str):
-                        v = str(v)
-                    if v not in seen:
-                        v = OTHER
-                k = lookup.get(v)
+                k = lookup.get(category(v, seen))
                 if k is not None:  # an unseen category: all zeros, like handle_unknown="ignore"
                     out[i, base + k] = 1.0
 
@@ -194,15 +194,7 @@ def _categorical_block(cols: list[str], steps: list, known: list[frozenset[str]]
 
     def row(columns: dict, out: list, start: int) -> None:  # ``block`` on one row, into a list of zeros
         for c, lookup, base, seen in items:
-            v = columns[c][0]
-            if v is None or (not isinstance(v, str) and v != v):
-                v = fill
-            else:
-                if not isinstance(v, str):
-                    v = str(v)
-                if v not in seen:
-                    v = OTHER
-            k = lookup.get(v)
+            k = lookup.get(category(columns[c][0], seen))
             if k is not None:
                 out[start + base + k] = 1.0
 

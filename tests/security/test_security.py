@@ -18,7 +18,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from ratchet.core.files import free_port
 from ratchet.core.settings import Settings
@@ -26,7 +25,7 @@ from ratchet.runtime.stack import admin_token, token_file
 from ratchet.serving import create_app
 from ratchet.serving.middleware import OpenAdminError, check_bind
 from tests.conftest import ROOT
-from tests.serving.helpers import MemoryProvider, SkModel, serving_config
+from tests.serving.helpers import MemoryProvider, SkModel, serving_config, uvicorn_in_thread
 
 BIN = Path(sys.executable).parent
 TOKEN = "s3cret-admin-token"
@@ -63,16 +62,8 @@ def service(tmp_path: Path):
     provider = MemoryProvider({"1": SkModel("1", seed=1), "2": SkModel("2", seed=2)},
                               {"champion": "1", "challenger": "2"})
     app = create_app(provider, serving_config(), tmp_path / "serving", admin_token=TOKEN, watch_interval_s=None)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the service did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{server.config.port}", app
-    server.should_exit = True
-    thread.join(timeout=30)
+    with uvicorn_in_thread(app) as server:
+        yield f"http://127.0.0.1:{server.config.port}", app
 
 
 def admin_routes(app) -> list[tuple[str, str, dict]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import numpy as np
@@ -220,3 +221,28 @@ def ratchet_predictor(version: str = "1"):
     p = Predictor(pre, module, "ratchet.training.model.module.TabularMLP", MIXED_SCHEMA)
     p.version = version
     return p
+
+
+@contextlib.contextmanager
+def uvicorn_in_thread(app, **config):
+    """``app`` served by uvicorn on a free loopback port in a thread (``config``: more of
+    uvicorn's ``Config``); yields the server; stopped on exit."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from ratchet.core.files import free_port
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning", **config))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the service did not start"
+        time.sleep(0.05)
+    try:
+        yield server
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

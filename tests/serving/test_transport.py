@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 
 import httpx
 import pytest
-import uvicorn
 
-from ratchet.core.files import free_port
 from ratchet.serving import create_app
 from ratchet.serving.transport import CoalescingTransport, http_protocol
 
-from .helpers import MemoryProvider, mixed_rows, ratchet_predictor, serving_config
+from .helpers import MemoryProvider, mixed_rows, ratchet_predictor, serving_config, uvicorn_in_thread
 
 
 class Recording:
@@ -85,17 +81,8 @@ def served(tmp_path, monkeypatch):
     models = {"1": ratchet_predictor("1"), "2": ratchet_predictor("2")}
     app = create_app(MemoryProvider(models, {"champion": "1", "challenger": "2"}), serving_config(),
                      tmp_path, watch_interval_s=None)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning",
-                                           http=http_protocol()))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the service did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{server.config.port}", app, chunks
-    server.should_exit = True
-    thread.join(timeout=30)
+    with uvicorn_in_thread(app, http=http_protocol()) as server:
+        yield f"http://127.0.0.1:{server.config.port}", app, chunks
 
 
 def test_each_answer_is_one_write_and_the_shadow_still_runs(served, monkeypatch):
