@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -101,20 +102,29 @@ def loop_report(ctx, data: DemoData, timeline, run: str) -> dict:
     n_val = max(1, int(len(baseline_train) * cfg.train.val_fraction))
     baseline = fit(baseline_train.iloc[n_val:], baseline_train.iloc[:n_val], schema, cfg.train, progress=False)
 
-    old_p = ctx.registry.load_predictor(old) if old else None
-    new_p = ctx.registry.load_predictor(new) if new else None
-    old_post = _mean_accuracy(old_p, post, schema) if old_p else None
+    loaded: dict[str, Any] = {}  # each version loaded once
+    post_acc: dict[str, float] = {}  # and scored on the post-drift holdouts once
+
+    def predictor(version: str) -> Any:
+        if version not in loaded:
+            loaded[version] = ctx.registry.load_predictor(version)
+        return loaded[version]
+
+    def post_accuracy(version: str) -> float:
+        if version not in post_acc:
+            post_acc[version] = _mean_accuracy(predictor(version), post, schema)
+        return post_acc[version]
+
+    old_p = predictor(old) if old else None
+    old_post = post_accuracy(old) if old else None
     # "Recovered": the first champion after the onset (a promote entry: the canary's last step, 100 %)
     # that beats the stale champion on the post-drift holdouts, not the final one: a better model that
     # a still better one replaces later has already recovered the loss.
-    post_acc: dict[str, float] = {}
     recovered_at = final_at = None
     for e in after:
         if e.action != "promote" or e.to_version in (None, old):
             continue
-        if e.to_version not in post_acc:
-            post_acc[e.to_version] = _mean_accuracy(ctx.registry.load_predictor(e.to_version), post, schema)
-        if recovered_at is None and (old_post is None or post_acc[e.to_version] > old_post):
+        if recovered_at is None and (old_post is None or post_accuracy(e.to_version) > old_post):
             recovered_at = e.ts
         if e.to_version == new:
             final_at = e.ts
@@ -131,7 +141,7 @@ def loop_report(ctx, data: DemoData, timeline, run: str) -> dict:
         "accuracy_after_drift_by_version": post_acc,
         "accuracy_before_drift": _mean_accuracy(old_p, pre, schema) if old_p else None,
         "accuracy_old_champion_after_drift": old_post,
-        "accuracy_after_recovery": _mean_accuracy(new_p, post, schema) if new_p else None,
+        "accuracy_after_recovery": post_accuracy(new) if new else None,
         "accuracy_post_drift_only_model": _mean_accuracy(baseline.predictor, post, schema),
         "final_champion": new,
         "timeline": timeline.rows,
