@@ -48,14 +48,10 @@ def build_deployments(cfg: RatchetConfig) -> list:
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.events import DeploymentEventTrigger
 
-    from flows.gc import gc_flow
-    from flows.ingest import ingest_flow
-    from flows.monitor import monitor_flow
-    from flows.notify import notify_flow
-    from flows.promote import evaluate_flow, promote_flow, rollback_flow
-    from flows.release import release_flow
-    from flows.score import score_flow
-    from flows.train import train_flow
+    flows = deployment_flows()
+    train_flow, release_flow, monitor_flow, gc_flow = flows["train"], flows["release"], flows["monitor"], flows["gc"]
+    ingest_flow, evaluate_flow, promote_flow = flows["ingest"], flows["evaluate"], flows["promote"]
+    rollback_flow, score_flow, notify_flow = flows["rollback"], flows["score"], flows["notify"]
 
     one_at_a_time = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
     # a monitoring run that finds one still running is not needed: the next one comes soon
