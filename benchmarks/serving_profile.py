@@ -95,6 +95,98 @@ def scope_of(body: bytes) -> dict:
     }
 
 
+class _Transport:
+    """A socket's place under uvicorn's protocol: counts the bytes written, sends nothing."""
+
+    def __init__(self) -> None:
+        self.written = 0
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.written += len(data)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    resume_reading = pause_reading
+
+    def get_extra_info(self, name: str, default=None):
+        return {"sockname": ("127.0.0.1", 8765), "peername": ("127.0.0.1", 50000)}.get(name, default)
+
+
+async def _empty_app(scope, receive, send) -> None:
+    """The benchmark's empty endpoint (``benchmarks/serving.py``): read the body, answer a constant."""
+    await receive()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"{}"})
+
+
+def protocol_times(app, bodies: list[bytes], n: int, repeats: int) -> list[tuple[str, float]]:
+    """CPU microseconds per request of uvicorn's httptools protocol fed a keep-alive connection's
+    requests as wrk sends them, on one event loop, each answered before the next: the service's
+    protocol (``ratchet.serving.transport``: ``/predict`` answered inline), the same protocol with
+    the app's inline routes hidden (every request through ASGI, as before the inline path), and
+    uvicorn's own protocol with the empty endpoint (the floor)."""
+    from uvicorn.config import Config
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from uvicorn.server import ServerState
+
+    from ratchet.serving.transport import http_protocol
+
+    raws = [b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:8765\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(b), b) for b in bodies]
+    try:  # the service's loop (uvicorn takes uvloop when installed)
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    except ImportError:
+        loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+
+    class Hidden:  # the app without its inline routes
+        def __init__(self, inner):
+            self.inner = inner
+
+        async def __call__(self, scope, receive, send):
+            await self.inner(scope, receive, send)
+
+    out = []
+    for name, the_app, cls in (
+        ("the service's protocol: /predict answered inline", app, http_protocol()),
+        ("the same protocol, every request through ASGI", Hidden(app), http_protocol()),
+        ("uvicorn's protocol, the empty endpoint", _empty_app, HttpToolsProtocol),
+    ):
+        config = Config(the_app, proxy_headers=False, log_level="warning", server_header=False)
+        proto = cls(config=config, server_state=ServerState(), app_state={}, _loop=loop)
+        transport = _Transport()
+        loop.call_soon(proto.connection_made, transport)
+        loop.run_until_complete(asyncio.sleep(0))
+
+        def run(k: int, proto=proto) -> None:
+            async def many():
+                for i in range(k):
+                    proto.data_received(raws[i % len(raws)])
+                    while not proto.cycle.response_complete:
+                        await asyncio.sleep(0)
+                    await asyncio.sleep(0)  # the coalesced write
+            loop.run_until_complete(many())
+
+        run(200)
+        out.append((name, timed(run, n, repeats)))
+        assert transport.written > 0 and not transport.closing
+        proto.connection_lost(None)
+    loop.run_until_complete(asyncio.sleep(0))
+    loop.close()
+    return out
+
+
 def timed(fn, n: int, repeats: int) -> float:
     """CPU microseconds per call of this thread (``time.thread_time``: another process, or the
     profiler's thread, taking the CPU does not count): the least mean over ``repeats`` runs."""
@@ -304,6 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     whole = timed(asgi, n, reps)
     print(f"  {'the whole ASGI call (ServingApp.__call__)':72s} {whole:7.2f}")
     print(f"  {'  glue: the whole call - the sum of the parts':72s} {whole - total:7.2f}")
+    print("  the whole HTTP request in uvicorn's httptools protocol (bytes in, bytes out; no socket):")
+    for name, us in protocol_times(app, bodies, n, reps):
+        print(f"  {name:72s} {us:7.2f}")
     if args.cprofile:
         import cProfile
         import pstats

@@ -20,12 +20,18 @@ from ratchet.core.files import free_port
 
 
 class BackgroundServer:
-    """uvicorn serving an ASGI app from a thread, started and stopped on demand."""
+    """uvicorn serving an ASGI app from a thread, started and stopped on demand, with the
+    service's settings (``ratchet.serving.transport.service_options``: its HTTP protocol, so a
+    serving app's ``/predict`` is answered here as in ``ratchet serve``)."""
 
     def __init__(self, app, host: str = "127.0.0.1", port: int | None = None):
+        from ratchet.serving.transport import service_options
+
         self.app = app
         self.host, self.port = host, port or free_port(host)
-        self._server = uvicorn.Server(uvicorn.Config(app, host=self.host, port=self.port, log_level="warning"))
+        self._server = uvicorn.Server(
+            uvicorn.Config(app, host=self.host, port=self.port, log_level="warning", **service_options())
+        )
         self._thread = threading.Thread(target=self._server.run, name="ratchet-serve", daemon=True)
 
     @property

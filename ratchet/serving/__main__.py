@@ -115,23 +115,9 @@ def run_server(app, host: str, port: int, log_level: str = "warning") -> None:
     """uvicorn as the service runs it (``python -m ratchet.serving`` and ``ratchet serve``)."""
     import uvicorn
 
-    from ratchet.serving.transport import http_protocol
+    from ratchet.serving.transport import service_options
 
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level=log_level,
-        access_log=False,
-        # no X-Forwarded-* rewriting of the client address: nothing here reads it, and the
-        # middleware costs a few per cent of a single-row /predict
-        proxy_headers=False,
-        # a response's head and body in one socket write (ratchet.serving.transport)
-        http=http_protocol(),
-        # no "server: uvicorn" on every answer: it names the stack to anyone, and uvicorn checks
-        # each header it sends against two regular expressions
-        server_header=False,
-    )
+    uvicorn.run(app, host=host, port=port, log_level=log_level, **service_options())
 
 
 if __name__ == "__main__":

@@ -127,6 +127,10 @@ def create_app(
     app.state.direct_routes = {("POST", "/predict"): predict, ("POST", v2.infer_path): v2.infer_direct}
     app.add_middleware(ObserveMiddleware, runtime=rt, direct=app.state.direct_routes)
     app.direct = ObserveMiddleware(None, rt, app.state.direct_routes)
+    app.inline_routes = {
+        ("POST", "/predict"): app.direct.inline(predict.inline),
+        ("POST", v2.infer_path): app.direct.inline(v2.infer_inline),
+    }
     for exc_class, handler in EXCEPTION_HANDLERS.items():
         app.add_exception_handler(exc_class, handler)
 
@@ -152,6 +156,9 @@ class ServingApp(FastAPI):
     the JSON 500 that every other route gets from the same middleware inside FastAPI's stack."""
 
     direct: ObserveMiddleware | None = None
+    # (method, path) -> (scope, body) -> the response or None: the direct routes as the service's
+    # HTTP protocol answers them without ASGI (ratchet.serving.transport)
+    inline_routes: dict = {}
 
     async def __call__(self, scope, receive, send) -> None:
         observe = self.direct

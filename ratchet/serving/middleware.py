@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 # (scope, receive) -> the response: a route the middleware answers itself
 DirectRoute = Callable[[dict, Callable], Awaitable[Response]]
+# (scope, the whole body) -> the response, or None for the ASGI path: the same route on the
+# event loop without ASGI (ObserveMiddleware.serve_inline)
+InlineRoute = Callable[[dict, bytes], "Response | None"]
 
 _REQUEST_ID_RE = re.compile(r"^[\x21-\x7e]{1,128}$")  # printable ASCII, no spaces
 # request ids: a random per-process prefix and a counter (unique without a syscall per request;
@@ -152,15 +155,9 @@ class ObserveMiddleware:
             response = await route(scope, receive)
             status = response.status_code
             background = response.background
-            raw = response.raw_headers
-            if not getattr(response, "identified", False):
-                names = {name for name, _ in raw}
-                if b"x-request-id" not in names:
-                    raw.append((b"x-request-id", rid.encode("latin-1")))
-                if b"x-model-version" not in names:
-                    raw.append((b"x-model-version", self._version(state).encode("latin-1")))
+            self._identify(response, state, rid)
             started = True
-            await send({"type": "http.response.start", "status": status, "headers": raw})
+            await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
             await send({"type": "http.response.body", "body": response.body})
         except Exception:
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
@@ -175,10 +172,48 @@ class ObserveMiddleware:
             # one turn of the event loop first: the service's transport sends what this turn
             # wrote at its end (ratchet.serving.transport), so the answer leaves before this work
             await asyncio.sleep(0)
-            try:
-                await background()
-            except Exception:
-                log.exception("background work after %s %s failed", scope.get("method"), scope.get("path"))
+            await run_background(background, scope)
+
+    def serve_inline(self, scope, body: bytes, answer: InlineRoute) -> Response | None:
+        """A direct route answered without ASGI, on the event loop, from a body already received
+        whole (the service's HTTP protocol calls this: ``ratchet.serving.transport``): the
+        response with the request id and model version in its raw headers, counted in the
+        metrics; None when ``answer`` leaves the request to the ASGI path (which then counts it).
+        The caller sends the response, then awaits its ``background`` (:func:`run_background`)."""
+        t0 = time.perf_counter()
+        rid = _request_id(headers_of(scope))
+        state = scope["state"]
+        state["request_id"] = rid
+        try:
+            response = answer(scope, body)
+            if response is None:
+                return None
+            self._identify(response, state, rid)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            response = JSONResponse(
+                {"detail": "internal error", "request_id": rid}, status_code=500, headers={"X-Request-ID": rid}
+            )
+        self.runtime.metrics.observe_request(
+            scope["path"], scope["method"], response.status_code, state.get("model_version"), time.perf_counter() - t0
+        )
+        return response
+
+    def inline(self, answer: InlineRoute) -> Callable[[dict, bytes], Response | None]:
+        """``answer`` served by :meth:`serve_inline`."""
+        return lambda scope, body: self.serve_inline(scope, body, answer)
+
+    def _identify(self, response: Response, state: dict, rid: str) -> None:
+        """The request id and the model version in a direct route's raw headers, unless the
+        response has them (``identified``)."""
+        if getattr(response, "identified", False):
+            return
+        raw = response.raw_headers
+        names = {name for name, _ in raw}
+        if b"x-request-id" not in names:
+            raw.append((b"x-request-id", rid.encode("latin-1")))
+        if b"x-model-version" not in names:
+            raw.append((b"x-model-version", self._version(state).encode("latin-1")))
 
     def _version(self, state: dict) -> str:
         """The version that answered, else the loaded champion's, else ``none``."""
@@ -194,6 +229,14 @@ class ObserveMiddleware:
             {"detail": "internal error", "request_id": rid}, status_code=500, headers={"X-Request-ID": rid}
         )
         await resp(scope, receive, send)
+
+
+async def run_background(background, scope: dict) -> None:
+    """A direct route's work after its answer (a shadow prediction), its failure logged."""
+    try:
+        await background()
+    except Exception:
+        log.exception("background work after %s %s failed", scope.get("method"), scope.get("path"))
 
 
 # ---------------------------------------------------------------- credentials
@@ -249,8 +292,8 @@ def check_bind(host: str, admin_token: str | None) -> None:
 
 
 # ---------------------------------------------------------------- bodies and errors
-async def read_json_body(headers, receive, limit: int, untyped_ok: bool = False) -> object:
-    """The request's JSON body, read straight from the ASGI ``receive`` (4xx as RequestError).
+def check_json_head(headers, limit: int, untyped_ok: bool = False) -> None:
+    """A JSON request's Content-Type and declared Content-Length (415/400/413 as RequestError).
     ``untyped_ok``: a body without a Content-Type is read as JSON (the Open Inference Protocol's
     clients, tritonclient among them, send none)."""
     ctype = headers.get("content-type", "")
@@ -267,6 +310,11 @@ async def read_json_body(headers, receive, limit: int, untyped_ok: bool = False)
             raise RequestError(400, f"bad Content-Length {length!r}") from None
         if declared > limit:
             raise RequestError(413, f"body of {declared} bytes is over the limit of {limit} bytes")
+
+
+async def read_json_body(headers, receive, limit: int, untyped_ok: bool = False) -> object:
+    """The request's JSON body, read straight from the ASGI ``receive`` (4xx as RequestError)."""
+    check_json_head(headers, limit, untyped_ok)
     chunks, size = [], 0
     while True:
         message = await receive()
@@ -280,6 +328,14 @@ async def read_json_body(headers, receive, limit: int, untyped_ok: bool = False)
         if not message.get("more_body", False):
             break
     return parse_json(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+
+
+def json_body(headers, body: bytes, limit: int, untyped_ok: bool = False) -> object:
+    """:func:`read_json_body` of a body already received whole (the inline path)."""
+    check_json_head(headers, limit, untyped_ok)
+    if len(body) > limit:
+        raise RequestError(413, f"body is over the limit of {limit} bytes")
+    return parse_json(body)
 
 
 def client_error_response(exc: RequestError, rid: str | None) -> JSONResponse:

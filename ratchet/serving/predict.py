@@ -45,6 +45,7 @@ from ratchet.serving.middleware import (
     Auth,
     client_error_response,
     headers_of,
+    json_body,
     model_error_response,
     read_json_body,
 )
@@ -106,6 +107,10 @@ class PredictHandler:
         """``POST /predict`` as plain ASGI: the answer, or the client/model error response."""
         return await self.handle(scope, receive, PREDICT_PROTOCOL)
 
+    def inline(self, scope, body: bytes) -> Response | None:
+        """``POST /predict`` without ASGI (:meth:`answer`)."""
+        return self.answer(scope, body, PREDICT_PROTOCOL)
+
     async def handle(self, scope, receive, protocol: Protocol, pin: str | None = None) -> Response:
         """One request under ``protocol`` (its body parser, answer and errors; ``/predict``'s or the
         Open Inference Protocol's, :mod:`ratchet.serving.v2`): the same routing, validation,
@@ -120,20 +125,50 @@ class PredictHandler:
                 await run_in_threadpool(rt.ensure_started)
             obj = await read_json_body(headers, receive, self.max_body_bytes, protocol.untyped_ok)
             req = protocol.parse(obj, self.max_rows)
-            snap = rt.snapshot
-            if snap.champion is None:
-                raise RequestError(503, "no champion model is loaded yet")
-            if (
-                len(req.rows) <= self.inline_max_rows
-                and snap.champion.fast is not None
-                and (snap.challenger is None or snap.challenger.fast is not None)
-            ):
+            snap = self._loaded_snapshot()
+            if self._inline(req, snap):
                 return self.predict_sync(req, state, snap, protocol.render, pin, inline=True)
             return await run_in_threadpool(self.predict_sync, req, state, snap, protocol.render, pin)
         except RequestError as exc:
             return protocol.client_error(exc, state.get("request_id"))
         except ModelFailure:
             return protocol.model_error(state.get("request_id"))
+
+    def answer(self, scope, body: bytes, protocol: Protocol, pin: str | None = None) -> Response | None:
+        """:meth:`handle` of a request whose body is already received whole, on the event loop
+        without ASGI (``ObserveMiddleware.serve_inline``): the same checks, routing and answer.
+        None leaves the request to :meth:`handle` (the ASGI path): models not loaded yet, or
+        rows that go to a worker thread (more than ``inline_max_rows``, or a model without a
+        fast path)."""
+        if not self.runtime.is_started:
+            return None
+        state = scope["state"]
+        try:
+            headers = headers_of(scope)
+            self.auth.check_api_key(headers)
+            req = protocol.parse(json_body(headers, body, self.max_body_bytes, protocol.untyped_ok), self.max_rows)
+            snap = self._loaded_snapshot()
+            if not self._inline(req, snap):
+                return None
+            return self.predict_sync(req, state, snap, protocol.render, pin, inline=True)
+        except RequestError as exc:
+            return protocol.client_error(exc, state.get("request_id"))
+        except ModelFailure:
+            return protocol.model_error(state.get("request_id"))
+
+    def _loaded_snapshot(self) -> Snapshot:
+        snap = self.runtime.snapshot
+        if snap.champion is None:
+            raise RequestError(503, "no champion model is loaded yet")
+        return snap
+
+    def _inline(self, req, snap: Snapshot) -> bool:
+        """Predicted on the event loop: a few rows, and fast paths for every model they may reach."""
+        return (
+            len(req.rows) <= self.inline_max_rows
+            and snap.champion.fast is not None
+            and (snap.challenger is None or snap.challenger.fast is not None)
+        )
 
     async def predict(self, request: Request):
         # the FastAPI endpoint: the same handler (no docstring: it would become the OpenAPI description)

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 
+from ratchet.serving.middleware import run_background
+
 
 class CoalescingTransport:
     """A transport whose ``write``s within one turn of the event loop go out as one write;
@@ -65,16 +67,125 @@ class CoalescingTransport:
         return getattr(self._transport, name)
 
 
+def service_options() -> dict:
+    """uvicorn's settings as the service runs (``python -m ratchet.serving``, ``ratchet serve``,
+    the demo's and the tests' in-process service): keyword arguments of ``uvicorn.Config``."""
+    return {
+        "access_log": False,
+        # no X-Forwarded-* rewriting of the client address: nothing here reads it, the
+        # middleware costs a few per cent of a single-row /predict, and it would hide the app's
+        # inline routes from the protocol
+        "proxy_headers": False,
+        # a response's head and body in one socket write; /predict answered without ASGI
+        "http": http_protocol(),
+        # no "server: uvicorn" on every answer: it names the stack to anyone, and uvicorn checks
+        # each header it sends against two regular expressions
+        "server_header": False,
+    }
+
+
 def http_protocol() -> type:
     """uvicorn's HTTP protocol class (httptools', else h11's) writing through a
-    :class:`CoalescingTransport`."""
+    :class:`CoalescingTransport`; under httptools, it also answers the app's inline routes
+    (:class:`InlineRoutes`)."""
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base
     except ImportError:  # httptools not installed
         from uvicorn.protocols.http.h11_impl import H11Protocol as base
 
-    class CoalescingHTTPProtocol(base):
+        class CoalescingHTTPProtocol(base):
+            def connection_made(self, transport) -> None:  # type: ignore[override]
+                super().connection_made(CoalescingTransport(transport, asyncio.get_running_loop()))
+
+        return CoalescingHTTPProtocol
+
+    from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
+    from uvicorn.protocols.http.httptools_impl import STATUS_LINE
+
+    class ServiceHTTPProtocol(InlineRoutes, base):
+        high_water = HIGH_WATER_LIMIT
+        status_line = STATUS_LINE
+
         def connection_made(self, transport) -> None:  # type: ignore[override]
             super().connection_made(CoalescingTransport(transport, asyncio.get_running_loop()))
 
-    return CoalescingHTTPProtocol
+    return ServiceHTTPProtocol
+
+
+class InlineRoutes:
+    """Mixed into uvicorn's httptools protocol: a request to one of the app's ``inline_routes``
+    (``(method, path) -> (scope, body) -> response or None``) is answered as soon as its body
+    is whole, inside the protocol's ``on_message_complete``, with no ASGI task, no ``receive``
+    or ``send`` and no ASGI messages. uvicorn still parses the request, builds its scope and
+    request cycle, and keeps its connection state (keep-alive, its timer, pipelining): the
+    cycle is marked answered and its ``on_response`` called, as its ``send`` would.
+
+    Why: on a single-row ``/predict`` uvicorn's ASGI side (a task per request, an
+    ``asyncio.Event``, the ``receive``/``send`` coroutines, each header checked against two
+    regular expressions) cost as much CPU as ratchet's whole answer. The route gives None to
+    take the ASGI path (the models not loaded yet, a batch for a worker thread); so does a
+    request the protocol cannot answer at once: ``Expect: 100-continue``, a body over uvicorn's
+    high-water mark, a client not reading its answers (writing paused), or uvicorn's
+    ``limit_concurrency`` answering 503."""
+
+    high_water: int
+    status_line: dict
+    _inline_pending = None  # (cycle, app, route): a request whose body is still arriving
+
+    def _start_asgi_task(self, cycle, app) -> None:
+        routes = getattr(self.app, "inline_routes", None)
+        route = routes.get((cycle.scope["method"], cycle.scope["path"])) if routes else None
+        if route is None or app is not self.app or cycle.waiting_for_100_continue:
+            return super()._start_asgi_task(cycle, app)
+        if cycle.more_body:  # the body is still to come: answered at on_message_complete
+            self._inline_pending = (cycle, app, route)
+            return
+        self._answer_inline(cycle, app, route)  # a pipelined request, its body in
+
+    def on_body(self, body: bytes) -> None:
+        super().on_body(body)
+        pending = self._inline_pending
+        if pending is not None and len(pending[0].body) > self.high_water:
+            # uvicorn paused reading until the app receives: hand it to the app
+            self._inline_pending = None
+            super()._start_asgi_task(pending[0], pending[1])
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        pending = self._inline_pending
+        if pending is not None:
+            self._inline_pending = None
+            self._answer_inline(*pending)
+
+    def connection_lost(self, exc) -> None:
+        self._inline_pending = None
+        super().connection_lost(exc)
+
+    def _answer_inline(self, cycle, app, route) -> None:
+        response = None
+        if not (cycle.disconnected or self.flow.write_paused):
+            response = route(cycle.scope, bytes(cycle.body))
+        if response is None:
+            return super()._start_asgi_task(cycle, app)
+        cycle.body = bytearray()
+        cycle.response_started = cycle.response_complete = True
+        # the head as uvicorn's send writes it: the server's default headers (date), the
+        # response's own (ratchet's: names and values it made, so not checked again), and
+        # "connection: close" when the connection ends with this answer
+        head = [self.status_line[response.status_code]]
+        for name, value in (*cycle.default_headers, *response.raw_headers):
+            head += (name, b": ", value, b"\r\n")
+        if not cycle.keep_alive:
+            head.append(b"connection: close\r\n")
+        head += (b"\r\n", response.body)
+        self.transport.write(b"".join(head))
+        background = response.background
+        if background is not None:
+            # a task: it starts after this turn's writes are sent (the transport's flush was
+            # scheduled first), so the answer leaves before this work (a shadow prediction)
+            task = self.loop.create_task(run_background(background, cycle.scope))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        if not cycle.keep_alive:
+            self.transport.close()
+        cycle.on_response()

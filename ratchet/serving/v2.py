@@ -212,6 +212,10 @@ class V2Protocol:
         """``POST /v2/models/{name}/infer`` as plain ASGI (the middleware's direct table)."""
         return await self.handler.handle(scope, receive, self.protocol)
 
+    def infer_inline(self, scope, body: bytes) -> Response | None:
+        """The same without ASGI (``PredictHandler.answer``)."""
+        return self.handler.answer(scope, body, self.protocol)
+
     async def infer(self, request: Request, name: str):
         return await self._infer(request, name, None)
 

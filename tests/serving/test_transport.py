@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from ratchet.serving import create_app
-from ratchet.serving.transport import CoalescingTransport, http_protocol
+from ratchet.serving.transport import CoalescingTransport, http_protocol, service_options
 
 from .helpers import MemoryProvider, mixed_rows, ratchet_predictor, serving_config, uvicorn_in_thread
 
@@ -115,3 +115,96 @@ def test_each_answer_is_one_write_and_the_shadow_still_runs(served, monkeypatch)
     rt = app.state.ratchet
     rt.flush()
     assert rt.metrics.stats()["versions"]["2"]["shadow_rows"] == len(rows)
+
+
+@pytest.fixture
+def service(tmp_path):
+    """The app under uvicorn configured as the service runs it (``run_server``: no proxy-header
+    middleware, so the protocol sees the app and its inline routes); ASGI calls recorded by path."""
+    from ratchet.serving.app import ServingApp
+
+    models = {"1": ratchet_predictor("1"), "2": ratchet_predictor("2")}
+    app = create_app(MemoryProvider(models, {"champion": "1", "challenger": "2"}),
+                     serving_config(inline_max_rows=8), tmp_path, watch_interval_s=None)
+    asgi_paths: list[str] = []
+
+    class Recorded(ServingApp):
+        async def __call__(self, scope, receive, send):
+            if scope["type"] == "http":
+                asgi_paths.append(scope["path"])
+            await super().__call__(scope, receive, send)
+
+    app.__class__ = Recorded
+    with uvicorn_in_thread(app, **service_options()) as server:
+        yield f"http://127.0.0.1:{server.config.port}", server.config.port, app, asgi_paths
+
+
+def test_single_rows_are_answered_inline_and_batches_through_asgi(service):
+    url, _port, app, asgi_paths = service
+    rows = mixed_rows(20, seed=3, messy=False)
+    with httpx.Client(base_url=url, timeout=10) as client:
+        assert client.get("/health").status_code == 200
+        assert app.state.ratchet.is_started
+        asgi_paths.clear()
+        one = client.post("/predict", json={"row": rows[0]}, headers={"X-Request-ID": "abc-1"})
+        batch = client.post("/predict", json={"rows": rows})  # over inline_max_rows: a worker thread
+        bad = client.post("/predict", content=b"{", headers={"Content-Type": "application/json"})
+        big = client.post("/predict", content=b"[" + b" " * 2_000_000 + b"]",
+                          headers={"Content-Type": "application/json"})
+    assert one.status_code == 200, one.text
+    assert one.headers["x-request-id"] == "abc-1" and one.json()["request_id"] == "abc-1"
+    assert one.headers["x-model-version"] == one.json()["model_version"] and "date" in one.headers
+    assert batch.status_code == 200 and len(batch.json()["predictions"]) == len(rows)
+    assert bad.status_code == 400 and "JSON" in bad.json()["detail"]
+    assert big.status_code == 413, big.text  # over uvicorn's high-water mark: the ASGI path reads it
+    # the single row and the malformed body never reached ASGI; the batch and the large body did
+    assert asgi_paths.count("/predict") == 2, asgi_paths
+    rt = app.state.ratchet
+    rt.flush()
+    # counted once each, whichever path answered: 1 + 20 rows predicted
+    assert sum(v["requests"] for v in rt.metrics.stats()["versions"].values()) == 2
+
+
+def test_pipelined_requests_are_answered_in_order_and_close_is_honoured(service):
+    import socket
+
+    _url, port, _app, asgi_paths = service
+    rows = mixed_rows(3, seed=5, messy=False)
+    import json
+
+    def request(row, close=False) -> bytes:
+        body = json.dumps({"row": row, "entity_key": None}).encode()
+        extra = b"Connection: close\r\n" if close else b""
+        return (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + extra
+                + b"Content-Length: %d\r\nX-Request-ID: r%d\r\n\r\n" % (len(body), id(row) % 1000) + body)
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"".join([request(rows[0]), request(rows[1]), request(rows[2], close=True)]))
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break  # the server closed the connection after the third answer
+            data += chunk
+    answers = data.split(b"HTTP/1.1 ")[1:]
+    assert len(answers) == 3 and all(a.startswith(b"200 OK") for a in answers), data[:500]
+    ids = [a.split(b"x-request-id: ", 1)[1].split(b"\r\n", 1)[0] for a in answers]
+    assert ids == [b"r%d" % (id(r) % 1000) for r in rows]
+    assert b"connection: close" in answers[2] and b"connection: close" not in answers[0]
+
+
+def test_expect_continue_goes_through_asgi_and_is_answered(service):
+    import json
+    import socket
+
+    _url, port, _app, asgi_paths = service
+    body = json.dumps({"row": mixed_rows(1, seed=9, messy=False)[0]}).encode()
+    asgi_paths.clear()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\n"
+                  b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"), data[:300]
+    assert asgi_paths == ["/predict"]
