@@ -184,7 +184,7 @@ class ServingConfig(_Strict):
     max_body_bytes: int = Field(2_000_000, ge=1)
     # rows are profiled off the request path every profile_flush_s, or sooner once this many are
     # buffered; one whylogs pass costs ~0.2 s whatever its size, so small batches cost CPU under load
-    profile_batch_rows: int = Field(5000, ge=1)
+    profile_batch_rows: int = Field(50_000, ge=1)
     profile_flush_s: float = 5.0
     profile_window_s: float = Field(60.0, gt=0)  # live profiles roll per window of this length
     # pandas-free request path for models built with ratchet's preprocessing (checked against the
