@@ -12,11 +12,15 @@ as champion and as challenger with a 50 % split (routing on), then times:
   mean per call, so that another process taking the CPU for a while does not count;
 * the whole ASGI call of the app (``ServingApp.__call__`` on a scope like uvicorn's, a
   ``receive`` giving the body and a ``send`` that drops the messages), as ``--shadow`` says;
+* the whole HTTP request inside uvicorn's httptools protocol (:func:`protocol_times`: a
+  keep-alive connection's requests fed as bytes on the service's event loop, the answers
+  written to a transport that only counts them): the service's protocol answering ``/predict``
+  inline, the same protocol sending every request through ASGI (as before the inline path), and
+  uvicorn's own protocol with an empty endpoint (the floor);
 * the whole request under cProfile, when ``--cprofile N`` (the top N functions by own time).
 
-What uvicorn and the kernel add per request (the HTTP parse, the task, the socket writes) is the
-server's CPU time per request in ``benchmarks/serving.py`` minus the ASGI call here; an empty
-uvicorn endpoint's CPU time per request there is its floor.
+What the kernel adds per request (the socket reads and writes, the wake-ups) is the server's CPU
+time per request in ``benchmarks/serving.py`` minus the protocol's figure here.
 
     python benchmarks/serving_profile.py [--n 20000] [--repeats 5] [--shadow] [--cprofile 25]
 """

@@ -18,7 +18,10 @@ A regression model's answer is ``predictions`` (a number per row), ``model_versi
 Requests of at most ``serving.inline_max_rows`` rows whose models have a fast path are
 predicted on the event loop (~0.1 ms of numpy: cheaper than a hop to a worker thread and back),
 and so is their shadow prediction, after the answer is sent; others in a worker thread (and the
-shadow thread). The answer is rendered with orjson.
+shadow thread). The answer is rendered with orjson. Under the service's HTTP protocol
+(``ratchet.serving.transport``) such a request is answered by :meth:`PredictHandler.answer`
+inside the protocol, without an ASGI task; :meth:`PredictHandler.handle` is the same request
+through ASGI.
 
 Where a single-row request's time goes: ``docs/scale.md`` ("Where a single-row /predict spends
 its time"), from ``benchmarks/serving_profile.py`` (in process, per part) and py-spy on the
