@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ratchet.demo.synthetic import DEMO_TARGET
-from ratchet.training.model.fit import Predictor, fit
+from ratchet.training.model.fit import Predictor, fit, small_table_batch
 from ratchet.training.model.tensors import TensorBatches, epoch_passes
 from tests.training.helpers import OutputsAtFitEnd, epochs_started
 
@@ -90,6 +90,19 @@ def test_a_small_split_is_passed_over_several_times_an_epoch():
     assert torch.equal(one, torch.randperm(150, generator=torch.Generator().manual_seed(5)))
     # evaluation rows are never repeated
     assert len(torch.cat([yb for _, yb in TensorBatches(x, y, 20, False, 0, passes=8).shard(0, 1)])) == 150
+
+
+def test_a_fit_takes_min_epoch_steps_optimizer_steps_an_epoch(setup):
+    """The setting reaches the training loop: 1,321 rows take batches of 166 (min_steps_per_epoch: 8
+    steps a pass); with min_epoch_steps 64 an epoch is 9 passes (the default MLP takes them as chunks)."""
+    cfg, schema, train, val, _ = setup
+    tc = cfg.train.model_copy(update={"min_epoch_steps": 64, "max_epochs": 1})
+    rank = fit(train, val, schema, tc, progress=False).ranks[0]
+    assert rank["train_batches_per_epoch"] >= 64
+    batch = small_table_batch(tc.batch_size, len(train), tc.min_steps_per_epoch)
+    assert rank["train_rows_per_epoch"] == epoch_passes(len(train), batch, 64) * len(train)
+    one = fit(train, val, schema, cfg.train.model_copy(update={"max_epochs": 1}), progress=False).ranks[0]
+    assert one["train_rows_per_epoch"] == len(train) and cfg.train.min_epoch_steps is None  # the suite's config
 
 
 def test_a_crashed_fit_resumes_from_its_last_checkpoint(setup, tmp_path):
