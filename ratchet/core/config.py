@@ -77,6 +77,10 @@ class TrainConfig(_Strict):
     min_steps_per_epoch: int | None = Field(
         8, ge=1, description="a small training split gets a smaller batch, so an epoch takes this many steps"
     )
+    min_epoch_steps: int | None = Field(
+        None, ge=1, description="an epoch takes at least this many optimizer steps: a small training split is "
+        "passed over several times an epoch (each pass reshuffled); None: one pass"
+    )
     restore_best: bool = Field(True, description="the fit ends with its best validation epoch's weights")
     max_time_s: float | None = Field(
         None, gt=0, description="a time budget per fit (Lightning's max_time): it stops at the step that passes it"

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from ratchet.demo.synthetic import DEMO_TARGET
-from ratchet.training.model.fit import Predictor, fit
-from ratchet.training.model.tensors import TensorBatches
+from ratchet.training.model.fit import Predictor, fit, small_table_batch
+from ratchet.training.model.tensors import TensorBatches, epoch_passes
 from tests.training.helpers import OutputsAtFitEnd, epochs_started
 
 
@@ -69,6 +69,40 @@ def test_chunks_hold_the_same_batches_as_single_batches():
     chunked = [yb for chunk in TensorBatches(x, y, 64, True, 5, chunk=4).shard(0, 1) for _, yb in chunk]
     assert len(single) == len(chunked) == 16
     assert all(torch.equal(a, b) for a, b in zip(single, chunked, strict=True))
+
+
+def test_a_small_split_is_passed_over_several_times_an_epoch():
+    """train.min_epoch_steps: 150 rows in batches of 20 and at least 64 steps an epoch: 9 passes
+    (1,350 rows, 68 batches), each a permutation of every row, each reshuffled; a large split keeps one."""
+    assert epoch_passes(150, 20, 64) == 9 and epoch_passes(150, 20, None) == 1
+    assert epoch_passes(64 * 256, 256, 64) == 1 and epoch_passes(100_000, 256, 64) == 1
+    assert epoch_passes(10_000, 256, 64) == 2 and epoch_passes(10_000, 256, 32) == 1
+    x, y = torch.randn(150, 3), torch.arange(150)
+    ds = TensorBatches(x, y, 20, True, 5, chunk=64, passes=9)
+    assert len(ds) == 2  # 68 steps: two chunks
+    steps = [yb for chunk in ds.shard(0, 1) for _, yb in chunk]
+    assert len(steps) == 68
+    passes = torch.cat(steps).view(9, 150)
+    assert all(sorted(p.tolist()) == list(range(150)) for p in passes)
+    assert len({tuple(p.tolist()) for p in passes}) == 9
+    # one pass: the permutations (hence the models) of an epoch are as they were without passes
+    one = torch.cat([yb for _, yb in TensorBatches(x, y, 20, True, 5, passes=1).shard(0, 1)])
+    assert torch.equal(one, torch.randperm(150, generator=torch.Generator().manual_seed(5)))
+    # evaluation rows are never repeated
+    assert len(torch.cat([yb for _, yb in TensorBatches(x, y, 20, False, 0, passes=8).shard(0, 1)])) == 150
+
+
+def test_a_fit_takes_min_epoch_steps_optimizer_steps_an_epoch(setup):
+    """The setting reaches the training loop: 1,321 rows take batches of 166 (min_steps_per_epoch: 8
+    steps a pass); with min_epoch_steps 64 an epoch is 9 passes (the default MLP takes them as chunks)."""
+    cfg, schema, train, val, _ = setup
+    tc = cfg.train.model_copy(update={"min_epoch_steps": 64, "max_epochs": 1})
+    rank = fit(train, val, schema, tc, progress=False).ranks[0]
+    assert rank["train_batches_per_epoch"] >= 64
+    batch = small_table_batch(tc.batch_size, len(train), tc.min_steps_per_epoch)
+    assert rank["train_rows_per_epoch"] == epoch_passes(len(train), batch, 64) * len(train)
+    one = fit(train, val, schema, cfg.train.model_copy(update={"max_epochs": 1}), progress=False).ranks[0]
+    assert one["train_rows_per_epoch"] == len(train) and cfg.train.min_epoch_steps is None  # the suite's config
 
 
 def test_a_crashed_fit_resumes_from_its_last_checkpoint(setup, tmp_path):

@@ -282,6 +282,7 @@ def fit(
         early_stopping_patience=cfg.early_stopping_patience,
         restore_best=cfg.restore_best,
         batches_per_step=cfg.batches_per_step,
+        min_epoch_steps=cfg.min_epoch_steps,
         callbacks=list(callbacks or []),
         callback_specs=[dict(c) for c in cfg.callbacks],
         checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None,

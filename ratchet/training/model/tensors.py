@@ -36,19 +36,25 @@ class TensorBatches(torch.utils.data.IterableDataset):
     ``chunk > 1`` yields lists of ``chunk`` batches: a module that takes several
     optimizer steps per Lightning step (see ``TabularMLP``) pays Lightning's
     per-step overhead once per chunk.
+
+    ``passes > 1`` (training only): an epoch is that many passes over the rows, each in a
+    fresh permutation (``epoch_passes``: a small training split's epoch would otherwise be
+    a handful of optimizer steps between two validations).
     """
 
     def __init__(
-        self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int, chunk: int = 1
+        self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int, chunk: int = 1,
+        passes: int = 1,
     ):
         self.x, self.y, self.batch_size, self.shuffle, self.seed = x, y, int(batch_size), shuffle, seed
         self.chunk = max(1, int(chunk))
+        self.passes = max(1, int(passes)) if shuffle else 1
         self.epoch = 0
 
     def _rows_per_rank(self, rank: int, world: int) -> int:
         n = len(self.x)
         if self.shuffle:
-            return math.ceil(n / world)
+            return math.ceil(n * self.passes / world)
         return len(range(rank, n, world))
 
     def __len__(self) -> int:
@@ -60,9 +66,14 @@ class TensorBatches(torch.utils.data.IterableDataset):
         n = len(self.x)
         if not self.shuffle:
             return torch.arange(rank, n, world, device=self.x.device)
-        g = torch.Generator().manual_seed(self.seed + self.epoch)
-        order = torch.randperm(n, generator=g)
+        # pass p of epoch e is seeded by e * passes + p: with one pass, the permutations are as before
+        perms = []
+        for p in range(self.passes):
+            g = torch.Generator().manual_seed(self.seed + self.epoch * self.passes + p)
+            perms.append(torch.randperm(n, generator=g))
+        order = perms[0] if self.passes == 1 else torch.cat(perms)
         self.epoch += 1
+        n = len(order)
         if world > 1:
             total = math.ceil(n / world) * world
             order = torch.cat([order, order[: total - n]])[rank::world]
@@ -89,6 +100,23 @@ class TensorBatches(torch.utils.data.IterableDataset):
             yield group
 
 
+def epoch_passes(rows: int, batch_size: int, min_steps: int | None) -> int:
+    """Passes over the training rows that make one epoch: enough that an epoch takes at least
+    ``min_steps`` optimizer steps (``train.min_epoch_steps``), at least one.
+
+    Why: each epoch ends with a validation pass, the early-stopping and pruning checks and a
+    checkpoint, about a second on 2 CPU cores whatever the rows, while 8 steps of TabM on 150
+    rows take 0.06 s; and ``max_epochs``/``early_stopping_patience`` count epochs, so a table of
+    1,000 rows got 120 optimizer steps in 15 epochs and stopped there still improving
+    (segments, benchmarks/real_data.py). Several passes per epoch give a small table the steps
+    a large one gets, at the same number of validations; a split of ``min_steps`` batches or
+    more is unchanged."""
+    if not min_steps or rows <= 0:
+        return 1
+    # the passes are one concatenated permutation cut into batches: min_steps batches need that many rows
+    return max(1, math.ceil(min_steps * batch_size / rows))
+
+
 class TensorDataModule(pl.LightningDataModule):
     """Train/validation tensors already preprocessed.
 
@@ -106,10 +134,12 @@ class TensorDataModule(pl.LightningDataModule):
         batch_size: int,
         seed: int,
         chunk: int = 1,
+        min_epoch_steps: int | None = None,
     ):
         super().__init__()
         self.x_train, self.y_train, self.x_val, self.y_val = x_train, y_train, x_val, y_val
         self.batch_size, self.seed, self.chunk = int(batch_size), seed, chunk
+        self.min_epoch_steps = min_epoch_steps
 
     @property
     def n_features(self) -> int:
@@ -124,7 +154,9 @@ class TensorDataModule(pl.LightningDataModule):
 
     def train_dataloader(self):
         self._to_device()
-        ds = TensorBatches(self.x_train, self.y_train, self.batch_size, True, self.seed, self.chunk)
+        _, world = _rank_world()
+        passes = epoch_passes(math.ceil(len(self.x_train) / world), self.batch_size, self.min_epoch_steps)
+        ds = TensorBatches(self.x_train, self.y_train, self.batch_size, True, self.seed, self.chunk, passes)
         # resumed from a checkpoint: continue the sequence of epoch permutations
         trainer = getattr(self, "trainer", None)
         ds.epoch = int(trainer.current_epoch) if trainer is not None else 0

@@ -43,6 +43,7 @@ class FitSpec:
     early_stopping_patience: int | None = 3
     restore_best: bool = False
     batches_per_step: int = 1
+    min_epoch_steps: int | None = None  # a small training split is passed over several times an epoch
     callbacks: list[Callback] = field(default_factory=list)
     callback_specs: list[dict[str, Any]] = field(default_factory=list)  # {class_path, init_args}
     checkpoint_dir: str | None = None
@@ -195,7 +196,8 @@ def run_fit(spec: FitSpec, *, logger: Any = False) -> FitOutput:
     chunk = spec.batches_per_step if getattr(cls, "accepts_batch_chunks", False) else 1
     if _world_size(spec.trainer) > 1:
         chunk = 1  # DDP needs one forward through its wrapper per backward
-    dm = TensorDataModule(spec.x_train, spec.y_train, spec.x_val, spec.y_val, spec.batch_size, spec.seed, chunk)
+    dm = TensorDataModule(spec.x_train, spec.y_train, spec.x_val, spec.y_val, spec.batch_size, spec.seed, chunk,
+                           spec.min_epoch_steps)
     history = EpochHistory()
     callbacks: list[Callback] = [history]
     if spec.early_stopping_patience is not None:
