@@ -276,8 +276,10 @@ def run_stream(kind: str, batches: int, rows: int, drift_at: int, seed: int, roo
                 gate = promote_flow(trigger="benchmark", options=o).evaluation
                 out["newest_ratchet"] = version
                 out["rules"].append(c.registry.version_info(version)["tags"].get("window_rule"))
-                out["gate"].append(gate.decision if gate.promote else
-                                   f"keep ({gate.reasons[0]})")  # failed checks come first
+                later = gate.evidence.model_extra.get("out_of_time_rows")
+                later = f" +{later} out-of-time rows" if later else ""
+                out["gate"].append(f"promote{later}" if gate.promote else
+                                   f"keep ({gate.reasons[0]}{later})")  # failed checks come first
             else:  # the common practice: the newest model serves, no gate
                 c.registry.set_alias("champion", version)
         if test is not None and i >= drift_at:
