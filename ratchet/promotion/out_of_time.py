@@ -66,7 +66,10 @@ def out_of_time_parts(registry: Registry, repo: DataRepository, schema: Schema, 
     newest_of: dict[str, str | None] = {}
     for mv in registry.client.search_model_versions(f"name = '{registry.model_name}'"):
         version = str(mv.version)
-        if version in (challenger, champion) or mv.tags.get("config_hash") != mine.config_hash:
+        # a version older than the champion trained on data newer than its: only by an explicit older ref;
+        # skipping those bounds the listings to the versions since the champion
+        if (version in (challenger, champion) or int(version) < int(champion)
+                or mv.tags.get("config_hash") != mine.config_hash):
             continue
         commit = VersionLineage.from_tags(mv.tags).data_commit
         if commit not in newest_of:
