@@ -1,13 +1,13 @@
 """Does the window choice (``train.window: best``) agree with full trainings on a real stream?
 
-    python -m benchmarks.window_agreement [--origins 1,3] [--proxies forest,linear] [--epochs 4]
+    python -m benchmarks.window_agreement [--origins 1,3] [--proxies linear,forest] [--epochs 4]
 
 On vega_datasets' seattle-weather in eight half-year batches (``benchmarks.drift_recovery``'s
 ``seattle`` stream), after each batch t from the 3rd to the 7th: every candidate window of
 ``ratchet.training.choice`` is scored as the choice scores it (its proxy over ``--origins``
 origins: 1 is the newest batch's held-out rows alone, the rule before the rolling origin; 3 the
-shipped rolling origin; with each of ``--proxies``: the shipped random forest, or the logistic
-regression it replaced), and trained for real (the model the loop ships, one fit at the
+shipped rolling origin; with each of ``--proxies``: the shipped logistic regression, or a random
+forest), and trained for real (the model the loop ships, one fit at the
 config's parameters: ``ratchet.yaml`` and ``configs/test.yaml`` as in the drift benchmark, with
 ``--epochs``), then scored on the *next* batch, the data it would serve. Printed per origin setting:
 the mean over the five times of Spearman's rank correlation between the choice's scores and the
@@ -45,7 +45,7 @@ def _full(rows: pd.DataFrame, scored: pd.DataFrame, schema, cfg, tcfg) -> tuple[
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--origins", default="1,3", help="rolling-origin settings to compare")
-    ap.add_argument("--proxies", default="forest", help="proxies of ratchet.training.choice to compare (forest, linear)")
+    ap.add_argument("--proxies", default="linear", help="proxies of ratchet.training.choice to compare (linear, forest)")
     ap.add_argument("--epochs", type=int, default=None, help="max_epochs of the full trainings (default: config's)")
     args = ap.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/window_agreement.py`
