@@ -35,8 +35,9 @@ the 4 peers took about 2 minutes there); at 15 epochs, seattle alone (7 rounds) 
 concept 15, two streams run side by side on the same loaded cores: plan on several hours for a full run.
 
 Measured at 15 epochs, one stream a run, defaults else (``python benchmarks/drift_recovery.py
---streams seattle``, then ``--streams concept``, issue 24 with the gate's out-of-time rows; ``none``
-from the run before them, and the feature, both, gradual and agrawal streams not yet run at 15 epochs):
+--streams seattle``, then ``--streams concept``, ``--streams agrawal`` and ``--streams none``, issue 24
+with the gate's out-of-time rows; ``none`` ran while the window choice's proxy was the random forest,
+and chose every batch each round; the feature, both and gradual streams not yet run at 15 epochs):
 
     stream    peer       prequential  recover  false alarms
     seattle   ratchet          0.605        -             -
@@ -47,12 +48,17 @@ from the run before them, and the feature, both, gradual and agrawal streams not
     concept   all data         0.606    never             -
     concept   newest 3         0.730        1             -
     concept   adwin            0.862        1             0
+    agrawal   ratchet          0.856        1             0
+    agrawal   all data         0.695        1             -
+    agrawal   newest 3         0.795        1             -
+    agrawal   adwin            0.856        1             0
     none      ratchet          1.000        -             0
     none      all data         1.000        -             -
     none      newest 3         1.000        -             -
     none      adwin            1.000        -             0
 
-So ratchet is not yet at the best peer on seattle. Where its gap comes from (ratchet's newest
+On none the out-of-time rows (304 to 989 a gate) never promoted an equal challenger (no discordant
+row). So ratchet is at the best peer on concept, agrawal and none, not yet on seattle. Where its gap comes from (ratchet's newest
 challenger, ungated, would have scored 0.673): the gate keeps the round-3 challenger, which would
 have scored 0.834 on the next half-year against the champion's 0.475, because no row available then
 tells them apart: none of its held-out rows is discordant, and the gate's out-of-time rows
