@@ -1,12 +1,13 @@
 """Does the window choice (``train.window: best``) agree with full trainings on a real stream?
 
-    python -m benchmarks.window_agreement [--origins 1,3] [--epochs 4]
+    python -m benchmarks.window_agreement [--origins 1,3] [--proxies linear,forest] [--epochs 4]
 
 On vega_datasets' seattle-weather in eight half-year batches (``benchmarks.drift_recovery``'s
 ``seattle`` stream), after each batch t from the 3rd to the 7th: every candidate window of
 ``ratchet.training.choice`` is scored as the choice scores it (its proxy over ``--origins``
 origins: 1 is the newest batch's held-out rows alone, the rule before the rolling origin; 3 the
-shipped rolling origin), and trained for real (the model the loop ships, one fit at the
+shipped rolling origin; with each of ``--proxies``: the shipped logistic regression, or a random
+forest), and trained for real (the model the loop ships, one fit at the
 config's parameters: ``ratchet.yaml`` and ``configs/test.yaml`` as in the drift benchmark, with
 ``--epochs``), then scored on the *next* batch, the data it would serve. Printed per origin setting:
 the mean over the five times of Spearman's rank correlation between the choice's scores and the
@@ -44,6 +45,7 @@ def _full(rows: pd.DataFrame, scored: pd.DataFrame, schema, cfg, tcfg) -> tuple[
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--origins", default="1,3", help="rolling-origin settings to compare")
+    ap.add_argument("--proxies", default="linear", help="proxies of ratchet.training.choice to compare (linear, forest)")
     ap.add_argument("--epochs", type=int, default=None, help="max_epochs of the full trainings (default: config's)")
     args = ap.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/window_agreement.py`
@@ -69,12 +71,12 @@ def main() -> None:
     def sides(df):
         return _sides(df, t_cfg.val_fraction, t_cfg.test_fraction, t_cfg.seed, schema.row_key)
 
-    settings = [int(o) for o in args.origins.split(",")]
-    rho: dict[int, list[float]] = {o: [] for o in settings}
-    picked: dict[str, list[float]] = {**{f"choice@{o}": [] for o in settings}, "oracle": [], "all": [], "newest 3": []}
+    settings = [(p, int(o)) for p in args.proxies.split(",") for o in args.origins.split(",")]
+    rho: dict[tuple[str, int], list[float]] = {o: [] for o in settings}
+    picked: dict[str, list[float]] = {**{f"{p}@{o}": [] for p, o in settings}, "oracle": [], "all": [], "newest 3": []}
     for t in range(3, len(frames)):
         seen, future = frames[:t], frames[t]
-        choices = {o: choose(seen, schema, sides, t_cfg.seed, {}, origins=o) for o in settings}
+        choices = {(p, o): choose(seen, schema, sides, t_cfg.seed, {}, origins=o, proxy=p) for p, o in settings}
         sizes = {c.name: c.batches for c in choices[settings[0]].candidates}
         truth = {name: _full(pd.concat(seen[-k:], ignore_index=True), future, schema, cfg, tcfg)
                  for name, k in sizes.items()}
@@ -84,15 +86,15 @@ def main() -> None:
             r = float(spearmanr(scores, [truth[c.name][0] for c in choice.candidates])[0])
             rho[o].append(r)
             chosen = next(c.name for c in choice.candidates if c.batches == choice.batches)
-            picked[f"choice@{o}"].append(truth[chosen][1])
-            line += f" | origins {o}: {chosen} (Spearman {r:+.2f})"
+            picked[f"{o[0]}@{o[1]}"].append(truth[chosen][1])
+            line += f" | {o[0]}, origins {o[1]}: {chosen} (Spearman {r:+.2f})"
         picked["oracle"].append(max(a for _, a in truth.values()))
         picked["all"].append(truth["all"][1])
         picked["newest 3"].append(truth.get("newest 3", truth["all"])[1])
         print(line, flush=True)
     print(f"\nfull trainings: {tcfg.max_epochs} epochs, one fit at the config's parameters")
     for o in settings:
-        print(f"origins {o}: mean Spearman(choice's score, full training's loss on the next batch) "
+        print(f"{o[0]} proxy, origins {o[1]}: mean Spearman(choice's score, full training's loss on the next batch) "
               f"{np.mean(rho[o]):+.2f} over {len(rho[o])} times")
     print("mean next-batch accuracy of the window: " + ", ".join(f"{k} {np.mean(v):.3f}" for k, v in picked.items()))
 

@@ -162,6 +162,10 @@ class GateConfig(_Strict):
     max_size_bytes: int | None = Field(None, gt=0)
     bootstrap_samples: int = Field(2000, ge=100)
     seed: int = 0
+    # the newest batches whose rows, when the champion never saw them, the challenger's predecessor (its
+    # recipe trained just before each) and the champion are also compared on, pooled into the paired test
+    # (ratchet.promotion.out_of_time); 0: the challenger's own held-out rows alone
+    out_of_time_batches: int = Field(3, ge=0)
     # sliced evaluation (ratchet.promotion.slices): with a champion, the challenger must also not be
     # significantly worse (one-sided paired test, Holm-corrected at alpha) on any value of these columns
     slices: list[str] = Field(default_factory=list)

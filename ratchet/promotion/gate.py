@@ -60,6 +60,9 @@ from ratchet.promotion.paired_tests import (
 if TYPE_CHECKING:
     from ratchet.core.config import GateConfig
 
+# metrics whose paired test may pool rows scored by other models of the challenger's recipe: a mean
+# over rows (f1 and roc_auc are not: pooling two models' scores would mix their scales)
+POOLED_METRICS = ("accuracy", "log_loss")
 # cfg.regression_test: the parts that must all say better (see decide_regression)
 REGRESSION_TESTS = ("wilcoxon+studentized", "studentized", "wilcoxon+bootstrap", "wilcoxon", "bootstrap")
 REGRESSION_TEST_NAMES = {"wilcoxon": "wilcoxon_signed_rank", "studentized": "studentized_bootstrap",
@@ -227,12 +230,20 @@ def decide(
     challenger_proba: Any,
     classes: Sequence[Any],
     cfg: GateConfig,
+    *,
+    out_of_time: tuple[Any, Any, Any] | None = None,
     **guardrails: Unpack[Guardrails],
 ) -> GateDecision:
     """Promote the challenger or keep the champion; both scored on the same rows.
 
     ``cfg`` is a ``GateConfig``; ``guardrails`` (``Guardrails``): the models' latencies and
     sizes, and limits that override ``cfg``'s ``max_latency_ratio`` / ``max_size_bytes``.
+
+    ``out_of_time``: (labels, champion's probabilities, predecessors' probabilities) on more rows
+    that neither the champion nor the model that scored them saw (``ratchet.promotion.out_of_time``:
+    batches published after the champion's data, scored by the challenger's recipe trained just
+    before each). They are pooled into the paired test (b) alone, for a metric that is a mean over
+    rows (accuracy, log_loss); the floor (a) and the effect (c) stay on the challenger's own rows.
     """
     metric = cfg.metric
     hib = higher_is_better(metric)
@@ -245,6 +256,14 @@ def decide(
     chal = check_proba(challenger_proba, n, k, "challenger_proba")
     champ = None if champion_proba is None else check_proba(champion_proba, n, k, "champion_proba")
     check_metric_defined(metric, y, k)
+
+    pooled = None
+    if out_of_time is not None and champ is not None:
+        y_x = check_y(out_of_time[0], k)
+        champ_x = check_proba(out_of_time[1], len(y_x), k, "out_of_time champion_proba")
+        chal_x = check_proba(out_of_time[2], len(y_x), k, "out_of_time predecessor_proba")
+        if len(y_x) and metric in POOLED_METRICS:
+            pooled = (np.concatenate([y, y_x]), np.concatenate([champ, champ_x]), np.concatenate([chal, chal_x]))
 
     chal_v = score_metric(metric, y, chal, k)
     ev: dict[str, Any] = {
@@ -276,9 +295,14 @@ def decide(
         improvement = diff if hib else -diff
         found: dict[str, Any] = {"champion": champ_v, "difference": diff, "improvement": improvement,
                                  "test_requested": cfg.test}
+        ty, tc, th = (y, champ, chal) if pooled is None else pooled
+        if out_of_time is not None:
+            found["out_of_time_rows"] = len(ty) - n
+            if pooled is None and len(out_of_time[0]):
+                found["out_of_time_note"] = f"not pooled: {metric} is not a mean over rows"
         if metric == "accuracy" and cfg.test == "mcnemar":
             found["test"] = "mcnemar_exact_one_sided"
-            res = mcnemar(y, champ, chal, alpha)
+            res = mcnemar(ty, tc, th, alpha)
         else:
             samples = int(cfg.bootstrap_samples)
             if samples < 1:
@@ -286,18 +310,20 @@ def decide(
             found["test"] = "paired_bootstrap_one_sided"
             if cfg.test == "mcnemar":
                 found["note"] = f"McNemar applies to accuracy only; used the paired bootstrap for {metric}"
-            res = paired_bootstrap(improvement_statistic(metric, y, champ, chal, k), n, samples, int(cfg.seed), alpha)
+            res = paired_bootstrap(improvement_statistic(metric, ty, tc, th, k), len(ty), samples, int(cfg.seed), alpha)
         found.update(res)
         found["ci_level"] = 1 - 2 * alpha
-        lo, hi = res["improvement_ci"]
+        lo, hi = res["improvement_ci"]  # with out-of-time rows: of the pooled rows' improvement
         found["difference_ci"] = [lo, hi] if hib else [-hi, -lo]
-        identical = bool(np.array_equal(champ, chal))
+        identical = bool(np.array_equal(champ, chal))  # a copy of the champion changes nothing, whatever pooled
         found["identical_predictions"] = identical
         detail = ""
         if "discordant" in res:
             d = res["discordant"]
             detail = (f" ({d['challenger_only_correct']} rows only the challenger gets right vs "
-                      f"{d['champion_only_correct']} only the champion)")
+                      f"{d['champion_only_correct']} only the champion"
+                      + (f"; pooled with {len(ty) - n} out-of-time rows its predecessors scored" if pooled is not None else "")
+                      + ")")
         return _Comparison(found, res["p_value"], improvement, identical, detail)
 
     return _judge(cfg, ev, (ok, floor_text), None if champ is None else compare, guardrails)

@@ -94,14 +94,19 @@ def evaluate_challenger(
     chall_proba, chall_s = _timed_proba(registry.load_predictor(challenger), data.rows, regression)
     champ_proba, champ_s = (None, None)
     if champion is not None:
-        champ_proba, champ_s = _timed_proba(registry.load_predictor(champion), data.rows, regression)
+        champ_predictor = registry.load_predictor(champion)
+        champ_proba, champ_s = _timed_proba(champ_predictor, data.rows, regression)
+    parts: list = []  # out-of-time rows (classification): batches the champion never saw, by the challenger's predecessors
     if regression:
         gate = decide_regression(
             y, champ_proba, chall_proba, cfg.gate, challenger_latency_s=chall_s, champion_latency_s=champ_s
         )
     else:
+        later = None
+        if champion is not None:
+            later, parts = _out_of_time(registry, repo, schema, cfg, challenger, champion, champ_predictor)
         gate = decide(
-            y, champ_proba, chall_proba, list(schema.target.classes), cfg.gate,
+            y, champ_proba, chall_proba, list(schema.target.classes), cfg.gate, out_of_time=later,
             challenger_latency_s=chall_s, champion_latency_s=champ_s,
         )
     if champion is not None and cfg.gate.slices:  # not worse on any slice of the same rows
@@ -111,8 +116,29 @@ def evaluate_challenger(
         gate = with_slices(gate, sliced)
     evidence = gate.evidence.with_(
         data_commit=data.data_commit, data_window=data.window, test_rows=len(y),
-        holdout_rule=f"newest {holdout} batch(es), since the drift onset" if holdout else "window")
+        holdout_rule=f"newest {holdout} batch(es), since the drift onset" if holdout else "window",
+        **({"out_of_time": [p.to_dict() for p in parts]} if parts else {}))
     return Evaluation(gate.decision, list(gate.reasons), evidence, champion=champion, challenger=challenger)
+
+
+def _out_of_time(registry: Registry, repo: DataRepository, schema: Schema, cfg: RatchetConfig, challenger: str,
+                 champion: str, champ_predictor) -> tuple[tuple | None, list]:
+    """(labels, champion's probabilities, predecessors' probabilities) on the rows of the batches the
+    champion never saw (``ratchet.promotion.out_of_time``), and those parts; (None, []) without any."""
+    import numpy as np
+
+    from ratchet.promotion.out_of_time import out_of_time_parts
+    from ratchet.training.model.preprocess import target_values
+
+    parts = out_of_time_parts(registry, repo, schema, cfg, challenger, champion)
+    if not parts:
+        return None, []
+    ys, champs, chals = [], [], []
+    for part in parts:
+        ys.append(target_values(part.rows[schema.target.name], schema.target))
+        champs.append(champ_predictor.predict_proba(part.rows))
+        chals.append(registry.load_predictor(part.version).predict_proba(part.rows))
+    return (np.concatenate(ys), np.concatenate(champs), np.concatenate(chals)), parts
 
 
 StepHook = Callable[[str], None]

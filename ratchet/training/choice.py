@@ -29,14 +29,26 @@ more from more rows and the agreement is looser: -0.14 and +0.24; next-batch acc
 than the MLP needs, still prefers the newest 2 or 3 batches where the MLP would take more.
 
 Why a proxy and not a full training per candidate: one Optuna study per candidate multiplies the
-training's cost by the number of candidates (three origins: by three times that). A logistic
-regression (ridge for regression) on the training's own preprocessing (``build_preprocessor``)
-costs milliseconds per thousand rows; its rows are capped (``PROXY_ROWS``, a seeded sample) so
-the choice stays cheap on large batches. Gradient boosting (tried first) took tens of seconds per
-choice on a loaded 2-core machine (its OpenMP threads contend), so it was dropped. A proxy ranks
-windows by what a simple model learns from them; it can miss a window that only a flexible model
-would exploit, and the shipped MLP on a few hundred rows learns less than the proxy from a short
-window. The gate still stands between a challenger and the champion.
+training's cost by the number of candidates (three origins: by three times that). The proxy fits
+on the training's own preprocessing (``build_preprocessor``); its rows are capped (``PROXY_ROWS``,
+a seeded sample) so the choice stays cheap on large batches. Gradient boosting (tried first) took
+tens of seconds per choice on a loaded 2-core machine (its OpenMP threads contend), so it was
+dropped.
+
+Why a linear proxy (``PROXY``): a random forest (``proxy="forest"``: 100 trees, leaves of at least
+3 rows, one thread; about 2 s a choice on the loaded machine) can learn interactions a linear model
+cannot, such as seattle-weather's regimes told apart by the date's calendar parts, where the
+linear proxy keeps only the newest year after every batch from the 4th on. Measured with
+``python -m benchmarks.window_agreement --origins 3 --proxies forest,linear --epochs 15`` (the
+windows chosen after batches 3 to 7, full trainings of the shipped MLP at 15 epochs scored on the
+next batch): the chosen window's next-batch accuracy 0.745 with the forest, 0.728 with the linear
+proxy (hindsight 0.764, all batches 0.706, the newest 3 0.740); Spearman against the full
+trainings' next-batch log loss +0.08 and +0.24. But in the loop (``benchmarks/drift_recovery.py
+--streams seattle`` at 15 epochs, where onset candidates join and the gate decides) the forest's
+windows did worse: ratchet's prequential accuracy 0.561 against 0.605, its ungated challenger
+0.629 against 0.673 (one full-training noise draw per window: the network's next-batch accuracy
+moved from 0.49 to 0.87 between two adjacent windows). Neither measurement is decisive on five or
+six half-years; the linear proxy stays, the forest is there to measure again.
 """
 
 from __future__ import annotations
@@ -51,6 +63,12 @@ from ratchet.core.schema import Schema
 PROXY_ROWS = 20_000  # rows a candidate's proxy fits on at most (a seeded sample of its rows)
 MIN_SCORED_ROWS = 20  # fewer held-out rows in the newest batch: no evidence to choose by
 ORIGINS = 3  # the newest batch's held-out rows and the two batches before it, each scored out of time
+# the proxy fitted per candidate and origin: "linear" (logistic regression; ridge for regression) or
+# "forest" (a random forest of FOREST_TREES trees); see the module docstring for why the linear one
+PROXIES = ("forest", "linear")
+PROXY = "linear"
+FOREST_TREES = 100
+FOREST_TREE_ROWS = 4000  # rows each tree draws at most (its bootstrap sample): bounds the forest's cost on large batches
 RULE = ("lowest mean proxy loss over a rolling origin (the newest batch's held-out rows, each of the 2 batches "
         "before it out of time); within 1 SE of it, the most batches")
 
@@ -86,11 +104,13 @@ def candidate_sizes(total: int, onsets: dict[str, int]) -> list[tuple[str, int]]
 
 
 def choose(frames: list[pd.DataFrame], schema: Schema, sides, seed: int, onsets: dict[str, int],
-           origins: int = ORIGINS) -> Choice | None:
+           origins: int = ORIGINS, proxy: str = PROXY) -> Choice | None:
     """The window of ``frames`` (oldest first) whose proxy best predicts the newest data, over a
     rolling origin: the newest frame's held-out rows (fitted with its other rows) and each of the
     ``origins - 1`` frames before it whole, out of time (fitted on the k frames before that one).
     None when the newest batch holds too few held-out rows. ``sides(df)`` gives (held-out, val) masks."""
+    if proxy not in PROXIES:
+        raise ValueError(f"unknown window-choice proxy {proxy!r}; expected one of {', '.join(PROXIES)}")
     held, _ = sides(frames[-1])
     scored = frames[-1][held & frames[-1][schema.target.name].notna()]
     if len(scored) < MIN_SCORED_ROWS:
@@ -100,11 +120,11 @@ def choose(frames: list[pd.DataFrame], schema: Schema, sides, seed: int, onsets:
     losses: dict[tuple[str, int], list[np.ndarray] | None] = {}
     for name, k in candidate_sizes(len(frames), onsets):
         rows = pd.concat([*frames[-k:-1], newest_rest], ignore_index=True) if k > 1 else newest_rest
-        found = [_proxy_losses(rows, newest_rest, scored, schema, seed)]
+        found = [_proxy_losses(rows, newest_rest, scored, schema, seed, proxy)]
         for j in origins:  # frame -1-j scored whole by the k frames before it (as many as there are)
             end = len(frames) - 1 - j
             found.append(_proxy_losses(pd.concat(frames[max(0, end - k):end], ignore_index=True), frames[end],
-                                       frames[end], schema, seed))
+                                       frames[end], schema, seed, proxy))
         losses[(name, k)] = None if found[0] is None else found
     scoreable = [v for v in losses.values() if v is not None]
     if not scoreable:
@@ -137,8 +157,8 @@ def _score(per_origin: list[np.ndarray]) -> float:
 
 
 def _proxy_losses(train: pd.DataFrame, newest_train: pd.DataFrame, scored: pd.DataFrame, schema: Schema,
-                  seed: int) -> np.ndarray | None:
-    """Per-row loss on ``scored`` of a linear proxy fitted on ``train`` (log loss for classes,
+                  seed: int, proxy: str = PROXY) -> np.ndarray | None:
+    """Per-row loss on ``scored`` of a proxy (``PROXIES``) fitted on ``train`` (log loss for classes,
     squared error on the standardised target for regression); None: nothing to fit.
 
     A classifier's probabilities are moved to the class shares of ``newest_train`` before scoring
@@ -147,6 +167,7 @@ def _proxy_losses(train: pd.DataFrame, newest_train: pd.DataFrame, scored: pd.Da
     Saerens et al. (2002), p'(y|x) proportional to p(y|x) * pi_new(y) / pi_train(y). Without it a
     window whose base rate happens to match the newest batch's wins on calibration alone, and a
     seasonal base rate would cut the window short, which is what item 2 of the issue forbids."""
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
     from sklearn.linear_model import LogisticRegression, Ridge
 
     from ratchet.training.model.preprocess import build_preprocessor, frame_for_model, target_values
@@ -162,15 +183,26 @@ def _proxy_losses(train: pd.DataFrame, newest_train: pd.DataFrame, scored: pd.Da
     x_scored = pre.transform(frame_for_model(scored, schema))
     y, y_scored = target_values(train[target.name], target), target_values(scored[target.name], target)
     if target.is_regression:
-        model = Ridge(alpha=1.0).fit(x, y)
+        model = (RandomForestRegressor(n_estimators=FOREST_TREES, min_samples_leaf=3, random_state=seed, n_jobs=1,
+                                       max_samples=min(len(y), FOREST_TREE_ROWS))
+                 if proxy == "forest" else Ridge(alpha=1.0)).fit(x, y)
         sd = float(np.std(y)) or 1.0
         return ((model.predict(x_scored) - y_scored) / sd) ** 2
     if len(np.unique(y)) < 2:
         return None
     k = len(target.classes)
-    model = LogisticRegression(max_iter=300).fit(x, y)
-    proba = np.full((len(y_scored), k), 1e-6)
-    proba[:, model.classes_.astype(int)] = np.clip(model.predict_proba(x_scored), 1e-6, 1.0)
+    if proxy == "forest":
+        # min_samples_leaf 3: no leaf fits one row; 1 job: the choice runs beside the training's threads
+        model = RandomForestClassifier(n_estimators=FOREST_TREES, min_samples_leaf=3, random_state=seed, n_jobs=1,
+                                       max_samples=min(len(y), FOREST_TREE_ROWS))
+    else:
+        model = LogisticRegression(max_iter=300)
+    model.fit(x, y)
+    # a forest's leaves give classes they never held probability 0: clipped at 1e-3, so that one row
+    # cannot outweigh the rest of the mean log loss (log 1e-6 is 14 times the loss of a coin flip)
+    low = 1e-3 if proxy == "forest" else 1e-6
+    proba = np.full((len(y_scored), k), low)
+    proba[:, model.classes_.astype(int)] = np.clip(model.predict_proba(x_scored), low, 1.0)
     newest_y = target_values(newest_train[target.name].dropna(), target)
     shares = lambda v: (np.bincount(v.astype(int), minlength=k) + 1.0) / (len(v) + k)  # noqa: E731 (Laplace)
     proba *= shares(newest_y) / shares(y)

@@ -431,3 +431,67 @@ def test_evidence_is_json_serialisable(kwargs):
         assert ev["ci_level"] == pytest.approx(0.9)
     if c.test == "mcnemar" and c.metric == "accuracy" and not first:
         assert set(ev["discordant"]) == {"challenger_only_correct", "champion_only_correct", "total"}
+
+
+# --------------------------------------------------------------------- out-of-time rows
+def _rows(y: np.ndarray, champ_right: np.ndarray, chal_right: np.ndarray, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return y, proba_from_correct(y, champ_right, 2, rng), proba_from_correct(y, chal_right, 2, rng)
+
+
+def test_out_of_time_rows_keep_the_level_for_an_equal_recipe():
+    """Equal models everywhere (own rows and the predecessors' out-of-time rows): the pooled exact
+    McNemar test promotes at most alpha of the time (4 Monte Carlo sd of slack), a seed cannot fail it."""
+    trials, promoted = 2000, 0
+    for t in range(trials):
+        y, champ, chal = pair(100, 0.7, 0.7, seed=10_000 + t, overlap=0.55)
+        later = pair(300, 0.7, 0.7, seed=50_000 + t, overlap=0.55)
+        promoted += decide(y, champ, chal, BINARY, cfg(), out_of_time=later).promote
+    assert promoted / trials <= 0.05 + 4 * np.sqrt(0.05 * 0.95 / trials)
+
+
+def test_out_of_time_rows_give_the_evidence_the_own_rows_lack():
+    y = np.zeros(40, dtype=int)
+    own = _rows(y, np.ones(40, bool), np.ones(40, bool))  # no discordant row: no evidence at all
+    own = (own[0], own[1], own[1] * 0.99 + 0.005)  # not a copy of the champion
+    yx = np.zeros(100, dtype=int)
+    later = _rows(yx, np.arange(100) < 50, np.arange(100) < 90)  # the predecessor alone right on 40
+    alone = decide(*own, BINARY, cfg())
+    assert not alone.promote and alone.evidence.p_value == 1.0
+    pooled = decide(*own, BINARY, cfg(), out_of_time=later)
+    assert pooled.promote and pooled.evidence.p_value < 1e-9
+    assert pooled.evidence.model_extra["out_of_time_rows"] == 100
+    assert pooled.evidence.n == 40 and pooled.evidence.improvement == 0.0  # (c) on the challenger's own rows
+    assert "pooled with 100 out-of-time rows" in " ".join(pooled.reasons)
+
+
+def test_out_of_time_rows_cannot_promote_a_challenger_worse_on_its_own_rows():
+    y = np.zeros(40, dtype=int)
+    own = _rows(y, np.ones(40, bool), np.arange(40) >= 3)  # the challenger itself loses 3 rows
+    later = _rows(np.zeros(200, dtype=int), np.arange(200) < 100, np.ones(200, bool))
+    result = decide(*own, BINARY, cfg(), out_of_time=later)
+    assert result.evidence.checks["significance"] and not result.evidence.checks["min_effect"]
+    assert not result.promote
+
+
+def test_out_of_time_rows_do_not_make_a_copy_of_the_champion_promotable():
+    y = np.zeros(40, dtype=int)
+    own = _rows(y, np.ones(40, bool), np.ones(40, bool))
+    later = _rows(np.zeros(100, dtype=int), np.arange(100) < 50, np.ones(100, bool))
+    result = decide(own[0], own[1], own[1], BINARY, cfg(), out_of_time=later)
+    assert not result.promote and "identical" in result.reasons[0]
+
+
+def test_out_of_time_rows_are_not_pooled_into_a_metric_that_is_no_mean_over_rows():
+    y, champ, chal = pair(200, 0.8, 0.8, seed=3)
+    later = pair(100, 0.6, 0.9, seed=4)
+    result = decide(y, champ, chal, BINARY, gate_cfg("f1"), out_of_time=later)
+    plain = decide(y, champ, chal, BINARY, gate_cfg("f1"))
+    assert result.evidence.p_value == plain.evidence.p_value
+    assert "not pooled" in result.evidence.model_extra["out_of_time_note"]
+
+
+def test_out_of_time_rows_of_the_wrong_shape_are_refused():
+    y, champ, chal = pair(50, 0.8, 0.8, seed=5)
+    with pytest.raises(ValueError, match="out_of_time predecessor_proba"):
+        decide(y, champ, chal, BINARY, cfg(), out_of_time=(y, champ, chal[:10]))

@@ -189,3 +189,54 @@ def test_running_service_picks_up_a_rollback(world, tmp_path):
             seen = r.json()["model_version"]
             time.sleep(0.1)
     assert seen == v1
+
+
+@pytest.fixture(scope="module")
+def recipe_world(tmp_path_factory):
+    """v1 trained on two clean batches (the champion); after a concept drift, v2 trained at the first
+    drifted batch (the newest one), v3 at the second: v3 the challenger, v2 its predecessor."""
+    home = tmp_path_factory.mktemp("recipe")
+    ctx = load_context(CONFIG_FILES, home=str(home))
+    clean = [generate_batch(i, 600, seed=7) for i in range(2)]
+    drifted = [generate_batch(i, 600, seed=7, concept_drift_at=0) for i in (10, 11)]
+    dump_schema(infer_schema(clean[0], DEMO_TARGET), ctx.settings.schema_path)
+    example = clean[0].drop(columns=[DEMO_TARGET])
+
+    def train(window: int | None) -> str:
+        trained = tune_on_commit(training_data(ctx.repo, "main", ctx.cfg, window, schema=ctx.schema), ctx.schema,
+                                 ctx.cfg, ctx.settings, ctx.registry, trials=1, progress=False)
+        return register_trained(trained, ctx.registry, example)
+
+    for i, df in enumerate(clean):
+        publish(ctx, df, home, f"clean{i}")
+    v1 = train(None)
+    paths = []
+    versions = []
+    for i, df in enumerate(drifted):
+        publish(ctx, df, home, f"drift{i}")
+        paths.append(ctx.repo.list_objects("main", ctx.cfg.data.batch_prefix))
+        versions.append(train(1))
+    ctx.registry.set_alias("champion", v1)
+    ctx.registry.set_alias("challenger", versions[-1])
+    newest = [p for p in paths[-1] if p.endswith(".parquet")][-1]
+    return ctx, v1, versions[0], versions[1], newest
+
+
+def test_the_gate_pools_the_rows_the_champion_never_saw_scored_by_the_predecessor(recipe_world):
+    ctx, v1, v2, v3, newest = recipe_world
+    result = promotion.evaluate_challenger(ctx.registry, ctx.repo, ctx.schema, ctx.cfg)
+    ev = result.evidence
+    # the first drifted batch has no predecessor (the model trained just before it is the champion);
+    # the second one's rows outside the held-out split are scored by v2, which never saw them
+    [part] = ev.model_extra["out_of_time"]
+    assert part["batch"] == newest and part["version"] == v2
+    assert 400 < part["rows"] < 600 and ev.model_extra["out_of_time_rows"] == part["rows"]
+    assert ev.n == ev.test_rows < 200  # the floor and the effect: the challenger's own held-out rows
+    assert result.decision == "promote" and result.challenger == v3
+
+
+def test_without_out_of_time_batches_the_gate_scores_the_own_rows_alone(recipe_world):
+    ctx, *_ = recipe_world
+    cfg = ctx.cfg.model_copy(update={"gate": ctx.cfg.gate.model_copy(update={"out_of_time_batches": 0})})
+    ev = promotion.evaluate_challenger(ctx.registry, ctx.repo, ctx.schema, cfg).evidence
+    assert "out_of_time" not in ev.model_extra and "out_of_time_rows" not in ev.model_extra

@@ -159,3 +159,10 @@ def test_best_judges_windows_out_of_time_over_a_rolling_origin():
     assert rolling["newest 1"] > rolling["all"] + 0.1, rolling
     assert abs(alone["newest 1"] - alone["all"]) < rolling["newest 1"] - rolling["all"], alone  # in-season: alike
     assert choose(frames, schema, sides, 7, {}).batches >= 2
+
+
+def test_an_unknown_proxy_is_refused_in_one_line():
+    from ratchet.training.choice import choose
+
+    with pytest.raises(ValueError, match="unknown window-choice proxy 'boost'; expected one of forest, linear"):
+        choose([], None, None, 0, {}, proxy="boost")
