@@ -113,6 +113,18 @@ def forward_or_run() -> Settings:
     return settings
 
 
+def run_here() -> Settings:
+    """:func:`forward_or_run` for a command that must run in this process: one that started the
+    home's processes itself (the event demo, its stack), where handing the command to the warm
+    process it just started would run it a second time from the start. The home's background
+    processes are held while it runs, as there."""
+    settings = home_settings().ensure()
+    from ratchet_cli import idle
+
+    idle.hold(settings.root)
+    return settings
+
+
 def ensure_server(settings: Settings) -> None:
     """Point Prefect's environment at the home and at a server; call before the first import
     of a flow. Without a ``PREFECT_API_URL`` (the user's, or a test harness's in this process)

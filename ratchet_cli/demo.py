@@ -19,6 +19,7 @@ from ratchet_cli.common import (
     forward_or_run,
     home_settings,
     run_flow,
+    run_here,
 )
 
 app = typer.Typer()
@@ -53,7 +54,9 @@ def event_demo(sandbox: Path, as_json: bool, keep_up: bool) -> dict[str, Any]:
     stack = stack_up(settings, OPTS.config)
     say(f"Prefect API {stack['prefect_api_url']}, service {stack['service_url']}")
     os.environ["PREFECT_API_URL"] = stack["prefect_api_url"]  # before Prefect is imported
-    ensure_server(forward_or_run())
+    # here, not in the warm process the stack just started: forwarded, the demo would start over
+    # in it (the sandbox reset and the stack started a second time)
+    ensure_server(run_here())
     from flows.ingest import ingest_flow
 
     def ingest(path: str) -> dict[str, Any]:
