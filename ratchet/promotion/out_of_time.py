@@ -68,10 +68,10 @@ def out_of_time_parts(registry: Registry, repo: DataRepository, schema: Schema, 
         version = str(mv.version)
         # a version older than the champion trained on data newer than its: only by an explicit older ref;
         # skipping those bounds the listings to the versions since the champion
-        if (version in (challenger, champion) or int(version) < int(champion)
-                or mv.tags.get("config_hash") != mine.config_hash):
+        lineage = VersionLineage.from_tags(mv.tags)
+        if version in (challenger, champion) or int(version) < int(champion) or lineage.config_hash != mine.config_hash:
             continue
-        commit = VersionLineage.from_tags(mv.tags).data_commit
+        commit = lineage.data_commit
         if commit not in newest_of:
             listed = batch_paths(repo, commit, prefix) if commit else []
             newest_of[commit] = listed[-1] if listed else None
