@@ -103,10 +103,9 @@ def forward_or_run() -> Settings:
     home's settings when this process is to run the command itself. Either way the home's
     background processes are held while the command runs (``ratchet_cli.idle``). Call first, in
     every command that runs a flow."""
-    settings = home_settings().ensure()
-    from ratchet_cli import idle, warm
+    settings = run_here()
+    from ratchet_cli import warm
 
-    idle.hold(settings.root)
     code = warm.forward(settings, OPTS.argv)  # the whole command, in a fork of the warm process
     if code is not None:
         raise SystemExit(code)

@@ -191,9 +191,7 @@ class ObserveMiddleware:
             self._identify(response, state, rid)
         except Exception:
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
-            response = JSONResponse(
-                {"detail": "internal error", "request_id": rid}, status_code=500, headers={"X-Request-ID": rid}
-            )
+            response = _internal_error_response(rid)
         self.runtime.metrics.observe_request(
             scope["path"], scope["method"], response.status_code, state.get("model_version"), time.perf_counter() - t0
         )
@@ -225,10 +223,12 @@ class ObserveMiddleware:
 
     @staticmethod
     async def _internal_error(scope, receive, send, rid: str) -> None:
-        resp = JSONResponse(
-            {"detail": "internal error", "request_id": rid}, status_code=500, headers={"X-Request-ID": rid}
-        )
-        await resp(scope, receive, send)
+        await _internal_error_response(rid)(scope, receive, send)
+
+
+def _internal_error_response(rid: str) -> JSONResponse:
+    """The JSON 500 of an unhandled error, naming the request."""
+    return JSONResponse({"detail": "internal error", "request_id": rid}, status_code=500, headers={"X-Request-ID": rid})
 
 
 async def run_background(background, scope: dict) -> None:

@@ -131,9 +131,14 @@ class InlineRoutes:
     high_water: int
     status_line: dict
     _inline_pending = None  # (cycle, app, route): a request whose body is still arriving
+    _inline_routes: dict | None = None  # the app's, read once a connection
+
+    def connection_made(self, transport) -> None:
+        self._inline_routes = getattr(self.app, "inline_routes", None)
+        super().connection_made(transport)
 
     def _start_asgi_task(self, cycle, app) -> None:
-        routes = getattr(self.app, "inline_routes", None)
+        routes = self._inline_routes
         route = routes.get((cycle.scope["method"], cycle.scope["path"])) if routes else None
         if route is None or app is not self.app or cycle.waiting_for_100_continue:
             return super()._start_asgi_task(cycle, app)
