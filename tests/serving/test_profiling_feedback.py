@@ -204,33 +204,43 @@ def test_feedback_entries_leave_the_collectors_view():
     assert store.resolve("r1", {0: "no"}) == [("1", False)]
 
 
-def test_a_pass_goes_to_the_worker_in_frames_and_all_rows_arrive(tmp_path, monkeypatch):
-    """The items go to the worker process in frames of at most ITEMS_PER_FRAME (pickle holds the
-    GIL the event loop needs for as long as it runs); every row of every version is profiled."""
+def test_a_pass_goes_to_the_worker_as_the_bytes_the_request_path_encoded(tmp_path, monkeypatch):
+    """With a worker process the request path keeps each item encoded (marshal; pickle for what
+    marshal cannot write), so a pass is one raw write and the server's GIL never waits for a
+    pickle; every row of every version arrives, DataFrame rows and numpy values included."""
     import numpy as np
+    import pandas as pd
 
     from ratchet.serving import profiler as p
     from ratchet.serving.validation import ValidatedBatch
 
-    sizes: list[int] = []
-    write = p._write_frame
+    items = [(1.5, "1", ("a", "b"), ((1.0, "x"), (None, "y")), ("yes", "no"), (0.75, 0.5)),
+             (2.5, "2", None, pd.DataFrame({"a": [3.0]}), (np.int64(1),), (0.9,))]
+    wire = b"".join(p._encode(it) for it in items)
+    assert [bytes(wire[0:1]), bytes(wire[p._RECORD.size + p._RECORD.unpack_from(wire)[1]:][:1])] == [b"M", b"P"]
+    back = p._decode(wire)
+    assert back[0] == items[0] and back[1][3].equals(items[1][3]) and back[1][4] == (1,)
 
-    def counting(f, obj):
-        if isinstance(obj, list) and obj and isinstance(obj[0], tuple) and len(obj[0]) == 6:
-            sizes.append(len(obj))
-        write(f, obj)
+    sent: list[int] = []
+    call = p._WorkerProcess.call
 
-    monkeypatch.setattr(p, "_write_frame", counting)
+    def counting(self, data):
+        sent.append(len(data))
+        return call(self, data)
+
+    monkeypatch.setattr(p._WorkerProcess, "call", counting)
     prof = p.LiveProfiler(tmp_path, batch_rows=10**6, flush_s=3600, process=True)
     prof.start()
     try:
         names = ["a", "b"]
-        for i in range(2 * p.ITEMS_PER_FRAME + 7):
+        for i in range(1007):
             prof.record(str(1 + i % 2), ValidatedBatch({"a": [float(i)], "b": ["x"]}, names, 1), [i % 3],
                         np.array([0.5]))
+        prof.record("1", pd.DataFrame({"a": [7.0, 8.0], "b": ["q", "r"]}), [7, 8], np.array([[0.9], [0.8]]))
+        assert not prof._buf and len(prof._wire) > 1007 * p._RECORD.size  # kept encoded
         written = prof.flush()
-        assert sizes == [p.ITEMS_PER_FRAME, p.ITEMS_PER_FRAME, 7] and prof.worker_pid is not None
+        assert len(sent) == 1 and sent[0] > 0 and prof.worker_pid is not None and not prof._wire
         counts = {path.parent.name: _count(DatasetProfileView.deserialize(path.read_bytes()), "a") for path in written}
-        assert counts == {"1": p.ITEMS_PER_FRAME + 4, "2": p.ITEMS_PER_FRAME + 3}
+        assert counts == {"1": 504 + 2, "2": 503}
     finally:
         prof.stop(flush=False)
