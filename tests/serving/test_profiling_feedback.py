@@ -205,21 +205,22 @@ def test_feedback_entries_leave_the_collectors_view():
 
 
 def test_a_pass_goes_to_the_worker_as_the_bytes_the_request_path_encoded(tmp_path, monkeypatch):
-    """With a worker process the request path keeps each item encoded (marshal; pickle for what
-    marshal cannot write), so a pass is one raw write and the server's GIL never waits for a
-    pickle; every row of every version arrives, DataFrame rows and numpy values included."""
+    """With a worker process the recording thread encodes every ENCODE_ITEMS items (marshal;
+    pickle for what marshal cannot write), so a pass is one raw write and the server's GIL never
+    waits for the profiler thread to pickle; every row of every version arrives, DataFrame rows
+    and numpy values included."""
     import numpy as np
     import pandas as pd
 
     from ratchet.serving import profiler as p
     from ratchet.serving.validation import ValidatedBatch
 
-    items = [(1.5, "1", ("a", "b"), ((1.0, "x"), (None, "y")), ("yes", "no"), (0.75, 0.5)),
-             (2.5, "2", None, pd.DataFrame({"a": [3.0]}), (np.int64(1),), (0.9,))]
-    wire = b"".join(p._encode(it) for it in items)
-    assert [bytes(wire[0:1]), bytes(wire[p._RECORD.size + p._RECORD.unpack_from(wire)[1]:][:1])] == [b"M", b"P"]
+    plain = [(1.5, "1", ("a", "b"), ((1.0, "x"), (None, "y")), ("yes", "no"), (0.75, 0.5))]
+    odd = [(2.5, "2", None, pd.DataFrame({"a": [3.0]}), (np.int64(1),), (0.9,))]
+    wire = p._encode(plain) + p._encode(odd)
+    assert [bytes(wire[:1]), bytes(wire[p._RECORD.size + p._RECORD.unpack_from(wire)[1]:][:1])] == [b"M", b"P"]
     back = p._decode(wire)
-    assert back[0] == items[0] and back[1][3].equals(items[1][3]) and back[1][4] == (1,)
+    assert back[0] == plain[0] and back[1][3].equals(odd[0][3]) and back[1][4] == (1,)
 
     sent: list[int] = []
     call = p._WorkerProcess.call
@@ -237,7 +238,7 @@ def test_a_pass_goes_to_the_worker_as_the_bytes_the_request_path_encoded(tmp_pat
             prof.record(str(1 + i % 2), ValidatedBatch({"a": [float(i)], "b": ["x"]}, names, 1), [i % 3],
                         np.array([0.5]))
         prof.record("1", pd.DataFrame({"a": [7.0, 8.0], "b": ["q", "r"]}), [7, 8], np.array([[0.9], [0.8]]))
-        assert not prof._buf and len(prof._wire) > 1007 * p._RECORD.size  # kept encoded
+        assert len(prof._buf) == 1008 % p.ENCODE_ITEMS and len(prof._wire) > 0  # encoded in 500s
         written = prof.flush()
         assert len(sent) == 1 and sent[0] > 0 and prof.worker_pid is not None and not prof._wire
         counts = {path.parent.name: _count(DatasetProfileView.deserialize(path.read_bytes()), "a") for path in written}
