@@ -183,16 +183,19 @@ MIN_WINDOW_ROWS = 0  # train.min_window_rows of ratchet's loop (--min-window-row
 # class: benchmarks/window_agreement.py --epochs 4 against 15) and no gate can tell its models apart
 MAX_EPOCHS = 15
 NEWEST_K = 3  # the sliding-window peer's batches
+PEERS = ("ratchet", "all", "newest", "adwin")  # --peers: a subset runs faster (ratchet alone to iterate on it)
 
 
-def _options(home: Path, window: str, window_batches: int | None = None):
+def _options(home: Path, window: str, window_batches: int | None = None, prior_correction: bool = False):
     from ratchet.runtime.options import RunOptions
 
     root = Path(__file__).resolve().parents[1]
     files = [str(root / "ratchet" / "configs" / "ratchet.yaml"), str(root / "configs" / "test.yaml")]
     train = {"window": window, "min_window_rows": MIN_WINDOW_ROWS, "window_batches": window_batches,
              "max_epochs": MAX_EPOCHS}
-    return RunOptions(config_files=files, home=str(home), overrides={"train": train})
+    # the peers are the common practice without ratchet's prior-shift re-weighting (drift.prior_correction)
+    return RunOptions(config_files=files, home=str(home),
+                      overrides={"train": train, "drift": {"prior_correction": prior_correction}})
 
 
 class AdwinPeer:
@@ -216,7 +219,8 @@ class AdwinPeer:
         return i - self.since + 1
 
 
-def run_stream(kind: str, batches: int, rows: int, drift_at: int, seed: int, root: Path) -> dict:
+def run_stream(kind: str, batches: int, rows: int, drift_at: int, seed: int, root: Path,
+               peers: tuple[str, ...] = PEERS) -> dict:
     """Every peer on one stream: after each batch from the first training on, each one retrains
     (as the published-batch automation does); ratchet's challenger goes through the gate, the peers'
     newest model simply serves. Before a batch is learnt, each champion is scored on it
@@ -237,9 +241,10 @@ def run_stream(kind: str, batches: int, rows: int, drift_at: int, seed: int, roo
     # the first training leaves two batches before the drift to be scored, so ADWIN sees the champion's
     # error before the change as well as after it
     first_train = max(1, min(drift_at - 2, 6)) if kind != "seattle" else 2
-    opts = {"ratchet": _options(root / f"{kind}-ratchet", "best"), "all data": _options(root / f"{kind}-all", "all"),
+    opts = {"ratchet": _options(root / f"{kind}-ratchet", "best", prior_correction=True), "all data": _options(root / f"{kind}-all", "all"),
             f"newest {NEWEST_K}": _options(root / f"{kind}-newest", "last", NEWEST_K),
             "adwin": _options(root / f"{kind}-adwin", "all")}
+    opts = {name: o for name, o in opts.items() if name.split()[0] in peers}
     schema = infer_schema(pd.concat(frames, ignore_index=True), target)  # every class of the stream known at once
     for o in opts.values():
         dump_schema(schema, o.context().settings.schema_path)
@@ -247,7 +252,7 @@ def run_stream(kind: str, batches: int, rows: int, drift_at: int, seed: int, roo
     acc: dict[str, list[float]] = {name: [] for name in opts}
     preq: dict[str, list[float]] = {name: [] for name in opts}
     out = {"kind": kind, "acc": acc, "preq": preq, "concept_alarms_before": 0, "concept_alarms_after": 0,
-           "profile_alarms_before": 0, "first_better": {}, "stale": None, "rules": [], "gate": [], "newest_ratchet": None, "ungated": [],
+           "profile_alarms_before": 0, "first_better": {}, "stale": None, "rules": [], "gate": [], "newest_ratchet": None, "ungated": [], "priors": [],
            "adwin_alarms": adwin.alarms}
     folder = root / f"{kind}-batches"
     folder.mkdir(parents=True, exist_ok=True)
@@ -274,6 +279,9 @@ def run_stream(kind: str, batches: int, rows: int, drift_at: int, seed: int, roo
         for name, o in opts.items():
             report = ingest_flow(str(path), options=o).report
             if name == "ratchet":
+                champion = o.context().registry.alias("champion")
+                shares = o.context().registry.marks(champion).prior_shares if champion else None
+                out["priors"].append("re-weighted" if shares and shares != "{}" else "-")
                 after = "after" if i >= drift_at and kind not in ("none", "seattle") else "before"
                 if (report.get("concept") or {}).get("detected"):
                     out[f"concept_alarms_{after}"] += 1
@@ -349,6 +357,7 @@ def main() -> None:
     ap.add_argument("--streams", default="concept,feature,both,gradual,none,agrawal,seattle")
     ap.add_argument("--min-window-rows", type=int, default=0, help="train.min_window_rows (thin evidence)")
     ap.add_argument("--max-epochs", type=int, default=MAX_EPOCHS, help="train.max_epochs of every peer")
+    ap.add_argument("--peers", default=",".join(PEERS), help="a subset of " + ",".join(PEERS))
     args = ap.parse_args()
     set_globals(args.min_window_rows, args.max_epochs)
     import sys
@@ -359,7 +368,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, prefect_test_harness(server_startup_timeout=180):
         results = [
             run_stream(k, args.batches if k != "none" else 16, args.rows,
-                       args.drift_at if k != "none" else 16, args.seed, Path(tmp))
+                       args.drift_at if k != "none" else 16, args.seed, Path(tmp), tuple(args.peers.split(",")))
             for k in args.streams.split(",")
         ]
     print("\nprequential: each champion's accuracy on every batch before it learns from it, averaged; "
@@ -372,13 +381,16 @@ def main() -> None:
             print(f"{r['kind']:<9} {name:<10} {np.mean(xs) if xs else float('nan'):>11.3f} {recover:>8} "
                   f"{_false_alarms(r, name, args.drift_at):>13}")
     for r in results:
-        if r["acc"]["ratchet"]:
+        if any(r["acc"].values()):
             print(f"holdout accuracy after each batch from the drift on ({r['kind']}, stale {r['stale'] or 0:.3f}): "
                   + "; ".join(f"{n} " + " ".join(f"{x:.3f}" for x in xs) for n, xs in r["acc"].items()))
         print(f"prequential accuracy per batch ({r['kind']}): "
               + "; ".join(f"{n} " + " ".join(f"{x:.3f}" for x in xs) for n, xs in r["preq"].items()))
+        if "ratchet" not in r["preq"]:
+            continue
         print(f"window rules ({r['kind']}): {r['rules']}")
         print(f"ratchet's gate ({r['kind']}): {r['gate']}")
+        print(f"ratchet's champion after each ingest ({r['kind']}, prior shift): {r['priors']}")
         print(f"ratchet's newest challenger as if ungated ({r['kind']}): prequential {np.mean(r['ungated']):.3f}, per batch "
               + " ".join(f"{x:.3f}" for x in r["ungated"]))
 

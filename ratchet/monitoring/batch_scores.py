@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import NamedTuple
 
 from ratchet.core.config import RatchetConfig
+from ratchet.core.prior_shift import PriorCheck, check_prior, class_counts, dumps
 from ratchet.core.schema import Schema
 from ratchet.data.ingest import AuditedBatch
 from ratchet.data.repository.base import DataRepository
@@ -72,6 +73,30 @@ def record_on_champion(registry: Registry, verdict: ConceptCheck) -> None:
         concept_last_batch=verdict.label, concept_last_score=verdict.score,
         concept_onset=verdict.onset if verdict.detected else None,
     ))
+
+
+def adapt_prior(registry: Registry, schema: Schema, cfg: RatchetConfig, audited: AuditedBatch) -> PriorCheck | None:
+    """Prior shift (``ratchet.core.prior_shift``): the published labelled batch's class counts
+    against the champion's training rows'; when they moved (``drift.p_value`` and ``min_effect``)
+    the batch's shares are marked on the champion, else its mark is cleared. None: nothing to
+    check (``drift.prior_correction`` off, no champion, no label, a regression target, or a
+    champion trained before its class counts were recorded). Call it after ``score_batch``: the
+    batch is scored with the shares of the batches before it."""
+    frame = audited.scoring_frame
+    target = schema.target
+    if (not cfg.drift.prior_correction or target.is_regression or frame is None or target.name not in frame
+            or not audited.ok):
+        return None
+    champion = registry.alias("champion")
+    if champion is None:
+        return None
+    train = registry.lineage(champion).class_counts
+    if not train:
+        return None
+    found = check_prior(train, class_counts(frame[target.name], target.classes), target.classes, cfg.drift)
+    registry.mark(champion, VersionMarks(prior_shares=dumps(found.batch_shares if found.detected else None),
+                                         prior_batch=audited.batch_id))
+    return found
 
 
 def live_concept_onset(registry: Registry) -> float | None:
