@@ -7,17 +7,19 @@ p(y | x) * pi_new(y) / pi_train(y). No retraining and no new model: the champion
 does the gate's promise (a challenger replaces it only on a paired test); what moves is the
 prior the champion's outputs are scaled to.
 
-When: a labelled batch at ingest whose class counts differ from the champion's training rows'
-by the drift test of the profiles (a chi-square on the 2 x K table, p below ``drift.p_value``)
-with an effect of at least ``drift.min_effect`` (Cramer's V): at large n the effect decides, so
-the batch size does not. Then the batch's class shares (Laplace-smoothed: a class absent from
+When: a labelled batch at ingest whose class counts (of the rows the training split does not
+hold out) differ from the champion's training rows' by the drift test of the profiles (a
+chi-square on the 2 x K table, p below ``drift.p_value``) with an effect of at least
+``drift.min_effect`` (Cramer's V): at large n the effect decides, so the batch size does not;
+and where the champion re-weighted to them is no less accurate than as trained on the batch's
+held-out rows (a guard where P(x | y) moved too, or a class the champion barely saw gets a
+large weight). Then the batch's class shares (Laplace-smoothed: a class absent from
 the batch keeps a small share) are written on the champion's version (mark ``prior_shares``)
 and ``Registry.load_predictor`` applies them to every caller: the gate, the concept score of the
 next batch, the server at its next load. A batch whose base rate is back within the test clears
 the mark. The batch is scored for concept drift before its shares are written, so each labelled
 batch is predicted with the shares of the batches before it only (prequential). The gate scores
-the champion re-weighted too: its shares come from the newest labelled batch, whose held-out rows
-the gate also scores, so K numbers from those labels help the champion, on the side of keeping it.
+the champion re-weighted too, as it is served; its shares come from rows the gate does not score.
 A re-weighted champion is served through its ``predict_proba`` (no compiled fast path).
 
 Why: on seattle-weather in half-year batches (``benchmarks/drift_recovery.py --streams seattle``)
@@ -61,10 +63,20 @@ class PriorCheck:
     effect: float  # Cramer's V of the 2 x K table
     batch_shares: dict[str, float]
     train_shares: dict[str, float]
+    # the champion's accuracy on the batch's held-out rows as trained and re-weighted ({"rows", "trained",
+    # "reweighted"}); None: not measured (no shift detected)
+    held_out: dict | None = None
+
+    @property
+    def applied(self) -> bool:
+        """Detected, and the re-weighted champion is no less accurate on the held-out rows (none: applied)."""
+        h = self.held_out or {}
+        return self.detected and (h.get("reweighted") is None or h["reweighted"] >= h["trained"])
 
     def to_dict(self) -> dict:
-        return {"detected": self.detected, "p_value": self.p_value, "effect": round(self.effect, 4),
-                "batch_shares": self.batch_shares, "train_shares": self.train_shares}
+        return {"detected": self.detected, "applied": self.applied, "p_value": self.p_value,
+                "effect": round(self.effect, 4), "batch_shares": self.batch_shares,
+                "train_shares": self.train_shares, "held_out": self.held_out}
 
 
 def check_prior(train: Mapping[str, int], batch: Mapping[str, int], classes: Sequence, cfg: DriftConfig) -> PriorCheck:
