@@ -48,3 +48,14 @@ def test_shares_keep_an_unseen_class_and_the_mark_round_trips():
     assert s[1] > 0 and s.sum() == pytest.approx(1.0)
     assert loads(dumps({"fog": 0.5, "sun": 0.5})) == {"fog": 0.5, "sun": 0.5}
     assert loads(dumps(None)) == {} and loads(None) == {}
+
+
+def test_a_detected_shift_is_applied_only_where_the_reweighted_champion_is_no_worse_on_held_out_rows():
+    from dataclasses import replace
+
+    found = check_prior({"fog": 30, "rain": 57, "sun": 94}, {"fog": 52, "rain": 3, "sun": 129}, CLASSES, DriftConfig())
+    assert found.applied  # not measured: applied
+    assert replace(found, held_out={"rows": 36, "trained": 0.70, "reweighted": 0.70}).applied
+    assert not replace(found, held_out={"rows": 36, "trained": 0.70, "reweighted": 0.66}).applied
+    same = check_prior({"fog": 30, "rain": 30, "sun": 40}, {"fog": 30, "rain": 30, "sun": 40}, CLASSES, DriftConfig())
+    assert not same.detected and not replace(same, held_out={"rows": 1, "trained": 0.0, "reweighted": 1.0}).applied

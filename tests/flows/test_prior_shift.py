@@ -5,6 +5,7 @@ back at the old base rate clears the mark."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from benchmarks.drift_recovery import TARGET, stagger_frame
@@ -15,7 +16,8 @@ def _with_positive_share(seed: int, share: float, rows: int = 400):
     df = stagger_frame(rows * 3, seed)
     pos, neg = df[df[TARGET] == 1], df[df[TARGET] == 0]
     k = int(rows * share)
-    return pos.head(k)._append(neg.head(rows - k)).sample(frac=1, random_state=seed).reset_index(drop=True)
+    both = pd.concat([pos.head(k), neg.head(rows - k)], ignore_index=True)
+    return both.sample(frac=1, random_state=seed).reset_index(drop=True)
 
 
 @pytest.mark.slow
