@@ -13,7 +13,12 @@ from tests.conftest import CONFIG_FILES
 
 
 def _with_positive_share(seed: int, share: float, rows: int = 400):
+    """Label shift proper: rows of one joint distribution (STAGGER's rule, a quarter of the labels
+    flipped, so the champion is unsure where the rule is and re-weighting can help) drawn with a
+    chosen share of each label, so P(x | y) stays and P(y) moves."""
     df = stagger_frame(rows * 3, seed)
+    flip = np.random.default_rng(seed).random(len(df)) < 0.25
+    df[TARGET] = np.where(flip, 1 - df[TARGET], df[TARGET])
     pos, neg = df[df[TARGET] == 1], df[df[TARGET] == 0]
     k = int(rows * share)
     both = pd.concat([pos.head(k), neg.head(rows - k)], ignore_index=True)
