@@ -59,6 +59,8 @@ load average 3 to 7 on the 2 cores, shared; the commands below, in that order):
     python benchmarks/drift_recovery.py --streams agrawal --peers ratchet
     python benchmarks/drift_recovery.py --streams concept --peers ratchet
     python benchmarks/drift_recovery.py --streams none --peers ratchet,adwin
+    python benchmarks/drift_recovery.py --streams seattle    (all four peers, 7.5 minutes: the same
+                                                              four seattle rows and per-batch figures)
 
 Concept and agrawal: as before the re-weighting (no prior shift found on either: their rules keep
 the base rate), at the best peer (ADWIN 0.862 and 0.856, last session's table below), recovery in
