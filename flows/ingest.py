@@ -16,6 +16,7 @@ from ratchet.data.ingest import (
 from ratchet.runtime.context import Context
 from ratchet.runtime.options import RunOptions
 from tasks.data import (
+    adapt_champion_prior,
     audit_batch,
     commit_batch,
     emit_data_event,
@@ -65,5 +66,9 @@ def ingest_flow(path: str, options: RunOptions = RunOptions()) -> IngestResult:
         record_concept_score(ctx, verdict)
         if verdict.detected:
             announce_model_event(DRIFT_DETECTED, ctx.cfg.model_name, verdict.to_dict())
+    prior = adapt_champion_prior(ctx, audited)  # after the concept score: the batch was predicted with older shares
+    if prior is not None and prior["applied"]:
+        print(f"prior shift (label base rate, Cramer's V {prior['effect']}): the champion's probabilities "
+              f"re-weighted to {audited.batch_id}'s class shares")
     print(f"published {audited.batch_id}: {audited.rows} rows, main at {main_commit[:12]}")
     return IngestResult.of(audited, "published", branch, main_commit)

@@ -43,6 +43,13 @@ def record_concept_score(ctx: Context, verdict: ConceptCheck) -> None:
 
 
 @task(**STORE_BUSY)
+def adapt_champion_prior(ctx: Context, audited: ingest.AuditedBatch) -> dict | None:
+    """The batch's class shares marked on the champion when its base rate moved (prior shift)."""
+    found = batch_scores.adapt_prior(ctx.registry, ctx.schema, ctx.cfg, audited)
+    return None if found is None else found.to_dict()
+
+
+@task(**STORE_BUSY)
 def stage_batch(ctx: Context, audited: ingest.AuditedBatch, path: str) -> str:
     """Create the ingest branch and write batch, profile and report to it."""
     return ingest.stage_batch(ctx.repo, audited, Path(path), ctx.cfg.data)

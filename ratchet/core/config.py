@@ -309,6 +309,9 @@ class DriftConfig(_Strict):
     # concept drift: the champion's error on labelled batches and live feedback against its held-out error
     concept_alpha: float = Field(0.01, gt=0, lt=1)  # false-alarm rate per champion, over every batch/window
     concept_min_drop: float = Field(0.01, ge=0)  # accuracy points (regression: relative MSE rise) to ignore
+    # prior shift: a labelled batch whose class shares differ from the champion's training rows' (p_value and
+    # min_effect) re-weights the champion's probabilities to them (ratchet.core.prior_shift)
+    prior_correction: bool = True
 
 
 class LoopConfig(_Strict):

@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import NamedTuple
 
 from ratchet.core.config import RatchetConfig
+from ratchet.core.prior_shift import PriorCheck, check_prior, class_counts, dumps, prior_weights, reweight
 from ratchet.core.schema import Schema
 from ratchet.data.ingest import AuditedBatch
 from ratchet.data.repository.base import DataRepository
@@ -72,6 +73,55 @@ def record_on_champion(registry: Registry, verdict: ConceptCheck) -> None:
         concept_last_batch=verdict.label, concept_last_score=verdict.score,
         concept_onset=verdict.onset if verdict.detected else None,
     ))
+
+
+def adapt_prior(registry: Registry, schema: Schema, cfg: RatchetConfig, audited: AuditedBatch) -> PriorCheck | None:
+    """Prior shift (``ratchet.core.prior_shift``): the published labelled batch's class counts
+    against the champion's training rows'; when they moved (``drift.p_value`` and ``min_effect``)
+    the batch's shares are marked on the champion, unless the champion re-weighted to them is
+    less accurate than as trained on the batch's held-out rows; else its mark is cleared. The
+    counts are of the rows the training split does not hold out, so no label of the rows the gate
+    scores informs the champion, and the check on the held-out rows is out of sample. None:
+    nothing to check (``drift.prior_correction`` off, no champion, no label, a regression target,
+    or a champion trained before its class counts were recorded). Call it after ``score_batch``:
+    the batch is scored with the shares of the batches before it."""
+    from ratchet.training.window import _sides
+
+    frame = audited.scoring_frame
+    target = schema.target
+    if (not cfg.drift.prior_correction or target.is_regression or frame is None or target.name not in frame
+            or not audited.ok):
+        return None
+    champion = registry.alias("champion")
+    if champion is None:
+        return None
+    train = registry.lineage(champion).class_counts
+    if not train:
+        return None
+    held, _ = _sides(frame, cfg.train.val_fraction, cfg.train.test_fraction, cfg.train.seed, schema.row_key)
+    found = check_prior(train, class_counts(frame[~held][target.name], target.classes), target.classes, cfg.drift)
+    if found.detected:
+        found = replace(found, held_out=_not_worse(registry.load_predictor(champion), frame[held], train, found,
+                                                    target.name))
+    registry.mark(champion, VersionMarks(prior_shares=dumps(found.batch_shares if found.applied else None),
+                                         prior_batch=audited.batch_id))
+    return found
+
+
+def _not_worse(predictor, rows, train: dict, found: PriorCheck, target: str) -> dict:
+    """The champion's accuracy on ``rows`` as trained and re-weighted to ``found``'s shares."""
+    import numpy as np
+
+    rows = rows[rows[target].notna()]
+    if not len(rows):
+        return {"rows": 0, "trained": None, "reweighted": None}
+    classes = np.array([str(c) for c in predictor.classes])
+    truth = rows[target].astype(str).to_numpy()
+    predictor.prior_weights = None
+    proba = predictor.predict_proba(rows)
+    weighted = reweight(proba, prior_weights(train, found.batch_shares, predictor.classes))
+    return {"rows": len(rows), "trained": float((classes[proba.argmax(1)] == truth).mean()),
+            "reweighted": float((classes[weighted.argmax(1)] == truth).mean())}
 
 
 def live_concept_onset(registry: Registry) -> float | None:

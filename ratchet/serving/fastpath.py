@@ -404,6 +404,8 @@ def compile_fast_path(model) -> FastPath | None:
     module = getattr(model, "module", None)
     if schema is None or pre is None or module is None or not callable(module):
         return None
+    if getattr(model, "prior_weights", None) is not None:  # re-weighted to a prior shift: its predict_proba does it
+        return None
     try:
         compiled = _compile_preprocessor(pre, schema)
         if compiled is None:

@@ -30,6 +30,10 @@ def lineage(repo: DataRepository, registry: Registry, version: str) -> dict[str,
         "data_window_candidates": [dict(c) for c in made.window_candidates],
         "data_window_choice": made.window_choice,
         "feature_importance": dict(made.feature_importance),
+        # the base rate it was trained at, and the labelled batch's shares its probabilities are re-weighted to
+        # since a prior shift (ratchet.core.prior_shift; {}: none)
+        "class_counts": dict(made.class_counts),
+        "prior_shares": _prior(registry.marks(version)),
         "code_version": made.code_version,
         "config_hash": made.config_hash,
         "mlflow_run": info["run_id"],
@@ -46,6 +50,12 @@ def champion_importance(registry: Registry) -> dict[str, float] | None:
     without a champion or for a version trained before it was recorded."""
     champion = registry.alias("champion")
     return (dict(registry.lineage(champion).feature_importance) or None) if champion else None
+
+
+def _prior(marks) -> dict[str, float]:
+    from ratchet.core.prior_shift import loads
+
+    return loads(marks.prior_shares)
 
 
 def _text(value: int | None) -> str | None:

@@ -266,7 +266,22 @@ class Registry:
             log.warning("model version %s was logged with %s", version, mismatch)
         predictor: Predictor = pyfunc.unwrap_python_model().predictor
         predictor.version = str(version)
+        predictor.prior_weights = self.prior_weights(str(version), predictor.classes)
         return predictor
+
+    def prior_weights(self, version: str, classes: list) -> Any:
+        """Per class pi_new / pi_train when a labelled batch's prior shift is marked on ``version``
+        (``ratchet.core.prior_shift``); None: its probabilities as trained."""
+        from ratchet.core.prior_shift import loads, prior_weights
+
+        if not classes:
+            return None
+        tags = self.version_info(version)["tags"]
+        target = loads(VersionMarks.from_tags(tags).prior_shares)
+        counts = VersionLineage.from_tags(tags).class_counts
+        if not target or not counts or set(map(str, classes)) - set(target):
+            return None
+        return prior_weights(counts, target, classes)
 
 
 @cache

@@ -20,6 +20,7 @@ import numpy as np
 from ratchet.core.config import RatchetConfig
 from ratchet.core.metrics import metric_value, regression_metrics
 from ratchet.core.performance import Calibration
+from ratchet.core.prior_shift import class_counts
 from ratchet.core.schema import Schema
 from ratchet.core.settings import Settings
 from ratchet.training.model.fit import Predictor
@@ -55,6 +56,7 @@ class TrainedModel:
     window_candidates: list[dict] = field(default_factory=list)
     window_choice: str | None = None
     feature_importance: dict[str, float] = field(default_factory=dict)
+    class_counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def lineage(self) -> VersionLineage:
@@ -64,7 +66,7 @@ class TrainedModel:
             holdout_batches=self.holdout_batches, code_version=code_version(), config_hash=self.config_hash,
             optuna_study=self.study_name, optuna_trial=self.best_trial, run_id=self.run_id, test_metrics=self.metrics,
             window_candidates=tuple(self.window_candidates), window_choice=self.window_choice,
-            feature_importance=self.feature_importance,
+            feature_importance=self.feature_importance, class_counts=self.class_counts,
         )
 
 
@@ -207,6 +209,8 @@ def tune_on_commit(
         window_candidates=data.candidates,
         window_choice=data.choice_rule,
         feature_importance=importance,
+        class_counts={} if schema.target.is_regression else class_counts(data.train[schema.target.name],
+                                                                             schema.target.classes),
         config_hash=cfg.digest(),
         study_name=study,
         best_trial=result.best_trial,

@@ -28,6 +28,14 @@ def _int(value: str | None) -> int | None:
     return int(value) if value else None
 
 
+def _json_or_empty(value: str | None) -> dict:
+    """A JSON object tag; {} when absent or cut short by the tag's length limit."""
+    try:
+        return json.loads(value) if value else {}
+    except ValueError:
+        return {}
+
+
 def _float(value: str | None) -> float | None:
     return float(value) if value else None
 
@@ -56,6 +64,9 @@ class VersionLineage:
     # permutation importance per feature on the held-out rows (relative rise of the loss when shuffled):
     # what drift is weighed by while this version is the champion
     feature_importance: Mapping[str, float] = field(default_factory=dict)
+    # labelled training rows per class: the base rate its probabilities were learnt at (prior shift:
+    # ratchet.core.prior_shift re-weights them to a newer batch's shares)
+    class_counts: Mapping[str, int] = field(default_factory=dict)
 
     def identity(self) -> dict[str, str]:
         """The tags that make two trainings the same: data, window, config and code."""
@@ -83,6 +94,8 @@ class VersionLineage:
         if self.feature_importance:
             top = sorted(self.feature_importance.items(), key=lambda kv: -kv[1])[:_IMPORTANCE_MAX]
             tags["feature_importance"] = json.dumps({k: round(v, 4) for k, v in top}, separators=(",", ":"))
+        if self.class_counts:
+            tags["class_counts"] = json.dumps(dict(self.class_counts), separators=(",", ":"))[:_APPROVAL_COMMENT_MAX]
         return tags | {k: f"{self.test_metrics[k]:.4f}" for k in TAGGED_METRICS if k in self.test_metrics}
 
     @classmethod
@@ -103,6 +116,7 @@ class VersionLineage:
             window_candidates=tuple(json.loads(tags["window_candidates"])) if tags.get("window_candidates") else (),
             window_choice=tags.get("window_choice") or None,
             feature_importance=json.loads(tags["feature_importance"]) if tags.get("feature_importance") else {},
+            class_counts=_json_or_empty(tags.get("class_counts")),
         )
 
     @property
@@ -125,6 +139,10 @@ class VersionMarks:
     concept_last_batch: str | None = None  # the newest labelled batch scored against it
     concept_last_score: float | None = None
     concept_onset: str | None = None  # the first batch of a concept change found by batch scoring
+    # prior shift (ratchet.core.prior_shift): the class shares (JSON; "{}": none) its probabilities are
+    # re-weighted to, and the labelled batch that set or cleared them
+    prior_shares: str | None = None
+    prior_batch: str | None = None
 
     _GC = ("gc", "artifacts_removed")
 
@@ -155,4 +173,6 @@ class VersionMarks:
             concept_last_batch=tags.get("concept_last_batch"),
             concept_last_score=_float(tags.get("concept_last_score")),
             concept_onset=tags.get("concept_onset"),
+            prior_shares=tags.get("prior_shares"),
+            prior_batch=tags.get("prior_batch"),
         )

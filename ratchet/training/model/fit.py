@@ -117,6 +117,9 @@ class Predictor:
         # top-label confidence -> P(prediction right), fitted on held-out rows (``calibrate``); the
         # served probabilities are left as they are: it feeds the estimate of accuracy without labels
         self.calibration: Calibration | None = None
+        # per class pi_new / pi_train (ratchet.core.prior_shift): set at load from the version's
+        # marks, never pickled; None: the probabilities as trained
+        self.prior_weights: np.ndarray | None = None
 
     def top_label(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Labelled rows' top-label confidence and whether the predicted class is right."""
@@ -140,7 +143,12 @@ class Predictor:
     def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
         if self.task == "regression":
             raise TypeError("a regression model has no class probabilities: use predict(frame)")
-        return torch.softmax(torch.as_tensor(self.outputs(df)), dim=1).numpy()
+        proba = torch.softmax(torch.as_tensor(self.outputs(df)), dim=1).numpy()
+        if self.prior_weights is not None:
+            from ratchet.core.prior_shift import reweight
+
+            proba = reweight(proba, self.prior_weights)
+        return proba
 
     def to_target(self, outputs: np.ndarray) -> np.ndarray:
         """Regression: the network's (n, 1) standardised outputs in the target's units (float64)."""
