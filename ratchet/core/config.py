@@ -311,7 +311,7 @@ class DriftConfig(_Strict):
     concept_min_drop: float = Field(0.01, ge=0)  # accuracy points (regression: relative MSE rise) to ignore
     # prior shift: a labelled batch whose class shares differ from the champion's training rows' (p_value and
     # min_effect) re-weights the champion's probabilities to them (ratchet.core.prior_shift)
-    prior_correction: bool = True
+    prior_correction: bool = False  # opt-in: it changes what the champion serves without a paired test
 
 
 class LoopConfig(_Strict):

@@ -397,6 +397,12 @@ def _agrees(got: np.ndarray, want: np.ndarray, atol: float) -> bool:
     return got.shape == want.shape and np.allclose(got, want, atol=atol, rtol=1e-4)
 
 
+def _reweighted(network: Callable, weights) -> Callable:
+    from ratchet.core.prior_shift import reweight
+
+    return lambda x: reweight(network(x), weights)
+
+
 def compile_fast_path(model) -> FastPath | None:
     """A checked fast path for ``model``, or None (serve through ``model.predict_proba``)."""
     schema = getattr(model, "schema", None)
@@ -404,8 +410,9 @@ def compile_fast_path(model) -> FastPath | None:
     module = getattr(model, "module", None)
     if schema is None or pre is None or module is None or not callable(module):
         return None
-    if getattr(model, "prior_weights", None) is not None:  # re-weighted to a prior shift: its predict_proba does it
-        return None
+    # a champion re-weighted to a prior shift (ratchet.core.prior_shift): its probabilities times
+    # these, renormalised, as its predict_proba gives them; checked against it below like the rest
+    weights = getattr(model, "prior_weights", None)
     try:
         compiled = _compile_preprocessor(pre, schema)
         if compiled is None:
@@ -429,6 +436,8 @@ def compile_fast_path(model) -> FastPath | None:
         else:
             network = (lambda x: _softmax(mlp(x))) if mlp is not None else _torch_network(module)
             fallback = _torch_network(module)
+            if weights is not None:
+                network, fallback = _reweighted(network, weights), _reweighted(fallback, weights)
             want = np.asarray(model.predict_proba(frame), dtype=np.float64)
             atol = ATOL
         fast = FastPath(blocks, network, derive, regression)
@@ -445,6 +454,8 @@ def compile_fast_path(model) -> FastPath | None:
                 return None
         if per_row is not None:  # one row at a time, checked row by row on the same probe
             finish = (lambda x: to_target(x.reshape(1, -1))) if regression else _softmax_row
+            if weights is not None and not regression:
+                finish = _reweighted(_softmax_row, weights)
             single = _single_row(blocks, fast.width, per_row, derive, finish)
             if single is not None and all(
                 _agrees(single({k: [v[i]] for k, v in cols.items()}), want[i:i + 1], atol) for i in range(n)

@@ -34,7 +34,7 @@ def test_a_moved_base_rate_reweights_the_champion_and_a_return_clears_it(home, t
     from ratchet.data.schema_inference import infer_schema
     from ratchet.runtime.options import RunOptions
 
-    options = RunOptions(config_files=CONFIG_FILES, home=str(home))
+    options = RunOptions(config_files=CONFIG_FILES, home=str(home), overrides={"drift": {"prior_correction": True}})
     ctx = options.context()
     before = [_with_positive_share(i, 0.5) for i in range(2)]
     dump_schema(infer_schema(before[0], TARGET), ctx.settings.schema_path)
@@ -64,6 +64,15 @@ def test_a_moved_base_rate_reweights_the_champion_and_a_return_clears_it(home, t
     positive = list(raw.classes).index(1) if 1 in raw.classes else list(map(str, raw.classes)).index("1")
     assert adjusted.predict_proba(probe)[:, positive].mean() > raw.predict_proba(probe)[:, positive].mean() + 0.01
     np.testing.assert_allclose(adjusted.predict_proba(probe).sum(axis=1), 1.0, rtol=1e-5)
+    from ratchet.serving.fastpath import compile_fast_path
+
+    fast = compile_fast_path(adjusted)  # the server's compiled path applies the weights too
+    assert fast is not None
+    columns = {c: probe[c].tolist() for c in probe.columns}
+    np.testing.assert_allclose(fast.predict_proba(columns, len(probe)), adjusted.predict_proba(probe), atol=1e-4)
+    if fast.single is not None:
+        one = {c: v[:1] for c, v in columns.items()}
+        np.testing.assert_allclose(fast.single(one), adjusted.predict_proba(probe.head(1)), atol=1e-4)
 
     ingest(3, _with_positive_share(30, 0.5))  # back at the base rate it was trained at
     assert ctx.registry.marks(champion).prior_shares == "{}"
