@@ -89,6 +89,11 @@ class TrainConfig(_Strict):
     extend_window: int = Field(
         1, ge=1, description="still falling: the lowest validation loss is at most this many epochs old"
     )
+    plateau_factor: float | None = Field(
+        None, gt=0, lt=1, description="the learning rate is multiplied by this after plateau_patience epochs "
+        "without a new low of the validation loss (torch's ReduceLROnPlateau); None: a constant rate"
+    )
+    plateau_patience: int = Field(1, ge=0, description="epochs without a new low before the rate is lowered")
     max_time_s: float | None = Field(
         None, gt=0, description="a time budget per fit (Lightning's max_time): it stops at the step that passes it"
     )

@@ -53,6 +53,16 @@ class ScriptedValLoss(TinyLogReg):
         self.log("val_loss", torch.tensor(self.losses[self.current_epoch]), batch_size=len(y))
 
 
+class LearningRates(Callback):
+    """The optimizer's learning rate at the end of each epoch (after validation), in ``rates``."""
+
+    def __init__(self) -> None:
+        self.rates: list[float] = []
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.rates.append(float(trainer.optimizers[0].param_groups[0]["lr"]))
+
+
 class CrashOnce(Callback):
     """Raises at the start of epoch ``epoch`` unless ``marker`` exists (it creates it):
     the first attempt crashes inside Lightning's loop, a retry runs through.

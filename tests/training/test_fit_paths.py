@@ -12,7 +12,7 @@ import torch
 from ratchet.demo.synthetic import DEMO_TARGET
 from ratchet.training.model.fit import Predictor, fit, small_table_batch
 from ratchet.training.model.tensors import TensorBatches, epoch_passes
-from tests.training.helpers import OutputsAtFitEnd, epochs_started
+from tests.training.helpers import LearningRates, OutputsAtFitEnd, epochs_started
 
 
 def test_training_time_and_serving_time_outputs_are_identical(setup, ctx):
@@ -141,6 +141,24 @@ def test_the_extension_follows_the_real_validation_curve(setup):
     expected = next((e + 1 for e in range(1, 12) if losses[e] >= min(losses[:e])), 12)
     assert result.metrics["epochs"] == len(losses) == expected
     assert expected > tc.max_epochs  # on these rows the MLP is still improving at 2 epochs (7 here)
+
+
+def test_the_learning_rate_halves_on_a_plateau_of_the_validation_loss(setup):
+    """train.plateau_factor 0.5, plateau_patience 1: the rate halves after two epochs without a new
+    low of the validation loss (torch's ReduceLROnPlateau, stepped by loop.PlateauLR), and only then."""
+    cfg, schema, train, val, _ = setup
+    losses = [5, 6, 7, 4, 8, 9, 3, 2]
+    tc = cfg.train.model_copy(update={
+        "model_class": "tests.training.helpers.ScriptedValLoss", "model_args": {"losses": losses},
+        "max_epochs": len(losses), "early_stopping_patience": None, "plateau_factor": 0.5, "plateau_patience": 1,
+    })
+    seen = LearningRates()
+    fit(train, val, schema, tc, {"learning_rate": 0.08}, callbacks=[seen], progress=False)
+    assert seen.rates == [0.08, 0.08, 0.04, 0.04, 0.04, 0.02, 0.02, 0.02]
+    constant = LearningRates()
+    fit(train, val, schema, tc.model_copy(update={"plateau_factor": None}), {"learning_rate": 0.08},
+        callbacks=[constant], progress=False)
+    assert constant.rates == [0.08] * len(losses) and cfg.train.plateau_factor is None  # the suite's config
 
 
 def test_a_crashed_fit_resumes_from_its_last_checkpoint(setup, tmp_path):

@@ -286,6 +286,8 @@ def fit(
         min_epoch_steps=cfg.min_epoch_steps,
         epoch_cap=cfg.max_epochs if (cfg.extend_epochs or 0) > cfg.max_epochs else None,
         extend_window=cfg.extend_window,
+        plateau_factor=cfg.plateau_factor,
+        plateau_patience=cfg.plateau_patience,
         callbacks=list(callbacks or []),
         callback_specs=[dict(c) for c in cfg.callbacks],
         checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None,

@@ -46,6 +46,8 @@ class FitSpec:
     min_epoch_steps: int | None = None  # a small training split is passed over several times an epoch
     epoch_cap: int | None = None  # with trainer max_epochs above it: the cap a fit still improving goes past
     extend_window: int = 1  # (EpochCap) still improving: the best validation loss at most this many epochs old
+    plateau_factor: float | None = None  # (PlateauLR) the learning rate's factor after plateau_patience epochs
+    plateau_patience: int = 1  # without a new low of the validation loss
     callbacks: list[Callback] = field(default_factory=list)
     callback_specs: list[dict[str, Any]] = field(default_factory=list)  # {class_path, init_args}
     checkpoint_dir: str | None = None
@@ -192,6 +194,39 @@ class EpochCap(Callback):
         self.extended = int(state_dict.get("extended", 0))
 
 
+class PlateauLR(Callback):
+    """Multiplies the learning rate by ``factor`` when the validation loss has made no new low for
+    ``patience`` epochs: torch's ``ReduceLROnPlateau``, stepped here because ratchet's modules
+    optimise manually (several steps per Lightning step) and Lightning steps a module's
+    schedulers only under automatic optimisation; a callback also serves a user's module.
+    Why: at a constant rate the weights keep moving by the gradient noise, and the validation
+    loss of a noisy target (randhie's counts) jumps by more between epochs than it falls, so early
+    stopping fires on noise; a smaller rate lets the fit settle into the low it is near."""
+
+    def __init__(self, factor: float, patience: int) -> None:
+        self.factor, self.patience = float(factor), int(patience)
+        self.scheduler = None
+        self._state: dict[str, Any] | None = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            trainer.optimizers[0], mode="min", factor=self.factor, patience=self.patience, threshold=0.0
+        )
+        if self._state is not None:
+            self.scheduler.load_state_dict(self._state)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self.scheduler is None or trainer.sanity_checking or "val_loss" not in trainer.callback_metrics:
+            return
+        self.scheduler.step(float(trainer.callback_metrics["val_loss"]))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"scheduler": self.scheduler.state_dict() if self.scheduler is not None else self._state}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._state = state_dict.get("scheduler")
+
+
 def build_callback(spec: dict[str, Any]) -> Callback:
     """A Lightning callback from ``{"class_path": "pkg.mod.Class", "init_args": {...}}``."""
     path = spec.get("class_path")
@@ -250,6 +285,8 @@ def run_fit(spec: FitSpec, *, logger: Any = False) -> FitOutput:
     if spec.epoch_cap is not None and spec.epoch_cap < int(spec.trainer.get("max_epochs") or 0):
         cap = EpochCap(spec.epoch_cap, spec.extend_window)
         callbacks.append(cap)
+    if spec.plateau_factor is not None:
+        callbacks.append(PlateauLR(spec.plateau_factor, spec.plateau_patience))
     ckpt_callbacks, ckpt_path = _checkpointing(spec)
     callbacks += ckpt_callbacks
     callbacks += [build_callback(s) for s in spec.callback_specs]
