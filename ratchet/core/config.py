@@ -82,18 +82,6 @@ class TrainConfig(_Strict):
         "passed over several times an epoch (each pass reshuffled); None: one pass"
     )
     restore_best: bool = Field(True, description="the fit ends with its best validation epoch's weights")
-    extend_epochs: int | None = Field(
-        None, ge=1, description="a fit whose validation loss is still falling at max_epochs goes on, epoch by "
-        "epoch while it keeps falling (extend_window), up to this many epochs; None: it stops at max_epochs"
-    )
-    extend_window: int = Field(
-        1, ge=1, description="still falling: the lowest validation loss is at most this many epochs old"
-    )
-    plateau_factor: float | None = Field(
-        None, gt=0, lt=1, description="the learning rate is multiplied by this after plateau_patience epochs "
-        "without a new low of the validation loss (torch's ReduceLROnPlateau); None: a constant rate"
-    )
-    plateau_patience: int = Field(1, ge=0, description="epochs without a new low before the rate is lowered")
     max_time_s: float | None = Field(
         None, gt=0, description="a time budget per fit (Lightning's max_time): it stops at the step that passes it"
     )

@@ -12,7 +12,7 @@ import torch
 from ratchet.demo.synthetic import DEMO_TARGET
 from ratchet.training.model.fit import Predictor, fit, small_table_batch
 from ratchet.training.model.tensors import TensorBatches, epoch_passes
-from tests.training.helpers import LearningRates, OutputsAtFitEnd, epochs_started
+from tests.training.helpers import OutputsAtFitEnd, epochs_started
 
 
 def test_training_time_and_serving_time_outputs_are_identical(setup, ctx):
@@ -103,62 +103,6 @@ def test_a_fit_takes_min_epoch_steps_optimizer_steps_an_epoch(setup):
     assert rank["train_rows_per_epoch"] == epoch_passes(len(train), batch, 64) * len(train)
     one = fit(train, val, schema, cfg.train.model_copy(update={"max_epochs": 1}), progress=False).ranks[0]
     assert one["train_rows_per_epoch"] == len(train) and cfg.train.min_epoch_steps is None  # the suite's config
-
-
-@pytest.mark.parametrize(
-    ("losses", "epochs"),
-    [
-        ([5, 4, 3, 2, 1.5, 1.6, 1.4, 1.3, 1.2, 1.1], 6),  # still falling at the cap of 2: on until a new low misses
-        ([5, 6, 3, 2, 1, 0.9, 0.8, 0.7, 0.6, 0.5], 2),  # no new low in the cap's epoch: stops there, as before
-        ([5, 4, 3, 2, 1.9, 1.8, 1.7, 1.6, 1.5, 1.4], 8),  # falling throughout: extend_epochs bounds it
-    ],
-)
-def test_a_fit_still_improving_at_max_epochs_goes_on_up_to_extend_epochs(setup, losses, epochs):
-    """train.extend_epochs: past max_epochs only while each epoch is a new low of the validation loss
-    (extend_window 1), at most extend_epochs; the best epoch's weights are returned as ever."""
-    cfg, schema, train, val, _ = setup
-    tc = cfg.train.model_copy(update={
-        "model_class": "tests.training.helpers.ScriptedValLoss", "model_args": {"losses": losses},
-        "max_epochs": 2, "extend_epochs": 8, "extend_window": 1, "early_stopping_patience": 3,
-    })
-    result = fit(train, val, schema, tc, progress=False)
-    assert result.metrics["epochs"] == epochs and len(result.history) == epochs
-    assert result.metrics["extended_epochs"] == epochs - 2
-    assert result.metrics["val_loss"] == pytest.approx(min(losses[:epochs]))
-    assert result.metrics["best_epoch"] == losses.index(min(losses[:epochs]))
-    off = fit(train, val, schema, tc.model_copy(update={"extend_epochs": None}), progress=False)
-    assert off.metrics["epochs"] == 2 and "extended_epochs" not in off.metrics
-
-
-def test_the_extension_follows_the_real_validation_curve(setup):
-    """With the real MLP the stop epoch is the rule's on its own history: the first epoch from
-    max_epochs on whose loss is not a new low (or extend_epochs), and the suite's config is off."""
-    cfg, schema, train, val, _ = setup
-    assert cfg.train.extend_epochs is None
-    tc = cfg.train.model_copy(update={"max_epochs": 2, "extend_epochs": 12, "early_stopping_patience": None})
-    result = fit(train, val, schema, tc, {"learning_rate": 0.002}, progress=False)
-    losses = [r["val_loss"] for r in result.history]
-    expected = next((e + 1 for e in range(1, 12) if losses[e] >= min(losses[:e])), 12)
-    assert result.metrics["epochs"] == len(losses) == expected
-    assert expected > tc.max_epochs  # on these rows the MLP is still improving at 2 epochs (7 here)
-
-
-def test_the_learning_rate_halves_on_a_plateau_of_the_validation_loss(setup):
-    """train.plateau_factor 0.5, plateau_patience 1: the rate halves after two epochs without a new
-    low of the validation loss (torch's ReduceLROnPlateau, stepped by loop.PlateauLR), and only then."""
-    cfg, schema, train, val, _ = setup
-    losses = [5, 6, 7, 4, 8, 9, 3, 2]
-    tc = cfg.train.model_copy(update={
-        "model_class": "tests.training.helpers.ScriptedValLoss", "model_args": {"losses": losses},
-        "max_epochs": len(losses), "early_stopping_patience": None, "plateau_factor": 0.5, "plateau_patience": 1,
-    })
-    seen = LearningRates()
-    fit(train, val, schema, tc, {"learning_rate": 0.08}, callbacks=[seen], progress=False)
-    assert seen.rates == [0.08, 0.08, 0.04, 0.04, 0.04, 0.02, 0.02, 0.02]
-    constant = LearningRates()
-    fit(train, val, schema, tc.model_copy(update={"plateau_factor": None}), {"learning_rate": 0.08},
-        callbacks=[constant], progress=False)
-    assert constant.rates == [0.08] * len(losses) and cfg.train.plateau_factor is None  # the suite's config
 
 
 def test_a_crashed_fit_resumes_from_its_last_checkpoint(setup, tmp_path):

@@ -199,8 +199,7 @@ def trainer_settings(cfg: TrainConfig) -> dict[str, Any]:
     budget = {"max_time": {"seconds": float(cfg.max_time_s)}} if cfg.max_time_s else {}
     return {
         **budget,
-        # a fit still improving at max_epochs goes on up to extend_epochs (loop.EpochCap stops the others there)
-        "max_epochs": max(cfg.max_epochs, cfg.extend_epochs or 0),
+        "max_epochs": cfg.max_epochs,
         "accelerator": cfg.accelerator,
         "devices": cfg.devices,
         "strategy": cfg.strategy,
@@ -284,10 +283,6 @@ def fit(
         restore_best=cfg.restore_best,
         batches_per_step=cfg.batches_per_step,
         min_epoch_steps=cfg.min_epoch_steps,
-        epoch_cap=cfg.max_epochs if (cfg.extend_epochs or 0) > cfg.max_epochs else None,
-        extend_window=cfg.extend_window,
-        plateau_factor=cfg.plateau_factor,
-        plateau_patience=cfg.plateau_patience,
         callbacks=list(callbacks or []),
         callback_specs=[dict(c) for c in cfg.callbacks],
         checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None,

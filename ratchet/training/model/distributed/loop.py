@@ -44,10 +44,6 @@ class FitSpec:
     restore_best: bool = False
     batches_per_step: int = 1
     min_epoch_steps: int | None = None  # a small training split is passed over several times an epoch
-    epoch_cap: int | None = None  # with trainer max_epochs above it: the cap a fit still improving goes past
-    extend_window: int = 1  # (EpochCap) still improving: the best validation loss at most this many epochs old
-    plateau_factor: float | None = None  # (PlateauLR) the learning rate's factor after plateau_patience epochs
-    plateau_patience: int = 1  # without a new low of the validation loss
     callbacks: list[Callback] = field(default_factory=list)
     callback_specs: list[dict[str, Any]] = field(default_factory=list)  # {class_path, init_args}
     checkpoint_dir: str | None = None
@@ -154,79 +150,6 @@ class BestWeights(Callback):
         self.weights = state_dict.get("weights")
 
 
-class EpochCap(Callback):
-    """Stops the fit at ``cap`` epochs unless its validation loss is still falling, and after that at
-    the first epoch where it no longer is; the trainer's ``max_epochs`` (``train.extend_epochs``)
-    bounds the extension, early stopping and ``max_time`` still apply.
-
-    Why: ``max_epochs`` is a fixed budget, and a fit that ends it with its best validation loss in
-    its last ``window`` epochs was stopped by the budget, not by the data: on randhie (20,190 rows,
-    a count target; benchmarks/real_data.py) TabM's validation loss was still falling at 15 of 15
-    epochs and the model trailed gradient boosting by 2.6 %. Raising ``max_epochs`` for every fit
-    would pay the longer budget on every trial that plateaus late but slowly (and on every
-    data set); the extension pays it only while the loss keeps reaching new lows. Lightning has no
-    such rule (``EarlyStopping`` only stops sooner), hence this callback. Every rank sees the same
-    synced ``val_loss``, so every rank stops at the same epoch; its state is saved in checkpoints."""
-
-    def __init__(self, cap: int, window: int = 1) -> None:
-        self.cap, self.window = int(cap), max(1, int(window))
-        self.best: float | None = None
-        self.best_epoch = -1
-        self.extended = 0  # epochs trained past the cap
-
-    def on_validation_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking or "val_loss" not in trainer.callback_metrics:
-            return
-        epoch = int(trainer.current_epoch)
-        loss = float(trainer.callback_metrics["val_loss"])
-        if self.best is None or loss < self.best:  # a NaN loss is never a new low
-            self.best, self.best_epoch = loss, epoch
-        if epoch + 1 > self.cap:
-            self.extended = epoch + 1 - self.cap
-        if epoch + 1 >= self.cap and epoch - self.best_epoch >= self.window:
-            trainer.should_stop = True
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "best_epoch": self.best_epoch, "extended": self.extended}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.best, self.best_epoch = state_dict.get("best"), int(state_dict.get("best_epoch", -1))
-        self.extended = int(state_dict.get("extended", 0))
-
-
-class PlateauLR(Callback):
-    """Multiplies the learning rate by ``factor`` when the validation loss has made no new low for
-    ``patience`` epochs: torch's ``ReduceLROnPlateau``, stepped here because ratchet's modules
-    optimise manually (several steps per Lightning step) and Lightning steps a module's
-    schedulers only under automatic optimisation; a callback also serves a user's module.
-    Why: at a constant rate the weights keep moving by the gradient noise, and the validation
-    loss of a noisy target (randhie's counts) jumps by more between epochs than it falls, so early
-    stopping fires on noise; a smaller rate lets the fit settle into the low it is near."""
-
-    def __init__(self, factor: float, patience: int) -> None:
-        self.factor, self.patience = float(factor), int(patience)
-        self.scheduler = None
-        self._state: dict[str, Any] | None = None
-
-    def on_train_start(self, trainer, pl_module) -> None:
-        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            trainer.optimizers[0], mode="min", factor=self.factor, patience=self.patience, threshold=0.0
-        )
-        if self._state is not None:
-            self.scheduler.load_state_dict(self._state)
-
-    def on_validation_end(self, trainer, pl_module) -> None:
-        if self.scheduler is None or trainer.sanity_checking or "val_loss" not in trainer.callback_metrics:
-            return
-        self.scheduler.step(float(trainer.callback_metrics["val_loss"]))
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"scheduler": self.scheduler.state_dict() if self.scheduler is not None else self._state}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._state = state_dict.get("scheduler")
-
-
 def build_callback(spec: dict[str, Any]) -> Callback:
     """A Lightning callback from ``{"class_path": "pkg.mod.Class", "init_args": {...}}``."""
     path = spec.get("class_path")
@@ -281,12 +204,6 @@ def run_fit(spec: FitSpec, *, logger: Any = False) -> FitOutput:
         callbacks.append(EarlyStopping("val_loss", patience=spec.early_stopping_patience))
     best = BestWeights() if spec.restore_best else None
     callbacks += [best] if best is not None else []
-    cap = None
-    if spec.epoch_cap is not None and spec.epoch_cap < int(spec.trainer.get("max_epochs") or 0):
-        cap = EpochCap(spec.epoch_cap, spec.extend_window)
-        callbacks.append(cap)
-    if spec.plateau_factor is not None:
-        callbacks.append(PlateauLR(spec.plateau_factor, spec.plateau_patience))
     ckpt_callbacks, ckpt_path = _checkpointing(spec)
     callbacks += ckpt_callbacks
     callbacks += [build_callback(s) for s in spec.callback_specs]
@@ -313,8 +230,6 @@ def run_fit(spec: FitSpec, *, logger: Any = False) -> FitOutput:
         metrics["val_loss"] = float(best.best)
         metrics["best_epoch"] = float(best.epoch)
     metrics["epochs"] = float(trainer.current_epoch)
-    if cap is not None:  # epochs trained past train.max_epochs while the validation loss kept falling
-        metrics["extended_epochs"] = float(cap.extended)
     metrics["start_epoch"] = float(history.start_epoch)
     rank = {
         "rank": int(trainer.global_rank),
