@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from ratchet.core.config import BUILTIN_CONFIG, load_config
 from ratchet.demo.synthetic import DEMO_TARGET
 from ratchet.training.model.fit import Predictor, fit, small_table_batch
 from ratchet.training.model.tensors import TensorBatches, epoch_passes
@@ -103,6 +104,23 @@ def test_a_fit_takes_min_epoch_steps_optimizer_steps_an_epoch(setup):
     assert rank["train_rows_per_epoch"] == epoch_passes(len(train), batch, 64) * len(train)
     one = fit(train, val, schema, cfg.train.model_copy(update={"max_epochs": 1}), progress=False).ranks[0]
     assert one["train_rows_per_epoch"] == len(train) and cfg.train.min_epoch_steps is None  # the suite's config
+
+
+def test_the_built_in_patience_outlasts_a_noisy_validation_curve(setup):
+    """The built-in train settings (max_epochs 45, early_stopping_patience 8): a validation loss that
+    jumps up for a few epochs before its next low (randhie's counts in benchmarks/real_data.py) is
+    trained through to that low, and the fit ends 8 epochs past it with its weights; the suite's and
+    the demo's patience 3 stops at the first bump, as the built-in config did before."""
+    cfg, schema, train, val, _ = setup
+    builtin = load_config([BUILTIN_CONFIG]).train
+    assert (builtin.max_epochs, builtin.early_stopping_patience, cfg.train.early_stopping_patience) == (45, 8, 3)
+    losses = [5.0, 4.0, 4.5, 4.6, 4.4, 4.2, 4.1, 3.9] + [4.0] * 12 + [3.0] * 30
+    args = {"model_class": "tests.training.helpers.ScriptedValLoss", "model_args": {"losses": losses}}
+    patient = fit(train, val, schema, builtin.model_copy(update=args), progress=False)
+    assert patient.metrics["best_epoch"] == 7 and patient.metrics["epochs"] == 7 + 8 + 1
+    assert patient.metrics["val_loss"] == pytest.approx(3.9)
+    hasty = fit(train, val, schema, cfg.train.model_copy(update={**args, "max_epochs": 45}), progress=False)
+    assert hasty.metrics["best_epoch"] == 1 and hasty.metrics["epochs"] == 1 + 3 + 1
 
 
 def test_a_crashed_fit_resumes_from_its_last_checkpoint(setup, tmp_path):
