@@ -141,7 +141,12 @@ was noisier, not faster. Through this benchmark, ``--only randhie --repeats 2 --
 figures to the fourth digit), -1.28 % +/- 3.62 on average (tie: the interval of 2 splits is wide;
 before -2.64 % +/- 1.23, behind). The ``train`` command took 524 and 589 s a split (TabM's first
 trial 7.3 and 5.7 minutes of it; of the other five trials one completed, four were pruned at their
-second or third epoch), against 300 to 900 s before at loads of 3 to 13.
+second or third epoch), against 300 to 900 s before at loads of 3 to 13. Two small sets, ``--only
+breast_cancer,bananas --repeats 2 --variants searched`` (load average 2 to 4), searched minus HGB
+per split: breast_cancer -0.88 and +1.77 pt (as before, the same test rows right), bananas +1.04 and
++0.66 pt (before +1.51 and +0.66: five test rows fewer right on split 0); ties, +0.44 and +0.85 pt on
+average. Their ``train`` took 279 and 181 s (breast_cancer: a trial not pruned now runs at least 9 epochs) and
+42 and 38 s. Not rerun with the new default: the other nine sets, 5 repeats, the per-family columns.
 """
 
 from __future__ import annotations
