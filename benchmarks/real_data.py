@@ -272,8 +272,9 @@ class Home:
             raise RuntimeError(f"ratchet {' '.join(args)} exited {r.returncode}: {(r.stderr or r.stdout)[-800:]}")
         return time.perf_counter() - t0, r.stdout
 
-    def train(self, variant: str, trials: int | None) -> tuple[str, float, dict]:
+    def train(self, variant: str, trials: int | None, extra: str | None = None) -> tuple[str, float, dict]:
         configs = ["--config", str(self.home / "ratchet.yaml")] if (self.home / "ratchet.yaml").exists() else []
+        configs += ["--config", str(Path(extra).resolve())] if extra else []  # --config: one more layer, last wins
         args = []
         if variant in FAMILIES:  # the family at the search's first trial (the shipped defaults), alone
             path = self.folder / f"{variant}.yaml"
@@ -329,7 +330,8 @@ def peers(fit_rows: pd.DataFrame, test: pd.DataFrame, schema, seed: int) -> dict
     return out
 
 
-def run_split(name: str, repeat: int, variants: list[str], trials: int | None, batches: int) -> dict:
+def run_split(name: str, repeat: int, variants: list[str], trials: int | None, batches: int,
+              extra: str | None = None) -> dict:
     from ratchet.runtime.context import load_context
     from ratchet.training.model.preprocess import target_values
     from ratchet.training.window import training_data
@@ -351,7 +353,7 @@ def run_split(name: str, repeat: int, variants: list[str], trials: int | None, b
             home.run("ingest", str(p))
         versions = {}
         for v in variants:
-            versions[v], row[f"{v}_s"], best = home.train(v, trials)
+            versions[v], row[f"{v}_s"], best = home.train(v, trials, extra)
             if v == "searched":
                 row["searched_family"] = best.get("family")
         ctx = load_context(home=str(home.home))
@@ -468,6 +470,7 @@ def main() -> int:
     ap.add_argument("--batches", type=int, default=2, help="CSV batches the training rows are ingested as")
     ap.add_argument("--only", default="", help="comma-separated data sets: " + ",".join(DATASETS))
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated: " + ",".join(VARIANTS))
+    ap.add_argument("--config", help="a config file merged over the built-in one for every train (e.g. train: {refit: true})")
     ap.add_argument("--json", help="also write the rows to this file (JSON lines, appended as they come)")
     ap.add_argument("--table", help="only print the table of the rows saved by --json in this file (a partial run)")
     ap.add_argument("--cost", action="store_true", help="only the cost per 10,000 rows of each family")
@@ -493,7 +496,7 @@ def main() -> int:
     for name in names:
         for repeat in range(args.repeats):
             t0 = time.perf_counter()
-            row = run_split(name, repeat, variants, args.trials, args.batches)
+            row = run_split(name, repeat, variants, args.trials, args.batches, args.config)
             rows.append(row)
             shown = " ".join(f"{k}={row[k]:.4f}" for k in [*variants, "hgb", "lightgbm"] if k in row)
             print(f"{name} split {repeat}: {shown} ({time.perf_counter() - t0:.0f} s, load "
