@@ -142,7 +142,7 @@ def test_a_refit_learns_the_validation_rows_for_the_chosen_epochs_and_keeps_the_
     data = TrainingData("commit", ["batch"], train, val, test)
     assert calibrate(again.predictor, data, val_learnt=True)["calibration_rows"] == len(test)
     assert calibrate(chosen.predictor, data)["calibration_rows"] == len(val) + len(test)
-    assert cfg.train.refit is False and load_config([BUILTIN_CONFIG]).train.refit is False  # opt-in
+    assert cfg.train.refit is False and load_config([BUILTIN_CONFIG]).train.refit is True  # off in the suite only
 
 
 def test_a_crashed_fit_resumes_from_its_last_checkpoint(setup, tmp_path):
