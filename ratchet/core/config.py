@@ -82,6 +82,10 @@ class TrainConfig(_Strict):
         "passed over several times an epoch (each pass reshuffled); None: one pass"
     )
     restore_best: bool = Field(True, description="the fit ends with its best validation epoch's weights")
+    refit: bool = Field(
+        False, description="the chosen trial is trained again on the training and validation rows together, for "
+        "the epochs its early-stopped fit chose (ratchet.training.search.refit); the held-out rows stay held out"
+    )
     max_time_s: float | None = Field(
         None, gt=0, description="a time budget per fit (Lightning's max_time): it stops at the step that passes it"
     )

@@ -39,6 +39,20 @@ class TinyLogReg(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=self.hparams.learning_rate)
 
 
+class ScriptedValLoss(TinyLogReg):
+    """TinyLogReg (it trains for real) whose logged ``val_loss`` is ``losses[epoch]``: a test sets
+    the validation curve the stopping rule sees."""
+
+    def __init__(self, n_features: int, n_classes: int, losses: list[float], learning_rate: float = 0.05):
+        super().__init__(n_features, n_classes, learning_rate)
+        self.losses = [float(v) for v in losses]
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self(x)
+        self.log("val_loss", torch.tensor(self.losses[self.current_epoch]), batch_size=len(y))
+
+
 class CrashOnce(Callback):
     """Raises at the start of epoch ``epoch`` unless ``marker`` exists (it creates it):
     the first attempt crashes inside Lightning's loop, a retry runs through.

@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from ratchet.core.config import BUILTIN_CONFIG, load_config
 from ratchet.demo.synthetic import DEMO_TARGET
 from ratchet.training.model.fit import Predictor, fit, small_table_batch
 from ratchet.training.model.tensors import TensorBatches, epoch_passes
+from ratchet.training.search import calibrate, refit
+from ratchet.training.window import TrainingData
 from tests.training.helpers import OutputsAtFitEnd, epochs_started
 
 
@@ -103,6 +106,43 @@ def test_a_fit_takes_min_epoch_steps_optimizer_steps_an_epoch(setup):
     assert rank["train_rows_per_epoch"] == epoch_passes(len(train), batch, 64) * len(train)
     one = fit(train, val, schema, cfg.train.model_copy(update={"max_epochs": 1}), progress=False).ranks[0]
     assert one["train_rows_per_epoch"] == len(train) and cfg.train.min_epoch_steps is None  # the suite's config
+
+
+def test_the_built_in_patience_outlasts_a_noisy_validation_curve(setup):
+    """The built-in train settings (max_epochs 45, early_stopping_patience 8): a validation loss that
+    jumps up for a few epochs before its next low (randhie's counts in benchmarks/real_data.py) is
+    trained through to that low, and the fit ends 8 epochs past it with its weights; the suite's and
+    the demo's patience 3 stops at the first bump, as the built-in config did before."""
+    cfg, schema, train, val, _ = setup
+    builtin = load_config([BUILTIN_CONFIG]).train
+    assert (builtin.max_epochs, builtin.early_stopping_patience, cfg.train.early_stopping_patience) == (45, 8, 3)
+    losses = [5.0, 4.0, 4.5, 4.6, 4.4, 4.2, 4.1, 3.9] + [4.0] * 12 + [3.0] * 30
+    args = {"model_class": "tests.training.helpers.ScriptedValLoss", "model_args": {"losses": losses}}
+    patient = fit(train, val, schema, builtin.model_copy(update=args), progress=False)
+    assert patient.metrics["best_epoch"] == 7 and patient.metrics["epochs"] == 7 + 8 + 1
+    assert patient.metrics["val_loss"] == pytest.approx(3.9)
+    hasty = fit(train, val, schema, cfg.train.model_copy(update={**args, "max_epochs": 45}), progress=False)
+    assert hasty.metrics["best_epoch"] == 1 and hasty.metrics["epochs"] == 1 + 3 + 1
+
+
+def test_a_refit_learns_the_validation_rows_for_the_chosen_epochs_and_keeps_the_held_out_rows(setup):
+    """train.refit: the chosen fit's settings again on the training and validation rows, for its best
+    epoch's count of epochs, its last weights; the classifier's calibration then reads only the
+    held-out rows (the gate's), which neither fit learnt."""
+    cfg, schema, train, val, test = setup
+    tc = cfg.train.model_copy(update={"max_epochs": 6})
+    chosen = fit(train, val, schema, tc, {"learning_rate": 0.005}, progress=False)
+    epochs = int(chosen.metrics["best_epoch"]) + 1
+    again, record = refit(chosen, {"learning_rate": 0.005}, train, val, schema, cfg.model_copy(update={"train": tc}))
+    assert record == {"refit_rows": float(len(train) + len(val)), "refit_epochs": float(epochs)}
+    assert again.metrics["epochs"] == epochs and "best_epoch" not in again.metrics  # no early stopping, last weights
+    assert again.ranks[0]["train_rows_per_epoch"] == len(train) + len(val)  # one pass an epoch (the suite's config)
+    assert again.predictor.module_args["learning_rate"] == 0.005
+    assert not np.allclose(again.predictor.predict_proba(test), chosen.predictor.predict_proba(test))
+    data = TrainingData("commit", ["batch"], train, val, test)
+    assert calibrate(again.predictor, data, val_learnt=True)["calibration_rows"] == len(test)
+    assert calibrate(chosen.predictor, data)["calibration_rows"] == len(val) + len(test)
+    assert cfg.train.refit is False and load_config([BUILTIN_CONFIG]).train.refit is True  # off in the suite only
 
 
 def test_a_crashed_fit_resumes_from_its_last_checkpoint(setup, tmp_path):
