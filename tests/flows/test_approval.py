@@ -90,7 +90,14 @@ def _artifact(key: str, flow_run_id: str) -> str:
             return await client.read_artifacts(artifact_filter=ArtifactFilter(
                 key=ArtifactFilterKey(any_=[key]), flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(flow_run_id)])))
 
-    (art,) = asyncio.run(read())
+    # seen once in a full run on a loaded machine: the artifact was not readable yet when asked
+    # first; a short wait for it, not a weaker check
+    deadline = time.monotonic() + 30
+    arts = asyncio.run(read())
+    while not arts and time.monotonic() < deadline:
+        time.sleep(0.5)
+        arts = asyncio.run(read())
+    (art,) = arts
     return str(art.data)
 
 
