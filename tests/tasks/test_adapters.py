@@ -66,7 +66,7 @@ def test_each_task_is_a_thin_adapter(name, node):
 
 
 VERBS = {
-    "analyze", "announce", "audit", "close", "commit", "connect", "emit", "evaluate", "find", "generate",
+    "adapt", "analyze", "announce", "audit", "close", "commit", "connect", "emit", "evaluate", "find", "generate",
     "init", "load", "measure", "promote", "prune", "publish", "record", "register", "roll", "rollback", "send",
     "request", "score", "set", "stage", "start", "stop", "supersede", "trim", "tune", "wait", "write",
 }
