@@ -70,5 +70,9 @@ def ingest_flow(path: str, options: RunOptions = RunOptions()) -> IngestResult:
     if prior is not None and prior["applied"]:
         print(f"prior shift (label base rate, Cramer's V {prior['effect']}): the champion's probabilities "
               f"re-weighted to {audited.batch_id}'s class shares")
+    elif prior is not None and prior["detected"]:
+        print(f"prior shift (label base rate, Cramer's V {prior['effect']}): {audited.batch_id}'s class shares "
+              f"{prior['batch_shares']} against the champion's training rows' {prior['train_shares']}"
+              + ("" if prior["correction"] else " (reported only: drift.prior_correction is off)"))
     print(f"published {audited.batch_id}: {audited.rows} rows, main at {main_commit[:12]}")
     return IngestResult.of(audited, "published", branch, main_commit)

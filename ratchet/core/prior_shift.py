@@ -68,15 +68,18 @@ class PriorCheck:
     # the champion's accuracy on the batch's held-out rows as trained and re-weighted ({"rows", "trained",
     # "reweighted"}); None: not measured (no shift detected)
     held_out: dict | None = None
+    correction: bool = True  # drift.prior_correction: False, the shift is reported and nothing is re-weighted
 
     @property
     def applied(self) -> bool:
-        """Detected, and the re-weighted champion is no less accurate on the held-out rows (none: applied)."""
+        """Detected, the correction on, and the re-weighted champion no less accurate on the held-out
+        rows (none: applied)."""
         h = self.held_out or {}
-        return self.detected and (h.get("reweighted") is None or h["reweighted"] >= h["trained"])
+        return self.correction and self.detected and (h.get("reweighted") is None or h["reweighted"] >= h["trained"])
 
     def to_dict(self) -> dict:
-        return {"detected": self.detected, "applied": self.applied, "p_value": self.p_value,
+        return {"detected": self.detected, "applied": self.applied, "correction": self.correction,
+                "p_value": self.p_value,
                 "effect": round(self.effect, 4), "batch_shares": self.batch_shares,
                 "train_shares": self.train_shares, "held_out": self.held_out}
 

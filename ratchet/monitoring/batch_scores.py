@@ -81,16 +81,17 @@ def adapt_prior(registry: Registry, schema: Schema, cfg: RatchetConfig, audited:
     the batch's shares are marked on the champion, unless the champion re-weighted to them is
     less accurate than as trained on the batch's held-out rows; else its mark is cleared. The
     counts are of the rows the training split does not hold out, so no label of the rows the gate
-    scores informs the champion, and the check on the held-out rows is out of sample. None:
-    nothing to check (``drift.prior_correction`` off, no champion, no label, a regression target,
+    scores informs the champion, and the check on the held-out rows is out of sample. With
+    ``drift.prior_correction`` off the check is made and returned (the base rate reported on its
+    own, apart from feature drift) and nothing is marked. None: nothing to check (no champion, no
+    label, a regression target,
     or a champion trained before its class counts were recorded). Call it after ``score_batch``:
     the batch is scored with the shares of the batches before it."""
     from ratchet.training.window import _sides
 
     frame = audited.scoring_frame
     target = schema.target
-    if (not cfg.drift.prior_correction or target.is_regression or frame is None or target.name not in frame
-            or not audited.ok):
+    if target.is_regression or frame is None or target.name not in frame or not audited.ok:
         return None
     champion = registry.alias("champion")
     if champion is None:
@@ -100,6 +101,8 @@ def adapt_prior(registry: Registry, schema: Schema, cfg: RatchetConfig, audited:
         return None
     held, _ = _sides(frame, cfg.train.val_fraction, cfg.train.test_fraction, cfg.train.seed, schema.row_key)
     found = check_prior(train, class_counts(frame[~held][target.name], target.classes), target.classes, cfg.drift)
+    if not cfg.drift.prior_correction:
+        return replace(found, correction=False)
     if found.detected:
         found = replace(found, held_out=_not_worse(registry.load_predictor(champion), frame[held], train, found,
                                                     target.name))

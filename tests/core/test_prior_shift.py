@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -25,6 +27,13 @@ def test_the_same_base_rate_is_no_shift_and_the_verdict_does_not_grow_with_n():
     small = check_prior({"fog": 500_000, "rain": 500_000, "sun": 0}, {"fog": 505_000, "rain": 495_000, "sun": 0},
                         CLASSES, cfg)
     assert small.p_value < 1e-6 and small.effect < cfg.min_effect and not small.detected
+
+
+def test_with_the_correction_off_a_shift_is_reported_and_nothing_applied():
+    found = check_prior({"fog": 30, "rain": 57, "sun": 94}, {"fog": 52, "rain": 3, "sun": 129}, CLASSES, DriftConfig())
+    assert found.detected and found.applied
+    off = replace(found, correction=False)
+    assert off.detected and not off.applied and off.to_dict()["correction"] is False
 
 
 def test_reweighting_gives_the_bayes_posterior_under_the_new_prior():

@@ -77,3 +77,10 @@ def test_a_moved_base_rate_reweights_the_champion_and_a_return_clears_it(home, t
     ingest(3, _with_positive_share(30, 0.5))  # back at the base rate it was trained at
     assert ctx.registry.marks(champion).prior_shares == "{}"
     assert ctx.registry.load_predictor("champion").prior_weights is None
+
+    # as shipped (drift.prior_correction off) a shift is only reported (the ingest's output): nothing marked
+    shipped = RunOptions(config_files=CONFIG_FILES, home=str(home))
+    path = tmp_path / "batch-4.csv"
+    _with_positive_share(40, 0.9).to_csv(path, index=False)
+    ingest_flow(str(path), options=shipped)
+    assert ctx.registry.marks(champion).prior_shares == "{}"
