@@ -67,12 +67,7 @@ def ingest_flow(path: str, options: RunOptions = RunOptions()) -> IngestResult:
         if verdict.detected:
             announce_model_event(DRIFT_DETECTED, ctx.cfg.model_name, verdict.to_dict())
     prior = adapt_champion_prior(ctx, audited)  # after the concept score: the batch was predicted with older shares
-    if prior is not None and prior["applied"]:
-        print(f"prior shift (label base rate, Cramer's V {prior['effect']}): the champion's probabilities "
-              f"re-weighted to {audited.batch_id}'s class shares")
-    elif prior is not None and prior["detected"]:
-        print(f"prior shift (label base rate, Cramer's V {prior['effect']}): {audited.batch_id}'s class shares "
-              f"{prior['batch_shares']} against the champion's training rows' {prior['train_shares']}"
-              + ("" if prior["correction"] else " (reported only: drift.prior_correction is off)"))
+    if prior is not None and prior["message"]:
+        print(prior["message"])
     print(f"published {audited.batch_id}: {audited.rows} rows, main at {main_commit[:12]}")
     return IngestResult.of(audited, "published", branch, main_commit)

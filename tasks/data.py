@@ -46,7 +46,7 @@ def record_concept_score(ctx: Context, verdict: ConceptCheck) -> None:
 def adapt_champion_prior(ctx: Context, audited: ingest.AuditedBatch) -> dict | None:
     """The batch's class shares marked on the champion when its base rate moved (prior shift)."""
     found = batch_scores.adapt_prior(ctx.registry, ctx.schema, ctx.cfg, audited)
-    return None if found is None else found.to_dict()
+    return None if found is None else found.to_dict() | {"message": found.describe(audited.batch_id)}
 
 
 @task(**STORE_BUSY)

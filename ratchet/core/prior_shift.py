@@ -77,6 +77,16 @@ class PriorCheck:
         h = self.held_out or {}
         return self.correction and self.detected and (h.get("reweighted") is None or h["reweighted"] >= h["trained"])
 
+    def describe(self, batch_id: str) -> str | None:
+        """The ingest's line on it (None: no shift)."""
+        if not self.detected:
+            return None
+        head = f"prior shift (label base rate, Cramer's V {round(self.effect, 4)}): "
+        if self.applied:
+            return head + f"the champion's probabilities re-weighted to {batch_id}'s class shares"
+        return (head + f"{batch_id}'s class shares {self.batch_shares} against the champion's training rows' "
+                f"{self.train_shares}" + ("" if self.correction else " (reported only: drift.prior_correction is off)"))
+
     def to_dict(self) -> dict:
         return {"detected": self.detected, "applied": self.applied, "correction": self.correction,
                 "p_value": self.p_value,

@@ -87,7 +87,7 @@ def adapt_prior(registry: Registry, schema: Schema, cfg: RatchetConfig, audited:
     label, a regression target,
     or a champion trained before its class counts were recorded). Call it after ``score_batch``:
     the batch is scored with the shares of the batches before it."""
-    from ratchet.training.window import _sides
+    from ratchet.training.window import sides
 
     frame = audited.scoring_frame
     target = schema.target
@@ -99,7 +99,7 @@ def adapt_prior(registry: Registry, schema: Schema, cfg: RatchetConfig, audited:
     train = registry.lineage(champion).class_counts
     if not train:
         return None
-    held, _ = _sides(frame, cfg.train.val_fraction, cfg.train.test_fraction, cfg.train.seed, schema.row_key)
+    held, _ = sides(frame, cfg, schema.row_key)
     found = check_prior(train, class_counts(frame[~held][target.name], target.classes), target.classes, cfg.drift)
     if not cfg.drift.prior_correction:
         return replace(found, correction=False)

@@ -49,7 +49,7 @@ def out_of_time_parts(registry: Registry, repo: DataRepository, schema: Schema, 
     data commit: each batch published after the champion's data with a predecessor (a version
     other than the champion and the challenger, with the challenger's config hash, trained at the
     commit whose newest batch is the one just before it, its model still stored). Oldest first."""
-    from ratchet.training.window import _sides, batch_paths
+    from ratchet.training.window import batch_paths, sides
 
     newest = cfg.gate.out_of_time_batches
     if not newest:
@@ -85,7 +85,7 @@ def out_of_time_parts(registry: Registry, repo: DataRepository, schema: Schema, 
         if paths[i] not in found:
             continue
         df = repo.read_dataframe(mine.data_commit, paths[i])
-        held, _ = _sides(df, cfg.train.val_fraction, cfg.train.test_fraction, cfg.train.seed, schema.row_key)
+        held, _ = sides(df, cfg, schema.row_key)
         rows = df[~held & df[schema.target.name].notna()].reset_index(drop=True)
         if len(rows):
             parts.append(OutOfTimePart(paths[i], found[paths[i]][1], rows))

@@ -253,8 +253,7 @@ def _best(frames: list[pd.DataFrame], paths: list[str], cfg: RatchetConfig, sche
     from ratchet.training.choice import choose
 
     onset = found.earliest
-    choice = choose(frames, schema, lambda df: _sides(df, cfg.train.val_fraction, cfg.train.test_fraction,
-                                                      cfg.train.seed, schema.row_key), cfg.train.seed, found.onsets)
+    choice = choose(frames, schema, lambda df: sides(df, cfg, schema.row_key), cfg.train.seed, found.onsets)
     if choice is None:
         k = onset or len(paths)
         return _Chosen(k, _with_notes(f"since drift onset: {k} of the last {len(paths)} (too few held-out rows "
@@ -316,6 +315,12 @@ def _sides(df: pd.DataFrame, val_fraction: float, test_fraction: float, seed: in
     return u < test_fraction, (u >= test_fraction) & (u < test_fraction + val_fraction)
 
 
+def sides(df: pd.DataFrame, cfg: RatchetConfig, key: Sequence[str] | None = None) -> tuple[pd.Series, pd.Series]:
+    """(held-out rows, validation rows) of ``df`` as the training's split puts them, with the
+    config's fractions and seed: what the gate, the window choice and the drift checks cut by."""
+    return _sides(df, cfg.train.val_fraction, cfg.train.test_fraction, cfg.train.seed, key)
+
+
 def held_out_rows(repo: DataRepository, commit: str, cfg: RatchetConfig, newest: int | None,
                   key: Sequence[str] | None = None) -> HeldOut:
     """The held-out rows of the newest ``newest`` batches at ``commit`` (None: all), as the
@@ -327,7 +332,7 @@ def held_out_rows(repo: DataRepository, commit: str, cfg: RatchetConfig, newest:
     parts = []
     for path in paths:
         df = repo.read_dataframe(commit, path)
-        test, _ = _sides(df, cfg.train.val_fraction, cfg.train.test_fraction, cfg.train.seed, key)
+        test, _ = sides(df, cfg, key)
         parts.append(df[test])
     return HeldOut(commit, paths, pd.concat(parts, ignore_index=True))
 

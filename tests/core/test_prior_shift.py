@@ -34,6 +34,7 @@ def test_with_the_correction_off_a_shift_is_reported_and_nothing_applied():
     assert found.detected and found.applied
     off = replace(found, correction=False)
     assert off.detected and not off.applied and off.to_dict()["correction"] is False
+    assert "reported only" in off.describe("b1") and "re-weighted to b1" in found.describe("b1")
 
 
 def test_reweighting_gives_the_bayes_posterior_under_the_new_prior():
