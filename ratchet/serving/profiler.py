@@ -225,7 +225,6 @@ class LiveProfiler:
         self._buf: list[tuple] = []
         # with a worker process the items are encoded (_encode) every ENCODE_ITEMS, ready to ship
         self._wire = bytearray()
-        self._wire_mode = process
         self._names: dict[int, tuple] = {}
         self._pending = 0
         self._lock = threading.Lock()  # _buf, _wire, _pending, _due
@@ -301,6 +300,12 @@ class LiveProfiler:
                 self._names.clear()
             hit = self._names[id(names)] = (names, tuple(names))  # holding the list keeps its id
         return hit[1]
+
+    @property
+    def _wire_mode(self) -> bool:
+        """Items are encoded for the worker process: one is used and has not failed for good
+        (after that, items stay as they are and are profiled in this process)."""
+        return self.process and self._worker_failures <= self.max_restarts
 
     @property
     def pending_rows(self) -> int:
@@ -404,18 +409,14 @@ class LiveProfiler:
                 self._worker = None
                 self._worker_failures += 1
             if self._worker_failures > self.max_restarts:
-                self._wire_mode = False  # items stay as they are from now: they are profiled here
                 return None
             self._start_worker()
             if self._worker is None:
-                self._wire_mode = False
                 return None
         try:
             return self._worker.call(wire)
         except Exception as e:
             self._worker_failures += 1
-            if self._worker_failures > self.max_restarts:
-                self._wire_mode = False
             counts = _rows_by_key(_decode(wire), self.window_s)
             log.error("the profiling worker failed (%s: %s); %d rows not profiled%s", type(e).__name__, e,
                       sum(counts.values()),
