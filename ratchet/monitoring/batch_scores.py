@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import NamedTuple
 
 from ratchet.core.config import RatchetConfig
-from ratchet.core.prior_shift import PriorCheck, check_prior, class_counts, dumps, prior_weights, reweight
+from ratchet.core.prior_shift import PriorCheck, check_prior, class_counts, dumps
 from ratchet.core.schema import Schema
 from ratchet.data.ingest import AuditedBatch
 from ratchet.data.repository.base import DataRepository
@@ -78,10 +78,10 @@ def record_on_champion(registry: Registry, verdict: ConceptCheck) -> None:
 def adapt_prior(registry: Registry, schema: Schema, cfg: RatchetConfig, audited: AuditedBatch) -> PriorCheck | None:
     """Prior shift (``ratchet.core.prior_shift``): the published labelled batch's class counts
     against the champion's training rows'; when they moved (``drift.p_value`` and ``min_effect``)
-    the batch's shares are marked on the champion, unless the champion re-weighted to them is
-    less accurate than as trained on the batch's held-out rows; else its mark is cleared. The
-    counts are of the rows the training split does not hold out, so no label of the rows the gate
-    scores informs the champion, and the check on the held-out rows is out of sample. With
+    the batch's shares are marked on the champion where the champion re-weighted to them is
+    significantly more accurate than as trained on the batch (a paired test, cross-fitted:
+    ``crossfit_test``); else its mark is cleared. The counts and the test are of the rows the
+    training split does not hold out, so no label of the rows the gate scores informs it. With
     ``drift.prior_correction`` off the check is made and returned (the base rate reported on its
     own, apart from feature drift) and nothing is marked. None: nothing to check (no champion, no
     label, a regression target,
@@ -104,27 +104,24 @@ def adapt_prior(registry: Registry, schema: Schema, cfg: RatchetConfig, audited:
     if not cfg.drift.prior_correction:
         return replace(found, correction=False)
     if found.detected:
-        found = replace(found, held_out=_not_worse(registry.load_predictor(champion), frame[held], train, found,
-                                                    target.name))
+        found = replace(found, test=_reweighting_test(registry.load_predictor(champion), frame[~held], train,
+                                                          target.name, cfg))
     registry.mark(champion, VersionMarks(prior_shares=dumps(found.batch_shares if found.applied else None),
                                          prior_batch=audited.batch_id))
     return found
 
 
-def _not_worse(predictor, rows, train: dict, found: PriorCheck, target: str) -> dict:
-    """The champion's accuracy on ``rows`` as trained and re-weighted to ``found``'s shares."""
-    import numpy as np
+def _reweighting_test(predictor, rows, train: dict, target: str, cfg: RatchetConfig) -> dict:
+    """The champion re-weighted against as trained on ``rows`` (the batch's rows the split does not
+    hold out), cross-fitted, at the gate's alpha (``ratchet.core.prior_shift.crossfit_test``)."""
+    from ratchet.core.prior_shift import crossfit_test
 
     rows = rows[rows[target].notna()]
-    if not len(rows):
-        return {"rows": 0, "trained": None, "reweighted": None}
-    classes = np.array([str(c) for c in predictor.classes])
-    truth = rows[target].astype(str).to_numpy()
     predictor.prior_weights = None
-    proba = predictor.predict_proba(rows)
-    weighted = reweight(proba, prior_weights(train, found.batch_shares, predictor.classes))
-    return {"rows": len(rows), "trained": float((classes[proba.argmax(1)] == truth).mean()),
-            "reweighted": float((classes[weighted.argmax(1)] == truth).mean())}
+    proba = predictor.predict_proba(rows) if len(rows) else None
+    if proba is None:
+        return {"rows": 0, "p_value": 1.0, "alpha": cfg.gate.alpha}
+    return crossfit_test(proba, rows[target], predictor.classes, train, cfg.gate.alpha, cfg.train.seed)
 
 
 def live_concept_onset(registry: Registry) -> float | None:

@@ -60,12 +60,43 @@ def test_shares_keep_an_unseen_class_and_the_mark_round_trips():
     assert loads(dumps(None)) == {} and loads(None) == {}
 
 
-def test_a_detected_shift_is_applied_only_where_the_reweighted_champion_is_no_worse_on_held_out_rows():
-    from dataclasses import replace
+def _gaussian_champion(n: int, share_b: float, seed: int):
+    """Two classes, x ~ N(-1, 1) for a and N(+1, 1) for b; the champion's probabilities are the exact
+    posterior at the training prior (1/2 each); the batch's labels have ``share_b`` of b."""
+    rng = np.random.default_rng(seed)
+    truth = np.where(rng.random(n) < share_b, "b", "a")
+    x = rng.normal(np.where(truth == "b", 1.0, -1.0), 1.0)
+    like = np.stack([np.exp(-(x + 1) ** 2 / 2), np.exp(-(x - 1) ** 2 / 2)], axis=1)
+    return like / like.sum(axis=1, keepdims=True), truth
 
-    found = check_prior({"fog": 30, "rain": 57, "sun": 94}, {"fog": 52, "rain": 3, "sun": 129}, CLASSES, DriftConfig())
-    assert found.applied  # not measured: applied
-    assert replace(found, held_out={"rows": 36, "trained": 0.70, "reweighted": 0.70}).applied
-    assert not replace(found, held_out={"rows": 36, "trained": 0.70, "reweighted": 0.66}).applied
-    same = check_prior({"fog": 30, "rain": 30, "sun": 40}, {"fog": 30, "rain": 30, "sun": 40}, CLASSES, DriftConfig())
-    assert not same.detected and not replace(same, held_out={"rows": 1, "trained": 0.0, "reweighted": 1.0}).applied
+
+def test_the_reweighting_must_be_significantly_better_on_the_batch_cross_fitted():
+    from ratchet.core.prior_shift import crossfit_test
+
+    train = {"a": 5000, "b": 5000}
+    proba, truth = _gaussian_champion(400, 0.1, seed=1)  # the base rate moved from 1/2 to 1/10 (label shift)
+    found = crossfit_test(proba, truth, ["a", "b"], train, alpha=0.05, seed=0)
+    assert found["rows"] == 400 and found["reweighted"] > found["trained"] + 0.04
+    assert found["reweighted_only"] > 3 * found["trained_only"] and found["p_value"] < 1e-4
+    shifted = check_prior(train, {"a": 360, "b": 40}, ["a", "b"], DriftConfig())
+    assert shifted.detected and replace(shifted, test=found).applied
+
+    same = crossfit_test(*_gaussian_champion(400, 0.5, seed=2), ["a", "b"], train, alpha=0.05, seed=0)
+    assert same["p_value"] > 0.05 and not replace(shifted, test=same).applied  # nothing to gain: not applied
+
+
+def test_a_class_the_champion_barely_saw_does_not_take_over_when_reweighted():
+    # seattle's trap: fog on 5 of 366 training rows, then 30 % of a batch. The champion's fog
+    # probabilities carry no signal; re-weighted by about 50 they name fog on rows at random.
+    from ratchet.core.prior_shift import crossfit_test
+
+    rng = np.random.default_rng(3)
+    truth = np.where(rng.random(300) < 0.3, "fog", "sun")
+    p_fog = rng.uniform(0.0, 0.02, 300)
+    proba = np.stack([p_fog, 1 - p_fog], axis=1)
+    found = crossfit_test(proba, truth, ["fog", "sun"], {"fog": 5, "sun": 995}, alpha=0.05)
+    assert found["reweighted"] < found["trained"] and found["p_value"] > 0.5
+    shifted = check_prior({"fog": 5, "sun": 995}, {"fog": 90, "sun": 210}, ["fog", "sun"], DriftConfig())
+    checked = replace(shifted, test=found)
+    assert shifted.detected and not checked.applied
+    assert "not re-weighted" in checked.describe("b7") and checked.to_dict()["test"]["trained_only"] > 0
