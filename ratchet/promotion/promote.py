@@ -136,7 +136,8 @@ def _out_of_time(registry: Registry, repo: DataRepository, schema: Schema, cfg: 
     ys, champs, chals = [], [], []
     for part in parts:
         ys.append(target_values(part.rows[schema.target.name], schema.target))
-        champs.append(champ_predictor.predict_proba(part.rows))
+        stale = champ_predictor if part.stale is None else registry.load_predictor(part.stale)
+        champs.append(stale.predict_proba(part.rows))
         chals.append(registry.load_predictor(part.version).predict_proba(part.rows))
     return (np.concatenate(ys), np.concatenate(champs), np.concatenate(chals)), parts
 

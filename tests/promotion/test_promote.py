@@ -240,3 +240,29 @@ def test_without_out_of_time_batches_the_gate_scores_the_own_rows_alone(recipe_w
     cfg = ctx.cfg.model_copy(update={"gate": ctx.cfg.gate.model_copy(update={"out_of_time_batches": 0})})
     ev = promotion.evaluate_challenger(ctx.registry, ctx.repo, ctx.schema, cfg).evidence
     assert "out_of_time" not in ev.model_extra and "out_of_time_rows" not in ev.model_extra
+
+
+def test_a_champion_that_was_the_last_challenger_pairs_with_the_model_it_replaced(recipe_world):
+    # v2 (trained at the first drifted batch) was promoted over v1: the second drifted batch, which
+    # neither saw, has no predecessor but the champion itself, so its rows pair v2 with v1 (alias
+    # previous): last round's "retrain on the newest data" against "keep", out of time for both
+    ctx, v1, v2, v3, newest = recipe_world
+    before = ctx.registry.aliases()
+    try:
+        ctx.registry.set_alias("previous", v1)
+        ctx.registry.set_alias("champion", v2)
+        ev = promotion.evaluate_challenger(ctx.registry, ctx.repo, ctx.schema, ctx.cfg).evidence
+        [part] = ev.model_extra["out_of_time"]
+        assert part["batch"] == newest and part["version"] == v2 and part["against"] == v1
+        assert 400 < part["rows"] < 600 and ev.model_extra["out_of_time_rows"] == part["rows"]
+        # v1 learnt the old concept: v2 right on far more of those rows than v1, so the pooled test passes
+        assert ev.p_value < ctx.cfg.gate.alpha and ev.n == ev.test_rows < 200
+        ctx.registry.delete_alias("previous")  # without the model it replaced: nothing to pair
+        ev = promotion.evaluate_challenger(ctx.registry, ctx.repo, ctx.schema, ctx.cfg).evidence
+        assert "out_of_time" not in ev.model_extra
+    finally:
+        for alias, version in before.items():
+            if version is None:
+                ctx.registry.delete_alias(alias)
+            else:
+                ctx.registry.set_alias(alias, version)
