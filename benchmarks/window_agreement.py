@@ -33,9 +33,9 @@ def _full(rows: pd.DataFrame, scored: pd.DataFrame, schema, cfg, tcfg) -> tuple[
     """(log loss, accuracy) on ``scored`` of the shipped model fitted on ``rows``' training split."""
     from ratchet.training.model.fit import fit
     from ratchet.training.model.preprocess import encode_target
-    from ratchet.training.window import _sides
+    from ratchet.training.window import sides
 
-    held, val = _sides(rows, cfg.train.val_fraction, cfg.train.test_fraction, cfg.train.seed, schema.row_key)
+    held, val = sides(rows, cfg, schema.row_key)
     predictor = fit(rows[~held & ~val], rows[val], schema, tcfg, progress=False).predictor
     proba = np.clip(predictor.predict_proba(scored), 1e-6, 1.0)
     y = encode_target(scored[schema.target.name], predictor.classes)
@@ -57,7 +57,7 @@ def main() -> None:
     from ratchet.data.schema_inference import infer_schema
     from ratchet.runtime.options import RunOptions
     from ratchet.training.choice import choose
-    from ratchet.training.window import _sides
+    from ratchet.training.window import sides
 
     frames, target = seattle_stream()
     schema = infer_schema(pd.concat(frames, ignore_index=True), target)
@@ -68,15 +68,15 @@ def main() -> None:
     tcfg = cfg.train.model_copy(update={"max_epochs": args.epochs or cfg.train.max_epochs})
     t_cfg = cfg.train
 
-    def sides(df):
-        return _sides(df, t_cfg.val_fraction, t_cfg.test_fraction, t_cfg.seed, schema.row_key)
+    def split(df):
+        return sides(df, cfg, schema.row_key)
 
     settings = [(p, int(o)) for p in args.proxies.split(",") for o in args.origins.split(",")]
     rho: dict[tuple[str, int], list[float]] = {o: [] for o in settings}
     picked: dict[str, list[float]] = {**{f"{p}@{o}": [] for p, o in settings}, "oracle": [], "all": [], "newest 3": []}
     for t in range(3, len(frames)):
         seen, future = frames[:t], frames[t]
-        choices = {(p, o): choose(seen, schema, sides, t_cfg.seed, {}, origins=o, proxy=p) for p, o in settings}
+        choices = {(p, o): choose(seen, schema, split, t_cfg.seed, {}, origins=o, proxy=p) for p, o in settings}
         sizes = {c.name: c.batches for c in choices[settings[0]].candidates}
         truth = {name: _full(pd.concat(seen[-k:], ignore_index=True), future, schema, cfg, tcfg)
                  for name, k in sizes.items()}
