@@ -320,7 +320,9 @@ def run_stream(kind: str, batches: int, rows: int, drift_at: int, seed: int, roo
                 predicted = pd.Series(predictor.predict(df.drop(columns=[target]))).astype(str).to_numpy()
                 out["ungated"].append(float((predicted == df[target].astype(str).to_numpy()).mean()))
         if test is not None and i == drift_at and i > 0:
-            out["stale"] = accuracy(opts["ratchet"].context().registry.load_predictor("champion"), test)
+            # the champion the drift finds: ratchet's (a run without it, --peers: the first peer's)
+            stale = opts.get("ratchet") or next(iter(opts.values()))
+            out["stale"] = accuracy(stale.context().registry.load_predictor("champion"), test)
         for name, o in opts.items():
             report = ingest_flow(str(path), options=o).report
             if name == "ratchet":
@@ -353,7 +355,7 @@ def run_stream(kind: str, batches: int, rows: int, drift_at: int, seed: int, roo
                 if (name not in out["first_better"] and out["stale"] is not None
                         and acc[name][-1] >= out["stale"] + 0.02):
                     out["first_better"][name] = i - drift_at + 1
-    if kind == "none":
+    if kind == "none" and "ratchet" in opts:
         out["live_alarms"] = live_false_alarms(opts["ratchet"], seed)
     return out
 
