@@ -27,6 +27,7 @@ No data set is tuned for by hand: every run uses the built-in config.
     python benchmarks/real_data.py --cost                           # seconds per 10,000 rows per family
     python benchmarks/real_data.py --only randhie --config FILE      # FILE merged over the built-in config
     python benchmarks/real_data.py --table rows.jsonl               # the table of a (partial) --json run
+    python benchmarks/real_data.py --json rows.jsonl --resume       # go on with a run that stopped, from its rows
 
 Measured (issue 23) with ``--repeats 2 --variants searched`` (all 12 sets), the searched champion
 keeping the first trial unless another trial's validation loss is lower by more than 2 standard
@@ -481,6 +482,9 @@ def main() -> int:
     ap.add_argument("--config", help="a config file merged over the built-in one for every train (e.g. train: {refit: true})")
     ap.add_argument("--json", help="also write the rows to this file (JSON lines, appended as they come)")
     ap.add_argument("--table", help="only print the table of the rows saved by --json in this file (a partial run)")
+    ap.add_argument("--resume", action="store_true",
+                    help="with --json: keep the splits that file already holds (same data set and repeat, every "
+                         "variant asked for) and run only the others; the table shows both")
     ap.add_argument("--cost", action="store_true", help="only the cost per 10,000 rows of each family")
     ap.add_argument("--cost-rows", type=int, default=10_000)
     ap.add_argument("--cost-epochs", type=int, default=2)
@@ -500,9 +504,17 @@ def main() -> int:
     if unknown or bad:
         print(f"unknown data set(s) {unknown} or variant(s) {bad}", file=sys.stderr)
         return 1
-    rows = []
+    rows, done = [], {}
+    if args.resume and args.json and Path(args.json).exists():
+        for line in Path(args.json).read_text().splitlines():
+            saved = json.loads(line) if line.strip() else None
+            if saved and all(v in saved for v in variants):
+                done[(saved["dataset"], saved["repeat"])] = saved
     for name in names:
         for repeat in range(args.repeats):
+            if (name, repeat) in done:  # a split an earlier (interrupted) run of the same command finished
+                rows.append(done[(name, repeat)])
+                continue
             t0 = time.perf_counter()
             row = run_split(name, repeat, variants, args.trials, args.batches, args.config)
             rows.append(row)
