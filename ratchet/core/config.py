@@ -315,7 +315,9 @@ class DriftConfig(_Strict):
     concept_min_drop: float = Field(0.01, ge=0)  # accuracy points (regression: relative MSE rise) to ignore
     # prior shift: a labelled batch whose class shares differ from the champion's training rows' (p_value and
     # min_effect) re-weights the champion's probabilities to them (ratchet.core.prior_shift)
-    prior_correction: bool = False  # opt-in: it changes what the champion serves without a paired test
+    # opt-in, behind a paired test at gate.alpha; on seattle-weather it cost (0.628 against 0.680 without:
+    # benchmarks/drift_recovery.py --prior-correction)
+    prior_correction: bool = False
 
 
 class LoopConfig(_Strict):
