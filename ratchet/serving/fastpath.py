@@ -279,8 +279,34 @@ def _single_row(blocks: list[tuple[Callable, int]], width: int, mlp: Callable, d
     about twenty-five, on a row whose arithmetic costs less than any one of them. None when a
     block has no ``row`` or the network is not a plain ``numpy_sequential`` MLP."""
     layers = getattr(mlp, "layers", None)
-    if not layers or any(getattr(b, "row", None) is None for b, _ in blocks):
+    own = getattr(mlp, "row", None)  # an embedding family's own single-row forward (model.families)
+    if not (layers or own) or any(getattr(b, "row", None) is None for b, _ in blocks):
         return None
+    fills, start = [], 0
+    for block, w in blocks:
+        fills.append((block.row, start))
+        start += w
+    if start != width:
+        return None
+    if not layers:
+        # a family that gives its probabilities itself (TabM's members' mean) skips the softmax; not
+        # with a prior-shift re-weighting, whose finish takes logits
+        own_proba = bool(getattr(own, "proba", False))
+        gives_proba = own_proba and finish is _softmax_row
+
+        def single_own(columns: dict[str, list]) -> np.ndarray:
+            if derive is not None:
+                columns = derive(columns)
+            row = [0.0] * width
+            row.append(1.0)
+            for fill, at in fills:
+                fill(columns, row, at)
+            out = own(np.array(row, dtype=np.float64))  # the families' single row runs in float64
+            if gives_proba:
+                return out.astype(np.float64).reshape(1, -1)
+            return finish(np.log(out) if own_proba else out)  # finish takes logits
+
+        return single_own
     last = max(i for i, layer in enumerate(layers) if layer is not None)
     steps: list[np.ndarray | None] = []  # a weight matrix with its bias row, or None for a ReLU
     for i, layer in enumerate(layers):
@@ -297,12 +323,6 @@ def _single_row(blocks: list[tuple[Callable, int]], width: int, mlp: Callable, d
         if keep_one:
             aug[n_in, n_out] = 1.0
         steps.append(aug)
-    fills, start = [], 0
-    for block, w in blocks:
-        fills.append((block.row, start))
-        start += w
-    if start != width:
-        return None
 
     def single(columns: dict[str, list]) -> np.ndarray:
         if derive is not None:

@@ -127,6 +127,25 @@ def _ple(bins: list[list[float]], d_embedding: int) -> nn.Module:
         )
 
 
+def _ple_bounds(ew: np.ndarray, single_bin_mask) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi), each (n, bins): where ``rtdl_num_embeddings``' piecewise-linear encoding clamps each
+    component: the first only capped at 1, the last only floored at 0, a one-bin feature's last not
+    clamped, a single bin not at all."""
+    n_bins = ew.shape[1]
+    lo = np.full(n_bins, 0.0, np.float32)
+    hi = np.full(n_bins, 1.0, np.float32)
+    if n_bins > 1:
+        lo[0], hi[-1] = -np.inf, np.inf
+    lo = np.broadcast_to(lo, ew.shape).copy()
+    hi = np.broadcast_to(hi, ew.shape).copy()
+    single = None if single_bin_mask is None else single_bin_mask.detach().numpy()
+    if single is not None and n_bins > 1:
+        lo[single, -1] = -np.inf
+    if n_bins == 1:
+        lo[:], hi[:] = -np.inf, np.inf
+    return lo, hi
+
+
 class _Embedded(TabularMLP):
     """Shared by the families: the numeric/one-hot layout and ``data_args``."""
 
@@ -172,24 +191,12 @@ class _Embedded(TabularMLP):
         b0 = emb.linear0.bias.detach().numpy().astype(np.float32)
         ew = emb.impl.weight.detach().numpy().astype(np.float32)  # (n, bins)
         eb = emb.impl.bias.detach().numpy().astype(np.float32)
-        single = emb.impl.single_bin_mask
-        single = None if single is None else single.detach().numpy()
         lw = emb.linear.weight.detach().numpy().astype(np.float32)  # (n, bins, d)
         if emb.linear.bias is not None or emb.activation is not None:
             return None  # only version B without activation is built here
 
-        n_bins = ew.shape[1]
         lw_t = np.ascontiguousarray(lw)  # (n, bins, d): one batched matmul per feature, not an einsum
-        lo = np.full(n_bins, 0.0, np.float32)
-        hi = np.full(n_bins, 1.0, np.float32)
-        if n_bins > 1:  # the first component is only capped at 1, the last only floored at 0
-            lo[0], hi[-1] = -np.inf, np.inf
-        lo = np.broadcast_to(lo, ew.shape).copy()
-        hi = np.broadcast_to(hi, ew.shape).copy()
-        if single is not None and n_bins > 1:  # a one-bin feature's last component is not clamped
-            lo[single, -1] = -np.inf
-        if n_bins == 1:
-            lo[:], hi[:] = -np.inf, np.inf
+        lo, hi = _ple_bounds(ew, emb.impl.single_bin_mask)
 
         def features(x: np.ndarray) -> np.ndarray:
             num = x[:, :n_num]
@@ -199,6 +206,39 @@ class _Embedded(TabularMLP):
             return np.concatenate([out, x[:, n_num:]], axis=1) if x.shape[1] > n_num else out
 
         return features
+
+    def _row_parts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        """``_numpy_features`` for ONE row, as matrices (the serving fast path's single row): with
+        ``xr`` the row's float32 features followed by a constant 1, the piecewise-linear encoding is
+        ``enc = clip(xr @ D, lo, hi)`` (every feature's bins side by side) and the features are
+        ``xr @ E_rest + enc @ E_enc``. Returns (D, lo, hi, E_rest, E_enc); None where
+        ``_numpy_features`` is None or no numeric column is embedded (then the features are the row).
+        Why matrices: a single row costs what its numpy calls cost, not its arithmetic; the batched
+        form makes a dozen calls, this one three. In float64: folded matrices round otherwise than
+        torch's float32 steps (1e-4 apart on large logits), float64 stays within the load check."""
+        n = self.n_numeric
+        if not n or self._numpy_features() is None:
+            return None
+        emb = self.num_embeddings
+        w0 = emb.linear0.weight.detach().numpy().astype(np.float64)  # (n, d)
+        b0 = emb.linear0.bias.detach().numpy().astype(np.float64)
+        ew = emb.impl.weight.detach().numpy().astype(np.float64)  # (n, bins)
+        eb = emb.impl.bias.detach().numpy().astype(np.float64)
+        lw = emb.linear.weight.detach().numpy().astype(np.float64)  # (n, bins, d)
+        n_bins, d, c = ew.shape[1], w0.shape[1], sum(self.cat_sizes)
+        lo, hi = _ple_bounds(ew, emb.impl.single_bin_mask)
+        width = n + c + 1  # the row, then the constant 1
+        D = np.zeros((width, n * n_bins), np.float64)
+        E_rest = np.zeros((width, n * d + c), np.float64)
+        E_enc = np.zeros((n * n_bins, n * d + c), np.float64)
+        for j in range(n):
+            D[j, j * n_bins:(j + 1) * n_bins] = ew[j]
+            E_rest[j, j * d:(j + 1) * d] = w0[j]
+            E_enc[j * n_bins:(j + 1) * n_bins, j * d:(j + 1) * d] = lw[j]
+        D[-1] = eb.reshape(-1)
+        E_rest[-1, : n * d] = b0.reshape(-1)
+        E_rest[n:n + c, n * d:] = np.eye(c, dtype=np.float64)
+        return D, lo.reshape(-1), hi.reshape(-1), E_rest, E_enc
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         """(n, d_in): the numeric embeddings, flattened, then the one-hot block."""
@@ -248,7 +288,35 @@ class EmbeddingMLP(_Embedded):
         head = numpy_sequential(self.net)
         if features is None or head is None:
             return None
-        return lambda x: head(features(x))
+
+        def run(x: np.ndarray) -> np.ndarray:
+            return head(features(x))
+
+        parts = self._row_parts()
+        if parts is not None:
+            # the features first (not folded into the first layer: a folded matrix rounds otherwise than
+            # torch's float32 steps, 1e-4 apart on large logits), then the head as the batched form runs it
+            D, lo, hi, E_rest, E_enc = (a.astype(np.float32) for a in parts)  # float32, as the batched form
+            layers = head.layers
+
+            def row(xr: np.ndarray) -> np.ndarray:
+                xr = xr.astype(np.float32)
+                enc = xr.dot(D)
+                np.maximum(enc, lo, out=enc)  # np.clip with array bounds costs three times these two
+                np.minimum(enc, hi, out=enc)
+                h = xr.dot(E_rest)
+                h += enc.dot(E_enc)
+                for layer in layers:
+                    if layer is None:
+                        np.maximum(h, 0.0, out=h)
+                    else:
+                        h = h.dot(layer[0])
+                        if layer[1] is not None:
+                            h += layer[1]
+                return h
+
+            run.row = row  # xr: one row's features and a constant 1 (ratchet.serving.fastpath)
+        return run
 
 
 class TabMModule(_Embedded):
@@ -345,9 +413,64 @@ class TabMModule(_Embedded):
             m = logp.max(axis=1, keepdims=True)
             return (m + np.log(np.exp(logp - m).sum(axis=1, keepdims=True)))[:, 0, :] - log_k
 
+        parts = self._row_parts()
+        if parts is not None and blocks:
+            run.row = _tabm_row(parts, blocks, hw, hb, regression)
         return run
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         out = self.members(x)  # (n, k, outputs)
         flat = out.flatten(0, 1)
         return self._loss(flat, y.repeat_interleave(self.k))
+
+
+def _tabm_row(parts, blocks, hw: np.ndarray, hb: np.ndarray, regression: bool) -> Callable[[np.ndarray], np.ndarray]:
+    """TabM's forward for ONE row ``xr`` (its features and a constant 1; the serving fast path):
+    each member's BatchEnsemble layer ``((h * r) @ W) * s + b`` is the matrix ``diag(r) W diag(s)``,
+    so every layer of every member is one batched matmul; the first takes the features, which are
+    linear in the row and its encoding (``_Embedded._row_parts``). Returns the members' mean
+    probability (``row.proba``), or their mean output for regression."""
+    D, lo, hi, E_rest, E_enc = parts  # float64, as everything below (see _row_parts)
+    blocks = [tuple(None if t is None else t.astype(np.float64) for t in block) for block in blocks]
+    hw, hb = hw.astype(np.float64), hb.astype(np.float64)
+    k = len(hb)
+    ones = lambda n: np.ones((k, n), np.float64)  # noqa: E731 (a layer without r or s scales by 1)
+    per_member = [np.ascontiguousarray((ones(wt.shape[0]) if r is None else r)[:, :, None] * wt[None]
+                                       * (ones(wt.shape[1]) if s is None else s)[:, None, :])
+                  for r, wt, s, _ in blocks]
+    biases = [(np.zeros((k, wt.shape[1]), np.float64) if b is None else b)[:, None, :] for _, wt, _, b in blocks]
+    # the first layer of every member side by side, (d_in, k * d); the features are computed first
+    # (not folded into it as the MLP's are): the encoding is several times wider than the features
+    first = per_member[0].transpose(1, 0, 2).reshape(per_member[0].shape[1], -1)
+    # the first layer's bias as a last row, fed by a last feature that is always 1 (the row's own 1)
+    first = np.vstack([first, biases[0].reshape(1, -1)])
+    E_rest = np.hstack([E_rest, np.zeros((len(E_rest), 1), np.float64)])
+    E_rest[-1, -1] = 1.0
+    E_enc = np.hstack([E_enc, np.zeros((len(E_enc), 1), np.float64)])
+    shape = (k, 1, per_member[0].shape[2])
+
+    head_b = hb[:, None, :]
+
+    def row(xr: np.ndarray) -> np.ndarray:
+        enc = xr.dot(D)
+        np.maximum(enc, lo, out=enc)  # np.clip with array bounds costs three times these two
+        np.minimum(enc, hi, out=enc)
+        f = xr.dot(E_rest)
+        f += enc.dot(E_enc)
+        h = f.dot(first).reshape(shape)
+        np.maximum(h, 0.0, out=h)
+        for w, b in zip(per_member[1:], biases[1:], strict=True):
+            h = np.matmul(h, w)
+            h += b
+            np.maximum(h, 0.0, out=h)
+        out = np.matmul(h, hw)  # (k, 1, outputs)
+        out += head_b
+        if regression:
+            return out.mean(axis=0)[0]
+        out -= out.max(axis=2, keepdims=True)
+        e = np.exp(out, out=out)
+        e /= e.sum(axis=2, keepdims=True)
+        return e.mean(axis=0)[0]  # the members' mean probability itself (row.proba)
+
+    row.proba = not regression  # classification: probabilities, not logits (ratchet.serving.fastpath)
+    return row
