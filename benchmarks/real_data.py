@@ -29,6 +29,16 @@ No data set is tuned for by hand: every run uses the built-in config.
     python benchmarks/real_data.py --table rows.jsonl               # the table of a (partial) --json run
     python benchmarks/real_data.py --json rows.jsonl --resume       # go on with a run that stopped, from its rows
 
+The full run (12 sets, 5 repeats, every variant) as built in now (45 epochs, patience 8, refit) is
+under way across sessions: ``benchmarks/results/real_data.jsonl`` holds its finished splits
+(wine, penguins, diabetes, cars, breast_cancer, phishing, digits: 5 each; weather: 1; measured at
+faa2bee, whose training the later commits do not change), made by ``python benchmarks/real_data.py
+--only wine,penguins,diabetes,cars,breast_cancer,phishing,digits,weather,segments,bananas,fair,randhie
+--json benchmarks/results/real_data.jsonl --resume`` at nice 19 beside other work, with LightGBM
+installed. Its table so far (``--table``): searched minus HGB +1.71 pt (tie) on wine, +0.88 (tie)
+penguins, +9.10 % (ahead) diabetes, +10.03 % (ahead) cars, +1.95 pt (tie) breast_cancer, +0.80
+(tie) phishing, +1.17 (ahead) digits, +9.59 (one split) weather; behind on none of 8.
+
 Measured (issue 23) with ``--repeats 2 --variants searched`` (all 12 sets), the searched champion
 keeping the first trial unless another trial's validation loss is lower by more than 2 standard
 errors of their per-row difference (``tune.keep_first_z``), on 2 cores shared with other work (load
