@@ -288,6 +288,16 @@ def _single_row(blocks: list[tuple[Callable, int]], width: int, mlp: Callable, d
         start += w
     if start != width:
         return None
+
+    def features(columns: dict[str, list]) -> list[float]:  # the row's features, then a constant 1
+        if derive is not None:
+            columns = derive(columns)
+        row = [0.0] * width
+        row.append(1.0)
+        for fill, at in fills:
+            fill(columns, row, at)
+        return row
+
     if not layers:
         # a family that gives its probabilities itself (TabM's members' mean) skips the softmax; not
         # with a prior-shift re-weighting, whose finish takes logits
@@ -295,13 +305,7 @@ def _single_row(blocks: list[tuple[Callable, int]], width: int, mlp: Callable, d
         gives_proba = own_proba and finish is _softmax_row
 
         def single_own(columns: dict[str, list]) -> np.ndarray:
-            if derive is not None:
-                columns = derive(columns)
-            row = [0.0] * width
-            row.append(1.0)
-            for fill, at in fills:
-                fill(columns, row, at)
-            out = own(np.array(row, dtype=np.float64))  # the families' single row runs in float64
+            out = own(np.array(features(columns), dtype=np.float64))  # the families' single row: float64
             if gives_proba:
                 return out.astype(np.float64).reshape(1, -1)
             return finish(np.log(out) if own_proba else out)  # finish takes logits
@@ -325,13 +329,7 @@ def _single_row(blocks: list[tuple[Callable, int]], width: int, mlp: Callable, d
         steps.append(aug)
 
     def single(columns: dict[str, list]) -> np.ndarray:
-        if derive is not None:
-            columns = derive(columns)
-        row = [0.0] * width
-        row.append(1.0)
-        for fill, at in fills:
-            fill(columns, row, at)
-        x = np.array(row, dtype=np.float32)
+        x = np.array(features(columns), dtype=np.float32)
         for step in steps:
             if step is None:
                 np.maximum(x, 0.0, out=x)

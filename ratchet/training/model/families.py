@@ -179,6 +179,13 @@ class _Embedded(TabularMLP):
             out["bins"] = quantile_bins(x_train[:, :n_numeric], int(args.get("n_bins", DEFAULT_BINS)))
         return out
 
+    def _ple_weights(self, dtype) -> tuple[np.ndarray, ...]:
+        """The fitted piecewise-linear embedding as arrays of ``dtype``: the linear embedding's weight
+        (n, d) and bias, the encoding's weight (n, bins) and bias, its linear map's weight (n, bins, d)."""
+        emb = self.num_embeddings
+        return tuple(t.detach().numpy().astype(dtype) for t in (
+            emb.linear0.weight, emb.linear0.bias, emb.impl.weight, emb.impl.bias, emb.linear.weight))
+
     def _numpy_features(self):
         """``_features`` as numpy (the serving fast path: ``numpy_forward``): the piecewise-linear
         embedding written out from ``rtdl_num_embeddings``' fitted tensors (version B: a linear
@@ -187,13 +194,9 @@ class _Embedded(TabularMLP):
         if not n_num:
             return lambda x: x
         emb = self.num_embeddings
-        w0 = emb.linear0.weight.detach().numpy().astype(np.float32)  # (n, d)
-        b0 = emb.linear0.bias.detach().numpy().astype(np.float32)
-        ew = emb.impl.weight.detach().numpy().astype(np.float32)  # (n, bins)
-        eb = emb.impl.bias.detach().numpy().astype(np.float32)
-        lw = emb.linear.weight.detach().numpy().astype(np.float32)  # (n, bins, d)
         if emb.linear.bias is not None or emb.activation is not None:
             return None  # only version B without activation is built here
+        w0, b0, ew, eb, lw = self._ple_weights(np.float32)
 
         lw_t = np.ascontiguousarray(lw)  # (n, bins, d): one batched matmul per feature, not an einsum
         lo, hi = _ple_bounds(ew, emb.impl.single_bin_mask)
@@ -214,17 +217,14 @@ class _Embedded(TabularMLP):
         ``xr @ E_rest + enc @ E_enc``. Returns (D, lo, hi, E_rest, E_enc); None where
         ``_numpy_features`` is None or no numeric column is embedded (then the features are the row).
         Why matrices: a single row costs what its numpy calls cost, not its arithmetic; the batched
-        form makes a dozen calls, this one three. In float64: folded matrices round otherwise than
-        torch's float32 steps (1e-4 apart on large logits), float64 stays within the load check."""
+        form makes a dozen calls, this one three. The features are not folded into the next layer:
+        a folded matrix rounds otherwise than torch's float32 steps (1e-4 apart on large logits, past
+        the fast path's load check). Built in float64; the families run them in float32, as torch."""
         n = self.n_numeric
         if not n or self._numpy_features() is None:
             return None
         emb = self.num_embeddings
-        w0 = emb.linear0.weight.detach().numpy().astype(np.float64)  # (n, d)
-        b0 = emb.linear0.bias.detach().numpy().astype(np.float64)
-        ew = emb.impl.weight.detach().numpy().astype(np.float64)  # (n, bins)
-        eb = emb.impl.bias.detach().numpy().astype(np.float64)
-        lw = emb.linear.weight.detach().numpy().astype(np.float64)  # (n, bins, d)
+        w0, b0, ew, eb, lw = self._ple_weights(np.float64)
         n_bins, d, c = ew.shape[1], w0.shape[1], sum(self.cat_sizes)
         lo, hi = _ple_bounds(ew, emb.impl.single_bin_mask)
         width = n + c + 1  # the row, then the constant 1
@@ -430,28 +430,29 @@ def _tabm_row(parts, blocks, hw: np.ndarray, hb: np.ndarray, regression: bool) -
     so every layer of every member is one batched matmul; the first takes the features, which are
     linear in the row and its encoding (``_Embedded._row_parts``). Returns the members' mean
     probability (``row.proba``), or their mean output for regression."""
-    D, lo, hi, E_rest, E_enc = parts  # float64, as everything below (see _row_parts)
-    blocks = [tuple(None if t is None else t.astype(np.float64) for t in block) for block in blocks]
-    hw, hb = hw.astype(np.float64), hb.astype(np.float64)
+    # float32, as torch runs it: half the memory of float64, which a server's other work evicts from the
+    # cache (TabM's matrices are about 1 MB in float32)
+    D, lo, hi, E_rest, E_enc = (a.astype(np.float32) for a in parts)
     k = len(hb)
-    ones = lambda n: np.ones((k, n), np.float64)  # noqa: E731 (a layer without r or s scales by 1)
+    ones = lambda n: np.ones((k, n), np.float32)  # noqa: E731 (a layer without r or s scales by 1)
     per_member = [np.ascontiguousarray((ones(wt.shape[0]) if r is None else r)[:, :, None] * wt[None]
                                        * (ones(wt.shape[1]) if s is None else s)[:, None, :])
                   for r, wt, s, _ in blocks]
-    biases = [(np.zeros((k, wt.shape[1]), np.float64) if b is None else b)[:, None, :] for _, wt, _, b in blocks]
+    biases = [(np.zeros((k, wt.shape[1]), np.float32) if b is None else b)[:, None, :] for _, wt, _, b in blocks]
     # the first layer of every member side by side, (d_in, k * d); the features are computed first
     # (not folded into it as the MLP's are): the encoding is several times wider than the features
     first = per_member[0].transpose(1, 0, 2).reshape(per_member[0].shape[1], -1)
     # the first layer's bias as a last row, fed by a last feature that is always 1 (the row's own 1)
     first = np.vstack([first, biases[0].reshape(1, -1)])
-    E_rest = np.hstack([E_rest, np.zeros((len(E_rest), 1), np.float64)])
+    E_rest = np.hstack([E_rest, np.zeros((len(E_rest), 1), np.float32)])
     E_rest[-1, -1] = 1.0
-    E_enc = np.hstack([E_enc, np.zeros((len(E_enc), 1), np.float64)])
+    E_enc = np.hstack([E_enc, np.zeros((len(E_enc), 1), np.float32)])
     shape = (k, 1, per_member[0].shape[2])
 
     head_b = hb[:, None, :]
 
     def row(xr: np.ndarray) -> np.ndarray:
+        xr = xr.astype(np.float32)
         enc = xr.dot(D)
         np.maximum(enc, lo, out=enc)  # np.clip with array bounds costs three times these two
         np.minimum(enc, hi, out=enc)
