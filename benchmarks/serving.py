@@ -48,10 +48,11 @@ ramped and rolled back at its first step; every non-2xx answer counted).
 
 Measured with ``--families mlp,mlp_ple,tabm --seconds 5 --rounds 3`` on the quiet 2-core machine
 (session 12): before the families had a single-row forward, mlp 11,062 req/s, mlp_ple 0.62x,
-tabm 0.48x; after, in two runs, mlp 11,339 and 12,133, mlp_ple 1.02x and 0.88x, tabm 0.54x and
-0.50x (the target, 0.8x, is not met by TabM: in process one row costs 7.5 us through the MLP,
-11 us through mlp_ple, 40 to 47 us through TabM, whose 8 members of two 128-unit blocks are about
-200,000 multiply-adds a row).
+tabm 0.48x; after (TabM's single row in float32, its last form), mlp 10,879, mlp_ple 1.02x, tabm
+0.58x (two earlier runs, TabM in float64: mlp_ple 1.02x and 0.88x, tabm 0.54x and 0.50x). The
+target, 0.8x, is not met by TabM: in process one row costs 7.5 us through the MLP, 11 to 13 us
+through mlp_ple, about 40 to 46 us through TabM, whose 8 members of two 128-unit blocks are about
+200,000 multiply-adds a row.
 
 Where ratchet's part of a single-row request goes, per part and in process:
 ``python benchmarks/serving_profile.py`` (figures and the py-spy view of the running service in
