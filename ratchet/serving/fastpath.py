@@ -305,7 +305,7 @@ def _single_row(blocks: list[tuple[Callable, int]], width: int, mlp: Callable, d
         gives_proba = own_proba and finish is _softmax_row
 
         def single_own(columns: dict[str, list]) -> np.ndarray:
-            out = own(np.array(features(columns), dtype=np.float64))  # the families' single row: float64
+            out = own(np.array(features(columns), dtype=np.float32))
             if gives_proba:
                 return out.astype(np.float64).reshape(1, -1)
             return finish(np.log(out) if own_proba else out)  # finish takes logits

@@ -179,6 +179,11 @@ class _Embedded(TabularMLP):
             out["bins"] = quantile_bins(x_train[:, :n_numeric], int(args.get("n_bins", DEFAULT_BINS)))
         return out
 
+    def _ple_written_out(self) -> bool:
+        """Whether the numpy forms below reproduce the embedding: version B without activation."""
+        emb = self.num_embeddings
+        return emb.linear.bias is None and emb.activation is None
+
     def _ple_weights(self, dtype) -> tuple[np.ndarray, ...]:
         """The fitted piecewise-linear embedding as arrays of ``dtype``: the linear embedding's weight
         (n, d) and bias, the encoding's weight (n, bins) and bias, its linear map's weight (n, bins, d)."""
@@ -193,9 +198,9 @@ class _Embedded(TabularMLP):
         n_num = self.n_numeric
         if not n_num:
             return lambda x: x
+        if not self._ple_written_out():
+            return None
         emb = self.num_embeddings
-        if emb.linear.bias is not None or emb.activation is not None:
-            return None  # only version B without activation is built here
         w0, b0, ew, eb, lw = self._ple_weights(np.float32)
 
         lw_t = np.ascontiguousarray(lw)  # (n, bins, d): one batched matmul per feature, not an einsum
@@ -210,35 +215,46 @@ class _Embedded(TabularMLP):
 
         return features
 
-    def _row_parts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-        """``_numpy_features`` for ONE row, as matrices (the serving fast path's single row): with
-        ``xr`` the row's float32 features followed by a constant 1, the piecewise-linear encoding is
+    def _row_features(self, with_one: bool = False) -> Callable[[np.ndarray], np.ndarray] | None:
+        """``_numpy_features`` for ONE row (the serving fast path's single row): ``xr`` is the row's
+        float32 features followed by a constant 1; the piecewise-linear encoding is
         ``enc = clip(xr @ D, lo, hi)`` (every feature's bins side by side) and the features are
-        ``xr @ E_rest + enc @ E_enc``. Returns (D, lo, hi, E_rest, E_enc); None where
-        ``_numpy_features`` is None or no numeric column is embedded (then the features are the row).
+        ``xr @ E_rest + enc @ E_enc``, followed by a constant 1 with ``with_one`` (for the next
+        layer's bias). None where no numeric column is embedded or ``_numpy_features`` is None.
         Why matrices: a single row costs what its numpy calls cost, not its arithmetic; the batched
-        form makes a dozen calls, this one three. The features are not folded into the next layer:
-        a folded matrix rounds otherwise than torch's float32 steps (1e-4 apart on large logits, past
-        the fast path's load check). Built in float64; the families run them in float32, as torch."""
+        form makes a dozen calls, this one five. The features are not folded into the next layer: a
+        folded matrix rounds otherwise than torch's float32 steps (1e-4 apart on large logits, past
+        the fast path's load check)."""
         n = self.n_numeric
-        if not n or self._numpy_features() is None:
+        if not n or not self._ple_written_out():
             return None
         emb = self.num_embeddings
-        w0, b0, ew, eb, lw = self._ple_weights(np.float64)
+        w0, b0, ew, eb, lw = self._ple_weights(np.float32)
         n_bins, d, c = ew.shape[1], w0.shape[1], sum(self.cat_sizes)
-        lo, hi = _ple_bounds(ew, emb.impl.single_bin_mask)
-        width = n + c + 1  # the row, then the constant 1
-        D = np.zeros((width, n * n_bins), np.float64)
-        E_rest = np.zeros((width, n * d + c), np.float64)
-        E_enc = np.zeros((n * n_bins, n * d + c), np.float64)
+        lo, hi = (b.reshape(-1) for b in _ple_bounds(ew, emb.impl.single_bin_mask))
+        width, d_in = n + c + 1, n * d + c  # the row, then the constant 1; the features
+        D = np.zeros((width, n * n_bins), np.float32)
+        E_rest = np.zeros((width, d_in + with_one), np.float32)
+        E_enc = np.zeros((n * n_bins, d_in + with_one), np.float32)
         for j in range(n):
             D[j, j * n_bins:(j + 1) * n_bins] = ew[j]
             E_rest[j, j * d:(j + 1) * d] = w0[j]
             E_enc[j * n_bins:(j + 1) * n_bins, j * d:(j + 1) * d] = lw[j]
         D[-1] = eb.reshape(-1)
         E_rest[-1, : n * d] = b0.reshape(-1)
-        E_rest[n:n + c, n * d:] = np.eye(c, dtype=np.float64)
-        return D, lo.reshape(-1), hi.reshape(-1), E_rest, E_enc
+        E_rest[n:n + c, n * d:d_in] = np.eye(c, dtype=np.float32)
+        if with_one:
+            E_rest[-1, -1] = 1.0
+
+        def features(xr: np.ndarray) -> np.ndarray:
+            enc = xr.dot(D)
+            np.maximum(enc, lo, out=enc)  # np.clip with array bounds costs three times these two
+            np.minimum(enc, hi, out=enc)
+            f = xr.dot(E_rest)
+            f += enc.dot(E_enc)
+            return f
+
+        return features
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         """(n, d_in): the numeric embeddings, flattened, then the one-hot block."""
@@ -292,20 +308,12 @@ class EmbeddingMLP(_Embedded):
         def run(x: np.ndarray) -> np.ndarray:
             return head(features(x))
 
-        parts = self._row_parts()
-        if parts is not None:
-            # the features first (not folded into the first layer: a folded matrix rounds otherwise than
-            # torch's float32 steps, 1e-4 apart on large logits), then the head as the batched form runs it
-            D, lo, hi, E_rest, E_enc = (a.astype(np.float32) for a in parts)  # float32, as the batched form
+        row_features = self._row_features()
+        if row_features is not None:
             layers = head.layers
 
             def row(xr: np.ndarray) -> np.ndarray:
-                xr = xr.astype(np.float32)
-                enc = xr.dot(D)
-                np.maximum(enc, lo, out=enc)  # np.clip with array bounds costs three times these two
-                np.minimum(enc, hi, out=enc)
-                h = xr.dot(E_rest)
-                h += enc.dot(E_enc)
+                h = row_features(xr)
                 for layer in layers:
                     if layer is None:
                         np.maximum(h, 0.0, out=h)
@@ -413,9 +421,9 @@ class TabMModule(_Embedded):
             m = logp.max(axis=1, keepdims=True)
             return (m + np.log(np.exp(logp - m).sum(axis=1, keepdims=True)))[:, 0, :] - log_k
 
-        parts = self._row_parts()
-        if parts is not None and blocks:
-            run.row = _tabm_row(parts, blocks, hw, hb, regression)
+        row_features = self._row_features(with_one=True)
+        if row_features is not None and blocks:
+            run.row = _tabm_row(row_features, blocks, hw, hb, regression)
         return run
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -424,15 +432,15 @@ class TabMModule(_Embedded):
         return self._loss(flat, y.repeat_interleave(self.k))
 
 
-def _tabm_row(parts, blocks, hw: np.ndarray, hb: np.ndarray, regression: bool) -> Callable[[np.ndarray], np.ndarray]:
+def _tabm_row(row_features: Callable[[np.ndarray], np.ndarray], blocks, hw: np.ndarray, hb: np.ndarray,
+              regression: bool) -> Callable[[np.ndarray], np.ndarray]:
     """TabM's forward for ONE row ``xr`` (its features and a constant 1; the serving fast path):
     each member's BatchEnsemble layer ``((h * r) @ W) * s + b`` is the matrix ``diag(r) W diag(s)``,
     so every layer of every member is one batched matmul; the first takes the features, which are
-    linear in the row and its encoding (``_Embedded._row_parts``). Returns the members' mean
+    linear in the row and its encoding (``_Embedded._row_features``). Returns the members' mean
     probability (``row.proba``), or their mean output for regression."""
     # float32, as torch runs it: half the memory of float64, which a server's other work evicts from the
     # cache (TabM's matrices are about 1 MB in float32)
-    D, lo, hi, E_rest, E_enc = (a.astype(np.float32) for a in parts)
     k = len(hb)
     ones = lambda n: np.ones((k, n), np.float32)  # noqa: E731 (a layer without r or s scales by 1)
     per_member = [np.ascontiguousarray((ones(wt.shape[0]) if r is None else r)[:, :, None] * wt[None]
@@ -442,23 +450,14 @@ def _tabm_row(parts, blocks, hw: np.ndarray, hb: np.ndarray, regression: bool) -
     # the first layer of every member side by side, (d_in, k * d); the features are computed first
     # (not folded into it as the MLP's are): the encoding is several times wider than the features
     first = per_member[0].transpose(1, 0, 2).reshape(per_member[0].shape[1], -1)
-    # the first layer's bias as a last row, fed by a last feature that is always 1 (the row's own 1)
+    # the first layer's bias as a last row, fed by the features' last, constant 1 (``with_one``)
     first = np.vstack([first, biases[0].reshape(1, -1)])
-    E_rest = np.hstack([E_rest, np.zeros((len(E_rest), 1), np.float32)])
-    E_rest[-1, -1] = 1.0
-    E_enc = np.hstack([E_enc, np.zeros((len(E_enc), 1), np.float32)])
     shape = (k, 1, per_member[0].shape[2])
 
     head_b = hb[:, None, :]
 
     def row(xr: np.ndarray) -> np.ndarray:
-        xr = xr.astype(np.float32)
-        enc = xr.dot(D)
-        np.maximum(enc, lo, out=enc)  # np.clip with array bounds costs three times these two
-        np.minimum(enc, hi, out=enc)
-        f = xr.dot(E_rest)
-        f += enc.dot(E_enc)
-        h = f.dot(first).reshape(shape)
+        h = row_features(xr).dot(first).reshape(shape)
         np.maximum(h, 0.0, out=h)
         for w, b in zip(per_member[1:], biases[1:], strict=True):
             h = np.matmul(h, w)
