@@ -117,11 +117,11 @@ def _reweighting_test(predictor, rows, train: dict, target: str, cfg: RatchetCon
     from ratchet.core.prior_shift import crossfit_test
 
     rows = rows[rows[target].notna()]
-    predictor.prior_weights = None
-    proba = predictor.predict_proba(rows) if len(rows) else None
-    if proba is None:
+    if not len(rows):
         return {"rows": 0, "p_value": 1.0, "alpha": cfg.gate.alpha}
-    return crossfit_test(proba, rows[target], predictor.classes, train, cfg.gate.alpha, cfg.train.seed)
+    predictor.prior_weights = None  # as trained
+    return crossfit_test(predictor.predict_proba(rows), rows[target], predictor.classes, train, cfg.gate.alpha,
+                         cfg.train.seed)
 
 
 def live_concept_onset(registry: Registry) -> float | None:

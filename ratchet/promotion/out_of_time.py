@@ -100,8 +100,7 @@ def out_of_time_parts(registry: Registry, repo: DataRepository, schema: Schema, 
     parts = []
     for i in unseen:
         pair = (found[paths[i]][1], None) if paths[i] in found else None
-        if pair is None and stale is not None and theirs.data_commit and paths[i - 1] == stale[1] \
-                and paths[i] not in stale[2]:
+        if pair is None and stale is not None and paths[i - 1] == stale[1] and paths[i] not in stale[2]:
             pair = (champion, stale[0])  # the champion trained just before this batch, against what it replaced
         if pair is None:
             continue
@@ -123,13 +122,12 @@ def _replaced(registry: Registry, repo: DataRepository, cfg: RatchetConfig, cham
     previous = registry.alias("previous")
     if previous is None or previous == champion or int(previous) > int(champion):
         return None
-    if registry.lineage(previous).config_hash != config_hash or theirs.config_hash != config_hash:
-        return None
-    if registry.marks(previous).artifacts_removed:
+    lineage = registry.lineage(previous)
+    if lineage.config_hash != config_hash or theirs.config_hash != config_hash or not lineage.data_commit \
+            or not theirs.data_commit or registry.marks(previous).artifacts_removed:
         return None
     prefix = cfg.data.batch_prefix
-    mine = batch_paths(repo, theirs.data_commit, prefix) if theirs.data_commit else []
-    commit = registry.lineage(previous).data_commit
-    if not mine or not commit:
+    champions = batch_paths(repo, theirs.data_commit, prefix)
+    if not champions:
         return None
-    return previous, mine[-1], set(batch_paths(repo, commit, prefix))
+    return previous, champions[-1], set(batch_paths(repo, lineage.data_commit, prefix))
