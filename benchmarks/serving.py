@@ -120,6 +120,17 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 # ---------------------------------------------------------------- the model
+def train_config(family: str | None, cfg) -> object:
+    """The benchmark model's training config: 5 epochs of ``family`` (None: the plain MLP); TabM
+    as the shipped first trial builds it (``cfg.tune.first_trial``, ratchet/configs/ratchet.yaml)."""
+    from ratchet.core.config import TrainConfig
+
+    out = TrainConfig(max_epochs=5, family=family)
+    if family == "tabm":
+        out.model_args = {k: cfg.tune.first_trial[k] for k in ("hidden", "k", "d_embedding", "n_bins")}
+    return out
+
+
 def build_home(home: Path, family: str | None = None) -> tuple[object, list[dict], list[int], dict]:
     """Train and register v1 (champion), v2 (the same model again), v3 (NaN weights); ``family``:
     the model family (``ratchet.training.model.families``; default the plain MLP)."""
@@ -135,10 +146,7 @@ def build_home(home: Path, family: str | None = None) -> tuple[object, list[dict
     ctx = load_context([str(ROOT / "ratchet" / "configs" / "ratchet.yaml")], home=str(home))
     df = generate_batch(0, 3000, seed=5)
     schema = infer_schema(df, DEMO_TARGET)
-    cfg = TrainConfig(max_epochs=5, family=family)
-    if family == "tabm":  # the shipped first trial's TabM (ratchet/configs/ratchet.yaml)
-        cfg.model_args = {k: ctx.cfg.tune.first_trial[k] for k in ("hidden", "k", "d_embedding", "n_bins")}
-    predictor = fit(df.iloc[:2400], df.iloc[2400:], schema, cfg, progress=False).predictor
+    predictor = fit(df.iloc[:2400], df.iloc[2400:], schema, train_config(family, ctx.cfg), progress=False).predictor
     example = df.drop(columns=[DEMO_TARGET]).head(5)
     reg = ctx.registry
     reg.activate()

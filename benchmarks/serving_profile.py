@@ -61,10 +61,11 @@ class _Provider:
         return m
 
 
-def build(tmp: Path, shadow: bool):
+def build(tmp: Path, shadow: bool, family: str | None = None):
     import torch
 
-    from ratchet.core.config import TrainConfig, load_config
+    from benchmarks.serving import train_config
+    from ratchet.core.config import load_config
     from ratchet.data.schema_inference import infer_schema
     from ratchet.demo.synthetic import DEMO_TARGET, generate_batch
     from ratchet.serving import create_app
@@ -75,8 +76,9 @@ def build(tmp: Path, shadow: bool):
     torch.set_num_threads(1)
     df = generate_batch(0, 3000, seed=5)
     schema = infer_schema(df, DEMO_TARGET)
-    predictor = fit(df.iloc[:2400], df.iloc[2400:], schema, TrainConfig(max_epochs=5), progress=False).predictor
-    cfg = load_config([str(ROOT / "ratchet" / "configs" / "ratchet.yaml")]).serving
+    full = load_config([str(ROOT / "ratchet" / "configs" / "ratchet.yaml")])
+    predictor = fit(df.iloc[:2400], df.iloc[2400:], schema, train_config(family, full), progress=False).predictor
+    cfg = full.serving
     app = create_app(_Provider(predictor), cfg, tmp, admin_token="t", watch_interval_s=None,
                      profile_window_s=cfg.profile_window_s, profile_process=True)
     rt = app.state.ratchet
@@ -208,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--shadow", action="store_true", help="the 50 %% split in shadow mode (else canary)")
     ap.add_argument("--cprofile", type=int, default=0, help="also cProfile the whole call: top N by own time")
+    ap.add_argument("--family", default=None, help="the model family served (mlp, mlp_ple, tabm; default the MLP)")
     args = ap.parse_args(argv)
 
     from ratchet.serving import middleware as mw
@@ -217,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="ratchet-serving-profile-"))
     print("fitting the benchmark's model ...", flush=True)
-    app, rt, rows = build(tmp, args.shadow)
+    app, rt, rows = build(tmp, args.shadow, args.family)
     bodies = [json.dumps({"row": r}).encode() for r in rows]
     scopes = [scope_of(b) for b in bodies]
     nb = len(bodies)

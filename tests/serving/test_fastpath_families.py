@@ -20,6 +20,7 @@ from ratchet.training.model.preprocess import build_preprocessor, frame_for_mode
 from .helpers import MIXED_SCHEMA, MemoryProvider, mixed_rows, serving_config
 
 REGRESSION_SCHEMA = Schema(columns=MIXED_SCHEMA.columns, target=TargetSpec(name="y", task="regression"))
+CATEGORIES_ONLY = Schema(columns=[c for c in MIXED_SCHEMA.columns if c.dtype == "category"], target=MIXED_SCHEMA.target)
 
 
 def family_predictor(family: str, schema: Schema) -> Predictor:
@@ -87,6 +88,22 @@ def test_regression_families_are_served_by_the_fast_path(family):
     assert fast.single is not None
     one = RowValidator(REGRESSION_SCHEMA).validate(mixed_rows(30, seed=6, messy=True)[:1])
     np.testing.assert_allclose(fast.predict_values(one.columns, 1), want[:1], rtol=1e-4, atol=1e-4)
+
+
+def test_tabm_without_numeric_columns_has_its_single_row_forward():
+    """No column to embed: TabM's members read the one-hot row itself, one row at a time too."""
+    predictor = family_predictor("tabm", CATEGORIES_ONLY)
+    assert predictor.module.n_numeric == 0
+    fast = compile_fast_path(predictor)
+    assert fast is not None and fast.single is not None
+    names = [c.name for c in CATEGORIES_ONLY.columns]
+    rows = [{k: r[k] for k in names} for r in mixed_rows(20, seed=8, messy=False)]
+    batch = RowValidator(CATEGORIES_ONLY).validate(rows)
+    want = predictor.predict_proba(batch.frame)
+    assert want.std(axis=0).max() > 1e-3
+    for i in range(0, 20, 3):
+        one = RowValidator(CATEGORIES_ONLY).validate([rows[i]])
+        np.testing.assert_allclose(fast.predict_proba(one.columns, 1), want[i:i + 1], atol=1e-5)
 
 
 def test_a_family_whose_numpy_forward_disagrees_falls_back_to_torch(caplog):
