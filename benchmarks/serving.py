@@ -137,7 +137,6 @@ def build_home(home: Path, family: str | None = None) -> tuple[object, list[dict
     import mlflow
     import torch
 
-    from ratchet.core.config import TrainConfig
     from ratchet.data.schema_inference import infer_schema
     from ratchet.demo.synthetic import DEMO_TARGET, generate_batch
     from ratchet.runtime.context import load_context

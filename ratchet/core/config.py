@@ -173,6 +173,12 @@ class GateConfig(_Strict):
     # sliced evaluation (ratchet.promotion.slices): with a champion, the challenger must also not be
     # significantly worse (one-sided paired test, Holm-corrected at alpha) on any value of these columns
     slices: list[str] = Field(default_factory=list)
+    # a champion a concept-drift alarm was raised against at ingest (its error on a labelled batch
+    # significantly above its held-out error; ratchet.monitoring.concept): "better" holds the
+    # challenger to the same test as ever; "not_worse" (opt-in) promotes it unless it is significantly
+    # worse (the upper end of the improvement's interval below 0), the practical effect waived; what
+    # each costs: ratchet.promotion.gate._judge, benchmarks/promotion_gate.py
+    drifted_champion: Literal["better", "not_worse"] = "better"
     slice_min_rows: int = Field(30, ge=1)  # smaller slices are skipped (listed in the evidence)
     slice_bins: int = Field(4, ge=2)  # quantile bins of a numeric column with more distinct values
     # a regression target: metric (lower is better) and the paired test on per-row errors

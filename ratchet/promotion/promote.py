@@ -97,9 +97,11 @@ def evaluate_challenger(
         champ_predictor = registry.load_predictor(champion)
         champ_proba, champ_s = _timed_proba(champ_predictor, data.rows, regression)
     parts: list = []  # out-of-time rows (classification): batches the champion never saw, by the challenger's predecessors
+    drifted = _drift_alarm(repo, lineage.data_commit, champion) if champion is not None else None
     if regression:
         gate = decide_regression(
-            y, champ_proba, chall_proba, cfg.gate, challenger_latency_s=chall_s, champion_latency_s=champ_s
+            y, champ_proba, chall_proba, cfg.gate, champion_drifted=drifted, challenger_latency_s=chall_s,
+            champion_latency_s=champ_s,
         )
     else:
         later = None
@@ -107,7 +109,7 @@ def evaluate_challenger(
             later, parts = _out_of_time(registry, repo, schema, cfg, challenger, champion, champ_predictor)
         gate = decide(
             y, champ_proba, chall_proba, list(schema.target.classes), cfg.gate, out_of_time=later,
-            challenger_latency_s=chall_s, champion_latency_s=champ_s,
+            champion_drifted=drifted, challenger_latency_s=chall_s, champion_latency_s=champ_s,
         )
     if champion is not None and cfg.gate.slices:  # not worse on any slice of the same rows
         from ratchet.promotion.slices import score_slices, with_slices
@@ -119,6 +121,18 @@ def evaluate_challenger(
         holdout_rule=f"newest {holdout} batch(es), since the drift onset" if holdout else "window",
         **({"out_of_time": [p.to_dict() for p in parts]} if parts else {}))
     return Evaluation(gate.decision, list(gate.reasons), evidence, champion=champion, challenger=challenger)
+
+
+def _drift_alarm(repo: DataRepository, commit: str, champion: str) -> str | None:
+    """The concept-drift alarm ingest raised against ``champion`` up to ``commit``, described; or None."""
+    from ratchet.training.window import concept_alarm
+
+    md = concept_alarm(repo, commit, champion)
+    if md is None:
+        return None
+    get = lambda key: md.get(f"ratchet.concept.{key}")  # noqa: E731 (ratchet.monitoring.concept.ConceptCheck's keys)
+    return (f"version {champion} scored {get('score')} on batch {get('label')} against an error of "
+            f"{float(get('baseline_error')):.3g} held out (p={float(get('p_value')):.3g} <= {float(get('alpha')):.3g})")
 
 
 def _out_of_time(registry: Registry, repo: DataRepository, schema: Schema, cfg: RatchetConfig, challenger: str,

@@ -166,6 +166,16 @@ def concept_onset(repo: DataRepository, commit: str, paths: list[str]) -> int | 
     return len(paths) - max(onsets) if onsets else None
 
 
+def concept_alarm(repo: DataRepository, commit: str, champion: str) -> dict[str, str] | None:
+    """The commit metadata (``ratchet.concept.*``, ingest's ``ConceptCheck``) of the newest batch up to
+    ``commit`` whose concept check raised an alarm against ``champion``; None when none did."""
+    for c in repo.log(commit):
+        md = c.metadata
+        if md.get("ratchet.concept.detected") == "True" and md.get("ratchet.concept.champion") == champion:
+            return md
+    return None
+
+
 def live_onset(paths: list[str], since: float | None) -> int | None:
     """How many of the newest batches were published at or after ``since`` (the start of the live
     feedback window where the champion's accuracy changed; batch ids begin with their UTC time)."""

@@ -495,3 +495,37 @@ def test_out_of_time_rows_of_the_wrong_shape_are_refused():
     y, champ, chal = pair(50, 0.8, 0.8, seed=5)
     with pytest.raises(ValueError, match="out_of_time predecessor_proba"):
         decide(y, champ, chal, BINARY, cfg(), out_of_time=(y, champ, chal[:10]))
+
+
+# --------------------------------------------------------------------- a drifted champion
+DRIFT = "version 1 scored 0.61 on batch b7 against 0.85 held out (p=1e-06 <= 0.0076)"
+
+
+@pytest.mark.parametrize("test", ["mcnemar", "bootstrap"])
+def test_a_drifted_champion_gives_way_to_a_challenger_not_worse_only_when_configured(test):
+    """As good as the champion on the same rows (no test can separate them): kept without a concept
+    alarm, or as shipped (``drifted_champion: better``); replaced with ``not_worse`` when a concept
+    alarm stands against the champion."""
+    y, champ, chal = pair(400, 0.80, 0.80, seed=11)
+    base = {"test": test} if test == "bootstrap" else {}
+    strict = cfg(**base)
+    assert strict.drifted_champion == "better"  # as shipped
+    assert decide(y, champ, chal, BINARY, strict, champion_drifted=DRIFT).decision == "keep"
+    flip = cfg(drifted_champion="not_worse", **base)
+    assert decide(y, champ, chal, BINARY, flip).decision == "keep"  # no alarm: the usual test
+    d = decide(y, champ, chal, BINARY, flip, champion_drifted=DRIFT)
+    assert d.decision == "promote", d.reasons
+    assert d.evidence.p_value > 0.05 and d.evidence.improvement_ci[1] > 0  # not better, not worse
+    assert d.evidence.drifted_champion == DRIFT
+    assert any("drifted champion" in r and DRIFT in r for r in d.reasons)
+
+
+def test_a_drifted_champion_still_keeps_a_worse_challenger_out():
+    y, champ, chal = pair(400, 0.85, 0.70, seed=12)
+    d = decide(y, champ, chal, BINARY, cfg(drifted_champion="not_worse"), champion_drifted=DRIFT)
+    assert d.decision == "keep"
+    assert d.evidence.improvement_ci[1] < 0
+    assert any("significantly worse" in r for r in d.reasons)
+    # and a copy of the champion changes nothing
+    same = decide(y, champ, champ.copy(), BINARY, cfg(drifted_champion="not_worse"), champion_drifted=DRIFT)
+    assert same.decision == "keep"

@@ -236,3 +236,18 @@ def test_a_mean_skewed_towards_the_challenger_s_losses_needs_cochran_s_rows():
     decision = decide_regression(y, champ, chal, cfg(regression_metric="rmse", bootstrap_samples=500))
     assert decision.decision == "keep" and decision.evidence.checks["significance"] is False
     assert any("Cochran's rule" in r for r in decision.reasons), decision.reasons
+
+
+def test_a_drifted_champion_gives_way_to_a_regression_challenger_not_worse():
+    rng = np.random.default_rng(21)
+    y = rng.normal(size=300)
+    champ = y + rng.normal(scale=0.5, size=300)
+    chal = y + rng.normal(scale=0.5, size=300)
+    flip = GateConfig(drifted_champion="not_worse")
+    assert decide_regression(y, champ, chal, flip).decision == "keep"
+    strict = GateConfig()  # drifted_champion: better, as shipped
+    assert decide_regression(y, champ, chal, strict, champion_drifted="alarm").decision == "keep"
+    d = decide_regression(y, champ, chal, flip, champion_drifted="alarm")
+    assert d.decision == "promote", d.reasons
+    worse = decide_regression(y, champ, y + rng.normal(scale=1.5, size=300), flip, champion_drifted="alarm")
+    assert worse.decision == "keep"

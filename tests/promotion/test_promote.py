@@ -266,3 +266,32 @@ def test_a_champion_that_was_the_last_challenger_pairs_with_the_model_it_replace
                 ctx.registry.delete_alias(alias)
             else:
                 ctx.registry.set_alias(alias, version)
+
+
+def test_the_gate_reads_the_concept_alarm_raised_at_ingest_against_its_champion(tmp_path):
+    """A batch's commit metadata holds the champion's concept check (ingest); the gate finds the
+    newest alarm against the champion it judges, and none against another version."""
+    from ratchet.monitoring.concept import ConceptCheck
+
+    ctx = load_context(CONFIG_FILES, home=str(tmp_path / "home"))
+    df = generate_batch(0, 300, seed=5)
+    dump_schema(infer_schema(df, DEMO_TARGET), ctx.settings.schema_path)
+
+    def publish_checked(frame, name: str, check: ConceptCheck | None) -> str:
+        path = write_batch(frame, tmp_path / f"{name}.csv")
+        audited = ingest.audit_batch(path, ctx.schema)
+        if check is not None:
+            audited = dataclasses.replace(audited, metadata=check.metadata())
+        branch = ingest.stage_batch(ctx.repo, audited, path, ctx.cfg.data)
+        ingest.commit_batch(ctx.repo, branch, audited)
+        return ingest.publish_batch(ctx.repo, branch, audited, ctx.cfg.data)
+
+    check = dict(label="b", rows=300, error=0.4, baseline_error=0.15, p_value=1e-6, alpha=0.008, index=1)
+    publish_checked(df, "b0", None)
+    quiet = publish_checked(generate_batch(1, 300, seed=5), "b1",
+                            ConceptCheck(champion="1", detected=False, **{**check, "p_value": 0.4}))
+    assert promotion._drift_alarm(ctx.repo, quiet, "1") is None  # checked, nothing found
+    alarmed = publish_checked(generate_batch(2, 300, seed=5), "b2", ConceptCheck(champion="1", detected=True, **check))
+    said = promotion._drift_alarm(ctx.repo, alarmed, "1")
+    assert said is not None and "version 1 scored 0.6 on batch b against an error of 0.15 held out" in said
+    assert promotion._drift_alarm(ctx.repo, alarmed, "2") is None  # raised against another champion
