@@ -64,7 +64,11 @@ ahead of ADWIN. Everything else as in session 12 but seattle: the same rule prom
 after 2015H1 (15 rows to 9, p = 0.15, a concept alarm standing), and it scored 0.647 on 2015H2
 where the kept champion scored 0.679 (0.680 -> 0.675; with ``--drifted-champion better`` this
 session's run gave session 12's 0.680 and per-batch figures exactly). Seattle stays behind all
-data's 0.700: its window (the linear proxy's newest 2 or 3 half-years) is what is left.
+data's 0.700: its window (the linear proxy's newest 2 or 3 half-years) is what is left. With
+``--window-proxy auto`` (the model itself judges the windows on these small streams,
+``ratchet.training.choice``): seattle 0.687 (per batch 0.514 0.717 0.834 0.712 0.691 0.652), but
+gradual 0.811 (recovery 2) and agrawal 0.831 (recovery 1), concept, both, none and feature as
+above; the linear proxy stays.
 
 Measured (issue 24, session 12): ``python benchmarks/drift_recovery.py``, every stream and peer
 in one run, as shipped (``drift.prior_correction`` off), 2 cores shared with a niced benchmark,
@@ -316,12 +320,13 @@ PEERS = ("ratchet", "all", "newest", "adwin")  # --peers: a subset runs faster (
 
 
 def _options(home: Path, window: str, window_batches: int | None = None, prior_correction: bool = False,
-             gate: dict | None = None):
+             gate: dict | None = None, window_proxy: str = "linear"):
     from ratchet.runtime.options import RunOptions
 
     root = Path(__file__).resolve().parents[1]
     files = [str(root / "ratchet" / "configs" / "ratchet.yaml"), str(root / "configs" / "test.yaml")]
     train = {"window": window, "min_window_rows": MIN_WINDOW_ROWS, "window_batches": window_batches,
+             "window_proxy": window_proxy,
              "max_epochs": MAX_EPOCHS}
     # the peers are the common practice without ratchet's prior-shift re-weighting (drift.prior_correction)
     return RunOptions(config_files=files, home=str(home),
@@ -371,7 +376,8 @@ def run_stream(kind: str, batches: int, rows: int, drift_at: int, seed: int, roo
     # the first training leaves two batches before the drift to be scored, so ADWIN sees the champion's
     # error before the change as well as after it
     first_train = max(1, min(drift_at - 2, 6)) if kind != "seattle" else 2
-    opts = {"ratchet": _options(root / f"{kind}-ratchet", "best", prior_correction=PRIOR_CORRECTION, gate=RATCHET_GATE), "all data": _options(root / f"{kind}-all", "all"),
+    opts = {"ratchet": _options(root / f"{kind}-ratchet", "best", prior_correction=PRIOR_CORRECTION, gate=RATCHET_GATE,
+                                   window_proxy=WINDOW_PROXY), "all data": _options(root / f"{kind}-all", "all"),
             f"newest {NEWEST_K}": _options(root / f"{kind}-newest", "last", NEWEST_K),
             "adwin": _options(root / f"{kind}-adwin", "all")}
     opts = {name: o for name, o in opts.items() if name.split()[0] in peers}
@@ -480,6 +486,7 @@ PRIOR_CORRECTION = False  # ratchet's drift.prior_correction: the shipped defaul
 # ratchet's gate over the shipped one: against a champion a concept alarm stands on, promoted unless significantly
 # worse (gate.drifted_champion: not_worse, opt-in as train.window: best is; --drifted-champion better: as shipped)
 RATCHET_GATE: dict = {"drifted_champion": "not_worse"}
+WINDOW_PROXY = "linear"  # ratchet's train.window_proxy (--window-proxy; shipped: linear)
 
 
 def set_globals(min_window_rows: int, max_epochs: int, prior_correction: bool = False) -> None:
@@ -501,9 +508,13 @@ def main() -> None:
                     help="ratchet with drift.prior_correction on (off as shipped; the peers never)")
     ap.add_argument("--drifted-champion", choices=("better", "not_worse"), default="not_worse",
                     help="ratchet's gate.drifted_champion (shipped: better)")
+    ap.add_argument("--window-proxy", choices=("linear", "forest", "model", "auto"), default="linear",
+                    help="ratchet's train.window_proxy (shipped: linear)")
     args = ap.parse_args()
     set_globals(args.min_window_rows, args.max_epochs, args.prior_correction)
     RATCHET_GATE["drifted_champion"] = args.drifted_champion
+    global WINDOW_PROXY
+    WINDOW_PROXY = args.window_proxy
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/drift_recovery.py`

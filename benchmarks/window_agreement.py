@@ -6,8 +6,9 @@ On vega_datasets' seattle-weather in eight half-year batches (``benchmarks.drift
 ``seattle`` stream), after each batch t from the 3rd to the 7th: every candidate window of
 ``ratchet.training.choice`` is scored as the choice scores it (its proxy over ``--origins``
 origins: 1 is the newest batch's held-out rows alone, the rule before the rolling origin; 3 the
-shipped rolling origin; with each of ``--proxies``: the shipped logistic regression, or a random
-forest), and trained for real (the model the loop ships, one fit at the
+shipped rolling origin; with each of ``--proxies``: the logistic regression, a random forest, or
+``model``, the model itself, one fit per candidate and origin, as ``window_proxy: auto`` does on
+data this small), and trained for real (the model the loop ships, one fit at the
 config's parameters: ``ratchet.yaml`` and ``configs/test.yaml`` as in the drift benchmark, with
 ``--epochs``), then scored on the *next* batch, the data it would serve. Printed per origin setting:
 the mean over the five times of Spearman's rank correlation between the choice's scores and the
@@ -45,7 +46,8 @@ def _full(rows: pd.DataFrame, scored: pd.DataFrame, schema, cfg, tcfg) -> tuple[
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--origins", default="1,3", help="rolling-origin settings to compare")
-    ap.add_argument("--proxies", default="linear", help="proxies of ratchet.training.choice to compare (linear, forest)")
+    ap.add_argument("--proxies", default="linear",
+                    help="proxies of ratchet.training.choice to compare (linear, forest, model)")
     ap.add_argument("--epochs", type=int, default=None, help="max_epochs of the full trainings (default: config's)")
     args = ap.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/window_agreement.py`
@@ -57,6 +59,7 @@ def main() -> None:
     from ratchet.data.schema_inference import infer_schema
     from ratchet.runtime.options import RunOptions
     from ratchet.training.choice import choose
+    from ratchet.training.model.fit import fit
     from ratchet.training.window import sides
 
     frames, target = seattle_stream()
@@ -76,7 +79,12 @@ def main() -> None:
     picked: dict[str, list[float]] = {**{f"{p}@{o}": [] for p, o in settings}, "oracle": [], "all": [], "newest 3": []}
     for t in range(3, len(frames)):
         seen, future = frames[:t], frames[t]
-        choices = {(p, o): choose(seen, schema, split, t_cfg.seed, {}, origins=o, proxy=p) for p, o in settings}
+        def full_fit(rows):
+            held, val = split(rows)
+            return fit(rows[~held & ~val], rows[val], schema, tcfg, progress=False).predictor
+
+        choices = {(p, o): choose(seen, schema, split, t_cfg.seed, {}, origins=o,
+                                  proxy=full_fit if p == "model" else p) for p, o in settings}
         sizes = {c.name: c.batches for c in choices[settings[0]].candidates}
         truth = {name: _full(pd.concat(seen[-k:], ignore_index=True), future, schema, cfg, tcfg)
                  for name, k in sizes.items()}

@@ -118,6 +118,13 @@ class TrainConfig(_Strict):
     min_window_rows: int = Field(
         0, ge=0, description="since_drift: fewer rows than this after the onset also takes the batches before it"
     )
+    window_proxy: Literal["auto", "linear", "forest", "model"] = Field(
+        "linear",
+        description="best: the model each candidate window is judged by (ratchet.training.choice): linear, "
+        "forest, or the model itself (one fit at this config's parameters per candidate and origin); auto: the "
+        "model where the batches hold at most window_model_rows rows, else linear",
+    )
+    window_model_rows: int = Field(10_000, ge=0, description="auto window_proxy: the model itself up to this many rows")
 
     @property
     def window_rule(self) -> str:

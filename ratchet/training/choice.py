@@ -28,7 +28,25 @@ more from more rows and the agreement is looser: -0.14 and +0.24; next-batch acc
 0.728 (hindsight 0.764, all 0.706, the newest 3 0.740): the proxy, which learns from fewer rows
 than the MLP needs, still prefers the newest 2 or 3 batches where the MLP would take more.
 
-Why a proxy and not a full training per candidate: one Optuna study per candidate multiplies the
+The model itself (``window_proxy: model``, or ``auto``: while every batch together holds at most
+``train.window_model_rows`` rows, 10,000): one fit of the configured model (no search) per
+candidate and origin, judged as the proxies are. On seattle-weather (1,461 rows) it costs about 15
+fits of a second or two a choice, and it reads what the proxies cannot, such as the date's year.
+``python -m benchmarks.window_agreement --origins 3 --proxies linear,model --epochs 15``: the
+chosen window's next-batch accuracy 0.741 against the linear proxy's 0.728 (hindsight 0.764, all
+0.706, the newest 3 0.740). In the loop (``benchmarks/drift_recovery.py --peers ratchet``, with
+``train.window_proxy: auto``) ratchet's prequential accuracy on seattle 0.687 against 0.675 with the
+linear proxy, but on the gradual drift 0.811 against 0.832: at the batch a quarter on the new rule
+the model judged "since the onset" (two batches) best where the linear proxy kept the newest one,
+and its challenger scored 0.399 on the final regime against 0.701; and on agrawal 0.831 against
+0.856; concept, both, none and feature as with the linear proxy. So the linear proxy stays the
+default and the model is opt-in. On
+seattle both still keep the newest 2 or 3 half-years after 2015H1 where all of them scored better
+on the next one: on the three origins before, every window reaching back to 2012 (whose labels
+were defined otherwise) lost, in log loss as in errors (at the newest origin 0.185 wrong with the
+newest 2, 0.320 with all).
+
+Why a proxy and not a full training per candidate on larger data: one Optuna study per candidate multiplies the
 training's cost by the number of candidates (three origins: by three times that). The proxy fits
 on the training's own preprocessing (``build_preprocessor``); its rows are capped (``PROXY_ROWS``,
 a seeded sample) so the choice stays cheap on large batches. Gradient boosting (tried first) took
@@ -53,6 +71,7 @@ six half-years; the linear proxy stays, the forest is there to measure again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,6 +115,24 @@ class Choice:
         return " = ".join(c.name for c in self.candidates if c.batches == self.batches)
 
 
+def proxy_for(train_cfg, schema: Schema, rows: int, sides) -> str | Callable[[pd.DataFrame], object]:
+    """The proxy ``train_cfg.window_proxy`` names for ``rows`` rows in all (``auto``: the model itself up
+    to ``window_model_rows``, else ``PROXY``): a name of ``PROXIES``, or the model itself, a callable
+    fitting ``ratchet.training.model.fit`` at ``train_cfg``'s parameters on a frame's training split."""
+    name = train_cfg.window_proxy
+    if name == "auto":
+        name = "model" if rows <= train_cfg.window_model_rows else PROXY
+    if name != "model":
+        return name
+    from ratchet.training.model.fit import fit
+
+    def model(frame: pd.DataFrame):
+        held, val = sides(frame)
+        return fit(frame[~held & ~val], frame[val], schema, train_cfg, progress=False).predictor
+
+    return model
+
+
 def candidate_sizes(total: int, onsets: dict[str, int]) -> list[tuple[str, int]]:
     """(name, batches): the newest 1, 2, 3 and 6 batches, all of them, and one per onset source."""
     out = [(f"newest {k}", k) for k in (1, 2, 3, 6) if k < total] + [("all", total)]
@@ -104,12 +141,12 @@ def candidate_sizes(total: int, onsets: dict[str, int]) -> list[tuple[str, int]]
 
 
 def choose(frames: list[pd.DataFrame], schema: Schema, sides, seed: int, onsets: dict[str, int],
-           origins: int = ORIGINS, proxy: str = PROXY) -> Choice | None:
+           origins: int = ORIGINS, proxy: str | Callable = PROXY) -> Choice | None:
     """The window of ``frames`` (oldest first) whose proxy best predicts the newest data, over a
     rolling origin: the newest frame's held-out rows (fitted with its other rows) and each of the
     ``origins - 1`` frames before it whole, out of time (fitted on the k frames before that one).
     None when the newest batch holds too few held-out rows. ``sides(df)`` gives (held-out, val) masks."""
-    if proxy not in PROXIES:
+    if not callable(proxy) and proxy not in PROXIES:
         raise ValueError(f"unknown window-choice proxy {proxy!r}; expected one of {', '.join(PROXIES)}")
     held, _ = sides(frames[-1])
     scored = frames[-1][held & frames[-1][schema.target.name].notna()]
@@ -146,7 +183,7 @@ def choose(frames: list[pd.DataFrame], schema: Schema, sides, seed: int, onsets:
         candidates.append(Candidate(name, k, round(_score(v), 5), round(se, 5)))
         if _score(diffs) <= se:
             tied.append(k)
-    return Choice(max(tied), tuple(candidates))
+    return Choice(max(tied), tuple(candidates), f"{RULE}; proxy: {'the model itself' if callable(proxy) else proxy}")
 
 
 def _score(per_origin: list[np.ndarray]) -> float:
@@ -157,7 +194,7 @@ def _score(per_origin: list[np.ndarray]) -> float:
 
 
 def _proxy_losses(train: pd.DataFrame, newest_train: pd.DataFrame, scored: pd.DataFrame, schema: Schema,
-                  seed: int, proxy: str = PROXY) -> np.ndarray | None:
+                  seed: int, proxy: str | Callable = PROXY) -> np.ndarray | None:
     """Per-row loss on ``scored`` of a proxy (``PROXIES``) fitted on ``train`` (log loss for classes,
     squared error on the standardised target for regression); None: nothing to fit.
 
@@ -167,10 +204,7 @@ def _proxy_losses(train: pd.DataFrame, newest_train: pd.DataFrame, scored: pd.Da
     Saerens et al. (2002), p'(y|x) proportional to p(y|x) * pi_new(y) / pi_train(y). Without it a
     window whose base rate happens to match the newest batch's wins on calibration alone, and a
     seasonal base rate would cut the window short, which is what item 2 of the issue forbids."""
-    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
-    from sklearn.linear_model import LogisticRegression, Ridge
-
-    from ratchet.training.model.preprocess import build_preprocessor, frame_for_model, target_values
+    from ratchet.training.model.preprocess import target_values
 
     target = schema.target
     train = train[train[target.name].notna()]
@@ -178,19 +212,44 @@ def _proxy_losses(train: pd.DataFrame, newest_train: pd.DataFrame, scored: pd.Da
         train = train.sample(PROXY_ROWS, random_state=seed)
     if len(train) < MIN_SCORED_ROWS:
         return None
+    y, y_scored = target_values(train[target.name], target), target_values(scored[target.name], target)
+    if not target.is_regression and len(np.unique(y)) < 2:
+        return None
+    predicted = _predict(train, y, scored, schema, seed, proxy)
+    if target.is_regression:
+        return ((predicted - y_scored) / (float(np.std(y)) or 1.0)) ** 2
+    k = len(target.classes)
+    newest_y = target_values(newest_train[target.name].dropna(), target)
+    shares = lambda v: (np.bincount(v.astype(int), minlength=k) + 1.0) / (len(v) + k)  # noqa: E731 (Laplace)
+    proba = predicted * (shares(newest_y) / shares(y))
+    proba /= proba.sum(axis=1, keepdims=True)
+    return -np.log(proba[np.arange(len(y_scored)), y_scored.astype(int)])
+
+
+def _predict(train: pd.DataFrame, y: np.ndarray, scored: pd.DataFrame, schema: Schema, seed: int,
+             proxy: str | Callable) -> np.ndarray:
+    """The proxy fitted on ``train`` (labels ``y``), predicting ``scored``: numbers for regression,
+    else (rows, classes) probabilities floored above 0. A callable proxy is the model itself:
+    ``proxy(train)`` fits it (``model_proxy``)."""
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    from ratchet.training.model.preprocess import build_preprocessor, frame_for_model
+
+    regression = schema.target.is_regression
+    if callable(proxy):
+        model = proxy(train)
+        if regression:
+            return np.asarray(model.predict(scored), dtype=float)
+        return np.clip(np.asarray(model.predict_proba(scored), dtype=float), 1e-6, 1.0)
     pre = build_preprocessor(schema)
     x = pre.fit_transform(frame_for_model(train, schema))
     x_scored = pre.transform(frame_for_model(scored, schema))
-    y, y_scored = target_values(train[target.name], target), target_values(scored[target.name], target)
-    if target.is_regression:
+    if regression:
         model = (RandomForestRegressor(n_estimators=FOREST_TREES, min_samples_leaf=3, random_state=seed, n_jobs=1,
                                        max_samples=min(len(y), FOREST_TREE_ROWS))
                  if proxy == "forest" else Ridge(alpha=1.0)).fit(x, y)
-        sd = float(np.std(y)) or 1.0
-        return ((model.predict(x_scored) - y_scored) / sd) ** 2
-    if len(np.unique(y)) < 2:
-        return None
-    k = len(target.classes)
+        return model.predict(x_scored)
     if proxy == "forest":
         # min_samples_leaf 3: no leaf fits one row; 1 job: the choice runs beside the training's threads
         model = RandomForestClassifier(n_estimators=FOREST_TREES, min_samples_leaf=3, random_state=seed, n_jobs=1,
@@ -201,10 +260,6 @@ def _proxy_losses(train: pd.DataFrame, newest_train: pd.DataFrame, scored: pd.Da
     # a forest's leaves give classes they never held probability 0: clipped at 1e-3, so that one row
     # cannot outweigh the rest of the mean log loss (log 1e-6 is 14 times the loss of a coin flip)
     low = 1e-3 if proxy == "forest" else 1e-6
-    proba = np.full((len(y_scored), k), low)
+    proba = np.full((len(scored), len(schema.target.classes)), low)
     proba[:, model.classes_.astype(int)] = np.clip(model.predict_proba(x_scored), low, 1.0)
-    newest_y = target_values(newest_train[target.name].dropna(), target)
-    shares = lambda v: (np.bincount(v.astype(int), minlength=k) + 1.0) / (len(v) + k)  # noqa: E731 (Laplace)
-    proba *= shares(newest_y) / shares(y)
-    proba /= proba.sum(axis=1, keepdims=True)
-    return -np.log(proba[np.arange(len(y_scored)), y_scored.astype(int)])
+    return proba

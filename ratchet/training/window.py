@@ -260,10 +260,12 @@ def _best(frames: list[pd.DataFrame], paths: list[str], cfg: RatchetConfig, sche
     """The window for ``best``: the candidate whose proxy best predicts the newest batch
     (``ratchet.training.choice``); the gate scores the batches since the earliest onset when the
     chosen window reaches further back. Too few held-out rows to judge by: since the onset."""
-    from ratchet.training.choice import choose
+    from ratchet.training.choice import choose, proxy_for
 
     onset = found.earliest
-    choice = choose(frames, schema, lambda df: sides(df, cfg, schema.row_key), cfg.train.seed, found.onsets)
+    split = lambda df: sides(df, cfg, schema.row_key)  # noqa: E731
+    proxy = proxy_for(cfg.train, schema, sum(len(f) for f in frames), split)
+    choice = choose(frames, schema, split, cfg.train.seed, found.onsets, proxy=proxy)
     if choice is None:
         k = onset or len(paths)
         return _Chosen(k, _with_notes(f"since drift onset: {k} of the last {len(paths)} (too few held-out rows "

@@ -105,6 +105,18 @@ def test_best_keeps_every_batch_of_one_concept_and_records_each_candidate(season
     assert data.choice_rule.startswith("lowest mean proxy loss over a rolling origin") and data.rule.startswith("best of")
 
 
+def test_windows_are_judged_by_the_model_itself_on_small_data_by_a_linear_proxy_on_large(seasonal_home):
+    """``window_proxy: auto``: one fit of the configured model per candidate and origin where the batches
+    hold at most ``window_model_rows`` rows (here 4,000), the linear proxy above; the rule says which."""
+    small = _window(seasonal_home, window="best", window_proxy="auto")
+    assert small.choice_rule.endswith("proxy: the model itself"), small.choice_rule
+    large = _window(seasonal_home, window="best", window_proxy="auto", window_model_rows=1000)
+    assert large.choice_rule.endswith("proxy: linear"), large.choice_rule
+    assert [c["name"] for c in large.candidates] == [c["name"] for c in small.candidates]
+    assert all(c["loss"] is not None for c in small.candidates + large.candidates)
+    assert {c["loss"] for c in small.candidates} != {c["loss"] for c in large.candidates}
+
+
 def test_best_recovers_from_pure_concept_drift_in_one_batch(home):
     """The concept changes in the newest batch only: no profile can see it, and the newest batch
     alone predicts its own held-out rows best."""
