@@ -48,11 +48,17 @@ ramped and rolled back at its first step; every non-2xx answer counted).
 
 Measured with ``--families mlp,mlp_ple,tabm --seconds 5 --rounds 3`` on the quiet 2-core machine
 (session 12): before the families had a single-row forward, mlp 11,062 req/s, mlp_ple 0.62x,
-tabm 0.48x; after (TabM's single row in float32, its last form), mlp 10,879, mlp_ple 1.02x, tabm
-0.58x (two earlier runs, TabM in float64: mlp_ple 1.02x and 0.88x, tabm 0.54x and 0.50x). The
-target, 0.8x, is not met by TabM: in process one row costs 7.5 us through the MLP, 11 to 13 us
-through mlp_ple, about 40 to 46 us through TabM, whose 8 members of two 128-unit blocks are about
-200,000 multiply-adds a row.
+tabm 0.48x; after (TabM's single row in float32, each member's own matrices), mlp 10,879, mlp_ple
+1.02x, tabm 0.58x. Session 13, TabM's members as the rows of one matrix times the shared weights
+(``families._tabm_row``), two runs: mlp 11,522 and 11,374 req/s, mlp_ple 0.90x and 0.84x, tabm
+0.67x and 0.64x. The target, 0.8x, is not met by TabM. In process one row costs 7.6 us through the
+MLP, about 12 through mlp_ple, 22 through TabM (40 before); ``python benchmarks/serving_profile.py
+--family tabm`` (and ``--family mlp``): the whole request in the service's protocol 100 us against
+58 for the MLP, the fast path alone 25 against 8 (the rest of the request slows beside TabM's
+weights and temporaries). Its floor is the count of numpy calls, not the arithmetic: about 25 calls
+a row, and a TabM of k = 2 members of 32 units still costs 12.5 us in them against 18.8 for the
+shipped k = 8 of 128. What would close the gap: batching concurrent requests into one forward
+(as Triton's dynamic batcher does), or a compiled kernel.
 
 Where ratchet's part of a single-row request goes, per part and in process:
 ``python benchmarks/serving_profile.py`` (figures and the py-spy view of the running service in
