@@ -105,7 +105,7 @@ def _significance(check: _Checks, identical: bool, p: float, alpha: float, detai
 
 
 def _not_worse(check: _Checks, found: _Comparison, alpha: float, drifted: str) -> None:
-    lo, hi = found.evidence["improvement_ci"]
+    lo, hi = found.interval
     if found.identical:
         check("significance", False, "challenger's predictions are identical to the champion's")
     elif lo == hi == 0:
@@ -212,12 +212,14 @@ def _fmt(x: float) -> str:
 class _Comparison:
     """What a task's paired test found on the rows both models scored: the evidence it adds
     (in the order it is shown), its p-value, the improvement in the metric (positive: the
-    challenger is better), whether the predictions are the same, and the test's detail."""
+    challenger is better), whether the predictions are the same, the improvement's interval
+    (at level 1 - 2 alpha: each end a one-sided test at alpha) and the test's detail."""
 
     evidence: dict[str, Any]
     p_value: float
     improvement: float
     identical: bool
+    interval: tuple[float, float]
     detail: str = ""
 
 
@@ -358,7 +360,7 @@ def decide(
                       f"{d['champion_only_correct']} only the champion"
                       + (f"; pooled with {len(ty) - n} out-of-time rows its predecessors scored" if pooled is not None else "")
                       + ")")
-        return _Comparison(found, res["p_value"], improvement, identical, detail)
+        return _Comparison(found, res["p_value"], improvement, identical, (lo, hi), detail)
 
     return _judge(cfg, ev, (ok, floor_text), None if champ is None else compare, guardrails, champion_drifted)
 
@@ -507,7 +509,7 @@ def decide_regression(
         found["difference_ci"] = [-hi, -lo]
         identical = bool(same.all())
         found["identical_predictions"] = identical
-        return _Comparison(found, float(found["p_value"]), improvement, identical,
+        return _Comparison(found, float(found["p_value"]), improvement, identical, (lo, hi),
                            f" ({'; '.join(detail)})" if detail else "")
 
     return _judge(cfg, ev, (ok, floor_text), None if champ is None else compare, guardrails, champion_drifted)

@@ -97,7 +97,8 @@ def evaluate_challenger(
         champ_predictor = registry.load_predictor(champion)
         champ_proba, champ_s = _timed_proba(champ_predictor, data.rows, regression)
     parts: list = []  # out-of-time rows (classification): batches the champion never saw, by the challenger's predecessors
-    drifted = _drift_alarm(repo, lineage.data_commit, champion) if champion is not None else None
+    drifted = (_drift_alarm(repo, lineage.data_commit, champion)
+               if champion is not None and cfg.gate.drifted_champion == "not_worse" else None)
     if regression:
         gate = decide_regression(
             y, champ_proba, chall_proba, cfg.gate, champion_drifted=drifted, challenger_latency_s=chall_s,
