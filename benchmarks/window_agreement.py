@@ -58,8 +58,7 @@ def main() -> None:
     from benchmarks.drift_recovery import seattle_stream
     from ratchet.data.schema_inference import infer_schema
     from ratchet.runtime.options import RunOptions
-    from ratchet.training.choice import choose
-    from ratchet.training.model.fit import fit
+    from ratchet.training.choice import choose, proxy_for
     from ratchet.training.window import sides
 
     frames, target = seattle_stream()
@@ -79,12 +78,9 @@ def main() -> None:
     picked: dict[str, list[float]] = {**{f"{p}@{o}": [] for p, o in settings}, "oracle": [], "all": [], "newest 3": []}
     for t in range(3, len(frames)):
         seen, future = frames[:t], frames[t]
-        def full_fit(rows):
-            held, val = split(rows)
-            return fit(rows[~held & ~val], rows[val], schema, tcfg, progress=False).predictor
-
         choices = {(p, o): choose(seen, schema, split, t_cfg.seed, {}, origins=o,
-                                  proxy=full_fit if p == "model" else p) for p, o in settings}
+                                  proxy=proxy_for(tcfg.model_copy(update={"window_proxy": p}), schema, 0, split))
+                   for p, o in settings}
         sizes = {c.name: c.batches for c in choices[settings[0]].candidates}
         truth = {name: _full(pd.concat(seen[-k:], ignore_index=True), future, schema, cfg, tcfg)
                  for name, k in sizes.items()}
