@@ -489,9 +489,11 @@ RATCHET_GATE: dict = {"drifted_champion": "not_worse"}
 WINDOW_PROXY = "linear"  # ratchet's train.window_proxy (--window-proxy; shipped: linear)
 
 
-def set_globals(min_window_rows: int, max_epochs: int, prior_correction: bool = False) -> None:
-    global MIN_WINDOW_ROWS, MAX_EPOCHS, PRIOR_CORRECTION
+def set_globals(min_window_rows: int, max_epochs: int, prior_correction: bool = False,
+                drifted_champion: str = "not_worse", window_proxy: str = "linear") -> None:
+    global MIN_WINDOW_ROWS, MAX_EPOCHS, PRIOR_CORRECTION, WINDOW_PROXY
     MIN_WINDOW_ROWS, MAX_EPOCHS, PRIOR_CORRECTION = min_window_rows, max_epochs, prior_correction
+    RATCHET_GATE["drifted_champion"], WINDOW_PROXY = drifted_champion, window_proxy
 
 
 def main() -> None:
@@ -511,10 +513,8 @@ def main() -> None:
     ap.add_argument("--window-proxy", choices=("linear", "forest", "model", "auto"), default="linear",
                     help="ratchet's train.window_proxy (shipped: linear)")
     args = ap.parse_args()
-    set_globals(args.min_window_rows, args.max_epochs, args.prior_correction)
-    RATCHET_GATE["drifted_champion"] = args.drifted_champion
-    global WINDOW_PROXY
-    WINDOW_PROXY = args.window_proxy
+    set_globals(args.min_window_rows, args.max_epochs, args.prior_correction, args.drifted_champion,
+                args.window_proxy)
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/drift_recovery.py`

@@ -16,6 +16,7 @@ from typing import NamedTuple
 from ratchet.core.config import RatchetConfig
 from ratchet.core.prior_shift import PriorCheck, check_prior, class_counts, dumps
 from ratchet.core.schema import Schema
+from ratchet.data.concept_checks import scored_history
 from ratchet.data.ingest import AuditedBatch
 from ratchet.data.repository.base import DataRepository
 from ratchet.monitoring.concept import Baseline, ConceptCheck, Sample, baseline_from, check, score_frame
@@ -30,17 +31,6 @@ def champion_baseline(registry: Registry, schema: Schema) -> Baseline | None:
         return None
     run = registry.client.get_run(registry.version_info(champion)["run_id"])
     return baseline_from(champion, dict(run.data.metrics), schema.target.is_regression)
-
-
-def scored_history(repo: DataRepository, ref: str, champion: str) -> list[ConceptCheck]:
-    """Verdicts already recorded on batches at ``ref`` against ``champion``, oldest first."""
-    seen, out = set(), []
-    for c in repo.log(ref):
-        found = ConceptCheck.from_metadata(c.metadata)
-        if found is not None and found.champion == champion and found.label not in seen:
-            seen.add(found.label)
-            out.append(found)
-    return out[::-1]
 
 
 class ScoredBatch(NamedTuple):

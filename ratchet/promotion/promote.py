@@ -125,15 +125,14 @@ def evaluate_challenger(
 
 
 def _drift_alarm(repo: DataRepository, commit: str, champion: str) -> str | None:
-    """The concept-drift alarm ingest raised against ``champion`` up to ``commit``, described; or None."""
-    from ratchet.training.window import concept_alarm
+    """The newest concept-drift alarm ingest raised against ``champion`` up to ``commit``, described; or None."""
+    from ratchet.data.concept_checks import scored_history
 
-    md = concept_alarm(repo, commit, champion)
-    if md is None:
+    found = next((c for c in reversed(scored_history(repo, commit, champion)) if c.detected), None)
+    if found is None:
         return None
-    get = lambda key: md.get(f"ratchet.concept.{key}")  # noqa: E731 (ratchet.monitoring.concept.ConceptCheck's keys)
-    return (f"version {champion} scored {get('score')} on batch {get('label')} against an error of "
-            f"{float(get('baseline_error')):.3g} held out (p={float(get('p_value')):.3g} <= {float(get('alpha')):.3g})")
+    return (f"version {champion} scored {found.score:.6g} on batch {found.label} against an error of "
+            f"{found.baseline_error:.3g} held out (p={found.p_value:.3g} <= {found.alpha:.3g})")
 
 
 def _out_of_time(registry: Registry, repo: DataRepository, schema: Schema, cfg: RatchetConfig, challenger: str,

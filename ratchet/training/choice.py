@@ -40,14 +40,13 @@ linear proxy, but on the gradual drift 0.811 against 0.832: at the batch a quart
 the model judged "since the onset" (two batches) best where the linear proxy kept the newest one,
 and its challenger scored 0.399 on the final regime against 0.701; and on agrawal 0.831 against
 0.856; concept, both, none and feature as with the linear proxy. So the linear proxy stays the
-default and the model is opt-in. On
-seattle both still keep the newest 2 or 3 half-years after 2015H1 where all of them scored better
-on the next one: on the three origins before, every window reaching back to 2012 (whose labels
+default and the model is opt-in. On seattle both still keep the newest 2 or 3 half-years after
+2015H1 where all of them scored better on the next one: on the three origins before, every window reaching back to 2012 (whose labels
 were defined otherwise) lost, in log loss as in errors (at the newest origin 0.185 wrong with the
 newest 2, 0.320 with all).
 
-Why a proxy and not a full training per candidate on larger data: one Optuna study per candidate multiplies the
-training's cost by the number of candidates (three origins: by three times that). The proxy fits
+Why a proxy and not a full training per candidate on larger data: one Optuna study per candidate
+multiplies the training's cost by the number of candidates (three origins: by three times that). The proxy fits
 on the training's own preprocessing (``build_preprocessor``); its rows are capped (``PROXY_ROWS``,
 a seeded sample) so the choice stays cheap on large batches. Gradient boosting (tried first) took
 tens of seconds per choice on a loaded 2-core machine (its OpenMP threads contend), so it was
@@ -230,7 +229,7 @@ def _predict(train: pd.DataFrame, y: np.ndarray, scored: pd.DataFrame, schema: S
              proxy: str | Callable) -> np.ndarray:
     """The proxy fitted on ``train`` (labels ``y``), predicting ``scored``: numbers for regression,
     else (rows, classes) probabilities floored above 0. A callable proxy is the model itself:
-    ``proxy(train)`` fits it (``model_proxy``)."""
+    ``proxy(train)`` fits it (``proxy_for``)."""
     from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
     from sklearn.linear_model import LogisticRegression, Ridge
 

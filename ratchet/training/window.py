@@ -157,23 +157,12 @@ def concept_onset(repo: DataRepository, commit: str, paths: list[str]) -> int | 
     """How many of the newest batches in ``paths`` came at or after the latest concept-drift onset
     found at ingest (the champion's score on a labelled batch, ``ratchet.concept.onset`` in the
     batch's commit metadata); None when no batch in ``paths`` was found to start one."""
+    from ratchet.data.concept_checks import ConceptCheck
+
     index = {BatchRef.from_path(p).batch_id: i for i, p in enumerate(paths)}
-    onsets = [
-        index[c.metadata["ratchet.concept.onset"]]
-        for c in repo.log(commit)
-        if c.metadata.get("ratchet.concept.detected") == "True" and c.metadata.get("ratchet.concept.onset") in index
-    ]
+    checks = (ConceptCheck.from_metadata(c.metadata) for c in repo.log(commit))
+    onsets = [index[c.onset] for c in checks if c is not None and c.detected and c.onset in index]
     return len(paths) - max(onsets) if onsets else None
-
-
-def concept_alarm(repo: DataRepository, commit: str, champion: str) -> dict[str, str] | None:
-    """The commit metadata (``ratchet.concept.*``, ingest's ``ConceptCheck``) of the newest batch up to
-    ``commit`` whose concept check raised an alarm against ``champion``; None when none did."""
-    for c in repo.log(commit):
-        md = c.metadata
-        if md.get("ratchet.concept.detected") == "True" and md.get("ratchet.concept.champion") == champion:
-            return md
-    return None
 
 
 def live_onset(paths: list[str], since: float | None) -> int | None:

@@ -90,9 +90,10 @@ def test_regression_families_are_served_by_the_fast_path(family):
     np.testing.assert_allclose(fast.predict_values(one.columns, 1), want[:1], rtol=1e-4, atol=1e-4)
 
 
-def test_tabm_without_numeric_columns_has_its_single_row_forward():
-    """No column to embed: TabM's members read the one-hot row itself, one row at a time too."""
-    predictor = family_predictor("tabm", CATEGORIES_ONLY)
+@pytest.mark.parametrize("family", ["mlp_ple", "tabm"])
+def test_embedding_families_without_numeric_columns_have_their_single_row_forward(family):
+    """No column to embed: the network reads the one-hot row itself, one row at a time too."""
+    predictor = family_predictor(family, CATEGORIES_ONLY)
     assert predictor.module.n_numeric == 0
     fast = compile_fast_path(predictor)
     assert fast is not None and fast.single is not None

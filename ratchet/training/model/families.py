@@ -219,13 +219,16 @@ class _Embedded(TabularMLP):
         """``_numpy_features`` for ONE row (the serving fast path's single row): ``xr`` is the row's
         float32 features followed by a constant 1; the piecewise-linear encoding is
         ``enc = clip(xr @ D, lo, hi)`` (every feature's bins side by side) and the features are
-        ``xr @ E_rest + enc @ E_enc``. None where no numeric column is embedded or ``_numpy_features`` is None.
+        ``xr @ E_rest + enc @ E_enc``. No numeric column: the row itself, less its constant 1. None
+        where ``_numpy_features`` is None.
         Why matrices: a single row costs what its numpy calls cost, not its arithmetic; the batched
         form makes a dozen calls, this one five. The features are not folded into the next layer: a
         folded matrix rounds otherwise than torch's float32 steps (1e-4 apart on large logits, past
         the fast path's load check)."""
         n = self.n_numeric
-        if not n or not self._ple_written_out():
+        if not n:
+            return lambda xr: xr[:-1]
+        if not self._ple_written_out():
             return None
         emb = self.num_embeddings
         w0, b0, ew, eb, lw = self._ple_weights(np.float32)
@@ -418,8 +421,7 @@ class TabMModule(_Embedded):
             m = logp.max(axis=1, keepdims=True)
             return (m + np.log(np.exp(logp - m).sum(axis=1, keepdims=True)))[:, 0, :] - log_k
 
-        # no numeric column: the features are the row itself, less its constant 1
-        row_features = self._row_features() if self.n_numeric else (lambda xr: xr[:-1])
+        row_features = self._row_features()
         if row_features is not None and blocks:
             run.row = _tabm_row(row_features, blocks, hw, hb, regression)
         return run
