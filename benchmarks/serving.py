@@ -44,21 +44,19 @@ ramped and rolled back at its first step; every non-2xx answer counted).
     python benchmarks/serving.py [--seconds 10] [--rounds 2] [--only empty,ratchet,mlflow,bentoml,mlserver]
                                  [--bentoml-python PATH] [--mlserver-python PATH] [--tool wrk|loadgen]
                                  [--no-canary] [--keep]
-    python benchmarks/serving.py --families mlp,mlp_ple,tabm   # req/s per model family (issue 23), against the first
+    python benchmarks/serving.py --families mlp,mlp_ple,tabm [--unbatched]   # req/s per model family, against the first
 
 Measured with ``--families mlp,mlp_ple,tabm --seconds 5 --rounds 3`` on the quiet 2-core machine
 (session 12): before the families had a single-row forward, mlp 11,062 req/s, mlp_ple 0.62x,
 tabm 0.48x; after (TabM's single row in float32, each member's own matrices), mlp 10,879, mlp_ple
 1.02x, tabm 0.58x. Session 13, TabM's members as the rows of one matrix times the shared weights
-(``families._tabm_row``), two runs: mlp 11,522 and 11,374 req/s, mlp_ple 0.90x and 0.84x, tabm
-0.67x and 0.64x. The target, 0.8x, is not met by TabM. In process one row costs 7.6 us through the
-MLP, about 12 through mlp_ple, 22 through TabM (40 before); ``python benchmarks/serving_profile.py
---family tabm`` (and ``--family mlp``): the whole request in the service's protocol 100 us against
-58 for the MLP, the fast path alone 25 against 8 (the rest of the request slows beside TabM's
-weights and temporaries). Its floor is the count of numpy calls, not the arithmetic: about 25 calls
-a row, and a TabM of k = 2 members of 32 units still costs 12.5 us in them against 18.8 for the
-shipped k = 8 of 128. What would close the gap: batching concurrent requests into one forward
-(as Triton's dynamic batcher does), or a compiled kernel.
+(``families._tabm_row``): tabm 0.67x and 0.64x. Its floor one request at a time is the count of
+numpy calls, not the arithmetic: about 25 calls a row (22 us in process against the MLP's 7.6).
+Session 14, the single rows of one turn of the event loop in one forward (``serving.batch_inline``,
+``ratchet.serving.transport``), ``--unbatched`` adding each family with a forward per request
+(``<family>/1by1``): mlp 14,543 req/s (1by1 12,351), mlp_ple 0.95x (1by1 0.75x), tabm **0.81x of
+the batched MLP, 0.95x of the MLP one by one** (1by1 0.64x); a run without ``--unbatched``: mlp
+14,410, mlp_ple 0.97x, tabm 0.83x.
 
 Where ratchet's part of a single-row request goes, per part and in process:
 ``python benchmarks/serving_profile.py`` (figures and the py-spy view of the running service in
@@ -530,6 +528,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--families", default="",
                     help="only ratchet's /predict, one server per model family (e.g. mlp,mlp_ple,tabm), interleaved; "
                     "req/s and p99 per family and against the first")
+    ap.add_argument("--unbatched", action="store_true",
+                    help="with --families: each family also with a forward per request (serving.batch_inline: false), "
+                    "named <family>/1by1")
     args = ap.parse_args(argv)
     if args.tool == "wrk" and not shutil.which("wrk"):
         ap.error("wrk is not installed (apt-get install wrk), or use --tool loadgen")
@@ -617,36 +618,47 @@ def families_main(args, families: list[str]) -> int:
     try:
         for fam in families:
             home = tmp / fam / "home"
+            config = str(ROOT / "ratchet" / "configs" / "ratchet.yaml")
             env = {
                 **os.environ, **THREADS_ENV, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-                "RATCHET_HOME": str(home), "RATCHET_CONFIG": str(ROOT / "ratchet" / "configs" / "ratchet.yaml"),
+                "RATCHET_HOME": str(home), "RATCHET_CONFIG": config,
                 "RATCHET_ADMIN_TOKEN": TOKEN, "MLFLOW_TRACKING_URI": f"sqlite:///{(home / 'mlflow.db').resolve()}",
                 "WHYLOGS_NO_ANALYTICS": "True", "PYTHONPATH": str(ROOT),
             }
             env.pop("RATCHET_API_KEY", None)
             print(f"building a {fam} model in {home} ...", flush=True)
             _, rows, _, _ = build_home(home, fam)
-            port = free_port()
-            procs.append(start([sys.executable, "-m", "ratchet.serving", "--port", str(port)], env,
-                               tmp / f"{fam}.log", f"http://{HOST}:{port}/ready"))
-            targets[fam] = Server(fam, procs[-1], f"http://{HOST}:{port}/predict",
-                                  [json.dumps({"row": r}) for r in rows], [])
-        runs: dict[str, list[dict]] = {f: [] for f in families}
+            bodies = [json.dumps({"row": r}) for r in rows]
+            # the same model with a forward per request (serving.batch_inline: false), in its own serving folder
+            one_by_one = tmp / fam / "one-by-one.yaml"
+            one_by_one.write_text("serving:\n  batch_inline: false\n")
+            for name, run_env in ((fam, env), (f"{fam}/1by1", env | {
+                    "RATCHET_HOME": str(tmp / fam / "home-1by1"), "RATCHET_MLFLOW_TRACKING_URI": env["MLFLOW_TRACKING_URI"],
+                    "RATCHET_CONFIG": os.pathsep.join([config, str(one_by_one)])})):
+                if name != fam and not args.unbatched:
+                    continue
+                port = free_port()
+                procs.append(start([sys.executable, "-m", "ratchet.serving", "--port", str(port)], run_env,
+                                   tmp / f"{fam}{'' if name == fam else '-1by1'}.log", f"http://{HOST}:{port}/ready"))
+                targets[name] = Server(name, procs[-1], f"http://{HOST}:{port}/predict", bodies, [])
+        runs: dict[str, list[dict]] = {f: [] for f in targets}
         print(f"\n{args.connections} connections, single-row /predict, {args.seconds:.0f} s each, champion only")
-        print(f"{'round':5s} {'family':10s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'non-2xx':>8s}")
+        print(f"{'round':5s} {'family':14s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'non-2xx':>8s}")
         for rnd in range(1, args.rounds + 1):
             for fam, server in targets.items():
                 r = measure(server, server.single, args.seconds, args.connections, tmp, args.tool)
                 runs[fam].append(r)
-                print(f"{rnd:<5d} {fam:10s} {r['requests_per_s']:8.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
+                print(f"{rnd:<5d} {fam:14s} {r['requests_per_s']:8.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
                       f"{r['non_2xx']:8d}", flush=True)
         base = families[0]
         med = {f: {k: statistics.median(r[k] for r in rs) for k in ("requests_per_s", "p99_ms")} for f, rs in runs.items()}
         print(f"\nmedian of {args.rounds} rounds (target: each family's req/s >= 0.8x {base}'s):")
         for fam, server in targets.items():
             fast = httpx.get(server.url.replace("/predict", "/stats")).json().get("fast_path")
-            print(f"      {fam:10s} {med[fam]['requests_per_s']:8.0f} req/s  p99 {med[fam]['p99_ms']:6.2f} ms  "
-                  f"x{med[fam]['requests_per_s'] / med[base]['requests_per_s']:.2f} of {base}  fast path: {fast}")
+            print(f"      {fam:14s} {med[fam]['requests_per_s']:8.0f} req/s  p99 {med[fam]['p99_ms']:6.2f} ms  "
+                  f"x{med[fam]['requests_per_s'] / med[base]['requests_per_s']:.2f} of {base}"
+                  + (f"  x{med[fam]['requests_per_s'] / med[base + '/1by1']['requests_per_s']:.2f} of {base}/1by1"
+                     if base + "/1by1" in med else "") + f"  fast path: {fast}")
     finally:
         for p in procs:
             stop(p)

@@ -163,9 +163,17 @@ def protocol_times(app, bodies: list[bytes], n: int, repeats: int) -> list[tuple
         async def __call__(self, scope, receive, send):
             await self.inner(scope, receive, send)
 
+    class OneByOne(Hidden):  # the app with its inline routes, each request's forward its own
+        inline_batching = None
+
+        def __init__(self, inner):
+            super().__init__(inner)
+            self.inline_routes = inner.inline_routes
+
     out = []
     for name, the_app, cls in (
         ("the service's protocol: /predict answered inline", app, http_protocol()),
+        ("  the same, a forward per request (batch_inline: false)", OneByOne(app), http_protocol()),
         ("the same protocol, every request through ASGI", Hidden(app), http_protocol()),
         ("uvicorn's protocol, the empty endpoint", _empty_app, HttpToolsProtocol),
     ):

@@ -218,6 +218,10 @@ class ServingConfig(_Strict):
     # requests of at most this many rows are predicted on the event loop when the fast path serves
     # them (no thread hop); larger ones go to a worker thread. 0: always a worker thread
     inline_max_rows: int = Field(16, ge=0)
+    # single-row requests that arrive in one turn of the event loop (one per ready connection) share
+    # one forward of their model (as Triton's dynamic batcher, with no added wait): under concurrent
+    # load a wide model (TabM) costs per row a fraction of its single-row forward. false: one each
+    batch_inline: bool = True
     # torch intra-op threads in a process that only serves (`python -m ratchet.serving`); null: leave
     torch_threads: int | None = Field(1, ge=1)
 

@@ -127,6 +127,8 @@ def create_app(
     app.state.direct_routes = {("POST", "/predict"): predict, ("POST", v2.infer_path): v2.infer_direct}
     app.add_middleware(ObserveMiddleware, runtime=rt, direct=app.state.direct_routes)
     app.direct = ObserveMiddleware(None, rt, app.state.direct_routes)
+    # the service's protocol shares forwards, counting each turn's requests here (ratchet.serving.transport)
+    app.inline_batching = rt.metrics.turn_requests if cfg.batch_inline else None
     app.inline_routes = {
         ("POST", "/predict"): app.direct.inline(predict.inline),
         ("POST", v2.infer_path): app.direct.inline(v2.infer_inline),
@@ -156,9 +158,12 @@ class ServingApp(FastAPI):
     the JSON 500 that every other route gets from the same middleware inside FastAPI's stack."""
 
     direct: ObserveMiddleware | None = None
-    # (method, path) -> (scope, body) -> the response or None: the direct routes as the service's
-    # HTTP protocol answers them without ASGI (ratchet.serving.transport)
+    # (method, path) -> (scope, body) -> the steps to the response or None: the direct routes as the
+    # service's HTTP protocol answers them without ASGI (ratchet.serving.transport)
     inline_routes: dict = {}
+    # a histogram (``observe(requests)``) when the protocol gives concurrent single-row requests one
+    # forward, None when each gets its own
+    inline_batching = None
 
     async def __call__(self, scope, receive, send) -> None:
         observe = self.direct

@@ -11,9 +11,11 @@ model's own ``module`` (a torch network returning logits) then runs under
 ``Linear``/``ReLU``/``Dropout`` layers is also evaluated with numpy matmuls, and so is a module
 that gives its own numpy forward pass (``numpy_forward()``: the MLP over piecewise-linear
 embeddings and TabM, ``ratchet.training.model.families``); a module with neither runs in torch.
-One row (a single-row ``/predict``) of a plain MLP takes a shorter way still: the feature row is
-built in a Python list and each layer is one numpy call with its bias folded into the weights
-(:func:`_single_row`), checked row by row against the model like the rest.
+One row (a single-row ``/predict``, or the single rows of concurrent requests that the service
+batches into one forward) takes a shorter way still: each feature row is built in a Python list,
+the rows stacked, and each layer of a plain MLP is one numpy call with its bias folded into the
+weights; the embedding families run their own row forward (:func:`_row_path`). It is checked row
+by row, and on the probe rows together, against the model like the rest.
 
 Category values outside the schema's categories go to ratchet's "other" bucket
 (``OTHER``), and a datetime feature's calendar parts are computed from the validated
@@ -55,7 +57,7 @@ class FastPath:
 
     def __init__(
         self, blocks: list[tuple[Callable, int]], network: Callable, derive: Callable | None = None,
-        regression: bool = False, single: Callable | None = None,
+        regression: bool = False, rows: Callable | None = None,
     ):
         self.regression = regression
         self._derive = derive  # adds the derived (datetime part) columns to the validated ones
@@ -66,7 +68,8 @@ class FastPath:
             start += width
         self._network = network
         self.width = start
-        self.single = single  # columns -> the answer for one row (see _single_row), when it compiled
+        # [columns, ...] -> the answers for a few one-row requests (see _row_path), when it compiled
+        self.rows = rows
 
     def matrix(self, columns: dict[str, list], n: int) -> np.ndarray:
         if self._derive is not None:
@@ -77,15 +80,23 @@ class FastPath:
         return out
 
     def predict_proba(self, columns: dict[str, list], n: int) -> np.ndarray:
-        if n == 1 and self.single is not None:
-            return self.single(columns)
+        if n == 1 and self.rows is not None:
+            return self.rows([columns])
         return self._network(self.matrix(columns, n))
 
     def predict_values(self, columns: dict[str, list], n: int) -> np.ndarray:
         """Regression: the network's output de-standardised, (n,) float64."""
-        if n == 1 and self.single is not None:
-            return self.single(columns)
+        if n == 1 and self.rows is not None:
+            return self.rows([columns])
         return self._network(self.matrix(columns, n))
+
+    def predict_rows(self, each: list[dict[str, list]]) -> np.ndarray:
+        """The answers for several one-row requests' columns in one forward ((rows, classes)
+        probabilities, or (rows,) numbers for regression): the row path when it compiled, else
+        the matrix path on their columns joined."""
+        if self.rows is not None:
+            return self.rows(each)
+        return self._network(self.matrix({name: [c[name][0] for c in each] for name in each[0]}, len(each)))
 
 
 # ---------------------------------------------------------------- preprocessing
@@ -269,17 +280,19 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _single_row(blocks: list[tuple[Callable, int]], width: int, mlp: Callable, derive: Callable | None,
-                finish: Callable[[np.ndarray], np.ndarray]) -> Callable | None:
-    """``columns -> finish(network output)`` for one row: the feature row built in a Python list
-    (each block's ``row``), then each layer as one numpy call: the bias is a last row of the
-    weights, fed by a constant 1 at the end of the input, and every layer but the last gets a
-    unit whose output is always 1 (zero weights, bias 1; ReLU keeps it) for the next layer's bias.
-    Five numpy calls for a two-hidden-layer MLP where ``matrix`` and ``numpy_sequential`` make
-    about twenty-five, on a row whose arithmetic costs less than any one of them. None when a
-    block has no ``row`` or the network is not a plain ``numpy_sequential`` MLP."""
+def _row_path(blocks: list[tuple[Callable, int]], width: int, mlp: Callable, derive: Callable | None,
+              finish: Callable[[np.ndarray], np.ndarray]) -> Callable | None:
+    """``[columns, ...] -> finish(network output)``: the row path for a few requests of one row each
+    (one request, or the single rows of concurrent requests the service batches; (rows, outputs)).
+    Each row's features are built in a Python list (each block's ``row``) and the rows stacked, then
+    each layer is one numpy call: the bias is a last row of the weights, fed by a constant 1 at the
+    end of the input, and every layer but the last gets a unit whose output is always 1 (zero
+    weights, bias 1; ReLU keeps it) for the next layer's bias. Five numpy calls for a
+    two-hidden-layer MLP where ``matrix`` and ``numpy_sequential`` make about twenty-five, on rows
+    whose arithmetic costs less than any one of them. None when a block has no ``row`` or the
+    network is neither a plain ``numpy_sequential`` MLP nor a family with its own ``row``."""
     layers = getattr(mlp, "layers", None)
-    own = getattr(mlp, "row", None)  # an embedding family's own single-row forward (model.families)
+    own = getattr(mlp, "row", None)  # an embedding family's own row forward (model.families)
     if not (layers or own) or any(getattr(b, "row", None) is None for b, _ in blocks):
         return None
     fills, start = [], 0
@@ -302,15 +315,15 @@ def _single_row(blocks: list[tuple[Callable, int]], width: int, mlp: Callable, d
         # a family that gives its probabilities itself (TabM's members' mean) skips the softmax; not
         # with a prior-shift re-weighting, whose finish takes logits
         own_proba = bool(getattr(own, "proba", False))
-        gives_proba = own_proba and finish is _softmax_row
+        gives_proba = own_proba and finish is _softmax_rows
 
-        def single_own(columns: dict[str, list]) -> np.ndarray:
-            out = own(np.array(features(columns), dtype=np.float32))
+        def rows_own(each: list[dict[str, list]]) -> np.ndarray:
+            out = own(np.array([features(c) for c in each], dtype=np.float32))
             if gives_proba:
-                return out.astype(np.float64).reshape(1, -1)
+                return out.astype(np.float64)
             return finish(np.log(out) if own_proba else out)  # finish takes logits
 
-        return single_own
+        return rows_own
     last = max(i for i, layer in enumerate(layers) if layer is not None)
     steps: list[np.ndarray | None] = []  # a weight matrix with its bias row, or None for a ReLU
     for i, layer in enumerate(layers):
@@ -328,8 +341,8 @@ def _single_row(blocks: list[tuple[Callable, int]], width: int, mlp: Callable, d
             aug[n_in, n_out] = 1.0
         steps.append(aug)
 
-    def single(columns: dict[str, list]) -> np.ndarray:
-        x = np.array(features(columns), dtype=np.float32)
+    def rows(each: list[dict[str, list]]) -> np.ndarray:
+        x = np.array([features(c) for c in each], dtype=np.float32)
         for step in steps:
             if step is None:
                 np.maximum(x, 0.0, out=x)
@@ -337,12 +350,15 @@ def _single_row(blocks: list[tuple[Callable, int]], width: int, mlp: Callable, d
                 x = x.dot(step)  # ndarray.dot: a third less overhead than @ on these sizes
         return finish(x)
 
-    return single
+    return rows
 
 
-def _softmax_row(logits: np.ndarray) -> np.ndarray:
-    """``_softmax`` of one row's logits in plain Python floats (the same float64 steps), as (1, k)."""
-    z = logits.tolist()
+def _softmax_rows(logits: np.ndarray) -> np.ndarray:
+    """``_softmax`` of a few rows' logits: one row in plain Python floats (the same float64 steps;
+    on one row numpy's calls cost more than the arithmetic), more through ``_softmax``."""
+    if len(logits) > 1:
+        return _softmax(logits)
+    z = logits[0].tolist()
     m = max(z)
     e = [math.exp(v - m) for v in z]
     total = sum(e)
@@ -459,7 +475,7 @@ def compile_fast_path(model) -> FastPath | None:
             want = np.asarray(model.predict_proba(frame), dtype=np.float64)
             atol = ATOL
         fast = FastPath(blocks, network, derive, regression)
-        per_row = mlp  # the network the single-row path folds (not when forward() is more than net(x))
+        per_row = mlp  # the network the row path folds (not when forward() is more than net(x))
         got = fast.predict_proba(cols, n)
         if got.shape != want.shape or not np.allclose(got, want, atol=atol, rtol=1e-4):
             if mlp is not None:  # maybe forward() is not just net(x): try the module itself
@@ -470,17 +486,17 @@ def compile_fast_path(model) -> FastPath | None:
                 log.warning("fast path disagrees with the model's %s: not used",
                             "predict" if regression else "predict_proba")
                 return None
-        if per_row is not None:  # one row at a time, checked row by row on the same probe
-            finish = (lambda x: to_target(x.reshape(1, -1))) if regression else _softmax_row
+        if per_row is not None:  # the row path, checked row by row and on the probe's rows together
+            finish = to_target if regression else _softmax_rows
             if weights is not None and not regression:
-                finish = _reweighted(_softmax_row, weights)
-            single = _single_row(blocks, fast.width, per_row, derive, finish)
-            if single is not None and all(
-                _agrees(single({k: [v[i]] for k, v in cols.items()}), want[i:i + 1], atol) for i in range(n)
-            ):
-                fast.single = single
-            elif single is not None:
-                log.warning("the single-row fast path disagrees with the model: rows go through the matrix path")
+                finish = _reweighted(_softmax_rows, weights)
+            rows = _row_path(blocks, fast.width, per_row, derive, finish)
+            each = [{k: [v[i]] for k, v in cols.items()} for i in range(n)]
+            if rows is not None and all(_agrees(rows([c]), want[i:i + 1], atol) for i, c in enumerate(each)) \
+                    and _agrees(rows(each), want, atol):
+                fast.rows = rows
+            elif rows is not None:
+                log.warning("the row fast path disagrees with the model: rows go through the matrix path")
         return fast
     except Exception as e:  # never let an optimisation stop a model from loading
         log.warning("no fast path: %s: %s", type(e).__name__, e)

@@ -62,6 +62,14 @@ class ServingMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        # the requests answered together at the end of one turn of the event loop, after their
+        # shared forwards (ratchet.serving.transport): how much concurrent load the batching finds
+        self.turn_requests = Histogram(
+            "ratchet_inline_turn_requests",
+            "Inline requests answered in one turn of the event loop (one-row requests of a model share a forward)",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=r,
+        )
         self.errors = Counter(
             "ratchet_request_errors",
             "HTTP responses with status >= 400",

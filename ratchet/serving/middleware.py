@@ -29,16 +29,17 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 
 from ratchet.core.files import is_loopback
-from ratchet.serving.state import ServingRuntime
+from ratchet.serving.state import ServingRuntime, Steps
 from ratchet.serving.validation import RequestError, parse_json
 
 log = logging.getLogger(__name__)
 
 # (scope, receive) -> the response: a route the middleware answers itself
 DirectRoute = Callable[[dict, Callable], Awaitable[Response]]
-# (scope, the whole body) -> the response, or None for the ASGI path: the same route on the
-# event loop without ASGI (ObserveMiddleware.serve_inline)
-InlineRoute = Callable[[dict, bytes], "Response | None"]
+# (scope, the whole body) -> the steps to the response, or None for the ASGI path (Steps: the
+# model's forward yielded to the caller): the same route on the event loop without ASGI
+# (ObserveMiddleware.serve_inline)
+InlineRoute = Callable[[dict, bytes], Steps]
 
 _REQUEST_ID_RE = re.compile(r"^[\x21-\x7e]{1,128}$")  # printable ASCII, no spaces
 # request ids: a random per-process prefix and a counter (unique without a syscall per request;
@@ -174,18 +175,20 @@ class ObserveMiddleware:
             await asyncio.sleep(0)
             await run_background(background, scope)
 
-    def serve_inline(self, scope, body: bytes, answer: InlineRoute) -> Response | None:
+    def serve_inline(self, scope, body: bytes, answer: InlineRoute) -> Steps:
         """A direct route answered without ASGI, on the event loop, from a body already received
-        whole (the service's HTTP protocol calls this: ``ratchet.serving.transport``): the
-        response with the request id and model version in its raw headers, counted in the
-        metrics; None when ``answer`` leaves the request to the ASGI path (which then counts it).
-        The caller sends the response, then awaits its ``background`` (:func:`run_background`)."""
+        whole (the service's HTTP protocol runs these steps: ``ratchet.serving.transport``, which
+        runs the model's forward, shared between concurrent requests): the response with the
+        request id and model version in its raw headers, counted in the metrics (its latency
+        includes the wait for the shared forward); None when ``answer`` leaves the request to the
+        ASGI path (which then counts it). The caller sends the response, then awaits its
+        ``background`` (:func:`run_background`)."""
         t0 = time.perf_counter()
         rid = _request_id(headers_of(scope))
         state = scope["state"]
         state["request_id"] = rid
         try:
-            response = answer(scope, body)
+            response = yield from answer(scope, body)
             if response is None:
                 return None
             self._identify(response, state, rid)
@@ -197,7 +200,7 @@ class ObserveMiddleware:
         )
         return response
 
-    def inline(self, answer: InlineRoute) -> Callable[[dict, bytes], Response | None]:
+    def inline(self, answer: InlineRoute) -> InlineRoute:
         """``answer`` served by :meth:`serve_inline`."""
         return lambda scope, body: self.serve_inline(scope, body, answer)
 

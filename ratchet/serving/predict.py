@@ -52,7 +52,7 @@ from ratchet.serving.middleware import (
     model_error_response,
     read_json_body,
 )
-from ratchet.serving.state import ModelFailure, ServingRuntime, Slot, Snapshot
+from ratchet.serving.state import ModelFailure, ServingRuntime, Slot, Snapshot, Steps, run_steps
 from ratchet.serving.traffic_split import selects_challenger
 from ratchet.serving.validation import PredictRequest, RequestError, ValidatedBatch, parse_predict_body
 
@@ -110,7 +110,7 @@ class PredictHandler:
         """``POST /predict`` as plain ASGI: the answer, or the client/model error response."""
         return await self.handle(scope, receive, PREDICT_PROTOCOL)
 
-    def inline(self, scope, body: bytes) -> Response | None:
+    def inline(self, scope, body: bytes) -> Steps:
         """``POST /predict`` without ASGI (:meth:`answer`)."""
         return self.answer(scope, body, PREDICT_PROTOCOL)
 
@@ -137,12 +137,13 @@ class PredictHandler:
         except ModelFailure:
             return protocol.model_error(state.get("request_id"))
 
-    def answer(self, scope, body: bytes, protocol: Protocol, pin: str | None = None) -> Response | None:
+    def answer(self, scope, body: bytes, protocol: Protocol, pin: str | None = None) -> Steps:
         """:meth:`handle` of a request whose body is already received whole, on the event loop
-        without ASGI (``ObserveMiddleware.serve_inline``): the same checks, routing and answer.
-        None leaves the request to :meth:`handle` (the ASGI path): models not loaded yet, or
-        rows that go to a worker thread (more than ``inline_max_rows``, or a model without a
-        fast path)."""
+        without ASGI (``ObserveMiddleware.serve_inline``): the same checks, routing and answer, as
+        steps (:data:`Steps`: the model's forward is the caller's, so that the service's protocol
+        can give the single rows of concurrent requests one forward). Their result None leaves the
+        request to :meth:`handle` (the ASGI path): models not loaded yet, or rows that go to a
+        worker thread (more than ``inline_max_rows``, or a model without a fast path)."""
         if not self.runtime.is_started:
             return None
         state = scope["state"]
@@ -153,7 +154,7 @@ class PredictHandler:
             snap = self._loaded_snapshot()
             if not self._inline(req, snap):
                 return None
-            return self.predict_sync(req, state, snap, protocol.render, pin, inline=True)
+            return (yield from self.predict_steps(req, state, snap, protocol.render, pin, inline=True))
         except RequestError as exc:
             return protocol.client_error(exc, state.get("request_id"))
         except ModelFailure:
@@ -179,12 +180,20 @@ class PredictHandler:
 
     def predict_sync(self, req, state: dict, snap: Snapshot, render: Render | None = None,
                      pin: str | None = None, inline: bool = False) -> JSONResponse:
+        """:meth:`predict_steps` with its forward run at once."""
+        return run_steps(self.predict_steps(req, state, snap, render, pin, inline))
+
+    def predict_steps(self, req, state: dict, snap: Snapshot, render: Render | None = None,
+                      pin: str | None = None, inline: bool = False) -> Steps:
         """Route, validate, predict, record; ``render`` makes the body of the answer (``/predict``'s
-        by default). ``snap`` is read once by the caller: a reload swapping models does not touch
-        a request in flight. ``inline``: called on the event loop (a few rows, fast paths), where a
-        shadow prediction then runs too, after the answer is sent (the response's background):
-        handing it to the shadow thread costs more than it (the hop, then the two threads taking
-        turns at the GIL, measured at a third of the requests/s)."""
+        by default). The prediction is the one step yielded (``(slot, batch)``; the caller sends
+        ``slot.predict_scored(batch)`` back or throws what it raised: :func:`run_steps`, or the
+        service's protocol batching concurrent requests, ``ratchet.serving.transport``). ``snap``
+        is read once by the caller: a reload swapping models does not touch a request in flight.
+        ``inline``: called on the event loop (a few rows, fast paths), where a shadow prediction
+        then runs too, after the answer is sent (the response's background): handing it to the
+        shadow thread costs more than it (the hop, then the two threads taking turns at the GIL,
+        measured at a third of the requests/s)."""
         m, rt = self.metrics, self.runtime
         rid = state["request_id"]
         if pin is not None:
@@ -200,7 +209,7 @@ class PredictHandler:
         m.observe_routed(slot.version)
         try:
             batch = slot.validator.validate(req.rows)
-            labels, proba, confidence = slot.predict_scored(batch)
+            labels, proba, confidence = yield slot, batch
         except (RequestError, ModelFailure) as e:
             if not canary:
                 if isinstance(e, ModelFailure):

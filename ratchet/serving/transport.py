@@ -13,6 +13,10 @@ single-row ``/predict`` under 8 connections (kernel paths warm, the client woken
 the same median latency. Work an app does after its answer (a shadow prediction) yields one
 turn first (``ObserveMiddleware.serve_direct``), so that the answer is out before it starts.
 
+Under httptools the protocol also answers the app's inline routes (``/predict``, the V2 infer)
+without ASGI (:class:`InlineRoutes`), and gives the single rows of the requests that arrive in one
+turn one forward of their model (:class:`_Waiting`: dynamic batching with no added wait).
+
 uvicorn takes a protocol class as ``http=``: :func:`http_protocol` gives its httptools protocol
 (h11 when httptools is not installed) with this transport under it. Written here, not found in
 uvicorn or uvloop: neither offers to coalesce writes (uvloop's ``write`` tries the socket at once,
@@ -22,8 +26,13 @@ by design, for latency), and the ASGI messages cannot carry the head and the bod
 from __future__ import annotations
 
 import asyncio
+import logging
+from types import GeneratorType
 
 from ratchet.serving.middleware import run_background
+from ratchet.serving.state import Steps, forward, forward_all, resume
+
+log = logging.getLogger(__name__)
 
 
 class CoalescingTransport:
@@ -132,9 +141,13 @@ class InlineRoutes:
     status_line: dict
     _inline_pending = None  # (cycle, app, route): a request whose body is still arriving
     _inline_routes: dict | None = None  # the app's, read once a connection
+    _waiting: _Waiting | None = None  # the requests of this turn waiting for a shared forward (batching on)
 
     def connection_made(self, transport) -> None:
         self._inline_routes = getattr(self.app, "inline_routes", None)
+        turn_requests = getattr(self.app, "inline_batching", None)
+        if turn_requests is not None:
+            self._waiting = _Waiting.of(self.loop, turn_requests)
         super().connection_made(transport)
 
     def _start_asgi_task(self, cycle, app) -> None:
@@ -167,11 +180,25 @@ class InlineRoutes:
         super().connection_lost(exc)
 
     def _answer_inline(self, cycle, app, route) -> None:
-        response = None
+        steps = None
         if not (cycle.disconnected or self.flow.write_paused):
-            response = route(cycle.scope, bytes(cycle.body))
+            steps = route(cycle.scope, bytes(cycle.body))
+        if type(steps) is not GeneratorType:  # a route that answers at once (or None)
+            return self._send_inline(cycle, app, steps)
+        try:
+            need = next(steps)
+        except StopIteration as stop:  # answered without the model (an error, or None: ASGI)
+            return self._send_inline(cycle, app, stop.value)
+        if self._waiting is not None:
+            self._waiting.add(self, cycle, app, steps, need)
+        else:
+            self._send_inline(cycle, app, resume(steps, forward(*need)))
+
+    def _send_inline(self, cycle, app, response) -> None:
         if response is None:
             return super()._start_asgi_task(cycle, app)
+        if cycle.disconnected:  # the client left while its request waited for the shared forward
+            return
         cycle.body = bytearray()
         cycle.response_started = cycle.response_complete = True
         # the head as uvicorn's send writes it: the server's default headers (date), the
@@ -194,3 +221,49 @@ class InlineRoutes:
         if not cycle.keep_alive:
             self.transport.close()
         cycle.on_response()
+
+
+class _Waiting:
+    """The inline requests of one turn of the event loop waiting for their model's forward (one per
+    connection whose request was whole in this turn), run together at the end of the turn
+    (``loop.call_soon``): the one-row requests of one model share one forward
+    (``ratchet.serving.state.forward_all``), then each request's steps finish and its answer is
+    written. This is dynamic batching with no added wait (Triton's ``max_queue_delay`` of 0):
+    a request waits only for the requests that arrived with it, and a lone request is answered
+    as before. Written here, not taken from a serving library: the forward runs inside uvicorn's
+    protocol (``InlineRoutes``), where no library's batcher (Triton's, MLServer's adaptive
+    batching, BentoML's) can reach, and theirs add a queue and a wait that a 20 us forward cannot
+    carry."""
+
+    __slots__ = ("loop", "items", "turn_requests")
+    _by_loop: dict[tuple[int, int], _Waiting] = {}
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, turn_requests) -> None:
+        self.loop = loop
+        self.items: list[tuple] = []
+        self.turn_requests = turn_requests  # observe(n): the requests answered in a turn
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop, turn_requests) -> _Waiting:
+        """The loop's own for one app (every connection's requests of a turn wait together)."""
+        key = (id(loop), id(turn_requests))
+        found = cls._by_loop.get(key)
+        if found is None or found.loop is not loop or found.turn_requests is not turn_requests:
+            found = cls._by_loop[key] = cls(loop, turn_requests)
+        return found
+
+    def add(self, protocol: InlineRoutes, cycle, app, steps: Steps, need) -> None:
+        if not self.items:
+            self.loop.call_soon(self.run)
+        self.items.append((protocol, cycle, app, steps, need))
+
+    def run(self) -> None:
+        items, self.items = self.items, []
+        self.turn_requests.observe(len(items))
+        results = forward_all([item[4] for item in items]) if len(items) > 1 else [forward(*items[0][4])]
+        for (protocol, cycle, app, steps, _), result in zip(items, results, strict=True):
+            try:
+                protocol._send_inline(cycle, app, resume(steps, result))
+            except Exception:  # never leave the other requests of the turn unanswered
+                log.exception("inline request failed after its forward")
+                protocol.transport.close()

@@ -46,7 +46,7 @@ from starlette.responses import JSONResponse, Response
 from ratchet.core.schema import Schema
 from ratchet.serving.middleware import request_id_of
 from ratchet.serving.predict import PredictHandler, Protocol, pinned_slot
-from ratchet.serving.state import ServingRuntime, Slot, Snapshot
+from ratchet.serving.state import ServingRuntime, Slot, Snapshot, Steps
 from ratchet.serving.validation import RequestError, json_type, parse_entity_key
 
 SERVER_NAME = "ratchet"
@@ -212,7 +212,7 @@ class V2Protocol:
         """``POST /v2/models/{name}/infer`` as plain ASGI (the middleware's direct table)."""
         return await self.handler.handle(scope, receive, self.protocol)
 
-    def infer_inline(self, scope, body: bytes) -> Response | None:
+    def infer_inline(self, scope, body: bytes) -> Steps:
         """The same without ASGI (``PredictHandler.answer``)."""
         return self.handler.answer(scope, body, self.protocol)
 

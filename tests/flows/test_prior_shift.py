@@ -70,9 +70,9 @@ def test_a_moved_base_rate_reweights_the_champion_and_a_return_clears_it(home, t
     assert fast is not None
     columns = {c: probe[c].tolist() for c in probe.columns}
     np.testing.assert_allclose(fast.predict_proba(columns, len(probe)), adjusted.predict_proba(probe), atol=1e-4)
-    if fast.single is not None:
+    if fast.rows is not None:
         one = {c: v[:1] for c, v in columns.items()}
-        np.testing.assert_allclose(fast.single(one), adjusted.predict_proba(probe.head(1)), atol=1e-4)
+        np.testing.assert_allclose(fast.rows([one]), adjusted.predict_proba(probe.head(1)), atol=1e-4)
 
     ingest(3, _with_positive_share(30, 0.5))  # back at the base rate it was trained at
     assert ctx.registry.marks(champion).prior_shares == "{}"

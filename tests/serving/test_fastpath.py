@@ -127,7 +127,7 @@ def test_single_row_path_matches_the_model_row_by_row(predictor):
     """One row goes through the folded single-row path (a list, then one numpy call per layer),
     which gives what the model's own predict_proba gives on nulls, unseen categories and out-of-range values."""
     fast = compile_fast_path(predictor)
-    assert fast is not None and fast.single is not None
+    assert fast is not None and fast.rows is not None
     validator = RowValidator(SCHEMA)
     rows = mixed_rows(300, seed=11, messy=True)
     want = predictor.predict_proba(validator.validate(rows).frame)
@@ -135,13 +135,16 @@ def test_single_row_path_matches_the_model_row_by_row(predictor):
         got = fast.predict_proba(validator.validate([r]).columns, 1)
         assert got.shape == (1, 3)
         np.testing.assert_allclose(got, want[i:i + 1], atol=1e-5)
+    # the single rows of concurrent requests in one forward (the service's batching), in their order
+    each = [validator.validate([r]).columns for r in rows[:16]]
+    np.testing.assert_allclose(fast.predict_rows(each), want[:16], atol=1e-5)
 
 
 def test_single_row_path_dropped_when_it_disagrees(predictor, monkeypatch):
     import ratchet.serving.fastpath as fp
 
-    monkeypatch.setattr(fp, "_softmax_row", lambda logits: np.full((1, logits.shape[0]), 1 / logits.shape[0]))
+    monkeypatch.setattr(fp, "_softmax_rows", lambda logits: np.full(logits.shape, 1 / logits.shape[1]))
     fast = compile_fast_path(predictor)
-    assert fast is not None and fast.single is None  # the matrix path still serves
+    assert fast is not None and fast.rows is None  # the matrix path still serves
     batch = RowValidator(SCHEMA).validate(mixed_rows(1, seed=3, messy=False))
     np.testing.assert_allclose(fast.predict_proba(batch.columns, 1), predictor.predict_proba(batch.frame), atol=1e-5)

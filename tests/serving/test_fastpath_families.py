@@ -62,11 +62,14 @@ def test_each_family_is_served_by_a_numpy_forward_equal_to_its_predict_proba(tmp
     want = predictor.predict_proba(batch.frame)
     assert want.std(axis=0).max() > 1e-3  # the random weights give answers that differ row to row
     np.testing.assert_allclose(fast.predict_proba(batch.columns, batch.n_rows), want, atol=1e-5)
-    # one row at a time: the family's own single-row forward (model.families: `row`), checked at load
-    assert fast.single is not None
+    # one row at a time: the family's own row forward (model.families: `row`), checked at load
+    assert fast.rows is not None
     for i in range(0, 50, 7):
         one = RowValidator(MIXED_SCHEMA).validate([rows[i]])
         np.testing.assert_allclose(fast.predict_proba(one.columns, 1), want[i:i + 1], atol=1e-5)
+    # the single rows of concurrent requests in one forward (the service's batching)
+    each = [RowValidator(MIXED_SCHEMA).validate([r]).columns for r in rows[:9]]
+    np.testing.assert_allclose(fast.predict_rows(each), want[:9], atol=1e-5)
     app = create_app(MemoryProvider({"1": predictor}, {"champion": "1"}), serving_config(), tmp_path,
                      watch_interval_s=None)
     with TestClient(app) as c:
@@ -85,9 +88,11 @@ def test_regression_families_are_served_by_the_fast_path(family):
     batch = RowValidator(REGRESSION_SCHEMA).validate(mixed_rows(30, seed=6, messy=True))
     want = predictor.predict(batch.frame)
     np.testing.assert_allclose(fast.predict_values(batch.columns, batch.n_rows), want, rtol=1e-4, atol=1e-4)
-    assert fast.single is not None
+    assert fast.rows is not None
     one = RowValidator(REGRESSION_SCHEMA).validate(mixed_rows(30, seed=6, messy=True)[:1])
     np.testing.assert_allclose(fast.predict_values(one.columns, 1), want[:1], rtol=1e-4, atol=1e-4)
+    each = [RowValidator(REGRESSION_SCHEMA).validate([r]).columns for r in mixed_rows(30, seed=6, messy=True)[:5]]
+    np.testing.assert_allclose(fast.predict_rows(each), want[:5], rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("family", ["mlp_ple", "tabm"])
@@ -96,7 +101,7 @@ def test_embedding_families_without_numeric_columns_have_their_single_row_forwar
     predictor = family_predictor(family, CATEGORIES_ONLY)
     assert predictor.module.n_numeric == 0
     fast = compile_fast_path(predictor)
-    assert fast is not None and fast.single is not None
+    assert fast is not None and fast.rows is not None
     names = [c.name for c in CATEGORIES_ONLY.columns]
     rows = [{k: r[k] for k in names} for r in mixed_rows(20, seed=8, messy=False)]
     batch = RowValidator(CATEGORIES_ONLY).validate(rows)

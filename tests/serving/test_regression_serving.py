@@ -50,7 +50,7 @@ def test_predict_returns_numbers_on_the_fast_path_equal_to_the_pyfunc(serve, dia
     schema, test, models = diabetes
     slot = Slot.of(models["1"])
     assert slot.regression and slot.fast is not None and slot.fast.regression
-    assert slot.fast.single is not None  # one row: the folded single-row path (checked below against the pyfunc)
+    assert slot.fast.rows is not None  # one row: the folded single-row path (checked below against the pyfunc)
     with serve(aliases={"champion": "1"}, cfg=serving_config(max_rows=200, max_body_bytes=200_000)) as env:
         _use(env, models)
         assert env.client.get("/stats").json()["fast_path"] == {"1": True}

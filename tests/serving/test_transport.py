@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import numpy as np
 import pytest
 
 from ratchet.serving import create_app
@@ -136,6 +137,7 @@ def service(tmp_path):
 
     app.__class__ = Recorded
     with uvicorn_in_thread(app, **service_options()) as server:
+        app.test_server = server  # its event loop: server.servers[0].get_loop()
         yield f"http://127.0.0.1:{server.config.port}", server.config.port, app, asgi_paths
 
 
@@ -208,3 +210,65 @@ def test_expect_continue_goes_through_asgi_and_is_answered(service):
             data += chunk
     assert data.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"), data[:300]
     assert asgi_paths == ["/predict"]
+
+
+def test_single_rows_arriving_together_share_a_forward_and_each_gets_its_own_answer(service):
+    """Requests whose bodies are whole in one turn of the event loop (here: the loop held busy while
+    they arrive on 12 connections) are predicted by one forward of their model, and each answer is
+    that request's own: its row's probabilities, its request id. A bad request among them gets its
+    own 422 and costs the others nothing."""
+    import json
+    import socket
+    import threading
+    import time
+
+    url, port, app, _asgi = service
+    rows = mixed_rows(12, seed=21, messy=True)
+    with httpx.Client(base_url=url, timeout=10) as client:
+        assert client.get("/health").status_code == 200
+    champion = app.state.ratchet.snapshot.champion
+    want = champion.model.predict_proba(champion.validator.validate(rows).frame)
+    bodies = [json.dumps({"row": r}).encode() for r in rows] + [b'{"row": {"a": 1.0}}']
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in bodies]
+    turns = app.state.ratchet.metrics.registry.get_sample_value
+    before = turns("ratchet_inline_turn_requests_count") or 0.0
+    before_sum = turns("ratchet_inline_turn_requests_sum") or 0.0
+    shared, forward = [], champion.fast.predict_rows
+    champion.fast.predict_rows = lambda each: shared.append(len(each)) or forward(each)
+    try:
+        deadline = time.monotonic() + 10
+        while len(app.test_server.server_state.connections) < len(socks):  # every connection accepted first
+            assert time.monotonic() < deadline, "the server did not accept the connections"
+            time.sleep(0.01)
+        holding = threading.Event()
+
+        def hold() -> None:  # the loop busy while every request arrives: all are ready in its next turn
+            holding.set()
+            time.sleep(0.5)
+
+        app.test_server.servers[0].get_loop().call_soon_threadsafe(hold)
+        assert holding.wait(10)
+        for i, (s, body) in enumerate(zip(socks, bodies, strict=True)):
+            s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                      b"X-Request-ID: t%d\r\nContent-Length: %d\r\n\r\n" % (i, len(body)) + body)
+        answers = []
+        for s in socks:
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+            answers.append(data)
+    finally:
+        for s in socks:
+            s.close()
+    heads_bodies = [a.split(b"\r\n\r\n", 1) for a in answers]
+    for i, (head, body) in enumerate(heads_bodies[:-1]):
+        assert head.startswith(b"HTTP/1.1 200 OK"), answers[i][:300]
+        got = json.loads(body)
+        assert got["request_id"] == f"t{i}"
+        np.testing.assert_allclose(got["probabilities"][0], want[i], atol=1e-5)
+    assert heads_bodies[-1][0].startswith(b"HTTP/1.1 422"), answers[-1][:300]
+    # one turn answered the twelve good requests (the bad one was answered before any forward),
+    # by one forward of twelve rows
+    assert shared == [12]
+    assert turns("ratchet_inline_turn_requests_count") - before == 1
+    assert turns("ratchet_inline_turn_requests_sum") - before_sum == 12

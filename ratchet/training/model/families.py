@@ -216,18 +216,19 @@ class _Embedded(TabularMLP):
         return features
 
     def _row_features(self) -> Callable[[np.ndarray], np.ndarray] | None:
-        """``_numpy_features`` for ONE row (the serving fast path's single row): ``xr`` is the row's
+        """``_numpy_features`` for a few rows (the serving fast path's row path: one request's row, or
+        the single rows of concurrent requests batched): ``xr`` is (rows, width + 1), each row's
         float32 features followed by a constant 1; the piecewise-linear encoding is
         ``enc = clip(xr @ D, lo, hi)`` (every feature's bins side by side) and the features are
-        ``xr @ E_rest + enc @ E_enc``. No numeric column: the row itself, less its constant 1. None
-        where ``_numpy_features`` is None.
+        ``xr @ E_rest + enc @ E_enc``. No numeric column: the rows themselves, less their constant 1.
+        None where ``_numpy_features`` is None.
         Why matrices: a single row costs what its numpy calls cost, not its arithmetic; the batched
         form makes a dozen calls, this one five. The features are not folded into the next layer: a
         folded matrix rounds otherwise than torch's float32 steps (1e-4 apart on large logits, past
         the fast path's load check)."""
         n = self.n_numeric
         if not n:
-            return lambda xr: xr[:-1]
+            return lambda xr: xr[:, :-1]
         if not self._ple_written_out():
             return None
         emb = self.num_embeddings
@@ -323,7 +324,7 @@ class EmbeddingMLP(_Embedded):
                             h += layer[1]
                 return h
 
-            run.row = row  # xr: one row's features and a constant 1 (ratchet.serving.fastpath)
+            run.row = row  # xr: (rows, width + 1), features and a constant 1 (ratchet.serving.fastpath)
         return run
 
 
@@ -434,10 +435,11 @@ class TabMModule(_Embedded):
 
 def _tabm_row(row_features: Callable[[np.ndarray], np.ndarray], blocks, hw: np.ndarray, hb: np.ndarray,
               regression: bool) -> Callable[[np.ndarray], np.ndarray]:
-    """TabM's forward for ONE row ``xr`` (its features and a constant 1; the serving fast path): the
-    k members as the k rows of one matrix, each BatchEnsemble layer ``((h * r) @ W) * s + b`` as
-    written, one matmul by the SHARED ``W`` for all members. Returns the members' mean probability
-    (``row.proba``), or their mean output for regression.
+    """TabM's forward for a few rows ``xr`` ((rows, width + 1): each row's features and a constant 1;
+    the serving fast path's row path): each row's k members as k rows of one matrix, each
+    BatchEnsemble layer ``((h * r) @ W) * s + b`` as written, one matmul by the SHARED ``W`` for all
+    members of all rows. Returns (rows, outputs): the members' mean probability (``row.proba``), or
+    their mean output for regression.
 
     Why not each member's own ``diag(r) W diag(s)`` (one batched matmul a layer, fewer numpy calls,
     the form before): k times the weights, about 1 MB in float32 against 90 KB shared; a server's
@@ -451,23 +453,42 @@ def _tabm_row(row_features: Callable[[np.ndarray], np.ndarray], blocks, hw: np.n
               for r, wt, s, b in blocks]
     # the ReLU against an array of zeros: a Python float as the bound costs three times the call
     zeros = [np.zeros((k, wt.shape[1]), np.float32) for _, wt, _, _ in layers]
+    # per count of rows m, each layer's r, s, b and zeros repeated m times: (m * k, width), so that every
+    # step works on arrays of one shape (numpy's broadcasting iterator costs a third more a call)
+    tiled = {1: [(r, w, s, b, zero) for (r, w, s, b), zero in zip(layers, zeros, strict=True)]}
     head_b, inv_k = hb[:, None, :], np.float32(1.0 / k)
 
     def row(xr: np.ndarray) -> np.ndarray:
-        h = row_features(xr)  # (d_in,): every member sees it, through its own r below
-        for (r, w, s, b), zero in zip(layers, zeros, strict=True):
+        h = row_features(xr)  # (rows, d_in): each row's k members see it, through their own r
+        m = len(h)
+        steps = tiled.get(m)
+        if steps is None:
+            steps = tiled[m] = [tuple(np.tile(a, (m, 1)) if a.ndim == 2 and a is not w else a
+                                      for a in (r, w, s, b, zero)) for r, w, s, b, zero in tiled[1]]
+        if m > 1:
+            h = np.repeat(h, k, axis=0)  # (m * k, d_in): row i's members are rows i*k .. i*k + k - 1
+        for r, w, s, b, zero in steps:
             h = (h * r).dot(w)
             h *= s
             h += b
             np.maximum(h, zero, out=h)
-        out = np.matmul(h[:, None, :], hw)  # (k, 1, outputs): each member's head
+        if m == 1:  # one row (the latency path): each member's head, then the mean probability by one dot
+            out = np.matmul(h[:, None, :], hw)  # (k, 1, outputs)
+            out += head_b
+            out = out[:, 0, :]
+            if regression:
+                return (out.sum(axis=0) * inv_k)[None]
+            out -= out.max(axis=1, keepdims=True)
+            e = np.exp(out, out=out)
+            return (inv_k / e.sum(axis=1)).dot(e)[None]  # the members' mean probability itself (row.proba)
+        out = np.matmul(h.reshape(m, k, -1).transpose(1, 0, 2), hw)  # (k, rows, outputs)
         out += head_b
-        out = out[:, 0, :]
         if regression:
             return out.sum(axis=0) * inv_k
-        out -= out.max(axis=1, keepdims=True)
+        out -= out.max(axis=2, keepdims=True)
         e = np.exp(out, out=out)
-        return (inv_k / e.sum(axis=1)).dot(e)  # the members' mean probability itself (row.proba)
+        e /= e.sum(axis=2, keepdims=True)
+        return e.sum(axis=0) * inv_k
 
     row.proba = not regression  # classification: probabilities, not logits (ratchet.serving.fastpath)
     return row
