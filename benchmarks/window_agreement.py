@@ -58,7 +58,7 @@ def main() -> None:
     from benchmarks.drift_recovery import seattle_stream
     from ratchet.data.schema_inference import infer_schema
     from ratchet.runtime.options import RunOptions
-    from ratchet.training.choice import choose, proxy_for
+    from ratchet.training.choice import choose, proxy_for, recency_sample
     from ratchet.training.window import sides
 
     frames, target = seattle_stream()
@@ -81,15 +81,16 @@ def main() -> None:
         choices = {(p, o): choose(seen, schema, split, t_cfg.seed, {}, origins=o,
                                   proxy=proxy_for(tcfg.model_copy(update={"window_proxy": p}), schema, 0, split))
                    for p, o in settings}
-        sizes = {c.name: c.batches for c in choices[settings[0]].candidates}
-        truth = {name: _full(pd.concat(seen[-k:], ignore_index=True), future, schema, cfg, tcfg)
-                 for name, k in sizes.items()}
+        sizes = {c.name: (c.batches, c.half_life) for c in choices[settings[0]].candidates}
+        truth = {name: _full(pd.concat(seen[-k:] if h is None else recency_sample(seen[-k:], h, t_cfg.seed),
+                                       ignore_index=True), future, schema, cfg, tcfg)
+                 for name, (k, h) in sizes.items()}
         line = f"after batch {t}: next-batch accuracy " + ", ".join(f"{n} {a:.3f}" for n, (_, a) in truth.items())
         for o, choice in choices.items():
             scores = [c.loss for c in choice.candidates]
             r = float(spearmanr(scores, [truth[c.name][0] for c in choice.candidates])[0])
             rho[o].append(r)
-            chosen = next(c.name for c in choice.candidates if c.batches == choice.batches)
+            chosen = choice.chosen.split(" = ")[0]
             picked[f"{o[0]}@{o[1]}"].append(truth[chosen][1])
             line += f" | {o[0]}, origins {o[1]}: {chosen} (Spearman {r:+.2f})"
         picked["oracle"].append(max(a for _, a in truth.values()))

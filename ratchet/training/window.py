@@ -249,7 +249,7 @@ def _best(frames: list[pd.DataFrame], paths: list[str], cfg: RatchetConfig, sche
     """The window for ``best``: the candidate whose proxy best predicts the newest batch
     (``ratchet.training.choice``); the gate scores the batches since the earliest onset when the
     chosen window reaches further back. Too few held-out rows to judge by: since the onset."""
-    from ratchet.training.choice import choose, proxy_for
+    from ratchet.training.choice import choose, proxy_for, recency_sample
 
     onset = found.earliest
     split = lambda df: sides(df, cfg, schema.row_key)  # noqa: E731
@@ -263,7 +263,8 @@ def _best(frames: list[pd.DataFrame], paths: list[str], cfg: RatchetConfig, sche
     rule = _with_notes(f"best of {len(choice.candidates)} candidates: {choice.chosen}, {k} of the last "
                        f"{len(paths)}", found.walk)
     holdout = onset if onset is not None and onset < k else None
-    return _Chosen(k, rule, holdout, tuple(c.to_dict() for c in choice.candidates), choice.rule, tuple(frames[-k:]))
+    chosen = frames[-k:] if choice.half_life is None else recency_sample(frames[-k:], choice.half_life, cfg.train.seed)
+    return _Chosen(k, rule, holdout, tuple(c.to_dict() for c in choice.candidates), choice.rule, tuple(chosen))
 
 
 def _choose_window(

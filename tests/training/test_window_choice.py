@@ -178,3 +178,65 @@ def test_an_unknown_proxy_is_refused_in_one_line():
 
     with pytest.raises(ValueError, match="unknown window-choice proxy 'boost'; expected one of forest, linear"):
         choose([], None, None, 0, {}, proxy="boost")
+
+
+def _turning(seed: int, batches: int = 8, rows: int = 200) -> list[pd.DataFrame]:
+    """A decision boundary that turns by 0.15 rad every batch, with label noise: each older batch is
+    a little more wrong about the newest, and no batch alone holds enough rows."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for i in range(batches):
+        x1, x2 = rng.normal(0, 1, rows), rng.normal(0, 1, rows)
+        y = (np.cos(0.15 * i) * x1 + np.sin(0.15 * i) * x2 + rng.normal(0, 1.0, rows) > 0).astype(int)
+        frames.append(pd.DataFrame({"x1": x1.round(4), "x2": x2.round(4), "label": y}))
+    return frames
+
+
+def test_recency_weighting_keeps_the_newest_batch_and_halves_a_batch_every_half_life():
+    from ratchet.training.choice import recency_sample, recency_weight
+    from ratchet.training.window import _sides
+
+    frames = [f.assign(batch=i) for i, f in enumerate(_turning(0, batches=5, rows=4000))]
+    kept = recency_sample(frames, 2.0, seed=7)
+    assert kept[-1].equals(frames[-1])
+    for age, part in zip(range(4, 0, -1), kept[:-1], strict=True):
+        assert abs(len(part) / 4000 - 0.5 ** (age / 2)) < 0.03, (age, len(part))
+    assert all(a.equals(b) for a, b in zip(kept, recency_sample(frames, 2.0, seed=7), strict=True))  # the same rows
+    # sampled by another hash than the split's: the kept rows fall on each side as all rows do
+    held, _ = _sides(pd.concat(kept[:-1]), 0.15, 0.2, 7)
+    assert abs(held.mean() - 0.2) < 0.03
+    assert recency_weight(5, 2.0) == pytest.approx(1 + 2**-0.5 + 0.5 + 2**-1.5 + 0.25)
+
+
+def test_a_turning_boundary_is_predicted_better_by_the_recency_weighted_window_than_by_all():
+    """Every batch still says something about the newest, less the older it is: weighting by recency
+    beats all batches alike on every seed; where it also ties with the best it is chosen (the most
+    data), and the choice says so."""
+    from ratchet.training.choice import choose
+    from ratchet.training.window import _sides
+
+    weighted = "all, recency-weighted (half-life 2)"
+    chosen = set()
+    for seed in range(4):
+        frames = _turning(seed)
+        schema = infer_schema(pd.concat(frames, ignore_index=True), "label")
+        choice = choose(frames, schema, lambda df, s=schema: _sides(df, 0.15, 0.2, 7, s.row_key), 7, {})
+        losses = {c.name: c.loss for c in choice.candidates}
+        assert losses[weighted] < losses["all"], losses
+        row = next(c for c in choice.candidates if c.name == weighted)
+        assert row.half_life == 2.0 and row.to_dict()["half_life"] == 2.0
+        chosen.add((choice.chosen, choice.half_life))
+    assert (weighted, 2.0) in chosen, chosen
+
+
+def test_a_recency_weighted_choice_trains_on_the_sampled_rows(seasonal_home, monkeypatch):
+    import ratchet.training.choice as choice_module
+    from ratchet.training.choice import Candidate, Choice
+
+    everything = _window(seasonal_home, window="all")
+    monkeypatch.setattr(choice_module, "choose", lambda frames, *a, **k: Choice(
+        len(frames), (Candidate("all, recency-weighted (half-life 2)", len(frames), 0.5, 0.0, 2.0),), half_life=2.0))
+    data = _window(seasonal_home, window="best")
+    assert data.batches == everything.batches and "recency-weighted" in data.rule
+    rows = lambda d: len(d.train) + len(d.val) + len(d.test)  # noqa: E731
+    assert rows(data) < 0.7 * rows(everything), (rows(data), rows(everything))
