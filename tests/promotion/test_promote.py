@@ -295,3 +295,40 @@ def test_the_gate_reads_the_concept_alarm_raised_at_ingest_against_its_champion(
     said = promotion._drift_alarm(ctx.repo, alarmed, "1")
     assert said is not None and "version 1 scored 0.6 on batch b against an error of 0.15 held out" in said
     assert promotion._drift_alarm(ctx.repo, alarmed, "2") is None  # raised against another champion
+
+
+def test_evaluate_challenger_reads_the_concept_alarm_only_for_a_drifted_champion_rule(recipe_world, monkeypatch):
+    """The wiring of ``gate.drifted_champion`` through ``evaluate_challenger``: as shipped (``better``)
+    the alarm is not even looked up; with ``not_worse`` it is looked up for the champion, recorded in
+    the evidence, and weighed by the not-worse test (the rule's branches, each forced:
+    ``tests/promotion/test_gate.py``)."""
+    ctx, v1, v2, v3, _newest = recipe_world
+    before = ctx.registry.aliases()
+    asked = []
+
+    def alarm(repo, commit, champion):
+        asked.append(champion)
+        return f"version {champion} scored 0.4 on batch drift1 against an error of 0.1 held out (p=1e-06 <= 0.008)"
+
+    monkeypatch.setattr(promotion, "_drift_alarm", alarm)
+    no_pool = {"out_of_time_batches": 0}
+    try:
+        ctx.registry.set_alias("champion", v2)
+        strict = ctx.cfg.model_copy(update={"gate": ctx.cfg.gate.model_copy(update=no_pool)})
+        kept = promotion.evaluate_challenger(ctx.registry, ctx.repo, ctx.schema, strict)
+        assert kept.decision == "keep" and asked == [], kept.reasons
+        assert kept.evidence.model_extra.get("drifted_champion") is None
+        flip = ctx.cfg.model_copy(update={"gate": ctx.cfg.gate.model_copy(update={**no_pool, "drifted_champion": "not_worse"})})
+        judged = promotion.evaluate_challenger(ctx.registry, ctx.repo, ctx.schema, flip)
+        assert asked == [v2]
+        # the not-worse test decides, whichever way these two trainings fall (here: v3 significantly worse, kept)
+        said = judged.reasons[0]
+        assert ("even against a drifted champion" in said) == (judged.decision == "keep"), judged.reasons
+        assert judged.decision == "keep" or f"enough against a drifted champion: version {v2}" in said, said
+        assert judged.evidence.drifted_champion.startswith(f"version {v2} scored 0.4")
+    finally:
+        for alias, version in before.items():
+            if version is None:
+                ctx.registry.delete_alias(alias)
+            else:
+                ctx.registry.set_alias(alias, version)
