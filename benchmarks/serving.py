@@ -79,11 +79,15 @@ import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ratchet.core.files import free_port, stop_process  # noqa: E402
+
+if TYPE_CHECKING:
+    from ratchet.core.config import RatchetConfig, TrainConfig
 
 TOKEN = "bench-t0ken"
 HOST = "127.0.0.1"
@@ -124,7 +128,7 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 # ---------------------------------------------------------------- the model
-def train_config(family: str | None, cfg) -> object:
+def train_config(family: str | None, cfg: RatchetConfig) -> TrainConfig:
     """The benchmark model's training config: 5 epochs of ``family`` (None: the plain MLP); TabM
     as the shipped first trial builds it (``cfg.tune.first_trial``, ratchet/configs/ratchet.yaml)."""
     from ratchet.core.config import TrainConfig
