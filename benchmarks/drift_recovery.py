@@ -70,6 +70,19 @@ data's 0.700: its window (the linear proxy's newest 2 or 3 half-years) is what i
 gradual 0.811 (recovery 2) and agrawal 0.831 (recovery 1), concept, both, none and feature as
 above; the linear proxy stays.
 
+Session 14: the recency-weighted window (every batch, a batch weighing half as much every 2 batches
+older, ``ratchet.training.choice``) joined the candidates. ``--peers ratchet`` on every stream, as
+shipped otherwise: concept 0.862 (recovery 1), feature 1.000, both 0.863 (1), gradual 0.832 (2),
+none 1.000 (0 alarms), agrawal 0.856 (1), seattle 0.675: all as in session 13; the linear proxy
+chose the weighted window on none of them. Seattle with ``--window-proxy auto``: 0.687 again (per
+batch 0.514 0.717 0.834 0.712 0.691 0.652), the weighted window chosen only after the last batch.
+Why seattle stays behind all data: the linear proxy's rolling origin ranks the newest 2
+half-years first by far (after 2015H1: log loss 0.504 against 0.631 weighted and 0.706 all; on the
+two older origins alone 0.545, 0.713, 0.797), while the MLP trained on them scored 0.690 on the
+next half-year against 0.755 weighted and 0.728 all (``python -m benchmarks.window_agreement
+--origins 3 --proxies linear --epochs 15``): on this stream what predicted the recent past best
+is not what predicts the next half-year.
+
 Measured (issue 24, session 12): ``python benchmarks/drift_recovery.py``, every stream and peer
 in one run, as shipped (``drift.prior_correction`` off), 2 cores shared with a niced benchmark,
 about 52 minutes:

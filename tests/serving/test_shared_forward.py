@@ -69,3 +69,18 @@ def test_a_request_s_steps_are_thrown_what_its_forward_raised():
     slot.fast.rows = None
     slot.fast.predict_proba = lambda columns, n: np.full((n, 2), np.nan)  # a wrong shape: ModelFailure
     assert run_steps(steps()) == "fell back" and len(seen) == 1
+
+
+def test_a_regression_model_s_shared_forward_gives_each_request_its_number():
+    from tests.serving.test_fastpath_families import REGRESSION_SCHEMA, family_predictor
+
+    slot = Slot.of(family_predictor("tabm", REGRESSION_SCHEMA))
+    assert slot.regression and slot.fast.rows is not None
+    rows = [{k: r[k] for k in REGRESSION_SCHEMA.feature_names} for r in mixed_rows(5, seed=9, messy=True)]
+    needs = [(slot, slot.validator.validate([r])) for r in rows]
+    shared = slot.predict_rows([b for _, b in needs])
+    assert [s[1] for s in shared] == [None] * 5 and all(len(s[0]) == 1 for s in shared)
+    for (_, batch), got, result in zip(needs, shared, forward_all(needs), strict=True):
+        alone = slot.predict_scored(batch)
+        np.testing.assert_allclose(got[0], alone[0], rtol=1e-5)
+        np.testing.assert_allclose(result[0], alone[0], rtol=1e-5)
