@@ -249,6 +249,8 @@ class _Waiting:
         key = (id(loop), id(turn_requests))
         found = cls._by_loop.get(key)
         if found is None or found.loop is not loop or found.turn_requests is not turn_requests:
+            # a new loop or app (a test's): forget those of closed loops, which hold their loop alive
+            cls._by_loop = {k: w for k, w in cls._by_loop.items() if not w.loop.is_closed()}
             found = cls._by_loop[key] = cls(loop, turn_requests)
         return found
 
