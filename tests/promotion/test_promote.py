@@ -191,6 +191,15 @@ def test_running_service_picks_up_a_rollback(world, tmp_path):
     assert seen == v1
 
 
+def restore_aliases(registry, before: dict) -> None:
+    """The aliases as ``registry.aliases()`` gave them (a test that moved them on a shared world)."""
+    for alias, version in before.items():
+        if version is None:
+            registry.delete_alias(alias)
+        else:
+            registry.set_alias(alias, version)
+
+
 @pytest.fixture(scope="module")
 def recipe_world(tmp_path_factory):
     """v1 trained on two clean batches (the champion); after a concept drift, v2 trained at the first
@@ -261,11 +270,7 @@ def test_a_champion_that_was_the_last_challenger_pairs_with_the_model_it_replace
         ev = promotion.evaluate_challenger(ctx.registry, ctx.repo, ctx.schema, ctx.cfg).evidence
         assert "out_of_time" not in ev.model_extra
     finally:
-        for alias, version in before.items():
-            if version is None:
-                ctx.registry.delete_alias(alias)
-            else:
-                ctx.registry.set_alias(alias, version)
+        restore_aliases(ctx.registry, before)
 
 
 def test_the_gate_reads_the_concept_alarm_raised_at_ingest_against_its_champion(tmp_path):
@@ -327,8 +332,4 @@ def test_evaluate_challenger_reads_the_concept_alarm_only_for_a_drifted_champion
         assert judged.decision == "keep" or f"enough against a drifted champion: version {v2}" in said, said
         assert judged.evidence.drifted_champion.startswith(f"version {v2} scored 0.4")
     finally:
-        for alias, version in before.items():
-            if version is None:
-                ctx.registry.delete_alias(alias)
-            else:
-                ctx.registry.set_alias(alias, version)
+        restore_aliases(ctx.registry, before)
