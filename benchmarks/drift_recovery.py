@@ -83,6 +83,13 @@ next half-year against 0.755 weighted and 0.728 all (``python -m benchmarks.wind
 --origins 3 --proxies linear --epochs 15``): on this stream what predicted the recent past best
 is not what predicts the next half-year.
 
+Then the linear proxy read the date's calendar parts on their circles (``choice.cyclic_parts``: a
+season is not linear in the month's number): seattle 0.695 (per batch 0.514 0.717 0.856 0.728 0.707
+0.647; its ungated challenger 0.688), against all data's 0.700; the other streams carry no date
+and are untouched. The windows: all of 4, all recency-weighted of 5, the newest 3 of 6, the
+newest 2 of 7; the last champion (kept: the newest 2's challenger was worse, 7 rows to 16) scored
+0.647 on 2015H2 where all data scored 0.745.
+
 Measured (issue 24, session 12): ``python benchmarks/drift_recovery.py``, every stream and peer
 in one run, as shipped (``drift.prior_correction`` off), 2 cores shared with a niced benchmark,
 about 52 minutes:

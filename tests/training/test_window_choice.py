@@ -240,3 +240,28 @@ def test_a_recency_weighted_choice_trains_on_the_sampled_rows(seasonal_home, mon
     assert data.batches == everything.batches and "recency-weighted" in data.rule
     rows = lambda d: len(d.train) + len(d.val) + len(d.test)  # noqa: E731
     assert rows(data) < 0.7 * rows(everything), (rows(data), rows(everything))
+
+
+def test_the_linear_proxy_reads_the_calendar_on_its_circle():
+    """December next to January, and a summer-high label that no linear function of the month's
+    number fits: the proxy's sine and cosine of each periodic part (a missing date: 0 and 0)."""
+    from ratchet.training.choice import _predict, cyclic_parts
+    from ratchet.training.model.preprocess import frame_for_model
+
+    rng = np.random.default_rng(3)
+    days = pd.Timestamp(2020, 1, 1) + pd.to_timedelta(rng.integers(0, 3 * 365, 3000), unit="D")
+    month = days.month.to_numpy()
+    frame = pd.DataFrame({"date": days.strftime("%Y-%m-%d"), "x": rng.normal(0, 1, 3000).round(4),
+                          "label": ((month >= 5) & (month <= 9)).astype(int)})
+    frame.loc[0, "date"] = None
+    schema = infer_schema(frame, "label")
+    parts = cyclic_parts(frame_for_model(frame, schema), schema)
+    assert parts.shape == (3000, 2 * sum(p in ("month", "day", "dayofweek") for p in schema.column("date").parts))
+    assert not parts[0].any() and np.isfinite(parts).all()  # the missing date: the circle's centre
+    dec, jan = (frame_for_model(pd.DataFrame({"date": [d], "x": [0.0], "label": [0]}), schema) for d in ("2021-12-15", "2022-01-15"))
+    assert np.abs(cyclic_parts(dec, schema)[0, :2] - cyclic_parts(jan, schema)[0, :2]).max() < 0.6
+    train, test = frame.iloc[:2000], frame.iloc[2000:]
+    y = train["label"].to_numpy()
+    proba = _predict(train, y, test, schema, 0, "linear")
+    accuracy = (proba.argmax(axis=1) == test["label"].to_numpy()).mean()
+    assert accuracy > 0.9, accuracy  # a season: not linear in the month's number, linear on its circle
