@@ -232,6 +232,8 @@ def forward_all(needs: list[tuple[Slot, ValidatedBatch]]) -> list[object]:
     exception it raised, in order. The one-row batches of one slot with a fast path share a forward
     (``Slot.predict_rows``, up to ``BATCH_MAX_ROWS`` rows); when it fails, each is predicted alone,
     so that every request gets its own answer or error."""
+    if len(needs) == 1:  # a lone request (the common case at low load): no grouping
+        return [forward(*needs[0])]
     out: list[object] = [None] * len(needs)
     shared: dict[int, list[int]] = {}
     for i, (slot, batch) in enumerate(needs):

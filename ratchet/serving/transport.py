@@ -262,7 +262,7 @@ class _Waiting:
     def run(self) -> None:
         items, self.items = self.items, []
         self.turn_requests.observe(len(items))
-        results = forward_all([item[4] for item in items]) if len(items) > 1 else [forward(*items[0][4])]
+        results = forward_all([item[4] for item in items])
         for (protocol, cycle, app, steps, _), result in zip(items, results, strict=True):
             try:
                 protocol._send_inline(cycle, app, resume(steps, result))
