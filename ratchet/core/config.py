@@ -125,6 +125,11 @@ class TrainConfig(_Strict):
         "model where the batches hold at most window_model_rows rows, else linear",
     )
     window_model_rows: int = Field(10_000, ge=0, description="auto window_proxy: the model itself up to this many rows")
+    window_tie_z: float = Field(
+        1.96, ge=0, description="best: a candidate window whose loss is within this many standard errors of the "
+        "lowest ties with it, and the tie goes to the most data (ratchet.training.choice); 1 is Breiman's "
+        "one-standard-error rule, 1.96 a two-sided 5% test"
+    )
 
     @property
     def window_rule(self) -> str:

@@ -254,7 +254,7 @@ def _best(frames: list[pd.DataFrame], paths: list[str], cfg: RatchetConfig, sche
     onset = found.earliest
     split = lambda df: sides(df, cfg, schema.row_key)  # noqa: E731
     proxy = proxy_for(cfg.train, schema, sum(len(f) for f in frames), split)
-    choice = choose(frames, schema, split, cfg.train.seed, found.onsets, proxy=proxy)
+    choice = choose(frames, schema, split, cfg.train.seed, found.onsets, proxy=proxy, tie_z=cfg.train.window_tie_z)
     if choice is None:
         k = onset or len(paths)
         return _Chosen(k, _with_notes(f"since drift onset: {k} of the last {len(paths)} (too few held-out rows "

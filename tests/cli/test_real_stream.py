@@ -40,7 +40,8 @@ def test_lineage_names_the_candidate_windows_and_the_choice_follows_their_scores
     assert {c["name"] for c in candidates} >= {"newest 1", "newest 2", "newest 3", "newest 6", "all"}
     assert all(c["loss"] is not None for c in candidates)
     best = min(candidates, key=lambda c: c["loss"])
-    tied = [c["batches"] for c in candidates if c["loss"] - best["loss"] <= c["se"] + 1e-9]
+    assert "within 1.96 SE of it, the most data" in lineage["data_window_choice"]  # train.window_tie_z as shipped
+    tied = [c["batches"] for c in candidates if c["loss"] - best["loss"] <= 1.96 * c["se"] + 1e-9]
     assert int(lineage["data_window_batches"]) == max(tied)
     assert lineage["data_window_rule"].startswith(f"best of {len(candidates)} candidates")
     assert lineage["data_window_choice"].startswith("lowest mean proxy loss over a rolling origin")

@@ -103,6 +103,7 @@ def test_best_keeps_every_batch_of_one_concept_and_records_each_candidate(season
     assert names[:4] == ["newest 1", "newest 2", "newest 3", "all"]
     assert all(c["loss"] is not None for c in data.candidates)
     assert data.choice_rule.startswith("lowest mean proxy loss over a rolling origin") and data.rule.startswith("best of")
+    assert "within 1.96 SE of it, the most data" in data.choice_rule  # train.window_tie_z as shipped
 
 
 def test_windows_are_judged_by_the_model_itself_on_small_data_by_a_linear_proxy_on_large(seasonal_home):
@@ -227,6 +228,28 @@ def test_a_turning_boundary_is_predicted_better_by_the_recency_weighted_window_t
         assert row.half_life == 2.0 and row.to_dict()["half_life"] == 2.0
         chosen.add((choice.chosen, choice.half_life))
     assert (weighted, 2.0) in chosen, chosen
+
+
+def test_less_data_wins_only_beyond_the_tie_band():
+    """``tie_z`` standard errors of the paired loss difference: at 0 the lowest loss wins outright; a
+    candidate the band reaches ties and the most data (total weight) wins; a wide band ties them all."""
+    from ratchet.training.choice import choose
+    from ratchet.training.window import _sides
+
+    frames = _turning(2)
+    schema = infer_schema(pd.concat(frames, ignore_index=True), "label")
+
+    def pick(z):
+        return choose(frames, schema, lambda df: _sides(df, 0.15, 0.2, 7, schema.row_key), 7, {}, tie_z=z)
+
+    lowest = min(pick(0).candidates, key=lambda c: c.loss)
+    assert (pick(0).batches, pick(0).half_life) == (lowest.batches, lowest.half_life)
+    shipped = pick(1.96)
+    heaviest = max((c for c in shipped.candidates if c.loss - lowest.loss <= 1.96 * c.se), key=lambda c: c.weight)
+    assert (shipped.batches, shipped.half_life) == (heaviest.batches, heaviest.half_life)
+    assert "within 1.96 SE" in shipped.rule and "within 0 SE" in pick(0).rule
+    assert (pick(1e6).batches, pick(1e6).half_life) == (len(frames), None)  # everything ties: all batches
+    assert len({pick(0).chosen, shipped.chosen, pick(1e6).chosen}) == 3  # here the band decides (seed 2)
 
 
 def test_a_recency_weighted_choice_trains_on_the_sampled_rows(seasonal_home, monkeypatch):
