@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,9 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from ratchet.core.config import ServingConfig, load_config
 from ratchet.core.schema import ColumnSpec, Schema, TargetSpec
+
+if TYPE_CHECKING:
+    from ratchet.training.model.fit import Predictor
 
 COLORS = ["red", "green", "blue"]
 SCHEMA = Schema(
@@ -181,6 +185,9 @@ MIXED_SCHEMA = Schema(
 )
 
 
+REGRESSION_SCHEMA = Schema(columns=MIXED_SCHEMA.columns, target=TargetSpec(name="y", task="regression"))
+
+
 def mixed_rows(n: int, seed: int, messy: bool) -> list[dict]:
     rng = np.random.default_rng(seed)
     rows = []
@@ -246,3 +253,38 @@ def uvicorn_in_thread(app, **config):
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def family_predictor(family: str, schema: Schema) -> Predictor:
+    """A ratchet model of ``family``: the preprocessor and the bins fitted on messy rows (gaps, unseen
+    categories, a far outlier), every weight drawn at random (no training: the zero-initialised
+    piecewise-linear part of the embeddings must count too), in eval mode as served."""
+    import torch
+
+    from ratchet.training.model.families import FAMILIES
+    from ratchet.training.model.fit import Predictor
+    from ratchet.training.model.module import import_class
+    from ratchet.training.model.preprocess import build_preprocessor, frame_for_model, layout
+
+    train = pd.DataFrame(mixed_rows(400, seed=1, messy=True))
+    pre = build_preprocessor(schema)
+    x = torch.as_tensor(np.asarray(pre.fit_transform(frame_for_model(train, schema)), dtype=np.float32))
+    cls = import_class(FAMILIES[family])
+    regression = schema.target.is_regression
+    args = {"n_features": x.shape[1], "n_classes": 1 if regression else 3, "hidden": [16, 16], "dropout": 0.2}
+    if regression:
+        args["task"] = "regression"
+    if hasattr(cls, "data_args"):
+        args.update(cls.data_args(x, *layout(pre, x.shape[1]), {"n_bins": 6}))
+    torch.manual_seed(0)
+    module = cls(**args)
+    # answers that differ row to row; for the MLPs logits small enough that float32 rounding stays within
+    # the load check's 1e-5 (at 0.5 their numpy and torch forwards parted by 1e-4 and torch served);
+    # TabM averages its members, so it needs the larger weights to vary at all
+    scale = 0.35 if family == "tabm" else 0.1  # 0.3: TabM's answers barely vary; 0.4: float32 rounding
+    with torch.no_grad():
+        for p in module.parameters():
+            p.normal_(0.0, scale)
+    p = Predictor(pre, module, FAMILIES[family], schema, args, (3.0, 2.0) if regression else None)
+    p.version = "1"
+    return p
