@@ -632,7 +632,7 @@ def _summary(results: list[dict]) -> list[str]:
                   if round(float(np.mean(r["preq"]["ratchet"])), 3)
                   < max(round(float(np.mean(xs)), 3) for n, xs in r["preq"].items() if n != "ratchet")]
         out.append(f"ratchet at or above the best other peer on {len(results) - len(behind)} of {len(results)} "
-                   f"streams" + (f" (behind on {', '.join(behind)})" if behind else ""))
+                   "streams, to the table's three decimals" + (f" (behind on {', '.join(behind)})" if behind else ""))
     return out
 
 

@@ -232,7 +232,8 @@ def choose(frames: list[pd.DataFrame], schema: Schema, sides, seed: int, onsets:
     """The window of ``frames`` (oldest first) whose proxy best predicts the newest data, over a
     rolling origin: the newest frame's held-out rows (fitted with its other rows) and each of the
     ``origins - 1`` frames before it whole, out of time (fitted on the k frames before that one);
-    candidates within ``tie_z`` standard errors of the lowest loss tie, and the most data wins. None when the newest batch holds too few held-out rows. ``sides(df)`` gives (held-out, val) masks."""
+    candidates within ``tie_z`` standard errors of the lowest loss tie, and the most data wins.
+    None when the newest batch holds too few held-out rows. ``sides(df)`` gives (held-out, val) masks."""
     if not callable(proxy) and proxy not in PROXIES:
         raise ValueError(f"unknown window-choice proxy {proxy!r}; expected one of {', '.join(PROXIES)}")
     held, _ = sides(frames[-1])
