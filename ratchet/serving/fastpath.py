@@ -80,15 +80,14 @@ class FastPath:
         return out
 
     def predict_proba(self, columns: dict[str, list], n: int) -> np.ndarray:
+        """(n, classes) probabilities; for regression (``predict_values``) the network's output
+        de-standardised, (n,) float64: one forward, whose network ends in the softmax or in the
+        target's units (``compile_fast_path``)."""
         if n == 1 and self.rows is not None:
             return self.rows([columns])
         return self._network(self.matrix(columns, n))
 
-    def predict_values(self, columns: dict[str, list], n: int) -> np.ndarray:
-        """Regression: the network's output de-standardised, (n,) float64."""
-        if n == 1 and self.rows is not None:
-            return self.rows([columns])
-        return self._network(self.matrix(columns, n))
+    predict_values = predict_proba
 
     def predict_rows(self, each: list[dict[str, list]]) -> np.ndarray:
         """The answers for several one-row requests' columns in one forward ((rows, classes)

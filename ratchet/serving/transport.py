@@ -27,10 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from types import GeneratorType
 
 from ratchet.serving.middleware import run_background
-from ratchet.serving.state import Steps, forward, forward_all, resume
+from ratchet.serving.state import Steps, forward_all, resume, run_steps
 
 log = logging.getLogger(__name__)
 
@@ -183,16 +182,13 @@ class InlineRoutes:
         steps = None
         if not (cycle.disconnected or self.flow.write_paused):
             steps = route(cycle.scope, bytes(cycle.body))
-        if type(steps) is not GeneratorType:  # a route that answers at once (or None)
-            return self._send_inline(cycle, app, steps)
+        if steps is None or self._waiting is None:  # the ASGI path, or batching off: the forward at once
+            return self._send_inline(cycle, app, steps if steps is None else run_steps(steps))
         try:
             need = next(steps)
         except StopIteration as stop:  # answered without the model (an error, or None: ASGI)
             return self._send_inline(cycle, app, stop.value)
-        if self._waiting is not None:
-            self._waiting.add(self, cycle, app, steps, need)
-        else:
-            self._send_inline(cycle, app, resume(steps, forward(*need)))
+        self._waiting.add(self, cycle, app, steps, need)
 
     def _send_inline(self, cycle, app, response) -> None:
         if response is None:

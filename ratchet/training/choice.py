@@ -119,7 +119,7 @@ six half-years; the linear proxy stays, the forest is there to measure again.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -161,8 +161,7 @@ class Candidate:
         return self.batches if self.half_life is None else recency_weight(self.batches, self.half_life)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "batches": self.batches, "loss": self.loss, "se": self.se,
-                "half_life": self.half_life}
+        return asdict(self)
 
 
 @dataclass(frozen=True)
